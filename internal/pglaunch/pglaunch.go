@@ -1,0 +1,402 @@
+// Package pglaunch starts throwaway PostgreSQL servers from the server
+// binaries installed on the machine, for pgshift's tests and its demo.
+//
+// A server lives in its own temporary directory (data directory, unix socket,
+// log) and listens on a free loopback port. Durability is switched off
+// (fsync, synchronous_commit, full_page_writes) because nothing it holds
+// outlives the run. When the process runs as root the server runs as the
+// "postgres" system user, since PostgreSQL refuses to run as root.
+//
+// However the process ends, the servers end with it: the postmaster is started
+// with a parent-death signal (SIGQUIT, PostgreSQL's immediate shutdown), so a
+// panicking or killed test binary leaves no server running. The temporary
+// directory of a server whose owner died is removed by the next Start.
+//
+// Server binaries are looked up in $PGSHIFT_PG_BINDIR when it is set, else in
+// PATH, in the directory `pg_config --bindir` names, and in the versioned
+// directories Debian and the PostgreSQL packages use (/usr/lib/postgresql/N/bin,
+// /usr/pgsql-N/bin, /usr/local/pgsql/bin), newest version first.
+package pglaunch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrNoBinaries is returned (wrapped) when the PostgreSQL server binaries
+// cannot be found.
+var ErrNoBinaries = errors.New("PostgreSQL server binaries not found")
+
+// dirPrefix names the temporary directories servers live in; Start removes
+// the ones whose owning process is gone.
+const dirPrefix = "pgshift-pg-"
+
+// searchRoots are the glob patterns of versioned binary directories, tried
+// after PATH and pg_config. Tests replace it.
+var searchRoots = []string{
+	"/usr/lib/postgresql/*/bin",
+	"/usr/pgsql-*/bin",
+	"/usr/local/pgsql/bin",
+	"/opt/homebrew/opt/postgresql@*/bin",
+	"/usr/local/opt/postgresql@*/bin",
+}
+
+// FindBinDir returns the directory holding initdb and postgres.
+func FindBinDir() (string, error) {
+	if dir := os.Getenv("PGSHIFT_PG_BINDIR"); dir != "" {
+		if hasServer(dir) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("%w in PGSHIFT_PG_BINDIR=%s: point it at the directory holding initdb and postgres, or unset it", ErrNoBinaries, dir)
+	}
+	if p, err := exec.LookPath("initdb"); err == nil && hasServer(filepath.Dir(p)) {
+		return filepath.Dir(p), nil
+	}
+	if p, err := exec.LookPath("pg_config"); err == nil {
+		if out, err := exec.Command(p, "--bindir").Output(); err == nil {
+			if dir := strings.TrimSpace(string(out)); hasServer(dir) {
+				return dir, nil
+			}
+		}
+	}
+	var candidates []string
+	for _, pattern := range searchRoots {
+		matches, _ := filepath.Glob(pattern)
+		candidates = append(candidates, matches...)
+	}
+	// Newest major version first: compare the first number in the path.
+	sort.SliceStable(candidates, func(i, j int) bool {
+		return versionOf(candidates[i]) > versionOf(candidates[j])
+	})
+	for _, dir := range candidates {
+		if hasServer(dir) {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("%w (looked in PATH, `pg_config --bindir`, %s): install them (Debian/Ubuntu: apt-get install postgresql) or set PGSHIFT_TEST_OLD_URL and PGSHIFT_TEST_NEW_URL to existing servers",
+		ErrNoBinaries, strings.Join(searchRoots, ", "))
+}
+
+func hasServer(dir string) bool {
+	for _, name := range []string{"initdb", "postgres"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+func versionOf(path string) int {
+	digits := strings.FieldsFunc(path, func(r rune) bool { return r < '0' || r > '9' })
+	if len(digits) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(digits[0])
+	return n
+}
+
+// Options configure a server. The zero value is ready to use.
+type Options struct {
+	// BinDir is the directory of initdb and postgres; FindBinDir when empty.
+	BinDir string
+	// Name appears in the temporary directory's name and in errors.
+	Name string
+	// Settings are extra server settings (postgres -c name=value).
+	Settings map[string]string
+}
+
+// Server is one running (or stopped) PostgreSQL server. Its methods are safe
+// for concurrent use.
+type Server struct {
+	name    string
+	binDir  string
+	dir     string
+	port    int
+	cred    *syscall.Credential
+	options Options
+
+	mu   sync.Mutex
+	proc *os.Process
+	done chan struct{} // closed when proc has exited
+}
+
+// Start creates a data directory with initdb and starts a server on it.
+// Close stops it and removes the directory.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	sweepStale()
+	binDir := opts.BinDir
+	if binDir == "" {
+		var err error
+		if binDir, err = FindBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Name == "" {
+		opts.Name = "pg"
+	}
+	dir, err := os.MkdirTemp("", dirPrefix+opts.Name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
+	}
+	s := &Server{name: opts.Name, binDir: binDir, dir: dir, options: opts}
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		s.removeDir()
+		return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
+	}
+	if os.Geteuid() == 0 {
+		if s.cred, err = postgresUser(); err != nil {
+			s.removeDir()
+			return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
+		}
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			s.removeDir()
+			return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
+		}
+	}
+	if err := s.initdb(ctx); err != nil {
+		s.removeDir()
+		return nil, err
+	}
+	var startErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if s.port, startErr = freePort(); startErr != nil {
+			continue
+		}
+		if startErr = s.Start(ctx); startErr == nil {
+			return s, nil
+		}
+	}
+	s.removeDir()
+	return nil, startErr
+}
+
+func postgresUser() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the \"postgres\" system user to run the server (PostgreSQL refuses root): %w; install the postgresql package or run as another user", err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
+func (s *Server) logPath() string { return filepath.Join(s.dir, "server.log") }
+
+func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Setpgid: true}
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	return cmd
+}
+
+func (s *Server) initdb(ctx context.Context) error {
+	cmd := s.command(ctx, "initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pglaunch %s: initdb: %w: %s", s.name, err, lastLines(string(out), 5))
+	}
+	return nil
+}
+
+// Start starts a stopped server again on the same port and data directory.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return nil
+	}
+	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	if err != nil {
+		return fmt.Errorf("pglaunch %s: %w", s.name, err)
+	}
+	defer logFile.Close()
+	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "fsync=off",
+		"-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off",
+		"-c", "max_connections=300",
+		"-c", "shared_buffers=64MB",
+		"-c", "max_wal_size=1GB",
+		"-c", "log_min_messages=warning",
+		"-c", "log_min_error_statement=panic",
+		"-c", "timezone=UTC",
+	}
+	for k, v := range s.options.Settings {
+		args = append(args, "-c", k+"="+v)
+	}
+	cmd := s.command(context.Background(), "postgres", args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The parent-death signal is tied to the thread that forked the child, so
+	// fork from a locked thread that lives exactly as long as the server.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(done)
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("pglaunch %s: start postgres: %w", s.name, err)
+	}
+	s.proc, s.done = cmd.Process, done
+	if err := s.waitReady(ctx, done); err != nil {
+		_ = s.proc.Kill()
+		<-done
+		s.proc, s.done = nil, nil
+		return err
+	}
+	return nil
+}
+
+func (s *Server) waitReady(ctx context.Context, done chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgconn.Connect(cctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			_ = conn.Close(ctx)
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("pglaunch %s: postgres exited during start-up: %s", s.name, s.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("pglaunch %s: waiting for start-up: %w", s.name, ctx.Err())
+		case <-time.After(15 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pglaunch %s: not ready after 30s: %s", s.name, s.logTail())
+		}
+	}
+}
+
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(s.logPath())
+	return lastLines(string(b), 5)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// Stop shuts the server down cleanly (PostgreSQL's fast shutdown: open
+// connections are closed, a checkpoint is written) and waits for it.
+func (s *Server) Stop() error { return s.signal(syscall.SIGINT) }
+
+// Kill stops the server abruptly (PostgreSQL's immediate shutdown: no
+// checkpoint, crash recovery on the next Start), as a crash would.
+func (s *Server) Kill() error { return s.signal(syscall.SIGQUIT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	if err := s.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("pglaunch %s: signal %v: %w", s.name, sig, err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.proc.Kill()
+		<-s.done
+	}
+	s.proc, s.done = nil, nil
+	return nil
+}
+
+// Running reports whether the server process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil
+}
+
+// Close stops the server and removes its directory.
+func (s *Server) Close() error {
+	err := s.Stop()
+	s.removeDir()
+	return err
+}
+
+func (s *Server) removeDir() { _ = os.RemoveAll(s.dir) }
+
+// Port is the TCP port the server listens on (127.0.0.1).
+func (s *Server) Port() int { return s.port }
+
+// Dir is the server's temporary directory.
+func (s *Server) Dir() string { return s.dir }
+
+// URL is the connection string of database db as user postgres over TCP.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// sweepStale removes the directories of servers whose owning process is gone
+// (a test binary that was killed or panicked: its servers already stopped on
+// the parent-death signal, only their files remain).
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			if _, err := os.Stat(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+				// A server may still be shutting down; leave it for next time.
+				if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+					if p, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && syscall.Kill(p, 0) == nil {
+						continue
+					}
+				}
+			}
+			_ = os.RemoveAll(dir)
+		}
+	}
+}

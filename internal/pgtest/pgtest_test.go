@@ -1,0 +1,105 @@
+package pgtest_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestFreshDatabasesAreIsolated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := pgtest.NewPair(t, pgtest.Domain)
+	b := pgtest.NewPair(t, pgtest.Empty)
+	if a.Old.Name == b.Old.Name || a.Old.Server != a.Old.Server || a.Old.Server == a.New.Server {
+		t.Fatalf("pairs share databases or sides share a server: %s %s", a.Old.Name, b.Old.Name)
+	}
+	if _, err := a.Old.Pool.Exec(ctx, "INSERT INTO users (id, email, name) VALUES (gen_random_uuid(), 'x@example.com', 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := a.New.Pool.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("new side sees %d users (err %v), want 0", n, err)
+	}
+	var exists bool
+	if err := b.Old.Pool.QueryRow(ctx, "SELECT to_regclass('public.users') IS NOT NULL").Scan(&exists); err != nil || exists {
+		t.Fatalf("empty database has users table: %v %v", exists, err)
+	}
+	if err := a.Old.Pool.QueryRow(ctx, "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		t.Fatalf("domain database lacks pgshift.repair_log: %v %v", exists, err)
+	}
+}
+
+func TestExistingServersFromEnvironment(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PGTEST_CHILD") == "env" {
+		return
+	}
+	old, new := pgtest.Servers(t)
+	out, err := runChild(t, "^TestChildUsesEnvironment$",
+		"PGTEST_CHILD=env", pgtest.EnvOldURL+"="+old.AdminURL, pgtest.EnvNewURL+"="+new.AdminURL)
+	if err != nil {
+		t.Fatalf("child against existing servers failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "launched=false") {
+		t.Fatalf("child launched its own servers instead of using the environment's:\n%s", out)
+	}
+}
+
+// TestChildUsesEnvironment is the child half of TestExistingServersFromEnvironment.
+func TestChildUsesEnvironment(t *testing.T) {
+	if os.Getenv("PGTEST_CHILD") != "env" {
+		return
+	}
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	t.Logf("launched=%v", pair.Old.Server.Launched != nil || pair.New.Server.Launched != nil)
+	if err := pair.New.Pool.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMissingBinariesFailWithOneLine(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PGTEST_CHILD") == "nobin" {
+		return
+	}
+	out, err := runChild(t, "^TestChildNeedsServers$", "PGTEST_CHILD=nobin", "PGSHIFT_PG_BINDIR=/nonexistent/pg/bin")
+	if err == nil {
+		t.Fatalf("child passed without server binaries:\n%s", out)
+	}
+	if strings.Contains(out, "SKIP") {
+		t.Fatalf("child skipped instead of failing:\n%s", out)
+	}
+	var found bool
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "server binaries not found") && strings.Contains(line, "PGSHIFT_PG_BINDIR") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no one-line explanation in the child's output:\n%s", out)
+	}
+}
+
+// TestChildNeedsServers is the child half of TestMissingBinariesFailWithOneLine.
+func TestChildNeedsServers(t *testing.T) {
+	if os.Getenv("PGTEST_CHILD") != "nobin" {
+		return
+	}
+	pgtest.NewPair(t, pgtest.Empty)
+}
+
+func runChild(t *testing.T, run string, env ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), pgtest.EnvOldURL+"=", pgtest.EnvNewURL+"=")
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
