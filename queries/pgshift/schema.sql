@@ -26,6 +26,15 @@ CREATE TABLE IF NOT EXISTS pgshift.repair_log (
 CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
     ON pgshift.repair_log (next_attempt_at, id);
 
+-- row_lock_id is the advisory-lock key of one row. A write takes it (in the
+-- authoritative transaction, when it logs the row) before the other side is
+-- written, and the repair worker takes it before it copies the row, so a
+-- repair never interleaves with a write of the same row.
+CREATE OR REPLACE FUNCTION pgshift.row_lock_id(table_schema text, table_name text, key text[])
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN hashtextextended(table_schema || '.' || table_name || E'\x1f' || array_to_string(key, E'\x1f'), 0);
+
 -- backfill_progress records the chunks `pgshift backfill` has finished, on the
 -- new database, so that an interrupted backfill resumes where it stopped.
 CREATE TABLE IF NOT EXISTS pgshift.backfill_progress (

@@ -12,14 +12,21 @@ import (
 const claimRepairEntries = `-- name: ClaimRepairEntries :many
 SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
+  AND created_at <= now() - make_interval(secs => $1::float8)
 ORDER BY id
-LIMIT $1
+LIMIT $2
 FOR UPDATE SKIP LOCKED
 `
 
-// Due entries, oldest first, locked for this worker; other workers skip them.
-func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, batchSize int32) ([]PgshiftRepairLog, error) {
-	rows, err := db.Query(ctx, claimRepairEntries, batchSize)
+type ClaimRepairEntriesParams struct {
+	GraceSeconds float64 `json:"grace_seconds"`
+	BatchSize    int32   `json:"batch_size"`
+}
+
+// Due entries older than the grace period (writes still in flight confirm
+// their own), oldest first, locked for this worker; other workers skip them.
+func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepairEntriesParams) ([]PgshiftRepairLog, error) {
+	rows, err := db.Query(ctx, claimRepairEntries, arg.GraceSeconds, arg.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -50,9 +57,15 @@ func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, batchSize int
 }
 
 const deleteRepairEntries = `-- name: DeleteRepairEntries :execrows
-DELETE FROM pgshift.repair_log WHERE id = ANY($1::bigint[])
+DELETE FROM pgshift.repair_log
+WHERE id IN (
+    SELECT id FROM pgshift.repair_log
+    WHERE id = ANY($1::bigint[])
+    FOR UPDATE SKIP LOCKED
+)
 `
 
+// Entries a repair worker holds are skipped; it deletes them itself.
 func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) (int64, error) {
 	result, err := db.Exec(ctx, deleteRepairEntries, ids)
 	if err != nil {
@@ -61,49 +74,112 @@ func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64)
 	return result.RowsAffected(), nil
 }
 
-const insertRepairEntry = `-- name: InsertRepairEntry :one
+const deleteRepairEntriesHeld = `-- name: DeleteRepairEntriesHeld :execrows
+DELETE FROM pgshift.repair_log WHERE id = ANY($1::bigint[])
+`
+
+// Deletes entries this worker holds locked.
+func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []int64) (int64, error) {
+	result, err := db.Exec(ctx, deleteRepairEntriesHeld, ids)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const lockRows = `-- name: LockRows :exec
+SELECT pg_advisory_xact_lock(pgshift.row_lock_id(($1::text[])[t.n], ($2::text[])[t.n],
+           ARRAY(SELECT json_array_elements_text(t.key_json::json))))::text
+FROM unnest($3::text[]) WITH ORDINALITY AS t (key_json, n)
+ORDER BY t.n
+`
+
+type LockRowsParams struct {
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+	Keys         []string `json:"keys"`
+}
+
+// Takes the advisory locks of the given rows (see LogTouchedRows), in order.
+func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) error {
+	_, err := db.Exec(ctx, lockRows, arg.TableSchemas, arg.TableNames, arg.Keys)
+	return err
+}
+
+const logTouchedRows = `-- name: LogTouchedRows :many
+WITH touched AS (
+    SELECT t.n,
+           ($3::text[])[t.n] AS table_schema,
+           ($4::text[])[t.n] AS table_name,
+           ARRAY(SELECT json_array_elements_text(t.key_json::json)) AS key
+    FROM unnest($5::text[]) WITH ORDINALITY AS t (key_json, n)
+), locked AS (
+    SELECT touched.n, touched.table_schema, touched.table_name, touched.key,
+           pg_advisory_xact_lock(pgshift.row_lock_id(touched.table_schema, touched.table_name, touched.key))::text AS locked
+    FROM touched
+    ORDER BY n
+)
 INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-VALUES ($1, $2, $3, $4, $5)
+SELECT locked.table_schema, locked.table_name, locked.key, $1, $2
+FROM locked
+ORDER BY locked.n
 RETURNING id
 `
 
-type InsertRepairEntryParams struct {
-	TableSchema string   `json:"table_schema"`
-	TableName   string   `json:"table_name"`
-	Key         []string `json:"key"`
-	Op          string   `json:"op"`
-	RoutingKey  string   `json:"routing_key"`
+type LogTouchedRowsParams struct {
+	Op           string   `json:"op"`
+	RoutingKey   string   `json:"routing_key"`
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+	Keys         []string `json:"keys"`
 }
 
-func (q *Queries) InsertRepairEntry(ctx context.Context, db DBTX, arg InsertRepairEntryParams) (int64, error) {
-	row := db.QueryRow(ctx, insertRepairEntry,
-		arg.TableSchema,
-		arg.TableName,
-		arg.Key,
+// Records the rows one write touched, in the write's own transaction, and
+// takes each row's advisory lock (pgshift.row_lock_id) in key order so that
+// the repair worker cannot copy the row until this transaction ends.
+// keys holds each row's primary key as a JSON array of strings.
+func (q *Queries) LogTouchedRows(ctx context.Context, db DBTX, arg LogTouchedRowsParams) ([]int64, error) {
+	rows, err := db.Query(ctx, logTouchedRows,
 		arg.Op,
 		arg.RoutingKey,
+		arg.TableSchemas,
+		arg.TableNames,
+		arg.Keys,
 	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const postponeRepairEntry = `-- name: PostponeRepairEntry :exec
+const postponeRepairEntries = `-- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => $1::float8),
+    next_attempt_at = now() + make_interval(secs => least(300, power(2, least(attempts, 12)) * $1::float8)),
     last_error = $2
-WHERE id = $3
+WHERE id = ANY($3::bigint[])
 `
 
-type PostponeRepairEntryParams struct {
-	DelaySeconds float64 `json:"delay_seconds"`
-	LastError    string  `json:"last_error"`
-	ID           int64   `json:"id"`
+type PostponeRepairEntriesParams struct {
+	BaseDelaySeconds float64 `json:"base_delay_seconds"`
+	LastError        string  `json:"last_error"`
+	Ids              []int64 `json:"ids"`
 }
 
-func (q *Queries) PostponeRepairEntry(ctx context.Context, db DBTX, arg PostponeRepairEntryParams) error {
-	_, err := db.Exec(ctx, postponeRepairEntry, arg.DelaySeconds, arg.LastError, arg.ID)
+func (q *Queries) PostponeRepairEntries(ctx context.Context, db DBTX, arg PostponeRepairEntriesParams) error {
+	_, err := db.Exec(ctx, postponeRepairEntries, arg.BaseDelaySeconds, arg.LastError, arg.Ids)
 	return err
 }
 
