@@ -54,7 +54,7 @@ DELETE FROM pgshift.repair_log WHERE id = ANY(@ids::bigint[]);
 -- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(300, power(2, least(attempts, 12)) * @base_delay_seconds::float8)),
+    next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 12)) * @base_delay_seconds::float8)),
     last_error = @last_error
 WHERE id = ANY(@ids::bigint[]);
 

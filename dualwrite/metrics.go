@@ -1,0 +1,205 @@
+package dualwrite
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/pgshift/pgshift/flags"
+)
+
+// The facade's OpenTelemetry instruments, under meter "github.com/pgshift/pgshift/dualwrite":
+//
+//	pgshift.dualwrite.duration          histogram, seconds; op, kind (read, write, shadow), side, outcome (ok, error)
+//	pgshift.dualwrite.errors            counter; op, kind, side
+//	pgshift.dualwrite.other_missed      counter; op, side: writes the other side missed (left to repair)
+//	pgshift.dualwrite.shadow_mismatches counter; op
+//	pgshift.repair.backlog              gauge; side: repair log entries on that side
+//	pgshift.repair.oldest_age           gauge, seconds; side: age of the oldest entry
+//	pgshift.repair.repaired             counter; side (the side copied to)
+const meterName = "github.com/pgshift/pgshift/dualwrite"
+
+type kind uint8
+
+const (
+	kindRead kind = iota
+	kindWrite
+	kindShadow
+)
+
+var kindNames = [...]string{"read", "write", "shadow"}
+
+type instruments struct {
+	duration   metric.Float64Histogram
+	errors     metric.Int64Counter
+	missed     metric.Int64Counter
+	mismatches metric.Int64Counter
+	repaired   metric.Int64Counter
+
+	mu   sync.RWMutex
+	sets map[attrKey]metric.MeasurementOption
+
+	stats struct {
+		mismatches, missed, shadowReads, repaired atomic.Int64
+	}
+}
+
+type attrKey struct {
+	op     string
+	kind   kind
+	side   flags.Side
+	failed bool
+	which  uint8 // 0 duration, 1 errors, 2 missed, 3 mismatches, 4 repaired
+}
+
+func newInstruments(mp metric.MeterProvider, f *Facade) (*instruments, error) {
+	m := mp.Meter(meterName)
+	in := &instruments{sets: make(map[attrKey]metric.MeasurementOption)}
+	var err error
+	if in.duration, err = m.Float64Histogram("pgshift.dualwrite.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of one side's part of a facade call."),
+		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)); err != nil {
+		return nil, err
+	}
+	if in.errors, err = m.Int64Counter("pgshift.dualwrite.errors", metric.WithDescription("Failed parts of facade calls, per side.")); err != nil {
+		return nil, err
+	}
+	if in.missed, err = m.Int64Counter("pgshift.dualwrite.other_missed", metric.WithDescription("Writes the other side missed and the repair worker will copy.")); err != nil {
+		return nil, err
+	}
+	if in.mismatches, err = m.Int64Counter("pgshift.dualwrite.shadow_mismatches", metric.WithDescription("Shadow reads whose answer differed from the authoritative one.")); err != nil {
+		return nil, err
+	}
+	if in.repaired, err = m.Int64Counter("pgshift.repair.repaired", metric.WithDescription("Rows the repair worker copied or deleted, per side written.")); err != nil {
+		return nil, err
+	}
+	backlog, err := m.Int64ObservableGauge("pgshift.repair.backlog", metric.WithDescription("Repair log entries waiting on each side."))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := m.Float64ObservableGauge("pgshift.repair.oldest_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest repair log entry on each side."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, side := range []flags.Side{flags.Old, flags.New} {
+			b := f.cachedBacklog(side)
+			set := metric.WithAttributes(attribute.String("side", side.String()))
+			o.ObserveInt64(backlog, b.Entries, set)
+			o.ObserveFloat64(oldest, b.OldestAge.Seconds(), set)
+		}
+		return nil
+	}, backlog, oldest)
+	return in, err
+}
+
+// attrs returns the (cached) attribute option of one measurement, so that
+// recording does not allocate.
+func (in *instruments) attrs(k attrKey) metric.MeasurementOption {
+	in.mu.RLock()
+	opt, ok := in.sets[k]
+	in.mu.RUnlock()
+	if ok {
+		return opt
+	}
+	kv := []attribute.KeyValue{attribute.String("op", k.op)}
+	switch k.which {
+	case 0, 1:
+		kv = append(kv, attribute.String("kind", kindNames[k.kind]), attribute.String("side", k.side.String()))
+		if k.which == 0 {
+			outcome := "ok"
+			if k.failed {
+				outcome = "error"
+			}
+			kv = append(kv, attribute.String("outcome", outcome))
+		}
+	case 2:
+		kv = append(kv, attribute.String("side", k.side.String()))
+	case 4:
+		kv = []attribute.KeyValue{attribute.String("side", k.side.String())}
+	}
+	opt = metric.WithAttributeSet(attribute.NewSet(kv...))
+	in.mu.Lock()
+	in.sets[k] = opt
+	in.mu.Unlock()
+	return opt
+}
+
+func (in *instruments) record(ctx context.Context, op string, k kind, side flags.Side, start time.Time, err error) {
+	failed := err != nil
+	in.duration.Record(ctx, time.Since(start).Seconds(), in.attrs(attrKey{op: op, kind: k, side: side, failed: failed}))
+	if k == kindShadow {
+		in.stats.shadowReads.Add(1)
+	}
+	if failed {
+		in.errors.Add(ctx, 1, in.attrs(attrKey{op: op, kind: k, side: side, which: 1}))
+	}
+}
+
+func (in *instruments) otherFailed(ctx context.Context, op string, side flags.Side) {
+	in.stats.missed.Add(1)
+	in.missed.Add(ctx, 1, in.attrs(attrKey{op: op, side: side, which: 2}))
+}
+
+func (in *instruments) mismatch(ctx context.Context, op string) {
+	in.stats.mismatches.Add(1)
+	in.mismatches.Add(ctx, 1, in.attrs(attrKey{op: op, which: 3}))
+}
+
+func (in *instruments) repairedRows(ctx context.Context, to flags.Side, n int) {
+	in.stats.repaired.Add(int64(n))
+	in.repaired.Add(ctx, int64(n), in.attrs(attrKey{side: to, which: 4}))
+}
+
+// Backlog is the state of one side's repair log.
+type Backlog struct {
+	// Entries waiting to be copied from this side to the other.
+	Entries int64
+	// OldestAge is the age of the oldest entry (0 when there is none).
+	OldestAge time.Duration
+}
+
+// Stats are counters since the facade started, for dashboards and tests;
+// the same figures are exported as OpenTelemetry instruments.
+type Stats struct {
+	// ShadowReads is the number of reads of the other side made to compare.
+	ShadowReads int64
+	// ShadowMismatches is the number of those whose answer differed.
+	ShadowMismatches int64
+	// OtherMissed is the number of writes the other side missed (failed,
+	// timed out or diverged), left to the repair worker.
+	OtherMissed int64
+	// Repaired is the number of rows the repair worker copied or deleted.
+	Repaired int64
+	// Backlog is each side's repair log as last seen by the repair worker,
+	// indexed by flags.Side.
+	Backlog [2]Backlog
+}
+
+// Stats returns the facade's counters.
+func (f *Facade) Stats() Stats {
+	s := &f.m.stats
+	return Stats{
+		ShadowReads:      s.shadowReads.Load(),
+		ShadowMismatches: s.mismatches.Load(),
+		OtherMissed:      s.missed.Load(),
+		Repaired:         s.repaired.Load(),
+		Backlog:          [2]Backlog{f.cachedBacklog(flags.Old), f.cachedBacklog(flags.New)},
+	}
+}
+
+func (f *Facade) cachedBacklog(side flags.Side) Backlog {
+	f.backlogMu.Lock()
+	defer f.backlogMu.Unlock()
+	return f.backlog[side]
+}
+
+func (f *Facade) setBacklog(side flags.Side, b Backlog) {
+	f.backlogMu.Lock()
+	f.backlog[side] = b
+	f.backlogMu.Unlock()
+}

@@ -1,0 +1,110 @@
+package dualwrite
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshift/pgshift/flags"
+)
+
+// Querier runs statements; *pgxpool.Pool and pgx.Tx satisfy it, and so does
+// the DBTX interface sqlc generates.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ReadFunc is one read, run on the side that answers and, in shadow and live,
+// on the other side as well.
+type ReadFunc[T any] func(ctx context.Context, q Querier) (T, error)
+
+// Comparator reports whether two answers to the same read agree.
+type Comparator[T any] func(authoritative, other T) bool
+
+// Read runs fn on the authoritative side of the stage of the user in ctx and
+// returns its answer. In shadow and live it also runs fn on the other side,
+// concurrently, and compares the two answers with reflect.DeepEqual; the
+// other side's latency and errors never reach the caller.
+func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, error) {
+	return ReadCompare(ctx, f, op, fn, nil)
+}
+
+// ReadCompare is Read with a comparator of the caller's (nil means
+// reflect.DeepEqual).
+func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
+	stage := f.stage(ctx, op)
+	plan := stage.Plan()
+	auth := plan.Authoritative
+	var shadow chan<- answer[T]
+	if plan.CompareReads {
+		shadow = startShadow(ctx, f, op, stage, fn, equal)
+	}
+	start := time.Now()
+	res, err := fn(ctx, f.pool(auth))
+	f.m.record(ctx, op.Name, kindRead, auth, start, err)
+	if shadow != nil {
+		shadow <- answer[T]{res, err}
+	}
+	if err == nil || errors.Is(err, pgx.ErrNoRows) {
+		recordOutcome(ctx, op, stage, auth)
+	}
+	return res, err
+}
+
+type answer[T any] struct {
+	v   T
+	err error
+}
+
+// startShadow reads the other side in the background and compares its answer
+// with the authoritative one, which it receives on the returned channel.
+func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) chan<- answer[T] {
+	authCh := make(chan answer[T], 1)
+	other := stage.Plan().Authoritative.Other()
+	routingKey := flags.RoutingKey(ctx)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.otherTimeout)
+	f.bg.Add(1)
+	go func() {
+		defer f.bg.Done()
+		defer cancel()
+		start := time.Now()
+		ov, oerr := fn(sctx, f.pool(other))
+		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
+		a := <-authCh
+		switch {
+		case a.err != nil && !errors.Is(a.err, pgx.ErrNoRows):
+			return // nothing to compare against
+		case oerr != nil && !errors.Is(oerr, pgx.ErrNoRows):
+			f.log.Debug("shadow read failed", "op", op.Name, "side", other, "routing_key", routingKey, "err", oerr)
+			return
+		}
+		if agree(a, answer[T]{ov, oerr}, equal) {
+			return
+		}
+		f.m.mismatch(sctx, op.Name)
+		// Row contents hold personal data: log who and what, never the rows.
+		f.log.Warn("shadow read mismatch", "op", op.Name, "stage", stage, "authoritative", stage.Plan().Authoritative,
+			"routing_key", routingKey, "authoritative_found", a.err == nil, "other_found", oerr == nil)
+	}()
+	return authCh
+}
+
+func agree[T any](a, o answer[T], equal Comparator[T]) bool {
+	aFound, oFound := a.err == nil, o.err == nil
+	if aFound != oFound {
+		return false
+	}
+	if !aFound {
+		return true // neither side has it
+	}
+	if equal != nil {
+		return equal(a.v, o.v)
+	}
+	return reflect.DeepEqual(a.v, o.v)
+}
