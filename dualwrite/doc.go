@@ -22,9 +22,12 @@
 //     bounded by Config.OtherTimeout, with the authoritative result at hand
 //     (so identifiers assigned by the authoritative side's RETURNING can be
 //     reused).
-//  3. The authoritative transaction commits; that is when the caller gets its
-//     answer. The other side commits right after, off the caller's path, and
-//     its log entries are deleted in batches. If the other side failed, timed
+//  3. The authoritative transaction commits, then the other side's (never
+//     before: a write the authoritative side lost must not survive on the
+//     other). The caller gets its answer once the other side has committed
+//     too, so that its next write, which may depend on this one (a post for
+//     the user just created), finds it there. Confirmed log entries are
+//     deleted in batches, off the caller's path. If the other side failed, timed
 //     out or its commit did not succeed, the entries stay and the repair
 //     worker copies the current authoritative row over (or deletes it).
 //

@@ -54,7 +54,7 @@ func setupOn(t testing.TB, pair *pgtest.Pair, stage flags.Stage, cfg ...func(*du
 	b := &bundle{pair: pair, stage: &stageVar{}}
 	b.stage.Set(stage)
 	c := dualwrite.Config{Old: pair.Old.Pool, New: pair.New.Pool, Stages: b.stage, OtherTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	c.Repair.Interval = 50 * time.Millisecond
 	c.Repair.MaxBackoff = 500 * time.Millisecond
 	for _, fn := range cfg {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -287,14 +286,11 @@ func (f *Facade) lockRows(ctx context.Context, tx pgx.Tx, groups []*entryGroup) 
 			rows = append(rows, touchedRow{schema: g.schema, table: g.table, key: k})
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool { return rowLess(rows[i], rows[j]) })
-	arg := logdb.LockRowsParams{
-		TableSchemas: make([]string, len(rows)), TableNames: make([]string, len(rows)), Keys: make([]string, len(rows)),
+	p, err := logParams(rows, "", "")
+	if err != nil {
+		return err
 	}
-	for i, r := range rows {
-		b, _ := json.Marshal(r.key)
-		arg.TableSchemas[i], arg.TableNames[i], arg.Keys[i] = r.schema, r.table, string(b)
-	}
+	arg := logdb.LockRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys}
 	return f.q.LockRows(ctx, tx, arg)
 }
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
@@ -21,43 +20,9 @@ import (
 // backfilled yet). The facade then leaves the row to the repair worker.
 var ErrDiverged = errors.New("dualwrite: other side differs from the authoritative side")
 
-// Tx is what a write function runs its statements on: a transaction on one
-// side. It satisfies the DBTX interface sqlc generates, so generated queries
-// run on it unchanged.
-type Tx struct {
-	pgx.Tx
-	side          flags.Side
-	authoritative bool
-	schema        string
-	touched       []touchedRow
-}
-
 type touchedRow struct {
 	schema, table string
 	key           []string
-}
-
-// Side is the database this Tx writes.
-func (tx *Tx) Side() flags.Side { return tx.side }
-
-// Authoritative reports whether this Tx writes the authoritative side (the
-// first run of a write function).
-func (tx *Tx) Authoritative() bool { return tx.authoritative }
-
-// Touch reports that the write changed (inserted, updated or deleted) the row
-// of table with the given primary key values, in key column order. Every
-// write function must Touch each row it changes on the authoritative side:
-// the repair log is made of these. Key values may be strings, integers,
-// fmt.Stringers (uuid.UUID) or time.Time.
-func (tx *Tx) Touch(table string, key ...any) {
-	if !tx.authoritative {
-		return
-	}
-	text := make([]string, len(key))
-	for i, v := range key {
-		text[i] = keyText(v)
-	}
-	tx.touched = append(tx.touched, touchedRow{schema: tx.schema, table: table, key: text})
 }
 
 func keyText(v any) string {
@@ -101,59 +66,57 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 	}
 	recordOutcome(ctx, op, stage, auth)
 	if otherWork != nil {
-		f.bg.Add(1)
-		go func() {
-			defer f.bg.Done()
-			otherWork()
-		}()
+		// Synchronously: the caller's next write may depend on this one
+		// (a post for the user just created), and the other side must see
+		// this commit before it runs that.
+		otherWork()
 	}
 	return res, nil
 }
 
 // writeAuthoritative runs the authoritative transaction and, inside it, the
 // other side's statements. It returns a function that finishes the other side
-// (commit, log clean-up) after the authoritative commit, or nil.
+// (commit; the log clean-up is batched) after the authoritative commit, or nil.
 func writeAuthoritative[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T]) (res T, finish func(), err error) {
 	auth := plan.Authoritative
-	ptx, err := f.pool(auth).Begin(ctx)
+	atx, err := f.newTx(ctx, op, auth, true)
 	if err != nil {
-		return res, nil, fmt.Errorf("%s: begin on %s: %w", op.Name, auth, err)
+		return res, nil, fmt.Errorf("%s: connect to %s: %w", op.Name, auth, err)
 	}
+	atx.logTouches = plan.WriteOther
 	defer func() {
 		if err != nil {
-			_ = ptx.Rollback(context.WithoutCancel(ctx))
+			atx.rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	atx := &Tx{Tx: ptx, side: auth, authoritative: true, schema: f.schema}
 	if res, err = fn(ctx, atx, nil); err != nil {
 		return res, nil, err
 	}
 	if !plan.WriteOther {
-		if err = ptx.Commit(ctx); err != nil {
+		if err = atx.commit(ctx); err != nil {
 			return res, nil, fmt.Errorf("%s: commit on %s: %w", op.Name, auth, err)
 		}
 		return res, nil, nil
 	}
-
-	ids, err := f.logTouched(ctx, atx, op)
-	if err != nil {
+	if err = atx.flushLog(ctx); err != nil {
 		return res, nil, fmt.Errorf("%s: record repair log on %s: %w", op.Name, auth, err)
 	}
 	// The other side runs while the authoritative row locks and advisory
 	// locks are held; see the package documentation for why not in parallel.
 	otx, octx, otherCancel, otherErr := writeOther(ctx, f, op, plan, fn, &res)
-	if err = ptx.Commit(ctx); err != nil {
+	if err = atx.commit(ctx); err != nil {
 		if otx != nil {
-			_ = otx.Rollback(context.WithoutCancel(ctx))
+			otx.rollback(octx)
 		}
 		otherCancel()
 		return res, nil, fmt.Errorf("%s: commit on %s: %w", op.Name, auth, err)
 	}
+	ids := atx.logIDs
 	finish = func() {
 		defer otherCancel()
 		other := auth.Other()
 		if otherErr == nil {
-			otherErr = otx.Commit(octx)
+			otherErr = otx.commit(octx)
 		}
 		if otherErr != nil {
 			f.m.otherFailed(ctx, op.Name, other)
@@ -168,14 +131,14 @@ func writeAuthoritative[T any](ctx context.Context, f *Facade, op Op, plan flags
 
 // writeOther runs fn on the other side in a transaction it does not commit.
 // On failure the transaction is already rolled back and the error returned.
-func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T], prev *T) (pgx.Tx, context.Context, context.CancelFunc, error) {
+func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T], prev *T) (*Tx, context.Context, context.CancelFunc, error) {
 	other := plan.Authoritative.Other()
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.otherTimeout)
 	start := time.Now()
-	otx, err := f.pool(other).Begin(octx)
+	otx, err := f.newTx(octx, op, other, false)
 	if err == nil {
-		if _, err = fn(octx, &Tx{Tx: otx, side: other, schema: f.schema}, prev); err != nil {
-			_ = otx.Rollback(octx)
+		if _, err = fn(octx, otx, prev); err != nil {
+			otx.rollback(octx)
 		}
 	}
 	f.m.record(ctx, op.Name, kindWrite, other, start, err)
@@ -185,31 +148,26 @@ func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, f
 	return otx, octx, cancel, nil
 }
 
-// logTouched records the rows the authoritative run touched in the repair log
-// and takes their advisory locks, in a stable order so that two writes
-// touching the same rows cannot deadlock.
-func (f *Facade) logTouched(ctx context.Context, atx *Tx, op Op) ([]int64, error) {
-	if len(atx.touched) == 0 {
-		return nil, nil
-	}
-	rows := atx.touched
+// logParams builds the repair-log record of rows, sorted so that two writes
+// touching the same rows take their advisory locks in the same order.
+func logParams(rows []touchedRow, op, routingKey string) (logdb.LogTouchedRowsParams, error) {
 	sort.Slice(rows, func(i, j int) bool { return rowLess(rows[i], rows[j]) })
 	arg := logdb.LogTouchedRowsParams{
 		TableSchemas: make([]string, len(rows)),
 		TableNames:   make([]string, len(rows)),
 		Keys:         make([]string, len(rows)),
-		Op:           op.Name,
-		RoutingKey:   flags.RoutingKey(ctx),
+		Op:           op,
+		RoutingKey:   routingKey,
 	}
 	for i, r := range rows {
 		arg.TableSchemas[i], arg.TableNames[i] = r.schema, r.table
 		b, err := json.Marshal(r.key)
 		if err != nil {
-			return nil, err
+			return arg, err
 		}
 		arg.Keys[i] = string(b)
 	}
-	return f.q.LogTouchedRows(ctx, atx, arg)
+	return arg, nil
 }
 
 func rowLess(a, b touchedRow) bool {
