@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
 )
