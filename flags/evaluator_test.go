@@ -163,10 +163,10 @@ func TestNewEvaluatorOverAnyProvider(t *testing.T) {
 	}
 	p := memprovider.NewInMemoryProvider(map[string]memprovider.InMemoryFlag{
 		flags.DefaultStageFlag: {
-			Key:            flags.DefaultStageFlag,
-			State:          memprovider.Enabled,
-			DefaultVariant: "dualwrite",
-			Variants:       map[string]any{"dualwrite": "dualwrite", "live": "live"},
+			Key:              flags.DefaultStageFlag,
+			State:            memprovider.Enabled,
+			DefaultVariant:   "dualwrite",
+			Variants:         map[string]any{"dualwrite": "dualwrite", "live": "live"},
 			ContextEvaluator: &byUser,
 		},
 	})
