@@ -91,10 +91,10 @@ type Evaluator struct {
 	fallbacks metric.Int64Counter
 	logged    sync.Map // fallbackKey -> struct{}: causes already logged
 
-	onChange  openfeature.EventCallback
-	closeOnce sync.Once
-	closeErr  error
-	shutdown  []func(context.Context) error
+	invalidate openfeature.EventCallback
+	closeOnce  sync.Once
+	closeErr   error
+	shutdown   []func(context.Context) error
 }
 
 type fallbackKey struct {
@@ -129,13 +129,12 @@ func NewEvaluator(client *openfeature.Client, opts ...Option) (*Evaluator, error
 		cache:     newDecisions(cfg.cacheSize),
 		fallbacks: fallbacks,
 	}
-	onChange := func(openfeature.EventDetails) {
-		e.cache.invalidate()
-		e.logged.Clear()
-	}
-	e.onChange = &onChange
-	client.AddHandler(openfeature.ProviderConfigChange, e.onChange)
-	client.AddHandler(openfeature.ProviderReady, e.onChange)
+	// A new configuration may decide differently, and a provider that
+	// comes back may have missed changes meanwhile.
+	invalidate := func(openfeature.EventDetails) { e.cache.invalidate() }
+	e.invalidate = &invalidate
+	client.AddHandler(openfeature.ProviderConfigChange, e.invalidate)
+	client.AddHandler(openfeature.ProviderReady, e.invalidate)
 	return e, nil
 }
 
@@ -163,8 +162,8 @@ func NewProviderEvaluator(ctx context.Context, provider openfeature.FeatureProvi
 // Calls after the first return the first call's result.
 func (e *Evaluator) Close() error {
 	e.closeOnce.Do(func() {
-		e.client.RemoveHandler(openfeature.ProviderConfigChange, e.onChange)
-		e.client.RemoveHandler(openfeature.ProviderReady, e.onChange)
+		e.client.RemoveHandler(openfeature.ProviderConfigChange, e.invalidate)
+		e.client.RemoveHandler(openfeature.ProviderReady, e.invalidate)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var errs []error
@@ -185,7 +184,7 @@ func (e *Evaluator) Stage(ctx context.Context) Stage { return e.Decide(ctx).Stag
 // cache without allocating; otherwise the flags are evaluated. When the
 // provider cannot decide, the answer is the user's last good decision, else
 // the default stage; the cause is counted every time and logged once per
-// cause and flag until the configuration changes.
+// cause and flag for the life of the evaluator.
 func (e *Evaluator) Decide(ctx context.Context) Decision {
 	u := userFrom(ctx)
 	if !e.cfg.noCache {
@@ -295,8 +294,10 @@ func resolutionFailure(flag string, rd openfeature.ResolutionDetail, err error) 
 	return &failure{cause, flag, detail}
 }
 
-// fellBack counts a fallback and logs its cause the first time it is seen
-// since the last configuration change.
+// fellBack counts a fallback and logs its cause the first time it is seen.
+// Not re-armed by configuration changes: providers report one as they start
+// (flagd does), which would log every cause twice; the counter tells whether
+// a cause persists.
 func (e *Evaluator) fellBack(ctx context.Context, f *failure) {
 	e.fallbacks.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("cause", string(f.cause)),
@@ -306,7 +307,7 @@ func (e *Evaluator) fellBack(ctx context.Context, f *failure) {
 		return
 	}
 	e.cfg.log.LogAttrs(ctx, slog.LevelWarn,
-		"flags: cannot decide the migration stage; using the last good decision per user, else the default stage (logged once per cause until the flag configuration changes)",
+		"flags: cannot decide the migration stage; using the last good decision per user, else the default stage (logged once per cause and flag; pgshift.flags.fallbacks counts every one)",
 		slog.String("flag", f.flag),
 		slog.String("cause", string(f.cause)),
 		slog.String("detail", f.detail),

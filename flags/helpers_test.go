@@ -47,7 +47,7 @@ func setupContent(t *testing.T, content string, opts ...flags.Option) *bundle {
 	}
 	writeFile(t, b.path, content)
 	opts = append([]flags.Option{
-		flags.WithLogger(slog.New(slog.NewTextHandler(b.logs, nil))),
+		flags.WithLogger(newLogger(b.logs)),
 		flags.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(b.reader))),
 	}, opts...)
 	ev, err := flags.NewFileEvaluator(t.Context(), b.path, opts...)
@@ -155,3 +155,5 @@ func (b *syncBuffer) count(parts ...string) int {
 	}
 	return n
 }
+
+func newLogger(b *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
