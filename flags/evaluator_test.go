@@ -1,0 +1,190 @@
+package flags_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/open-feature/go-sdk/openfeature"
+	"github.com/open-feature/go-sdk/openfeature/memprovider"
+	"github.com/pgshift/pgshift/flags"
+)
+
+func TestCohortsFromOneFlagdFile(t *testing.T) {
+	t.Parallel()
+	for _, scheme := range []struct {
+		name   string
+		opt    flags.Option
+		shadow flags.Stage // what the pro plan in IN/US gets: the boolean scheme has no Shadow
+	}{
+		{"string flag", flags.WithStageFlag(""), flags.Shadow},
+		{"boolean pair", flags.WithBooleanFlags("", ""), flags.Off},
+	} {
+		t.Run(scheme.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, cohorts, scheme.opt)
+			for _, tc := range []struct {
+				key   string
+				attrs map[string]any
+				want  flags.Stage
+			}{
+				{"123", nil, flags.Live},
+				{"456", map[string]any{"country": "DE", "plan": "free"}, flags.Live},
+				{"123", map[string]any{"country": "IN", "plan": "pro"}, flags.Live}, // testers win
+				{"789", map[string]any{"country": "IN", "plan": "pro"}, scheme.shadow},
+				{"5", map[string]any{"country": "US", "plan": "pro"}, scheme.shadow},
+				{"1", map[string]any{"country": "US", "plan": "free"}, flags.Off},
+				{"1", map[string]any{"country": "DE", "plan": "pro"}, flags.Off},
+				{"2", nil, flags.DualWrite}, // in the 10% rollout
+				{"3", map[string]any{"country": "FR"}, flags.DualWrite},
+				{"4", nil, flags.Off},
+				{"", nil, flags.Off}, // no routing key: the flag's default
+			} {
+				if got := b.ev.Stage(user(tc.key, tc.attrs)); got != tc.want {
+					t.Errorf("user %q %v: stage %v, want %v", tc.key, tc.attrs, got, tc.want)
+				}
+			}
+			if got := b.fallbacks(t); len(got) != 0 {
+				t.Errorf("fallbacks %v, want none", got)
+			}
+		})
+	}
+}
+
+// TestRolloutPercentage checks the 10% fractional rollout over 10,000 keys
+// to within one percentage point (the bucketing hash is deterministic, so
+// this does not flake; a binomial draw would be off by more than a point
+// one time in a thousand), and that a key's bucket does not change between
+// evaluations or evaluators.
+func TestRolloutPercentage(t *testing.T) {
+	t.Parallel()
+	const n = 10_000
+	cached := setup(t, cohorts)
+	uncached := setup(t, cohorts, flags.WithoutCache())
+	dual := 0
+	for i := range n {
+		ctx := user(fmt.Sprintf("user-%d", i), map[string]any{"country": "DE", "plan": "free"})
+		s := cached.ev.Stage(ctx)
+		switch s {
+		case flags.DualWrite:
+			dual++
+		case flags.Off:
+		default:
+			t.Fatalf("user-%d: stage %v, want dualwrite or off", i, s)
+		}
+		if again := uncached.ev.Stage(ctx); again != s {
+			t.Fatalf("user-%d: stage %v, then %v from another evaluator", i, s, again)
+		}
+		if again := cached.ev.Stage(ctx); again != s {
+			t.Fatalf("user-%d: stage %v, then %v", i, s, again)
+		}
+	}
+	pct := 100 * float64(dual) / n
+	t.Logf("dualwrite: %d of %d keys (%.2f%%)", dual, n, pct)
+	if pct < 9 || pct > 11 {
+		t.Errorf("dualwrite for %.2f%% of keys, want 10%% ± 1", pct)
+	}
+}
+
+func TestDecideOrigin(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cohorts)
+	ctx := user("123", nil)
+	first := b.ev.Decide(ctx)
+	if first.Stage != flags.Live || first.Reason != "TARGETING_MATCH" || first.Variant != "live" {
+		t.Fatalf("first decision %+v, want live by TARGETING_MATCH, variant live", first)
+	}
+	// The provider's ready event may drop the cache once just after start.
+	waitFor(t, "a cached decision", func() bool { return b.ev.Decide(ctx).Origin == flags.Cached })
+	if d := b.ev.Decide(ctx); d.Stage != flags.Live || d.Reason != first.Reason || d.Cause != "" {
+		t.Errorf("cached decision %+v, want %+v from the cache", d, first)
+	}
+	if d := setup(t, cohorts, flags.WithoutCache()).ev.Decide(ctx); d.Origin != flags.Evaluated {
+		t.Errorf("WithoutCache: origin %v, want evaluated", d.Origin)
+	}
+}
+
+// TestCacheKeyIsUserAndAttributes checks that users who differ only in an
+// attribute get their own decisions, and that the same user reached through
+// differently built contexts shares one.
+func TestCacheKeyIsUserAndAttributes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cohorts)
+	pro := map[string]any{"country": "IN", "plan": "pro"}
+	free := map[string]any{"plan": "free", "country": "IN"}
+	for range 3 {
+		if got := b.ev.Stage(user("789", pro)); got != flags.Shadow {
+			t.Fatalf("789 pro: %v, want shadow", got)
+		}
+		if got := b.ev.Stage(user("789", free)); got != flags.Off {
+			t.Fatalf("789 free: %v, want off", got)
+		}
+	}
+	// Set by other middleware straight into OpenFeature's transaction context.
+	ctx := openfeature.WithTransactionContext(context.Background(),
+		openfeature.NewEvaluationContext("789", map[string]any{"plan": "pro", "country": "IN"}))
+	if got := b.ev.Stage(ctx); got != flags.Shadow {
+		t.Errorf("789 pro via openfeature.WithTransactionContext: %v, want shadow", got)
+	}
+}
+
+func TestEvaluatorsAreIsolated(t *testing.T) {
+	t.Parallel()
+	live := setupContent(t, staticFlag("live"))
+	off := setupContent(t, staticFlag("off"))
+	for range 3 {
+		if got := live.ev.Stage(user("u", nil)); got != flags.Live {
+			t.Errorf("first evaluator: %v, want live", got)
+		}
+		if got := off.ev.Stage(user("u", nil)); got != flags.Off {
+			t.Errorf("second evaluator: %v, want off", got)
+		}
+	}
+}
+
+func TestStatic(t *testing.T) {
+	t.Parallel()
+	var src flags.Source = flags.Static(flags.Rampdown)
+	if got := src.Stage(user("123", nil)); got != flags.Rampdown {
+		t.Errorf("Static(Rampdown).Stage: %v", got)
+	}
+	var _ flags.Source = (*flags.Evaluator)(nil)
+}
+
+// TestNewEvaluatorOverAnyProvider plugs an OpenFeature provider other than
+// flagd (the SDK's in-memory one) into NewEvaluator unchanged.
+func TestNewEvaluatorOverAnyProvider(t *testing.T) {
+	t.Parallel()
+	byUser := func(_ memprovider.InMemoryFlag, ec openfeature.FlattenedContext) (any, openfeature.ProviderResolutionDetail) {
+		if ec[openfeature.TargetingKey] == "123" {
+			return "live", openfeature.ProviderResolutionDetail{Reason: openfeature.TargetingMatchReason, Variant: "live"}
+		}
+		return "dualwrite", openfeature.ProviderResolutionDetail{Reason: openfeature.DefaultReason, Variant: "dualwrite"}
+	}
+	p := memprovider.NewInMemoryProvider(map[string]memprovider.InMemoryFlag{
+		flags.DefaultStageFlag: {
+			Key:              flags.DefaultStageFlag,
+			State:            memprovider.Enabled,
+			DefaultVariant:   "dualwrite",
+			Variants:         map[string]any{"dualwrite": "dualwrite", "live": "live"},
+			ContextEvaluator: &byUser,
+		},
+	})
+	ev, err := flags.NewProviderEvaluator(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ev.Close() })
+	if got := ev.Stage(user("123", nil)); got != flags.Live {
+		t.Errorf("123: %v, want live", got)
+	}
+	if got := ev.Stage(user("9", nil)); got != flags.DualWrite {
+		t.Errorf("9: %v, want dualwrite", got)
+	}
+}
+
+// staticFlag is a flag file whose stage flag answers value to everyone.
+func staticFlag(value string) string {
+	return fmt.Sprintf(`{"flags": {"pgshift-stage": {"state": "ENABLED",
+		"variants": {"v": %q}, "defaultVariant": "v"}}}`, value)
+}

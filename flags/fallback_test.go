@@ -1,0 +1,124 @@
+package flags_test
+
+import (
+	"net"
+	"testing"
+
+	flagd "github.com/open-feature/go-sdk-contrib/providers/flagd/pkg"
+	"github.com/open-feature/go-sdk/openfeature/isolated"
+	"github.com/pgshift/pgshift/flags"
+)
+
+// TestFallbacks checks every way the provider can fail to decide: the
+// answer is the default stage (no user here has a last good decision), the
+// cause is counted once per call and logged once in all.
+func TestFallbacks(t *testing.T) {
+	t.Parallel()
+	const booleans = `{"flags": {
+		"write-to-new-db": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"},
+		"read-from-new-db": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}}`
+	for _, tc := range []struct {
+		name    string
+		content string
+		opts    []flags.Option
+		cause   flags.Cause
+	}{
+		{"missing flag", staticFlag("live"), []flags.Option{flags.WithStageFlag("no-such-flag")}, flags.CauseFlagNotFound},
+		{"wrong type", booleans, []flags.Option{flags.WithStageFlag("write-to-new-db")}, flags.CauseTypeMismatch},
+		{"unknown variant value", staticFlag("banana"), nil, flags.CauseUnknownValue},
+		{"disabled flag", `{"flags": {"pgshift-stage": {"state": "DISABLED", "variants": {"v": "live"}, "defaultVariant": "v"}}}`, nil, flags.CauseFlagDisabled},
+		{"read without write", booleans, []flags.Option{flags.WithBooleanFlags("", "")}, flags.CauseReadWithoutWrite},
+		{"missing boolean", staticFlag("live"), []flags.Option{flags.WithBooleanFlags("", "")}, flags.CauseFlagNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupContent(t, tc.content, append(tc.opts, flags.WithDefaultStage(flags.DualWrite))...)
+			const calls = 20
+			for i := range calls {
+				d := b.ev.Decide(user([]string{"123", "9"}[i%2], nil))
+				want := flags.Decision{Stage: flags.DualWrite, Origin: flags.Default, Cause: tc.cause}
+				if d != want {
+					t.Fatalf("call %d: %+v, want %+v", i, d, want)
+				}
+			}
+			if n := b.logs.count("cannot decide", "cause="+string(tc.cause)); n != 1 {
+				t.Errorf("%d log lines for cause %s, want 1:\n%s", n, tc.cause, b.logs)
+			}
+			if got := b.fallbacks(t); got[string(tc.cause)] != calls || len(got) != 1 {
+				t.Errorf("fallback counter %v, want %s=%d", got, tc.cause, calls)
+			}
+		})
+	}
+}
+
+func TestReadWithoutWriteOnlyByOption(t *testing.T) {
+	t.Parallel()
+	b := setupContent(t, `{"flags": {
+		"write-to-new-db": {"state": "ENABLED", "variants": {"off": false}, "defaultVariant": "off"},
+		"read-from-new-db": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}`,
+		flags.WithBooleanFlags("", ""), flags.WithReadWithoutWrite(flags.Complete))
+	if d := b.ev.Decide(user("1", nil)); d.Stage != flags.Complete || d.Origin != flags.Evaluated {
+		t.Errorf("write=false read=true with WithReadWithoutWrite(Complete): %+v", d)
+	}
+	if got := b.fallbacks(t); len(got) != 0 {
+		t.Errorf("fallbacks %v, want none", got)
+	}
+}
+
+// TestLastGoodDecision breaks the flag's value while the evaluator runs: a
+// user decided before keeps that decision, a new user gets the default.
+func TestLastGoodDecision(t *testing.T) {
+	t.Parallel()
+	b := setupContent(t, staticFlag("live"))
+	if got := b.ev.Stage(user("known", nil)); got != flags.Live {
+		t.Fatalf("before: %v, want live", got)
+	}
+	writeFile(t, b.path, staticFlag("banana"))
+	waitFor(t, "the unknown value to be seen", func() bool {
+		return b.ev.Decide(user("known", nil)).Origin == flags.LastGood
+	})
+	want := flags.Decision{Stage: flags.Live, Origin: flags.LastGood, Reason: "STATIC", Variant: "v", Cause: flags.CauseUnknownValue}
+	if d := b.ev.Decide(user("known", nil)); d != want {
+		t.Errorf("known user: %+v, want %+v", d, want)
+	}
+	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.Off || d.Origin != flags.Default {
+		t.Errorf("new user: %+v, want off by default", d)
+	}
+}
+
+// TestProviderNotReady points flagd's in-process provider at a sync server
+// that is not there, so it stays not ready while the test decides.
+func TestProviderNotReady(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	p, err := flagd.NewProvider(flagd.WithInProcessResolver(), flagd.WithHost("127.0.0.1"),
+		flagd.WithPort(uint16(port)), flagd.WithDeadline(2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := isolated.NewAPI()
+	t.Cleanup(func() { _ = api.Shutdown(t.Context()) })
+	if err := api.SetProvider(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{logs: &syncBuffer{}}
+	ev, err := flags.NewEvaluator(api.NewClient(), flags.WithLogger(newLogger(b.logs)), flags.WithDefaultStage(flags.Shadow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ev.Close() })
+	for range 5 {
+		want := flags.Decision{Stage: flags.Shadow, Origin: flags.Default, Cause: flags.CauseProviderNotReady}
+		if d := ev.Decide(user("123", nil)); d != want {
+			t.Fatalf("%+v, want %+v", d, want)
+		}
+	}
+	if n := b.logs.count("cause=provider_not_ready"); n != 1 {
+		t.Errorf("%d log lines, want 1:\n%s", n, b.logs)
+	}
+}

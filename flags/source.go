@@ -1,0 +1,20 @@
+package flags
+
+import "context"
+
+// Source gives the migration stage for the user in ctx. The dualwrite facade
+// consumes it per request, so implementations must be safe for concurrent
+// use and fast: *Evaluator answers from its cache in well under a
+// microsecond.
+type Source interface {
+	Stage(ctx context.Context) Stage
+}
+
+// Static returns a Source that answers s for every user. Use it for tables
+// that several cohorts write at once, which have no single authoritative
+// side per user and so move under one global stage, and for tests.
+func Static(s Stage) Source { return static(s) }
+
+type static Stage
+
+func (s static) Stage(context.Context) Stage { return Stage(s) }
