@@ -1,0 +1,44 @@
+// Package rowsync is pgshift's one row-copying engine: it knows a table from
+// the catalog, copies rows by primary key from one database to another, walks
+// a table in primary-key order in chunks and hashes chunks on the server. The
+// dualwrite repair worker, backfill and verify are all built on it.
+//
+// # Guarantees
+//
+//   - Values round-trip exactly. Every value travels in PostgreSQL's text form
+//     (col::text on the source, $n::text cast back to the column's type on the
+//     destination), which the server's own type I/O defines, so numeric, text,
+//     bytea, jsonb, timestamptz, arrays, uuid, enums, domains and NULLs arrive
+//     as they left. Enum and domain type OIDs may differ between the servers;
+//     types are named, never numbered.
+//   - No value is ever formatted into SQL text: values are parameters (text
+//     arrays, unnested on the server); identifiers are quoted with
+//     pgx.Identifier.Sanitize; type names come from the catalog's format_type.
+//   - CopyKeys converges the destination to the source for the keys it is
+//     given: a key the source holds is inserted or updated on the destination
+//     (every non-key column), a key the source lacks is deleted there. Running
+//     it again changes nothing, and the order keys are copied in does not
+//     matter: it copies current state, it does not replay commands.
+//   - Chunks are ranges of primary keys (keyset pagination, never OFFSET).
+//     A chunk's hash is computed by the server from the text form of its rows
+//     in key order, so both servers hash the same chunk at once and only
+//     differing chunks are read row by row.
+//
+// # Requirements
+//
+// A table must have a primary key (a table without one gives a
+// *NoPrimaryKeyError). Generated columns are left out: each side computes
+// its own. Both sides must name the same types, and the text form of values
+// must not depend on session settings that differ between the two
+// connections: give both pools SessionParams (UTC time zone, ISO dates,
+// full float precision, hex bytea). Keys are ordered by the key columns'
+// collations; both servers must order them alike (use the same collation
+// provider and version, or "C"), or chunks of text keys will not line up.
+//
+// # Example
+//
+//	t, err := rowsync.LoadTable(ctx, oldPool, "public", "users")
+//	if err != nil { ... }
+//	keys := [][]string{rowsync.KeyText(userID)}
+//	upserted, deleted, err := rowsync.CopyKeys(ctx, oldPool, newPool, t, keys)
+package rowsync

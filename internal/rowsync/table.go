@@ -1,0 +1,175 @@
+package rowsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// OwnSchema is the schema of pgshift's own tables. ListTables never lists it
+// and the operator tools never copy or compare it.
+const OwnSchema = "pgshift"
+
+// SessionParams are the run-time parameters both connections of a copy or a
+// comparison should have, so that the text form of every value is the same
+// on both sides and parses back exactly. Put them in
+// pgxpool.Config.ConnConfig.RuntimeParams.
+var SessionParams = map[string]string{
+	"timezone":           "UTC",
+	"datestyle":          "ISO, YMD",
+	"intervalstyle":      "postgres",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+}
+
+// ErrNoPrimaryKey is matched (errors.Is) by a *NoPrimaryKeyError.
+var ErrNoPrimaryKey = errors.New("table has no primary key")
+
+// ErrNoTable is returned (wrapped) when the table does not exist.
+var ErrNoTable = errors.New("table does not exist")
+
+// NoPrimaryKeyError says that a table cannot be copied or compared row by
+// row because nothing identifies its rows.
+type NoPrimaryKeyError struct {
+	Schema, Name string
+}
+
+func (e *NoPrimaryKeyError) Error() string {
+	return fmt.Sprintf("table %s has no primary key: pgshift identifies rows by primary key; add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or leave the table out by naming the others with --table",
+		pgx.Identifier{e.Schema, e.Name}.Sanitize(), pgx.Identifier{e.Schema, e.Name}.Sanitize())
+}
+
+// Is makes errors.Is(err, ErrNoPrimaryKey) true.
+func (e *NoPrimaryKeyError) Is(target error) bool { return target == ErrNoPrimaryKey }
+
+// Column is one column of a table.
+type Column struct {
+	Name string
+	// Type is the column's type as format_type names it: qualified and
+	// quoted as needed, with its modifier ("numeric(10,2)", "app.mood[]").
+	Type string
+	// AlwaysIdentity is set for GENERATED ALWAYS AS IDENTITY columns: they
+	// are copied when a row is inserted but PostgreSQL refuses to update them,
+	// so an update leaves them as they are.
+	AlwaysIdentity bool
+}
+
+// ident is the column's quoted name.
+func (c Column) ident() string { return pgx.Identifier{c.Name}.Sanitize() }
+
+// Table is a table as the catalog describes it.
+type Table struct {
+	Schema, Name string
+	// Columns are the stored (non-generated) columns in table order.
+	Columns []Column
+	// Key are the primary key columns in key order.
+	Key []Column
+}
+
+// Ident is the table's quoted, schema-qualified name for SQL.
+func (t *Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+// String is the table's name for messages (quoted like in SQL).
+func (t *Table) String() string { return t.Ident() }
+
+// LoadTable reads table schema.name's columns and primary key from the
+// catalog of the database q is connected to.
+func LoadTable(ctx context.Context, q Querier, schema, name string) (*Table, error) {
+	t := &Table{Schema: schema, Name: name}
+	var oid uint32
+	err := q.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, name).Scan(&oid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("table %s: %w (check --schema and --table)", t, ErrNoTable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load table %s: %w", t, err)
+	}
+	rows, err := q.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod), attidentity = 'a' FROM pg_attribute
+		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+		ORDER BY attnum`, oid)
+	if err != nil {
+		return nil, fmt.Errorf("load table %s: columns: %w", t, err)
+	}
+	byName := map[string]Column{}
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load table %s: columns: %w", t, err)
+		}
+		t.Columns = append(t.Columns, c)
+		byName[c.Name] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load table %s: columns: %w", t, err)
+	}
+	keys, err := collectStrings(ctx, q, `SELECT a.attname
+		FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`, oid)
+	if err != nil {
+		return nil, fmt.Errorf("load table %s: primary key: %w", t, err)
+	}
+	if len(keys) == 0 {
+		return nil, &NoPrimaryKeyError{Schema: schema, Name: name}
+	}
+	for _, k := range keys {
+		t.Key = append(t.Key, byName[k])
+	}
+	return t, nil
+}
+
+// ListTables lists the base and partitioned tables of schema (partitions
+// left out: they are copied through their parent), by name. pgshift's own
+// schema is never listed.
+func ListTables(ctx context.Context, q Querier, schema string) ([]string, error) {
+	names, err := collectStrings(ctx, q, `SELECT c.relname FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND n.nspname <> $2 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+		ORDER BY c.relname`, schema, OwnSchema)
+	if err != nil {
+		return nil, fmt.Errorf("list tables of schema %s: %w", pgx.Identifier{schema}.Sanitize(), err)
+	}
+	return names, nil
+}
+
+func collectStrings(ctx context.Context, q Querier, sql string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// keyList is "k1", "k2" of the key columns, qualified with alias when given.
+func (t *Table) keyList(alias string) string { return columnList(t.Key, alias, "") }
+
+// columnList joins the quoted column names, each prefixed with alias and
+// followed by suffix.
+func columnList(cols []Column, alias, suffix string) string {
+	var b strings.Builder
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if alias != "" {
+			b.WriteString(alias)
+			b.WriteByte('.')
+		}
+		b.WriteString(c.ident())
+		b.WriteString(suffix)
+	}
+	return b.String()
+}
