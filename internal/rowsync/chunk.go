@@ -36,12 +36,20 @@ type Summary struct {
 // where is the condition that alias's key is in r, with r's keys as
 // parameters from $first on, and those parameters.
 func (t *Table) where(alias string, r Range, first int) (string, []any) {
+	return t.RangeCond(alias, r, func(i int) string { return fmt.Sprintf("$%d", first+i) })
+}
+
+// RangeCond is the SQL condition that alias's key is in r, and the key
+// values it refers to: the i-th value (from 0) is written as placeholder(i)
+// cast to its column's type. Placeholders are $n parameters, or where SQL
+// takes no parameters (COPY), current_setting of a variable the caller set.
+func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string) (string, []any) {
 	var conds []string
 	var args []any
 	bound := func(op string, key []string) {
 		var params []string
 		for i, c := range t.Key {
-			params = append(params, fmt.Sprintf("$%d::%s", first+len(args), c.Type))
+			params = append(params, fmt.Sprintf("(%s)::%s", placeholder(len(args)), c.Type))
 			args = append(args, key[i])
 		}
 		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")))

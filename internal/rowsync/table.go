@@ -153,6 +153,13 @@ func collectStrings(ctx context.Context, q Querier, sql string, args ...any) ([]
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// ColumnList is the quoted names of the stored columns, comma-separated.
+func (t *Table) ColumnList() string { return columnList(t.Columns, "", "") }
+
+// KeyList is the quoted names of the key columns in key order,
+// comma-separated: an ORDER BY clause or a conflict target.
+func (t *Table) KeyList() string { return columnList(t.Key, "", "") }
+
 // keyList is "k1", "k2" of the key columns, qualified with alias when given.
 func (t *Table) keyList(alias string) string { return columnList(t.Key, alias, "") }
 
