@@ -38,7 +38,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,23 +109,9 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 		return nil, fmt.Errorf("backfill: create pgshift's schema on new: %w", err)
 	}
 	results := make([]Result, len(tables))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(opts.Workers, len(tables)) {
-		wg.Go(func() {
-			for i := range next {
-				results[i] = table(ctx, old, new, tables[i], opts)
-			}
-		})
-	}
-	for i := range tables {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(next)
-	wg.Wait()
+	rowsync.ForEach(ctx, len(tables), opts.Workers, func(i int) {
+		results[i] = table(ctx, old, new, tables[i], opts)
+	})
 	return results, ctx.Err()
 }
 

@@ -33,9 +33,9 @@ func setup(t *testing.T, n int) (*pgtest.Pair, *rowsync.Table) {
 	t.Helper()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
-		sqlExec(t, db.Pool, itemsDDL)
+		pgtest.Exec(t, db.Pool, itemsDDL)
 	}
-	sqlExec(t, p.Old.Pool, `INSERT INTO "Shop"."Line Items" ("Order", line, price, note, raw, doc, at, tags, states, u)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO "Shop"."Line Items" ("Order", line, price, note, raw, doc, at, tags, states, u)
 		SELECT i / 3, i % 3, i * 1.25, CASE WHEN i % 7 = 0 THEN NULL ELSE E'n\t"' || i END, '\x01ff', jsonb_build_object('i', i),
 		'2024-01-01'::timestamptz + i * interval '1 minute', ARRAY['a', NULL], '{new,paid}', gen_random_uuid()
 		FROM generate_series(1, $1) AS i`, n)
@@ -44,13 +44,6 @@ func setup(t *testing.T, n int) (*pgtest.Pair, *rowsync.Table) {
 		t.Fatal(err)
 	}
 	return p, tbl
-}
-
-func sqlExec(t *testing.T, q rowsync.Querier, sql string, args ...any) {
-	t.Helper()
-	if _, err := q.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 func dump(t *testing.T, q rowsync.Querier) []string {
@@ -82,7 +75,7 @@ func TestBackfillCopiesEveryRowAndSkipsFinishedTables(t *testing.T) {
 	if _, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, [][]string{{"10", "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	sqlExec(t, p.New.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
+	pgtest.Exec(t, p.New.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
 	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 40})
 	if err != nil || res[0].Err != nil {
 		t.Fatal(err, res[0].Err)
@@ -94,7 +87,7 @@ func TestBackfillCopiesEveryRowAndSkipsFinishedTables(t *testing.T) {
 	if err := p.New.Pool.QueryRow(ctx, `SELECT note FROM "Shop"."Line Items" WHERE "Order" = 10 AND line = 1`).Scan(&note); err != nil || note != "newer" {
 		t.Fatalf("dual-written row note = %q (err %v), want it kept as \"newer\"", note, err)
 	}
-	sqlExec(t, p.Old.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
+	pgtest.Exec(t, p.Old.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
 	requireEqual(t, p)
 	res, err = backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 40})
 	if err != nil || !res[0].AlreadyDone || res[0].Rows != 0 {

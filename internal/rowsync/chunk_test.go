@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -66,7 +67,7 @@ func TestDrillDownFindsMissingExtraAndDifferentRows(t *testing.T) {
 	if _, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, allKeys(t, p.Old.Pool, tbl)); err != nil {
 		t.Fatal(err)
 	}
-	exec(t, p.New.Pool, `UPDATE `+tbl.Ident()+` SET tags = '{"a b"}' WHERE "Tenant" = 'acme' AND "line No" = 1;
+	pgtest.Exec(t, p.New.Pool, `UPDATE `+tbl.Ident()+` SET tags = '{"a b"}' WHERE "Tenant" = 'acme' AND "line No" = 1;
 		DELETE FROM `+tbl.Ident()+` WHERE "Tenant" = 'Beta Co' AND "line No" = 2;
 		INSERT INTO `+tbl.Ident()+` ("Tenant", "line No") VALUES ('zeta', 1)`)
 	ranges, sums := walk(t, p.Old.Pool, tbl, 2)

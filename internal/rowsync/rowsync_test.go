@@ -61,21 +61,14 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 	ctx := context.Background()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
-		exec(t, db.Pool, shapesDDL)
+		pgtest.Exec(t, db.Pool, shapesDDL)
 	}
-	exec(t, p.Old.Pool, shapesRows)
+	pgtest.Exec(t, p.Old.Pool, shapesRows)
 	tbl, err := rowsync.LoadTable(ctx, p.Old.Pool, "App Schema", "Order Items")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p, tbl
-}
-
-func exec(t *testing.T, q rowsync.Querier, sql string, args ...any) {
-	t.Helper()
-	if _, err := q.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 // dump is every row of table ident in text form, sorted.
@@ -138,7 +131,7 @@ func TestLoadTableReadsColumnsTypesAndKeyOrder(t *testing.T) {
 func TestLoadTableWithoutPrimaryKeyNamesTableAndFix(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Empty)
-	exec(t, p.Old.Pool, `CREATE TABLE "Log Lines" (msg text)`)
+	pgtest.Exec(t, p.Old.Pool, `CREATE TABLE "Log Lines" (msg text)`)
 	_, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "Log Lines")
 	var npk *rowsync.NoPrimaryKeyError
 	if !errors.As(err, &npk) || !errors.Is(err, rowsync.ErrNoPrimaryKey) {
@@ -157,7 +150,7 @@ func TestLoadTableWithoutPrimaryKeyNamesTableAndFix(t *testing.T) {
 func TestListTablesLeavesOutPgshiftAndOtherSchemas(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Domain) // users, posts, events + schema pgshift
-	exec(t, p.Old.Pool, `CREATE SCHEMA other; CREATE TABLE other.x (id int PRIMARY KEY);
+	pgtest.Exec(t, p.Old.Pool, `CREATE SCHEMA other; CREATE TABLE other.x (id int PRIMARY KEY);
 		CREATE TABLE "Mixed Case" (id int PRIMARY KEY);
 		CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
 		CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10)`)
@@ -180,7 +173,7 @@ func TestCopyKeysRoundTripsEveryShapeExactly(t *testing.T) {
 	ctx := context.Background()
 	// new holds a stale version of one row, a row old no longer has, and an
 	// unrelated row that must survive.
-	exec(t, p.New.Pool, `INSERT INTO `+tbl.Ident()+` ("Tenant", "line No", seq, note) OVERRIDING SYSTEM VALUE VALUES
+	pgtest.Exec(t, p.New.Pool, `INSERT INTO `+tbl.Ident()+` ("Tenant", "line No", seq, note) OVERRIDING SYSTEM VALUE VALUES
 		('acme', 1, 1, 'stale'), ('gone', 5, 98, 'deleted on old'), ('keep', 1, 97, 'not asked for')`)
 	keys := append(allKeys(t, p.Old.Pool, tbl), []string{"gone", "5"}, []string{"nowhere", "1"})
 	up, del, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, keys)
@@ -190,7 +183,7 @@ func TestCopyKeysRoundTripsEveryShapeExactly(t *testing.T) {
 	if up != 4 || del != 1 {
 		t.Errorf("upserted, deleted = %d, %d; want 4, 1", up, del)
 	}
-	exec(t, p.New.Pool, `DELETE FROM `+tbl.Ident()+` WHERE "Tenant" = 'keep'`)
+	pgtest.Exec(t, p.New.Pool, `DELETE FROM `+tbl.Ident()+` WHERE "Tenant" = 'keep'`)
 	if o, n := dump(t, p.Old.Pool, tbl.Ident()), dump(t, p.New.Pool, tbl.Ident()); !slices.Equal(o, n) {
 		t.Fatalf("sides differ after copy:\nold %q\nnew %q", o, n)
 	}
@@ -209,7 +202,7 @@ func TestCopyKeysInsideTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Rollback(ctx)
-	exec(t, src, `UPDATE `+tbl.Ident()+` SET note = 'uncommitted' WHERE "Tenant" = 'acme' AND "line No" = 1`)
+	pgtest.Exec(t, src, `UPDATE `+tbl.Ident()+` SET note = 'uncommitted' WHERE "Tenant" = 'acme' AND "line No" = 1`)
 	conn, err := p.New.Pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -229,10 +222,10 @@ func TestCopyKeysWithKeyTextOfScannedValues(t *testing.T) {
 	p := pgtest.NewPair(t, pgtest.Empty)
 	ctx := context.Background()
 	ddl := `CREATE TABLE events (at timestamptz, id uuid, raw bytea, n numeric, ok boolean, v text, PRIMARY KEY (at, id, raw, n, ok))`
-	exec(t, p.Old.Pool, ddl)
-	exec(t, p.New.Pool, ddl)
+	pgtest.Exec(t, p.Old.Pool, ddl)
+	pgtest.Exec(t, p.New.Pool, ddl)
 	id := uuid.New()
-	exec(t, p.Old.Pool, `INSERT INTO events VALUES ('2024-05-01 12:00:00.654321+02', $1, '\x00ff', 1.50, true, 'x')`, id)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO events VALUES ('2024-05-01 12:00:00.654321+02', $1, '\x00ff', 1.50, true, 'x')`, id)
 	var at, gotID, raw, n, ok any
 	if err := p.Old.Pool.QueryRow(ctx, `SELECT at, id, raw, n::text, ok FROM events`).Scan(&at, &gotID, &raw, &n, &ok); err != nil {
 		t.Fatal(err)
@@ -242,7 +235,7 @@ func TestCopyKeysWithKeyTextOfScannedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range [][]string{rowsync.KeyText(at, gotID, raw, n, ok), rowsync.KeyText(at, id, raw, n, ok)} {
-		exec(t, p.New.Pool, `DELETE FROM events`)
+		pgtest.Exec(t, p.New.Pool, `DELETE FROM events`)
 		if up, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, [][]string{key}); err != nil || up != 1 {
 			t.Errorf("key %q: upserted %d, err %v; want 1 row", key, up, err)
 		}

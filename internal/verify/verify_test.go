@@ -23,8 +23,8 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 	t.Helper()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
-		sqlExec(t, db.Pool, ddl)
-		sqlExec(t, db.Pool, `INSERT INTO "Ops"."Tasks" SELECT 'team ' || i % 4, i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END::"Ops".kind,
+		pgtest.Exec(t, db.Pool, ddl)
+		pgtest.Exec(t, db.Pool, `INSERT INTO "Ops"."Tasks" SELECT 'team ' || i % 4, i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END::"Ops".kind,
 			'2025-01-01'::timestamptz + i * interval '1 hour', i / 7.0, ARRAY['x', i::text], jsonb_build_object('i', i), '\xff'
 			FROM generate_series(1, 120) AS i`)
 	}
@@ -33,13 +33,6 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 		t.Fatal(err)
 	}
 	return p, tbl
-}
-
-func sqlExec(t *testing.T, q rowsync.Querier, sql string, args ...any) {
-	t.Helper()
-	if _, err := q.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 func run(t *testing.T, p *pgtest.Pair, tbl *rowsync.Table, opts verify.Options) verify.Result {
@@ -69,7 +62,7 @@ func TestVerifyEqualTablesReportsNothing(t *testing.T) {
 func TestVerifyCountsMissingExtraDifferentWithKeysAndRepairs(t *testing.T) {
 	t.Parallel()
 	p, tbl := setup(t)
-	sqlExec(t, p.New.Pool, `DELETE FROM "Ops"."Tasks" WHERE id IN (5, 6);
+	pgtest.Exec(t, p.New.Pool, `DELETE FROM "Ops"."Tasks" WHERE id IN (5, 6);
 		UPDATE "Ops"."Tasks" SET tags = '{x}' WHERE id = 50;
 		UPDATE "Ops"."Tasks" SET kind = 'a' WHERE id = 51;
 		INSERT INTO "Ops"."Tasks" ("Team", id) VALUES ('team 0', 1000), ('zzz', 1)`)
@@ -90,7 +83,7 @@ func TestVerifyCountsMissingExtraDifferentWithKeysAndRepairs(t *testing.T) {
 func TestVerifyRepairFromNewChangesOld(t *testing.T) {
 	t.Parallel()
 	p, tbl := setup(t)
-	sqlExec(t, p.New.Pool, `UPDATE "Ops"."Tasks" SET score = -1 WHERE id = 7; INSERT INTO "Ops"."Tasks" ("Team", id) VALUES ('new only', 1)`)
+	pgtest.Exec(t, p.New.Pool, `UPDATE "Ops"."Tasks" SET score = -1 WHERE id = 7; INSERT INTO "Ops"."Tasks" ("Team", id) VALUES ('new only', 1)`)
 	run(t, p, tbl, verify.Options{Repair: true, Source: "new"})
 	var score float64
 	var n int
@@ -104,7 +97,7 @@ func TestVerifyDoesNotReportAWriteInFlight(t *testing.T) {
 	p, tbl := setup(t)
 	// old has a write new has not received yet; it arrives while verify
 	// waits to re-check.
-	sqlExec(t, p.Old.Pool, `UPDATE "Ops"."Tasks" SET score = 42 WHERE id = 9`)
+	pgtest.Exec(t, p.Old.Pool, `UPDATE "Ops"."Tasks" SET score = 42 WHERE id = 9`)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		_, _ = p.New.Pool.Exec(context.Background(), `UPDATE "Ops"."Tasks" SET score = 42 WHERE id = 9`)
