@@ -11,7 +11,8 @@ import (
 
 // CopyKeys makes the rows of table t with the given primary keys on dst equal
 // to those on src: a key src holds is inserted into dst, or updated there
-// (every non-key column), a key src lacks is deleted from dst. Each key holds
+// (every non-key column but GENERATED ALWAYS identities, which PostgreSQL
+// keeps), a key src lacks is deleted from dst. Each key holds
 // the key columns' values in text form in key order (KeyText makes them;
 // the repair log stores them so). All keys take one query on each side.
 //
@@ -146,7 +147,7 @@ func (t *Table) writeSQL() string {
 	}
 	var nonKey []Column
 	for _, c := range t.Columns {
-		if !t.isKey(c.Name) {
+		if !t.isKey(c.Name) && !c.AlwaysIdentity {
 			nonKey = append(nonKey, c)
 		}
 	}

@@ -59,6 +59,10 @@ type Column struct {
 	// Type is the column's type as format_type names it: qualified and
 	// quoted as needed, with its modifier ("numeric(10,2)", "app.mood[]").
 	Type string
+	// AlwaysIdentity is set for GENERATED ALWAYS AS IDENTITY columns: they
+	// are copied when a row is inserted but PostgreSQL refuses to update them,
+	// so an update leaves them as they are.
+	AlwaysIdentity bool
 }
 
 // ident is the column's quoted name.
@@ -92,7 +96,7 @@ func LoadTable(ctx context.Context, q Querier, schema, name string) (*Table, err
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", t, err)
 	}
-	rows, err := q.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+	rows, err := q.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod), attidentity = 'a' FROM pg_attribute
 		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
 		ORDER BY attnum`, oid)
 	if err != nil {
@@ -101,7 +105,7 @@ func LoadTable(ctx context.Context, q Querier, schema, name string) (*Table, err
 	byName := map[string]Column{}
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.Type); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 		}
@@ -148,6 +152,13 @@ func collectStrings(ctx context.Context, q Querier, sql string, args ...any) ([]
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
+
+// ColumnList is the quoted names of the stored columns, comma-separated.
+func (t *Table) ColumnList() string { return columnList(t.Columns, "", "") }
+
+// KeyList is the quoted names of the key columns in key order,
+// comma-separated: an ORDER BY clause or a conflict target.
+func (t *Table) KeyList() string { return columnList(t.Key, "", "") }
 
 // keyList is "k1", "k2" of the key columns, qualified with alias when given.
 func (t *Table) keyList(alias string) string { return columnList(t.Key, alias, "") }

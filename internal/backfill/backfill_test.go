@@ -1,0 +1,222 @@
+package backfill_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/internal/backfill"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/rowsync"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const itemsDDL = `CREATE SCHEMA "Shop";
+CREATE TYPE "Shop".state AS ENUM ('new', 'paid');
+CREATE TABLE "Shop"."Line Items" (
+	"Order" bigint, "line" int, price numeric(12,2), note text, raw bytea, doc jsonb,
+	at timestamptz, tags text[], states "Shop".state[], u uuid, v int NOT NULL DEFAULT 0,
+	PRIMARY KEY ("Order", "line"))`
+
+// setup creates the items table on both sides and n rows on old.
+func setup(t *testing.T, n int) (*pgtest.Pair, *rowsync.Table) {
+	t.Helper()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, itemsDDL)
+	}
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO "Shop"."Line Items" ("Order", line, price, note, raw, doc, at, tags, states, u)
+		SELECT i / 3, i % 3, i * 1.25, CASE WHEN i % 7 = 0 THEN NULL ELSE E'n\t"' || i END, '\x01ff', jsonb_build_object('i', i),
+		'2024-01-01'::timestamptz + i * interval '1 minute', ARRAY['a', NULL], '{new,paid}', gen_random_uuid()
+		FROM generate_series(1, $1) AS i`, n)
+	tbl, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "Shop", "Line Items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, tbl
+}
+
+func dump(t *testing.T, q rowsync.Querier) []string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), `SELECT r::text FROM "Shop"."Line Items" AS r ORDER BY "Order", line`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func requireEqual(t *testing.T, p *pgtest.Pair) {
+	t.Helper()
+	o, n := dump(t, p.Old.Pool), dump(t, p.New.Pool)
+	if !slices.Equal(o, n) {
+		t.Fatalf("sides differ: old %d rows, new %d rows", len(o), len(n))
+	}
+}
+
+func TestBackfillCopiesEveryRowAndSkipsFinishedTables(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 250)
+	ctx := context.Background()
+	// a dual-written row new already has, with a newer value than old's
+	if _, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, [][]string{{"10", "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, p.New.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 40})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if r := res[0]; r.Rows != 250 || r.Inserted != 249 || r.Chunks != 7 {
+		t.Errorf("result %+v, want 250 rows read, 249 inserted in 7 chunks", r)
+	}
+	var note string
+	if err := p.New.Pool.QueryRow(ctx, `SELECT note FROM "Shop"."Line Items" WHERE "Order" = 10 AND line = 1`).Scan(&note); err != nil || note != "newer" {
+		t.Fatalf("dual-written row note = %q (err %v), want it kept as \"newer\"", note, err)
+	}
+	pgtest.Exec(t, p.Old.Pool, `UPDATE "Shop"."Line Items" SET note = 'newer' WHERE "Order" = 10 AND line = 1`)
+	requireEqual(t, p)
+	res, err = backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 40})
+	if err != nil || !res[0].AlreadyDone || res[0].Rows != 0 {
+		t.Errorf("second run: %+v, %v; want the table skipped as done", res[0], err)
+	}
+}
+
+// childEnv names the databases the child process backfills.
+const childEnv = "PGSHIFT_BACKFILL_CHILD"
+
+// TestBackfillChild is the child process of TestBackfillKilledAndRerun: a
+// slow backfill the parent kills.
+func TestBackfillChild(t *testing.T) {
+	urls := os.Getenv(childEnv)
+	if urls == "" {
+		return // run only as a child
+	}
+	var oldURL, newURL string
+	fmt.Sscan(urls, &oldURL, &newURL)
+	ctx := context.Background()
+	old, err := pgxpool.New(ctx, oldURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	new, err := pgxpool.New(ctx, newURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := rowsync.LoadTable(ctx, old, "Shop", "Line Items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backfill.Run(ctx, old, new, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 20,
+		Progress: func(backfill.Progress) { time.Sleep(30 * time.Millisecond) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackfillKilledAndRerunCopiesNoChunkTwice(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 600)
+	ctx := context.Background()
+	child := exec.Command(os.Args[0], "-test.run=^TestBackfillChild$")
+	child.Env = append(os.Environ(), childEnv+"="+p.Old.URL+" "+p.New.URL)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for deadline := time.Now().Add(30 * time.Second); chunks < 5 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		_ = p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_progress`).Scan(&chunks)
+	}
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	var before int
+	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_progress`).Scan(&before); err != nil || before < 5 || before >= 30 {
+		t.Fatalf("child committed %d of 30 chunks before it was killed (err %v); want it killed mid-way", before, err)
+	}
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 20})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if !res[0].Resumed || res[0].Inserted != res[0].Rows {
+		t.Errorf("rerun %+v: want resumed, every row it read new to new (no chunk read twice)", res[0])
+	}
+	var chunks2, rows int64
+	var distinct int64
+	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*), sum(rows_copied), count(DISTINCT last_key) FROM pgshift.backfill_progress`).Scan(&chunks2, &rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 600 || distinct != chunks2 {
+		t.Errorf("progress holds %d chunks (%d distinct ends) with %d rows copied; want 600 rows, each chunk once", chunks2, distinct, rows)
+	}
+	requireEqual(t, p)
+}
+
+func TestBackfillDuringDualWritesNeverOverwritesNewerRows(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 900)
+	ctx := context.Background()
+	var stop atomic.Bool
+	// Writers act like the dual-writing facade: write old, then upsert the
+	// same row into new with a higher version v. Each writer owns its rows,
+	// so the two sides see a row's writes in the same order.
+	var version atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				order, line := (i*7%75)*4+w, i%3
+				v := version.Add(1)
+				if _, err := p.Old.Pool.Exec(ctx, `UPDATE "Shop"."Line Items" SET v = $3, note = 'dual' WHERE "Order" = $1 AND line = $2`, order, line, v); err != nil {
+					return
+				}
+				if _, err := p.New.Pool.Exec(ctx, `INSERT INTO "Shop"."Line Items" ("Order", line, note, v) VALUES ($1, $2, 'dual', $3)
+					ON CONFLICT ("Order", line) DO UPDATE SET v = EXCLUDED.v, note = EXCLUDED.note`, order, line, v); err != nil {
+					return
+				}
+			}
+		})
+	}
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 15,
+		Progress: func(backfill.Progress) { time.Sleep(2 * time.Millisecond) }})
+	stop.Store(true)
+	wg.Wait()
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if res[0].Inserted == res[0].Rows {
+		t.Fatalf("backfill found no dual-written row on new (%+v): the writers did not overlap it", res[0])
+	}
+	// Every row a writer touched has the same v on both sides: had backfill
+	// overwritten a dual-written row, new would hold old's earlier v.
+	rows, err := p.Old.Pool.Query(context.Background(), `SELECT "Order", line, v FROM "Shop"."Line Items" WHERE note = 'dual'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{ order, line, v int64 }
+	want, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (key, error) {
+		var k key
+		return k, r.Scan(&k.order, &k.line, &k.v)
+	})
+	if err != nil || len(want) == 0 {
+		t.Fatalf("no dual-written rows on old (err %v)", err)
+	}
+	for _, k := range want {
+		var v int64
+		if err := p.New.Pool.QueryRow(context.Background(), `SELECT v FROM "Shop"."Line Items" WHERE "Order" = $1 AND line = $2`, k.order, k.line).Scan(&v); err != nil || v != k.v {
+			t.Errorf("row (%d, %d): new v = %d (err %v), old v = %d; a dual-written row was overwritten", k.order, k.line, v, err, k.v)
+		}
+	}
+}

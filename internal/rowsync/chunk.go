@@ -1,0 +1,243 @@
+package rowsync
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Range is a range of primary keys, After < key <= Last in the key's order,
+// keys in text form. A nil After starts at the table's first row; a nil Last
+// runs to its end.
+type Range struct {
+	After, Last []string
+}
+
+func (r Range) String() string {
+	after, last := "start", "end"
+	if r.After != nil {
+		after = fmt.Sprint(r.After)
+	}
+	if r.Last != nil {
+		last = fmt.Sprint(r.Last)
+	}
+	return fmt.Sprintf("(%s, %s]", after, last)
+}
+
+// Summary is what the server says about the rows of a range: how many and
+// the md5 of their text form in key order ("" for no rows).
+type Summary struct {
+	Rows int64
+	Hash string
+}
+
+// where is the condition that alias's key is in r, with r's keys as
+// parameters from $first on, and those parameters.
+func (t *Table) where(alias string, r Range, first int) (string, []any) {
+	return t.RangeCond(alias, r, func(i int) string { return fmt.Sprintf("$%d", first+i) })
+}
+
+// RangeCond is the SQL condition that alias's key is in r, and the key
+// values it refers to: the i-th value (from 0) is written as placeholder(i)
+// cast to its column's type. Placeholders are $n parameters, or where SQL
+// takes no parameters (COPY), current_setting of a variable the caller set.
+func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string) (string, []any) {
+	var conds []string
+	var args []any
+	bound := func(op string, key []string) {
+		var params []string
+		for i, c := range t.Key {
+			params = append(params, fmt.Sprintf("(%s)::%s", placeholder(len(args)), c.Type))
+			args = append(args, key[i])
+		}
+		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")))
+	}
+	if r.After != nil {
+		bound(">", r.After)
+	}
+	if r.Last != nil {
+		bound("<=", r.Last)
+	}
+	if len(conds) == 0 {
+		return "true", nil
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// rowText is the text form of alias's row (its stored columns in table
+// order), what chunk and row hashes are computed from.
+func (t *Table) rowText(alias string) string {
+	return "ROW(" + columnList(t.Columns, alias, "") + ")::text"
+}
+
+// keyArray is ARRAY[k1::text, ...] of alias's key.
+func (t *Table) keyArray(alias string) string {
+	return "ARRAY[" + columnList(t.Key, alias, "::text") + "]"
+}
+
+func (t *Table) checkKey(r Range) error {
+	for _, k := range [][]string{r.After, r.Last} {
+		if k != nil && len(k) != len(t.Key) {
+			return fmt.Errorf("%s: key %v has %d values, the primary key has %d columns", t, k, len(k), len(t.Key))
+		}
+	}
+	return nil
+}
+
+// NextChunk reads the up to size rows after key after (nil: from the start)
+// in key order and returns their range and, when hash is set, their
+// Summary (else only Rows is filled in). The range's Last is the last of
+// those rows' keys, or nil when fewer than size rows were left: the chunk
+// then runs to the table's end, so that rows another side holds beyond this
+// side's last key fall into it. It is keyset pagination: the server walks
+// the primary key index from after, never skipping rows with OFFSET.
+func NextChunk(ctx context.Context, q Querier, t *Table, after []string, size int, hash bool) (Range, Summary, error) {
+	r := Range{After: after}
+	if err := t.checkKey(r); err != nil {
+		return r, Summary{}, err
+	}
+	cond, args := t.where("t", r, 2)
+	hashExpr, rowExpr := "''", ""
+	if hash {
+		hashExpr, rowExpr = `coalesce(md5(string_agg(c.r, E'\n')), '')`, ", "+t.rowText("t")+" AS r"
+	}
+	var keyCols, desc []string
+	for i, c := range t.Key {
+		keyCols = append(keyCols, fmt.Sprintf("t.%s AS k%d", c.ident(), i+1))
+		desc = append(desc, fmt.Sprintf("c.k%d DESC", i+1))
+	}
+	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s AS kt, %[2]s%[3]s FROM %[4]s AS t WHERE %[5]s ORDER BY %[6]s LIMIT $1)
+SELECT count(*), %[7]s, (SELECT c.kt FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
+		t.keyArray("t"), strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(desc, ", "))
+	var s Summary
+	var last []string
+	if err := q.QueryRow(ctx, sql, append([]any{size}, args...)...).Scan(&s.Rows, &s.Hash, &last); err != nil {
+		return r, s, fmt.Errorf("%s: chunk after %v: %w", t, after, err)
+	}
+	if s.Rows == int64(size) {
+		r.Last = last
+	}
+	return r, s, nil
+}
+
+// HashRange returns the Summary of the rows of t in r.
+func HashRange(ctx context.Context, q Querier, t *Table, r Range) (Summary, error) {
+	if err := t.checkKey(r); err != nil {
+		return Summary{}, err
+	}
+	cond, args := t.where("t", r, 1)
+	sql := fmt.Sprintf(`SELECT count(*), coalesce(md5(string_agg(s.r, E'\n')), '') FROM (SELECT %s AS r FROM %s AS t WHERE %s ORDER BY %s) AS s`,
+		t.rowText("t"), t.Ident(), cond, t.keyList("t"))
+	var s Summary
+	if err := q.QueryRow(ctx, sql, args...).Scan(&s.Rows, &s.Hash); err != nil {
+		return s, fmt.Errorf("%s: hash chunk %v: %w", t, r, err)
+	}
+	return s, nil
+}
+
+// RowHash is one row's key and the md5 of its text form.
+type RowHash struct {
+	Key  []string
+	Hash string
+}
+
+// RowHashes returns the key and hash of every row of t in r, in key order:
+// the drill-down into a chunk whose hashes differ.
+func RowHashes(ctx context.Context, q Querier, t *Table, r Range) ([]RowHash, error) {
+	if err := t.checkKey(r); err != nil {
+		return nil, err
+	}
+	cond, args := t.where("t", r, 1)
+	sql := fmt.Sprintf(`SELECT %s, md5(%s) FROM %s AS t WHERE %s ORDER BY %s`,
+		t.keyArray("t"), t.rowText("t"), t.Ident(), cond, t.keyList("t"))
+	out, err := collectRowHashes(ctx, q, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: rows of chunk %v: %w", t, r, err)
+	}
+	return out, nil
+}
+
+// RowHashesOf returns the key and hash of the rows of t with the given keys
+// that exist, in key order.
+func RowHashesOf(ctx context.Context, q Querier, t *Table, keys [][]string) ([]RowHash, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	keyArgs, err := t.keyColumnsOf(keys)
+	if err != nil {
+		return nil, err
+	}
+	sql := fmt.Sprintf(`SELECT %s, md5(%s) FROM %s AS t JOIN %s ON %s ORDER BY %s`,
+		t.keyArray("t"), t.rowText("t"), t.Ident(), t.keySet(1, "k"), t.keyMatch("t", "k"), t.keyList("t"))
+	out, err := collectRowHashes(ctx, q, sql, keyArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: rows of %d keys: %w", t, len(keys), err)
+	}
+	return out, nil
+}
+
+func collectRowHashes(ctx context.Context, q Querier, sql string, args ...any) ([]RowHash, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (RowHash, error) {
+		var h RowHash
+		err := row.Scan(&h.Key, &h.Hash)
+		return h, err
+	})
+}
+
+// Diff is how the rows of a destination differ from those of a source.
+type Diff struct {
+	// Missing are keys the source has and the destination lacks.
+	Missing [][]string
+	// Extra are keys the destination has and the source lacks.
+	Extra [][]string
+	// Different are keys both have with different values.
+	Different [][]string
+}
+
+// Len is the number of differing keys.
+func (d Diff) Len() int { return len(d.Missing) + len(d.Extra) + len(d.Different) }
+
+// Keys are all differing keys: what CopyKeys needs to make the destination
+// equal to the source.
+func (d Diff) Keys() [][]string {
+	out := make([][]string, 0, d.Len())
+	out = append(out, d.Missing...)
+	out = append(out, d.Extra...)
+	return append(out, d.Different...)
+}
+
+// DiffRows compares the rows of a source and a destination by key.
+func DiffRows(src, dst []RowHash) Diff {
+	var d Diff
+	dstByKey := make(map[string]string, len(dst))
+	for _, r := range dst {
+		dstByKey[keyString(r.Key)] = r.Hash
+	}
+	for _, r := range src {
+		k := keyString(r.Key)
+		h, ok := dstByKey[k]
+		switch {
+		case !ok:
+			d.Missing = append(d.Missing, r.Key)
+		case h != r.Hash:
+			d.Different = append(d.Different, r.Key)
+		}
+		delete(dstByKey, k)
+	}
+	for _, r := range dst {
+		if _, ok := dstByKey[keyString(r.Key)]; ok {
+			d.Extra = append(d.Extra, r.Key)
+		}
+	}
+	return d
+}
+
+// keyString is a map key for a key: its values joined by a byte that text
+// values cannot hold.
+func keyString(k []string) string { return strings.Join(k, "\x00") }
