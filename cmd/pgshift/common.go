@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/internal/rowsync"
+)
+
+// common are the flags every database command takes.
+type common struct {
+	old, new string
+	schema   string
+	tables   []string
+	json     bool
+	verbose  bool
+}
+
+func (c *common) bind(fs *flag.FlagSet, e *env) {
+	fs.StringVar(&c.old, "old", e.getenv("PGSHIFT_OLD_URL"), "connection string of the old database (env PGSHIFT_OLD_URL)")
+	fs.StringVar(&c.new, "new", e.getenv("PGSHIFT_NEW_URL"), "connection string of the new database (env PGSHIFT_NEW_URL)")
+	fs.StringVar(&c.schema, "schema", "public", "schema of the tables")
+	fs.Func("table", "a table to work on; repeat for more (default: every table of --schema)", func(s string) error {
+		c.tables = append(c.tables, s)
+		return nil
+	})
+	fs.BoolVar(&c.json, "json", false, "print a machine-readable summary on stdout")
+	fs.BoolVar(&c.verbose, "v", false, "log each table's work on stderr")
+}
+
+// session is an open pair of databases and the tables to work on.
+type session struct {
+	old, new *pgxpool.Pool
+	tables   []*rowsync.Table
+	// skipped are the tables that cannot be worked on (no primary key,
+	// missing), with why.
+	skipped []tableError
+	log     *slog.Logger
+}
+
+type tableError struct {
+	table string
+	err   error
+}
+
+func (s *session) close() {
+	if s.old != nil {
+		s.old.Close()
+	}
+	if s.new != nil {
+		s.new.Close()
+	}
+}
+
+// open connects to both databases and loads the tables; a table that
+// cannot be loaded is reported in skipped, the others go on.
+func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, error) {
+	s := &session{}
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelInfo
+	}
+	s.log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	var err error
+	if s.old, err = connect(ctx, "old", c.old, maxConns); err != nil {
+		return nil, err
+	}
+	if s.new, err = connect(ctx, "new", c.new, maxConns); err != nil {
+		s.close()
+		return nil, err
+	}
+	names := c.tables
+	if len(names) == 0 {
+		if names, err = rowsync.ListTables(ctx, s.old, c.schema); err != nil {
+			s.close()
+			return nil, err
+		}
+		if len(names) == 0 {
+			s.close()
+			return nil, fmt.Errorf("schema %q on old has no tables; name the schema with --schema", c.schema)
+		}
+	}
+	for _, n := range names {
+		t, err := rowsync.LoadTable(ctx, s.old, c.schema, n)
+		if err != nil {
+			s.skipped = append(s.skipped, tableError{table: c.schema + "." + n, err: err})
+			continue
+		}
+		s.tables = append(s.tables, t)
+	}
+	return s, nil
+}
+
+// connect opens a pool on url with rowsync's session parameters, so that
+// values have the same text form on both sides, and checks it works.
+func connect(ctx context.Context, side, url string, maxConns int) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, fmt.Errorf("no connection string for %s: give --%s or set PGSHIFT_%s_URL", side, side, map[string]string{"old": "OLD", "new": "NEW"}[side])
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad connection string: %w", side, err)
+	}
+	for k, v := range rowsync.SessionParams {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	cfg.MaxConns = int32(maxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, fmt.Errorf("connect to %s: %w", side, err)
+	}
+	return pool, nil
+}
+
+// reportSkipped prints why tables were skipped; it returns whether any were.
+func (s *session) reportSkipped(w io.Writer) bool {
+	for _, sk := range s.skipped {
+		fmt.Fprintf(w, "pgshift: skipped %s: %v\n", sk.table, sk.err)
+	}
+	return len(s.skipped) > 0
+}
+
+// skippedJSON lists the skipped tables for a --json summary.
+func (s *session) skippedJSON() []tableJSON {
+	var out []tableJSON
+	for _, sk := range s.skipped {
+		out = append(out, tableJSON{Table: sk.table, Error: sk.err.Error()})
+	}
+	return out
+}
+
+// tableJSON is the part of a table's --json summary every command has.
+type tableJSON struct {
+	Table string `json:"table"`
+	Error string `json:"error,omitempty"`
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// fail prints err for command name and returns the error status; a
+// cancelled run says so.
+func fail(w io.Writer, name string, err error) int {
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(w, "pgshift %s: interrupted\n", name)
+		return exitError
+	}
+	fmt.Fprintf(w, "pgshift %s: %v\n", name, err)
+	return exitError
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pgshift/pgshift/internal/verify"
+)
+
+func init() {
+	register(&command{
+		name:    "verify",
+		summary: "prove old and new hold the same rows; --repair makes them so",
+		usage: `Usage: pgshift verify [--repair [--source old|new]] [flags]
+
+Compares the tables of old and new chunk by chunk: both servers hash their
+rows at once and only differing chunks are read row by row. Each difference
+is read again after --recheck so writes still in flight are not reported.
+Prints per table the rows missing on new, extra on new and different, with
+example keys. Exit status 1 when differences remain (after --repair: when
+the repair failed).
+
+Examples:
+  pgshift verify --old postgres://app@old-db/app --new postgres://app@new-db/app
+  pgshift verify --table users --json
+  pgshift verify --repair                  # make new equal to old
+  pgshift verify --repair --source new     # make old equal to new (rollback after live)
+`,
+		run: runVerify,
+	})
+}
+
+type verifyTableJSON struct {
+	tableJSON
+	Rows      int64           `json:"rows"`
+	Missing   int             `json:"missing_on_new"`
+	Extra     int             `json:"extra_on_new"`
+	Different int             `json:"different"`
+	Transient int             `json:"transient"`
+	Examples  verify.Examples `json:"examples"`
+	Upserted  int             `json:"repaired_upserted"`
+	Deleted   int             `json:"repaired_deleted"`
+}
+
+func runVerify(ctx context.Context, e *env, args []string) int {
+	c := commands["verify"]
+	fs := newFlagSet(c, e)
+	var com common
+	com.bind(fs, e)
+	repair := fs.Bool("repair", false, "copy each difference from --source to the other side")
+	source := fs.String("source", "old", "the side --repair copies from: old or new")
+	workers := fs.Int("workers", 1, "tables compared at once")
+	chunk := fs.Int("chunk-size", 10000, "rows per chunk")
+	recheck := fs.Duration("recheck", 500*time.Millisecond, "wait before re-reading a difference")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *source != "old" && *source != "new" {
+		fmt.Fprintf(e.stderr, "pgshift verify: --source %q: want old or new\n", *source)
+		return exitError
+	}
+	s, err := com.open(ctx, e, *workers*4+2)
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	defer s.close()
+	results, err := verify.Run(ctx, s.old, s.new, s.tables, verify.Options{
+		ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Repair: *repair, Source: *source, Logger: s.log,
+	})
+	code := exitOK
+	if s.reportSkipped(e.stderr) {
+		code = exitError
+	}
+	var tables []verifyTableJSON
+	for _, t := range s.skippedJSON() {
+		tables = append(tables, verifyTableJSON{tableJSON: t})
+	}
+	differ := false
+	for _, r := range results {
+		if r.Table == nil {
+			continue
+		}
+		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
+			Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
+			Examples: r.Examples, Upserted: r.Upserted, Deleted: r.Deleted})
+		if r.Err != nil {
+			code = exitError
+			fmt.Fprintf(e.stderr, "pgshift verify: %v\n", r.Err)
+			continue
+		}
+		if r.Differences() > 0 && !*repair {
+			differ = true
+		}
+		if !com.json {
+			printVerify(e.stdout, r, *repair, *source)
+		}
+	}
+	if err != nil {
+		code = fail(e.stderr, c.name, err)
+	}
+	if code == exitOK && differ {
+		code = exitDifferences
+	}
+	if com.json {
+		if err := writeJSON(e.stdout, map[string]any{"equal": code == exitOK && !hasDifferences(results), "tables": tables}); err != nil {
+			return fail(e.stderr, c.name, err)
+		}
+	}
+	return code
+}
+
+func hasDifferences(results []verify.Result) bool {
+	for _, r := range results {
+		if r.Differences() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func printVerify(w io.Writer, r verify.Result, repair bool, source string) {
+	if r.Differences() == 0 {
+		fmt.Fprintf(w, "%s: equal (%d rows)\n", r.Table, r.Rows)
+		return
+	}
+	fmt.Fprintf(w, "%s: %d rows on old; missing on new %d, extra on new %d, different %d\n", r.Table, r.Rows, r.Missing, r.Extra, r.Different)
+	for _, k := range []struct {
+		kind string
+		keys [][]string
+	}{{"missing on new", r.Examples.Missing}, {"extra on new", r.Examples.Extra}, {"different", r.Examples.Different}} {
+		if len(k.keys) > 0 {
+			fmt.Fprintf(w, "  %s, e.g. %v\n", k.kind, k.keys)
+		}
+	}
+	if repair {
+		fmt.Fprintf(w, "  repaired from %s: %d rows written, %d deleted\n", source, r.Upserted, r.Deleted)
+	}
+}
