@@ -171,7 +171,7 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 		return nil
 	}
 	if !ok {
-		return fmt.Errorf("dualwrite: the %s database has no pgshift.repair_log: run dualwrite.Install on it (or `pgshift install`)", side)
+		return fmt.Errorf("dualwrite: the %s database has no pgshift.repair_log: run `pgshift install` (or dualwrite.Install) on it", side)
 	}
 	return nil
 }

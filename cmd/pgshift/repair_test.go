@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+func TestInstallIsIdempotent(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for i := 0; i < 2; i++ {
+		code, out, errOut := pgshift(t, "install", "--old", p.Old.URL, "--new", p.New.URL)
+		if code != exitOK || !strings.Contains(out, "new: schema pgshift installed") {
+			t.Fatalf("install #%d: code %d\n%s%s", i+1, code, out, errOut)
+		}
+	}
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		var ok bool
+		if err := db.Pool.QueryRow(context.Background(), "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&ok); err != nil || !ok {
+			t.Fatalf("pgshift.repair_log missing after install: %v", err)
+		}
+	}
+}
+
+// TestRepairDrainsLogsBothWays logs rows the other side missed, on each side,
+// and checks that `pgshift repair` copies them and empties both logs.
+func TestRepairDrainsLogsBothWays(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000001', 'a@example.com', 'only on old');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000001}', 'test')`)
+	pgtest.Exec(t, p.New.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000002', 'b@example.com', 'only on new');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000002}', 'test')`)
+	code, out, errOut := pgshift(t, "repair", "--old", p.Old.URL, "--new", p.New.URL)
+	if code != exitOK {
+		t.Fatalf("repair: code %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"copied old -> new: 1 rows", "copied new -> old: 1 rows", "repair log after: old 0 entries, new 0 entries"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("repair output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		var n int
+		if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil || n != 2 {
+			t.Fatalf("%s has %d users after repair (err %v), want 2", db.Name, n, err)
+		}
+	}
+}
