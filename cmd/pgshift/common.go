@@ -171,3 +171,16 @@ func fail(w io.Writer, name string, err error) int {
 	fmt.Fprintf(w, "pgshift %s: %v\n", name, err)
 	return exitError
 }
+
+// connectBoth opens small pools on old and new, for commands that read the
+// catalogs rather than walk tables.
+func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Pool, err error) {
+	if oldPool, err = connect(ctx, "old", c.old, 2); err != nil {
+		return nil, nil, err
+	}
+	if newPool, err = connect(ctx, "new", c.new, 2); err != nil {
+		oldPool.Close()
+		return nil, nil, err
+	}
+	return oldPool, newPool, nil
+}

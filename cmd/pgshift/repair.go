@@ -46,15 +46,11 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	oldPool, err := connect(ctx, "old", com.old, 4)
+	oldPool, newPool, err := com.connectBoth(ctx)
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
 	defer oldPool.Close()
-	newPool, err := connect(ctx, "new", com.new, 4)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
-	}
 	defer newPool.Close()
 	level := slog.LevelWarn
 	if com.verbose {
