@@ -63,6 +63,22 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 	})
+	// What a migrator that writes one side after the other pays (LaunchDarkly's
+	// Go SDK does so): the same insert on old, then on new, no repair log.
+	b.Run("pgx-both-sequential", func(b *testing.B) {
+		bd := setup(b, flags.Off)
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			p := params()
+			if _, err := q.CreateUser(ctx, bd.pair.Old.Pool, p); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := q.CreateUser(ctx, bd.pair.New.Pool, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, stage := range []flags.Stage{flags.Off, flags.DualWrite} {
 		b.Run("facade-"+stage.String(), func(b *testing.B) {
 			bd := setup(b, stage)
