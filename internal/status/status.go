@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -184,11 +185,15 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, ta
 
 // Write renders the report for a person.
 func (r *Report) Write(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "repair backlog\told: %s\tnew: %s\n", r.Old, r.New)
-	fmt.Fprintf(tw, "\nschema %s\told\tnew\n", r.Schema)
+	var b strings.Builder
+	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Old, r.New)
+	fmt.Fprintf(&b, "\nschema %s\told\tnew\n", r.Schema)
 	for _, t := range r.Tables {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if _, err := io.WriteString(tw, b.String()); err != nil {
+		return err
 	}
 	return tw.Flush()
 }
