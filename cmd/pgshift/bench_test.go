@@ -114,7 +114,9 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 		for b.Loop() {
 			var wg sync.WaitGroup
 			for _, url := range []string{p.Old.URL, p.New.URL} {
-				wg.Go(func() { shell(b, exec.Command(tool(b, "pg_dump"), "--data-only", "-t", "public.bench", "-d", url, "-f", "/dev/null")) })
+				wg.Go(func() {
+					shell(b, exec.Command(tool(b, "pg_dump"), "--data-only", "-t", "public.bench", "-d", url, "-f", "/dev/null"))
+				})
 			}
 			wg.Wait()
 		}
