@@ -17,7 +17,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	defer ev.Close()
+	defer func() { _ = ev.Close() }()
 
 	identify := func(r *http.Request) (string, map[string]any) {
 		return r.Header.Get("X-User-Id"), map[string]any{"country": r.Header.Get("X-Country"), "plan": r.Header.Get("X-Plan")}
@@ -46,7 +46,7 @@ func ExampleEvaluator_Decide() {
 		fmt.Println(err)
 		return
 	}
-	defer ev.Close()
+	defer func() { _ = ev.Close() }()
 	d := ev.Decide(flags.WithUser(context.Background(), "456", nil))
 	fmt.Println(d.Stage, d.Reason, d.Variant)
 	// Output: live TARGETING_MATCH live
@@ -59,7 +59,7 @@ func ExampleWithBooleanFlags() {
 		fmt.Println(err)
 		return
 	}
-	defer ev.Close()
+	defer func() { _ = ev.Close() }()
 	for _, id := range []string{"123", "2", "4"} {
 		fmt.Println(id, ev.Stage(flags.WithUser(context.Background(), id, nil)))
 	}
@@ -72,7 +72,7 @@ func ExampleWithBooleanFlags() {
 // A table that several cohorts write has no per-user authority; pin it to
 // one global stage.
 func ExampleStatic() {
-	var shared flags.Source = flags.Static(flags.DualWrite)
+	shared := flags.Static(flags.DualWrite)
 	fmt.Println(shared.Stage(flags.WithUser(context.Background(), "123", nil)))
 	// Output: dualwrite
 }
