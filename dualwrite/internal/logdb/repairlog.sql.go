@@ -167,7 +167,7 @@ func (q *Queries) LogTouchedRows(ctx context.Context, db DBTX, arg LogTouchedRow
 const postponeRepairEntries = `-- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(300, power(2, least(attempts, 12)) * $1::float8)),
+    next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 12)) * $1::float8)),
     last_error = $2
 WHERE id = ANY($3::bigint[])
 `
