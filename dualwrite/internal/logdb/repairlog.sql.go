@@ -106,6 +106,36 @@ func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) err
 	return err
 }
 
+const logTouchedRow = `-- name: LogTouchedRow :one
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+SELECT $1::text, $2::text, $3::text[], $4, $5
+FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id($1::text, $2::text, $3::text[]))) AS locked
+RETURNING id
+`
+
+type LogTouchedRowParams struct {
+	TableSchema string   `json:"table_schema"`
+	TableName   string   `json:"table_name"`
+	Key         []string `json:"key"`
+	Op          string   `json:"op"`
+	RoutingKey  string   `json:"routing_key"`
+}
+
+// LogTouchedRows for the common write that touches one row: the same record
+// and lock, without unpacking arrays.
+func (q *Queries) LogTouchedRow(ctx context.Context, db DBTX, arg LogTouchedRowParams) (int64, error) {
+	row := db.QueryRow(ctx, logTouchedRow,
+		arg.TableSchema,
+		arg.TableName,
+		arg.Key,
+		arg.Op,
+		arg.RoutingKey,
+	)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
 const logTouchedRows = `-- name: LogTouchedRows :many
 WITH touched AS (
     SELECT t.n,
