@@ -1,13 +1,190 @@
-// Command demo will run a whole cohort rollout with one command; it is being
-// built (see the project's issues). Until then it says so.
+// Command demo shows pgshift moving a running application from one
+// PostgreSQL database to another, cohort by cohort, with a live dashboard.
+//
+//	go run ./demo               # serve the demo application on 127.0.0.1:8080
+//	go run ./demo walkthrough   # the whole migration under synthetic load
+//
+// Without PGSHIFT_OLD_URL and PGSHIFT_NEW_URL it starts two throwaway
+// PostgreSQL servers from the local binaries (internal/pglaunch) and stops
+// them on exit. The stage of each user comes from the flagd file
+// demo/flags.json (PGSHIFT_FLAGS names another), re-read when it changes.
+//
+// The application's API takes the caller from request headers, a stand-in
+// for real authentication: X-User-ID is the account id and the routing key
+// the flags target ("123" and "456" are the testers), X-Country and X-Plan
+// the attributes flag rules match (taken from the seeded account when not
+// sent). The account with key K owns the users row whose id is
+// uuid.NewSHA1(accountNamespace, "account:"+K); GET /api/me returns it.
+// Every response names the caller's stage (Pgshift-Stage) and the side that
+// answered (Pgshift-Served-By).
 package main
 
 import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pgshift/pgshift/flags"
 )
 
+// defaultFlags is demo/flags.json, for runs outside the repository.
+//
+//go:embed flags.json
+var defaultFlags []byte
+
+// env is the process's environment, passed in so tests can give their own.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
 func main() {
-	fmt.Fprintln(os.Stderr, "pgshift demo: not there yet; the demo lands with the demo issue. Run the tests meanwhile: go test -race ./...")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, e env) int {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "walkthrough") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, e)
+	case "walkthrough":
+		var ok bool
+		ok, err = walkthrough(ctx, args, e)
+		if err == nil && !ok {
+			return 1
+		}
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errStopped), errors.Is(err, context.Canceled):
+		fmt.Fprintln(e.stderr, "pgshift demo: stopped")
+		return 1
+	}
+	fmt.Fprintf(e.stderr, "pgshift demo: %v\n", err)
+	return 2
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs the demo application until ctx ends.
+func serve(ctx context.Context, args []string, e env) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	addr := fs.String("addr", envOr(e, "PGSHIFT_ADDR", "127.0.0.1:8080"), "listen address (env PGSHIFT_ADDR)")
+	flagsPath := fs.String("flags", e.getenv("PGSHIFT_FLAGS"), "flagd flag file (env PGSHIFT_FLAGS; default demo/flags.json)")
+	users := fs.Int("users", 60, "number of seeded accounts (the two testers included)")
+	verbose := fs.Bool("v", false, "log at info level")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: go run ./demo [serve] [flags]  |  go run ./demo walkthrough [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(e.stderr, *verbose)
+
+	path, err := flagFile(*flagsPath)
+	if err != nil {
+		return err
+	}
+	dbs, err := openDatabases(ctx, e, log)
+	if err != nil {
+		return err
+	}
+	defer dbs.close()
+	accounts := makeAccounts(*users)
+	if err := dbs.prepare(ctx, accounts, true); err != nil {
+		return err
+	}
+	a, err := newApp(ctx, appConfig{
+		Old: dbs.old, New: dbs.new, FlagsPath: path, Accounts: accounts,
+		Token: e.getenv("PGSHIFT_DEMO_TOKEN"), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set PGSHIFT_ADDR or -addr to another address)", *addr, err)
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(e.stdout, "pgshift demo: old %s, new %s\n", dbs.describe(flags.Old), dbs.describe(flags.New))
+	fmt.Fprintf(e.stdout, "flag file:    %s (edit it: cohorts move without a restart)\n", path)
+	fmt.Fprintf(e.stdout, "dashboard:    %s/\n", url)
+	fmt.Fprintf(e.stdout, "try:          curl -i -H 'X-User-ID: 123' %s/api/me\n", url)
+	if e.getenv("PGSHIFT_DEMO_TOKEN") == "" {
+		fmt.Fprintf(e.stdout, "admin token:  %s (for POST /admin/verify, /admin/repair, /admin/backfill)\n", a.token)
+	}
+	fmt.Fprintln(e.stdout, "Ctrl-C stops the demo and its databases.")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	fmt.Fprintln(e.stdout, "pgshift demo: stopping")
+	return nil
+}
+
+func envOr(e env, key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// flagFile returns the flag file to use: the one named, else demo/flags.json
+// when run from the repository, else a copy of it in a temporary directory.
+func flagFile(named string) (string, error) {
+	if named != "" {
+		if _, err := os.Stat(named); err != nil {
+			return "", fmt.Errorf("flag file: %w (PGSHIFT_FLAGS or -flags names it)", err)
+		}
+		return filepath.Abs(named)
+	}
+	if _, err := os.Stat(filepath.Join("demo", "flags.json")); err == nil {
+		return filepath.Abs(filepath.Join("demo", "flags.json"))
+	}
+	dir, err := os.MkdirTemp("", "pgshift-demo-flags-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "flags.json")
+	return path, os.WriteFile(path, defaultFlags, 0o644)
 }

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgshift/pgshift/internal/backfill"
+	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/internal/sequences"
+	"github.com/pgshift/pgshift/internal/verify"
+)
+
+// The operator's side of the demo: backfill, verify, repair and
+// sync-sequences, the same library calls `pgshift` makes. Over HTTP they
+// need the admin token; the walkthrough calls them directly.
+
+// tableReport is one table's line of a verify.
+type tableReport struct {
+	Table     string `json:"table"`
+	Rows      int64  `json:"rows"`
+	Missing   int    `json:"missing"`
+	Extra     int    `json:"extra"`
+	Different int    `json:"different"`
+	Transient int    `json:"transient"`
+	Upserted  int    `json:"upserted,omitempty"`
+	Deleted   int    `json:"deleted,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// verifyReport is the result of one verify over every table.
+type verifyReport struct {
+	At          time.Time     `json:"at"`
+	Repair      bool          `json:"repair"`
+	Equal       bool          `json:"equal"`
+	Rows        int64         `json:"rows"`
+	Differences int           `json:"differences"`
+	Tables      []tableReport `json:"tables"`
+	Millis      int64         `json:"ms"`
+}
+
+// summary is the report in one line.
+func (v verifyReport) summary() string {
+	var errs []string
+	for _, t := range v.Tables {
+		if t.Error != "" {
+			errs = append(errs, t.Table+": "+t.Error)
+		}
+	}
+	switch {
+	case len(errs) > 0:
+		return "ERROR " + strings.Join(errs, "; ")
+	case v.Equal:
+		return fmt.Sprintf("equal (%d tables, %d rows)", len(v.Tables), v.Rows)
+	}
+	var parts []string
+	for _, t := range v.Tables {
+		if n := t.Missing + t.Extra + t.Different; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d missing/%d extra/%d different", t.Table, t.Missing, t.Extra, t.Different))
+		}
+	}
+	s := fmt.Sprintf("%d differences: %s", v.Differences, strings.Join(parts, ", "))
+	if v.Repair {
+		s += " (repaired from old)"
+	}
+	return s
+}
+
+// verifyLog keeps the last verify for the dashboard.
+type verifyLog struct {
+	mu   sync.Mutex
+	last *verifyReport
+}
+
+func (l *verifyLog) set(v verifyReport) {
+	l.mu.Lock()
+	l.last = &v
+	l.mu.Unlock()
+}
+
+func (l *verifyLog) get() *verifyReport {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// tables loads every table of the public schema from old's catalog,
+// referenced tables before the tables whose foreign keys point at them, so
+// that a backfill into an empty new database copies users before posts.
+func (a *app) tables(ctx context.Context) ([]*rowsync.Table, error) {
+	names, err := rowsync.ListTables(ctx, a.old, "public")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := a.old.Query(ctx, `
+		SELECT c.relname, p.relname FROM pg_constraint f
+		JOIN pg_class c ON c.oid = f.conrelid JOIN pg_class p ON p.oid = f.confrelid
+		WHERE f.contype = 'f' AND f.connamespace = 'public'::regnamespace AND f.conrelid <> f.confrelid`)
+	if err != nil {
+		return nil, err
+	}
+	parents := map[string][]string{}
+	for rows.Next() {
+		var child, parent string
+		if err := rows.Scan(&child, &parent); err != nil {
+			return nil, err
+		}
+		parents[child] = append(parents[child], parent)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []*rowsync.Table
+	loaded := map[string]bool{}
+	var load func(name string, depth int) error
+	load = func(name string, depth int) error {
+		if loaded[name] || depth > len(names) {
+			return nil // done, or a cycle: keep catalog order
+		}
+		for _, p := range parents[name] {
+			if err := load(p, depth+1); err != nil {
+				return err
+			}
+		}
+		if loaded[name] {
+			return nil
+		}
+		t, err := rowsync.LoadTable(ctx, a.old, "public", name)
+		if err != nil {
+			return err
+		}
+		loaded[name] = true
+		out = append(out, t)
+		return nil
+	}
+	for _, n := range names {
+		if err := load(n, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// verify compares both databases (and with repair, copies old's rows over
+// new's differences) and keeps the report for the dashboard.
+func (a *app) verify(ctx context.Context, repair bool, recheck time.Duration) (verifyReport, error) {
+	start := time.Now()
+	tables, err := a.tables(ctx)
+	if err != nil {
+		return verifyReport{}, fmt.Errorf("verify: %w", err)
+	}
+	results, err := verify.Run(ctx, a.old, a.new, tables, verify.Options{
+		Workers: len(tables), Repair: repair, RecheckDelay: recheck, Logger: a.log,
+	})
+	if err != nil {
+		return verifyReport{}, fmt.Errorf("verify: %w", err)
+	}
+	rep := verifyReport{At: start, Repair: repair, Equal: true}
+	for _, r := range results {
+		t := tableReport{
+			Table: r.Table.String(), Rows: r.Rows,
+			Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
+			Upserted: r.Upserted, Deleted: r.Deleted,
+		}
+		if r.Err != nil {
+			t.Error = r.Err.Error()
+			rep.Equal = false
+		}
+		rep.Rows += r.Rows
+		rep.Differences += r.Differences()
+		rep.Tables = append(rep.Tables, t)
+	}
+	if rep.Differences > 0 {
+		rep.Equal = false
+	}
+	rep.Millis = time.Since(start).Milliseconds()
+	a.verifies.set(rep)
+	return rep, nil
+}
+
+// backfillReport sums a backfill over the tables.
+type backfillReport struct {
+	Tables   []string `json:"tables"`
+	Rows     int64    `json:"rows"`
+	Inserted int64    `json:"inserted"`
+	Errors   []string `json:"errors,omitempty"`
+}
+
+// backfill copies the rows old has and new lacks, one table at a time in
+// foreign-key order.
+func (a *app) backfill(ctx context.Context) (backfillReport, error) {
+	tables, err := a.tables(ctx)
+	if err != nil {
+		return backfillReport{}, fmt.Errorf("backfill: %w", err)
+	}
+	results, err := backfill.Run(ctx, a.old, a.new, tables, backfill.Options{Workers: 1, Logger: a.log})
+	if err != nil {
+		return backfillReport{}, fmt.Errorf("backfill: %w", err)
+	}
+	var rep backfillReport
+	for _, r := range results {
+		rep.Tables = append(rep.Tables, r.Table.String())
+		rep.Rows += r.Rows
+		rep.Inserted += r.Inserted
+		if r.Err != nil {
+			rep.Errors = append(rep.Errors, r.Table.String()+": "+r.Err.Error())
+		}
+	}
+	if len(rep.Errors) > 0 {
+		return rep, fmt.Errorf("backfill: %s", strings.Join(rep.Errors, "; "))
+	}
+	return rep, nil
+}
+
+// syncSequences moves new's sequences past old's, before new assigns ids.
+func (a *app) syncSequences(ctx context.Context) (moved int, err error) {
+	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{})
+	for _, m := range res {
+		if m.Moved {
+			moved++
+		}
+	}
+	return moved, err
+}
+
+func (a *app) routeAdmin(mux *http.ServeMux) {
+	mux.Handle("POST /admin/verify", a.admin(func(r *http.Request) (any, error) {
+		return a.verify(r.Context(), r.URL.Query().Get("repair") == "true", 0)
+	}))
+	mux.Handle("POST /admin/repair", a.admin(func(r *http.Request) (any, error) {
+		rep, err := a.facade.Drain(r.Context())
+		return map[string]any{"repaired_from_old": rep.Repaired[0], "repaired_from_new": rep.Repaired[1], "failed": rep.Failed}, err
+	}))
+	mux.Handle("POST /admin/backfill", a.admin(func(r *http.Request) (any, error) {
+		return a.backfill(r.Context())
+	}))
+	mux.Handle("POST /admin/sync-sequences", a.admin(func(r *http.Request) (any, error) {
+		n, err := a.syncSequences(r.Context())
+		return map[string]int{"moved": n}, err
+	}))
+}
+
+// admin guards an operator endpoint with the token given at start-up
+// (Authorization: Bearer <token>).
+func (a *app) admin(fn func(r *http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, errorJSON{"admin endpoints need the token the demo printed at start-up (or PGSHIFT_DEMO_TOKEN): send Authorization: Bearer <token>"})
+			return
+		}
+		body, err := fn(r)
+		if err != nil {
+			a.log.Error("admin request failed", "path", r.URL.Path, "err", err)
+			writeJSON(w, http.StatusInternalServerError, errorJSON{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
+}

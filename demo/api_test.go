@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pgshift/pgshift/flags"
+)
+
+// The stage headers follow demo/flags.json's cohorts: testers live (new
+// answers), IN/US pro users in shadow (old answers), everyone else split by
+// percentage between shadow and dualwrite (old answers).
+func TestStageHeadersPerCohort(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	inPro := ta.accounts[2] // makeAccounts: "1000" is IN and pro
+	if inPro.Country != "IN" || inPro.Plan != "pro" {
+		t.Fatalf("account %s is %s %s, want IN pro", inPro.Key, inPro.Country, inPro.Plan)
+	}
+	cases := []struct {
+		name       string
+		headers    []string
+		wantStages []string
+		wantServed string
+	}{
+		{"tester 123", []string{"X-User-ID: 123"}, []string{"live"}, "new"},
+		{"tester 456", []string{"X-User-ID: 456"}, []string{"live"}, "new"},
+		{"seeded IN pro user", []string{"X-User-ID: " + inPro.Key}, []string{"shadow"}, "old"},
+		{"US pro user by headers", []string{"X-User-ID: 9001", "X-Country: US", "X-Plan: pro"}, []string{"shadow"}, "old"},
+		{"DE pro user", []string{"X-User-ID: 9002", "X-Country: DE", "X-Plan: pro"}, []string{"shadow", "dualwrite"}, "old"},
+		{"US free user", []string{"X-User-ID: 9003", "X-Country: US", "X-Plan: free"}, []string{"shadow", "dualwrite"}, "old"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := ta.do(t, "GET", "/api/users?limit=5", "", c.headers...)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d, body %v", r.status, r.body)
+			}
+			if !contains(c.wantStages, r.stage) || r.served != c.wantServed {
+				t.Fatalf("%s = %q, %s = %q; want one of %v served by %s", headerStage, r.stage, headerServed, r.served, c.wantStages, c.wantServed)
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Every answer, errors included, names the stage and the side; errors are
+// JSON with a message.
+func TestAPIWritesAndErrorsCarryStage(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	tester := "X-User-ID: 123"
+	me := ta.do(t, "GET", "/api/me", "", tester)
+	if me.status != http.StatusOK || me.body["email"] != "123@demo.pgshift.dev" {
+		t.Fatalf("GET /api/me as 123: %d %v", me.status, me.body)
+	}
+	uid := me.body["id"].(string)
+
+	post := ta.do(t, "POST", "/api/users/"+uid+"/posts", `{"title":"hi","body":"from a test"}`, tester)
+	if post.status != http.StatusCreated || post.stage != "live" || post.served != "new" {
+		t.Fatalf("create post as tester: %d, stage %q, served %q, %v", post.status, post.stage, post.served, post.body)
+	}
+	pid := post.body["id"].(string)
+	for _, step := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/api/posts/" + pid, "", 200},
+		{"PATCH", "/api/posts/" + pid, `{"title":"edited"}`, 200},
+		{"GET", "/api/users/" + uid + "/posts", "", 200},
+		{"POST", "/api/users/" + uid + "/events", `{"kind":"login"}`, 201},
+		{"GET", "/api/users/" + uid + "/events", "", 200},
+		{"PATCH", "/api/users/" + uid, `{"plan":"pro"}`, 200},
+		{"DELETE", "/api/posts/" + pid, "", 200},
+		{"GET", "/api/posts/" + pid, "", 404},
+		{"POST", "/api/users", `{"email":"new@example.com","name":"New"}`, 201},
+		{"POST", "/api/users", `{"email":"new@example.com","name":"Again"}`, 409},
+		{"POST", "/api/users", `{"email":`, 400},
+		{"GET", "/api/users/not-a-uuid", "", 400},
+		{"GET", "/api/nothing-here", "", 404},
+	} {
+		r := ta.do(t, step.method, step.path, step.body, tester)
+		if r.status != step.want {
+			t.Fatalf("%s %s: status %d, want %d (%v)", step.method, step.path, r.status, step.want, r.body)
+		}
+		if r.stage != "live" || r.served != "new" {
+			t.Fatalf("%s %s: stage %q served %q, want live, new", step.method, step.path, r.stage, r.served)
+		}
+		if step.want >= 400 {
+			if msg, _ := r.body["error"].(string); msg == "" || strings.Contains(msg, "goroutine") {
+				t.Fatalf("%s %s: error body %v, want {\"error\": message}", step.method, step.path, r.body)
+			}
+		}
+	}
+}
+
+// Rewriting the flag file while the demo runs moves a user to another
+// stage without a restart.
+func TestFlagFileReloadChangesStage(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, flagFileFor(flags.DualWrite, ruleTesters))
+	user := "X-User-ID: " + ta.accounts[3].Key
+	if r := ta.do(t, "GET", "/api/me", "", user); r.stage != "dualwrite" || r.served != "old" {
+		t.Fatalf("before: stage %q served %q, want dualwrite, old", r.stage, r.served)
+	}
+	if err := writeFileAtomic(ta.flagsPath, flagFileFor(flags.Live)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if r := ta.do(t, "GET", "/api/me", "", user); r.stage != "live" || r.served != "new" {
+			return fmt.Sprintf("after rewriting the flag file: stage %q served %q, want live, new", r.stage, r.served)
+		}
+		return ""
+	})
+	// An in-place edit (not a rename) is seen as well.
+	if err := os.WriteFile(ta.flagsPath, flagFileFor(flags.Shadow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() string {
+		if r := ta.do(t, "GET", "/api/me", "", user); r.stage != "shadow" {
+			return fmt.Sprintf("after editing the flag file: stage %q, want shadow", r.stage)
+		}
+		return ""
+	})
+}
+
+func TestAdminEndpointsNeedToken(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	for _, path := range []string{"/admin/verify", "/admin/repair", "/admin/backfill", "/admin/sync-sequences"} {
+		if r := ta.do(t, "POST", path, ""); r.status != http.StatusUnauthorized || r.body["error"] == nil {
+			t.Fatalf("POST %s without token: %d %v, want 401 with an error", path, r.status, r.body)
+		}
+		if r := ta.do(t, "POST", path, "", "Authorization: Bearer wrong"); r.status != http.StatusUnauthorized {
+			t.Fatalf("POST %s with a wrong token: %d, want 401", path, r.status)
+		}
+	}
+	r := ta.do(t, "POST", "/admin/verify", "", "Authorization: Bearer "+testToken)
+	if r.status != http.StatusOK || r.body["equal"] != true {
+		t.Fatalf("POST /admin/verify: %d %v, want 200 and equal", r.status, r.body)
+	}
+}
+
+func TestMetricsAndHealthz(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	ta.do(t, "GET", "/api/me", "", "X-User-ID: 123")
+	if r := ta.do(t, "GET", "/healthz", ""); r.status != http.StatusOK || r.body["old"] != "ok" || r.body["new"] != "ok" {
+		t.Fatalf("/healthz: %d %v", r.status, r.body)
+	}
+	res, err := http.Get(ta.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`pgshift_demo_requests_total{`, `stage="live"`, `pgshift_dualwrite_duration_seconds`} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/repo"
+)
+
+// appConfig is what an app is built from.
+type appConfig struct {
+	// Old and New are the two databases, with the schema applied.
+	Old, New *pgxpool.Pool
+	// FlagsPath is the flagd file deciding each user's stage.
+	FlagsPath string
+	// Accounts are the simulated accounts the data was seeded with.
+	Accounts []account
+	// Token guards the admin endpoints; a random one when empty.
+	Token string
+	// RepairInterval is the repair worker's idle interval (dualwrite's
+	// default when zero).
+	RepairInterval time.Duration
+	Logger         *slog.Logger
+}
+
+// app is the demo application: the flags, the facade, the repositories over
+// it, what it has served, and its HTTP handler.
+type app struct {
+	old, new  *pgxpool.Pool
+	flagsPath string
+	accounts  []account
+	byKey     map[string]account
+	token     string
+	log       *slog.Logger
+
+	stages   *flags.Evaluator
+	facade   *dualwrite.Facade
+	store    *repo.Store
+	activity *activity
+	verifies *verifyLog
+
+	meters   *sdkmetric.MeterProvider
+	registry *prometheus.Registry
+	started  time.Time
+}
+
+// newApp wires flags, facade and repositories over the two pools.
+func newApp(ctx context.Context, cfg appConfig) (*app, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &app{
+		old: cfg.Old, new: cfg.New,
+		flagsPath: cfg.FlagsPath,
+		accounts:  cfg.Accounts,
+		byKey:     make(map[string]account, len(cfg.Accounts)),
+		token:     cfg.Token,
+		log:       cfg.Logger,
+		verifies:  &verifyLog{},
+		started:   time.Now(),
+	}
+	for _, acc := range cfg.Accounts {
+		a.byKey[acc.Key] = acc
+	}
+	if a.token == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		a.token = hex.EncodeToString(b)
+	}
+
+	// The OpenTelemetry instruments of flags, dualwrite and the demo itself,
+	// exported for Prometheus on a registry of this app's own (tests run
+	// several apps in one process).
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector())
+	exporter, err := otelprom.New(otelprom.WithRegisterer(a.registry))
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	a.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	if a.activity, err = newActivity(a.meters); err != nil {
+		return nil, err
+	}
+
+	a.stages, err = flags.NewFileEvaluator(ctx, cfg.FlagsPath,
+		flags.WithLogger(a.log), flags.WithMeterProvider(a.meters))
+	if err != nil {
+		_ = a.meters.Shutdown(ctx)
+		return nil, err
+	}
+	a.facade, err = dualwrite.New(ctx, dualwrite.Config{
+		Old: a.old, New: a.new,
+		Stages:        a.stages,
+		Logger:        a.log,
+		MeterProvider: a.meters,
+		Repair:        dualwrite.RepairConfig{Interval: cfg.RepairInterval},
+	})
+	if err != nil {
+		_ = a.stages.Close()
+		_ = a.meters.Shutdown(ctx)
+		return nil, err
+	}
+	a.store = repo.New(a.facade)
+	return a, nil
+}
+
+// close stops the facade (waiting for its work in flight), the flags and
+// the meters. It does not close the pools.
+func (a *app) close() {
+	a.facade.Close()
+	if err := a.stages.Close(); err != nil {
+		a.log.Warn("closing the flags", "err", err)
+	}
+	_ = a.meters.Shutdown(context.Background())
+}
+
+// handler is the whole HTTP surface: the API, the dashboard, the admin
+// endpoints, /metrics and /healthz.
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	a.routeAPI(mux)
+	a.routeDashboard(mux)
+	a.routeAdmin(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", a.healthz)
+	return mux
+}
+
+// healthz answers 200 when both databases answer a ping within a second,
+// 503 naming the side that does not.
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	status := map[string]string{"old": "ok", "new": "ok"}
+	code := http.StatusOK
+	for side, pool := range map[string]*pgxpool.Pool{"old": a.old, "new": a.new} {
+		if err := pool.Ping(ctx); err != nil {
+			status[side] = "unreachable"
+			code = http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, code, status)
+}
+
+// openPool connects to one side with rowsync's session parameters (so
+// backfill and verify see the same text form of every value on both sides)
+// and room for the walkthrough's simulated users.
+func openPool(ctx context.Context, side, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors never contain the password.
+		return nil, fmt.Errorf("%s database: bad connection string: %w", side, err)
+	}
+	for k, v := range rowsync.SessionParams {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	cfg.MaxConns = 24
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, fmt.Errorf("connect to the %s database: %w", side, err)
+	}
+	return pool, nil
+}
+
+// where describes a connection string without its password: host, port and
+// database.
+func where(url string) string {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "(unparsable connection string)"
+	}
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
+// errStopped is returned by long runs interrupted by Ctrl-C.
+var errStopped = errors.New("stopped")

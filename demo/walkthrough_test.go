@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+// A short walkthrough migrates the seeded application from off to complete
+// under load with no failed request and both sides equal at the end.
+func TestWalkthroughShort(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pair := pgtest.NewPair(t, pgtest.Empty)
+	dbs := &databases{urls: [2]string{pair.Old.URL, pair.New.URL}}
+	var err error
+	if dbs.old, err = openPool(ctx, "old", pair.Old.URL); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dbs.old.Close)
+	if dbs.new, err = openPool(ctx, "new", pair.New.URL); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dbs.new.Close)
+
+	var out strings.Builder
+	ok, err := runWalkthrough(ctx, dbs, walkOptions{
+		Step: 200 * time.Millisecond, Accounts: 16, Workers: 4, Addr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("walkthrough failed; its report is above")
+	}
+	for _, want := range []string{"[1/10] off", "[3/10] backfill", "[10/10] complete", "PASS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("report lacks %q", want)
+		}
+	}
+}
