@@ -71,16 +71,23 @@ func (tx *Tx) queueLog(b *pgx.Batch) error {
 	if !tx.authoritative || tx.logged == len(tx.touched) || !tx.logTouches {
 		return nil
 	}
-	arg, err := logParams(tx.touched[tx.logged:], tx.op.Name, tx.routingKey)
-	if err != nil {
-		return err
-	}
-	tx.logged = len(tx.touched)
-	b.Queue(logdb.LogTouchedRowsSQL, arg.Args()...).Query(func(rows pgx.Rows) error {
+	collect := func(rows pgx.Rows) error {
 		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		tx.logIDs = append(tx.logIDs, ids...)
 		return err
-	})
+	}
+	if rows := tx.touched[tx.logged:]; len(rows) == 1 {
+		r := rows[0]
+		arg := logdb.LogTouchedRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key, Op: tx.op.Name, RoutingKey: tx.routingKey}
+		b.Queue(logdb.LogTouchedRowSQL, arg.Args()...).Query(collect)
+	} else {
+		arg, err := logParams(rows, tx.op.Name, tx.routingKey)
+		if err != nil {
+			return err
+		}
+		b.Queue(logdb.LogTouchedRowsSQL, arg.Args()...).Query(collect)
+	}
+	tx.logged = len(tx.touched)
 	return nil
 }
 

@@ -1,3 +1,80 @@
 // Package flags decides, per request, which migration stage the user in the
 // context is in, from OpenFeature feature flags.
+//
+// The application puts the user in the context (WithUser, or Middleware for
+// net/http); the routing key (user or tenant id) becomes the OpenFeature
+// targeting key, attributes such as country and plan sit beside it. A Source
+// turns the context into a Stage; the dualwrite facade asks one on every
+// query. An *Evaluator is the Source backed by flags; Static pins tables that
+// several cohorts write to one global stage.
+//
+// # Embedding
+//
+//	ev, err := flags.NewFileEvaluator(ctx, "flags.json") // flagd's in-process provider, file mode
+//	if err != nil {
+//		return err // names the file and what is wrong with it
+//	}
+//	defer ev.Close()
+//	handler = flags.Middleware(func(r *http.Request) (string, map[string]any) {
+//		return r.Header.Get("X-User-Id"), map[string]any{"country": r.Header.Get("X-Country")}
+//	})(handler)
+//	// per query, inside the handler:
+//	stage := ev.Stage(r.Context())
+//
+// NewProviderEvaluator takes any other OpenFeature provider (a flagd daemon,
+// DevCycle, LaunchDarkly, ...) and NewEvaluator an OpenFeature client, so a
+// fleet of servers can share one control plane. Each evaluator built from a
+// provider or a file has an OpenFeature API of its own: several live in one
+// process without touching the global one.
+//
+// # Flag schemes
+//
+// One string flag, DefaultStageFlag ("pgshift-stage") unless WithStageFlag
+// names another, whose value is a stage name; or, with WithBooleanFlags, the
+// DevCycle pair "write-to-new-db" / "read-from-new-db" (false/false Off,
+// true/false DualWrite, true/true Live). false/true would read from a
+// database that writes do not reach; it is a fallback, logged and counted,
+// unless WithReadWithoutWrite names the stage it means. Who gets which value
+// (user ids, attributes, percentages) is the provider's business; in a flagd
+// file that is JsonLogic targeting and the fractional operator.
+//
+// # Decision cache
+//
+// One evaluation through OpenFeature and flagd costs tens of microseconds
+// and a couple of hundred allocations, too much for every query, so
+// decisions are cached per user: routing key and all attributes. A cached
+// decision costs well under a microsecond and no allocation when the user
+// came from WithUser (one set straight into OpenFeature's transaction
+// context costs a few allocations to key). The cache holds at most
+// DefaultCacheSize (10,000) users unless WithCacheSize says otherwise,
+// evicting an arbitrary entry when full; each entry holds the encoded
+// routing key and attributes and a Decision. Every entry turns stale at
+// once when the provider reports a configuration change or becomes ready;
+// a decision evaluated while the configuration changed is not cached.
+// WithoutCache evaluates every call.
+//
+// # When the provider cannot decide
+//
+// Provider not ready or failing, flag missing, disabled or of the wrong
+// type, a value that names no stage: the answer is the last good decision
+// for that user (kept even when stale), else the default stage
+// (WithDefaultStage, Off unless set). Every such answer adds one to the
+// OpenTelemetry counter pgshift.flags.fallbacks (attributes cause and flag;
+// WithMeterProvider), and each cause is logged once per flag with log/slog
+// (WithLogger), never once per request. Decide reports where an answer came
+// from (Origin) and why (Cause).
+//
+// # The flag file
+//
+// NewFileEvaluator checks the file before flagd starts: unreadable, empty,
+// not JSON (or YAML, by extension), not following the flagd schema, or
+// rejected by flagd is an error naming the file. The file's directory is
+// watched; a change is read 50 ms after the last event and reaches
+// decisions within about that (tens of milliseconds measured). A version
+// that breaks later (truncated, empty, deleted, schema errors) is logged
+// and never given to flagd, which keeps evaluating the last good one. The
+// provider's own configuration logs go to the slog logger; flagd's
+// in-process service in go-sdk-contrib/providers/flagd v0.6.0 writes its
+// few start and stop lines to stderr through a zap logger it builds itself,
+// which cannot be replaced from outside.
 package flags

@@ -18,15 +18,16 @@ import (
 type Origin uint8
 
 const (
-	// Evaluated: the provider decided during this call.
+	// Evaluated means the provider decided during this call.
 	Evaluated Origin = iota
-	// Cached: the provider decided earlier, under the current configuration.
+	// Cached means the provider decided earlier, under the current
+	// configuration.
 	Cached
-	// LastGood: the provider could not decide (see Decision.Cause); this is
-	// the last decision it made for the user.
+	// LastGood means the provider could not decide (see Decision.Cause);
+	// this is the last decision it made for the user.
 	LastGood
-	// Default: the provider could not decide and has never decided for the
-	// user; this is the configured default stage (WithDefaultStage).
+	// Default means the provider could not decide and has never decided for
+	// the user; this is the configured default stage (WithDefaultStage).
 	Default
 )
 

@@ -144,7 +144,7 @@ func TestEvaluatorsAreIsolated(t *testing.T) {
 
 func TestStatic(t *testing.T) {
 	t.Parallel()
-	var src flags.Source = flags.Static(flags.Rampdown)
+	src := flags.Static(flags.Rampdown)
 	if got := src.Stage(user("123", nil)); got != flags.Rampdown {
 		t.Errorf("Static(Rampdown).Stage: %v", got)
 	}

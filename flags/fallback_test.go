@@ -90,7 +90,8 @@ func TestLastGoodDecision(t *testing.T) {
 // that is not there, so it stays not ready while the test decides.
 func TestProviderNotReady(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,10 +98,12 @@ func newChecker() (*checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flags: flagd schema: %w", err)
 	}
-	return &checker{
-		flagd:   compiled,
-		scratch: evaluator.NewJSON(logger.NewLogger(nil, false), store.NewFlags()),
-	}, nil
+	quiet := logger.NewLogger(nil, false)
+	scratch, err := store.NewStore(quiet, nil)
+	if err != nil {
+		return nil, fmt.Errorf("flags: flagd store: %w", err)
+	}
+	return &checker{flagd: compiled, scratch: evaluator.NewJSON(quiet, scratch)}, nil
 }
 
 // check returns the file's flag configuration as JSON, or why it is not one.
@@ -164,7 +166,11 @@ func (s *fileSync) Sync(ctx context.Context, out chan<- sync.DataSync) error {
 	s.mu.Lock()
 	w := s.watcher
 	s.mu.Unlock()
-	defer w.Close()
+	defer func() {
+		if err := w.Close(); err != nil {
+			s.log.Warn("flags: closing the flag file watcher", slog.String("file", s.path), slog.Any("error", err))
+		}
+	}()
 	if err := s.ReSync(ctx, out); err != nil {
 		return err
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/pgshift/pgshift/repo"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// The runnable example connects through PGSHIFT_OLD_URL and PGSHIFT_NEW_URL,
+// as an application would.
+func TestMain(m *testing.M) { pgtest.MainExporting(m, "PGSHIFT_OLD_URL", "PGSHIFT_NEW_URL") }
 
 func setup(t *testing.T, stage flags.Stage) (*repo.Store, *dualwrite.Facade, *pgtest.Pair) {
 	t.Helper()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -48,5 +49,39 @@ func TestRepairDrainsLogsBothWays(t *testing.T) {
 		if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil || n != 2 {
 			t.Fatalf("%s has %d users after repair (err %v), want 2", db.Name, n, err)
 		}
+	}
+}
+
+func TestStatusShowsBacklogAndCounts(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000001', 'a@example.com', 'a');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000001}', 'test')`)
+	code, out, errOut := pgshift(t, "status", "--old", p.Old.URL, "--new", p.New.URL, "--json")
+	if code != exitOK {
+		t.Fatalf("status: code %d\n%s%s", code, out, errOut)
+	}
+	var rep struct {
+		Old    struct{ Entries int64 } `json:"old_backlog"`
+		New    struct{ Entries int64 } `json:"new_backlog"`
+		Tables []struct {
+			Table    string
+			Old, New struct{ Rows int64 }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	}
+	if rep.Old.Entries != 1 || rep.New.Entries != 0 {
+		t.Fatalf("backlog old %d new %d, want 1 and 0\n%s", rep.Old.Entries, rep.New.Entries, out)
+	}
+	var users bool
+	for _, tc := range rep.Tables {
+		if strings.HasSuffix(tc.Table, "users") {
+			users = tc.Old.Rows == 1 && tc.New.Rows == 0 && tc.Table == "users"
+		}
+	}
+	if !users {
+		t.Fatalf("users counts wrong, want old 1 new 0:\n%s", out)
 	}
 }

@@ -75,8 +75,37 @@ var (
 )
 
 // Main runs the package's tests and stops the shared servers afterwards.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainExporting(m, "", "") }
+
+// MainExporting is Main for packages whose runnable examples connect the way
+// an application does, through environment variables: before the tests run
+// it creates a fresh database with the reference domain on each shared
+// server and exports their connection strings as oldVar and newVar.
+func MainExporting(m *testing.M, oldVar, newVar string) {
+	var cleanups []func()
+	if oldVar != "" {
+		if err := sharedServers(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for _, v := range []struct {
+			name string
+			s    *Server
+		}{{oldVar, sharedOld}, {newVar, sharedNew}} {
+			db, cleanup, err := createDB(v.s, Domain)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			db.Pool.Close()
+			cleanups = append(cleanups, cleanup)
+			os.Setenv(v.name, db.URL)
+		}
+	}
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 	for _, s := range []*Server{sharedOld, sharedNew} {
 		if s != nil && s.Launched != nil {
 			_ = s.Launched.Close()
@@ -89,6 +118,13 @@ func Main(m *testing.M) {
 // first use. Tests must not stop them; see Dedicated.
 func Servers(t testing.TB) (old, new *Server) {
 	t.Helper()
+	if err := sharedServers(); err != nil {
+		t.Fatal(err)
+	}
+	return sharedOld, sharedNew
+}
+
+func sharedServers() error {
 	sharedOnce.Do(func() {
 		oldURL, newURL := os.Getenv(EnvOldURL), os.Getenv(EnvNewURL)
 		switch {
@@ -100,10 +136,7 @@ func Servers(t testing.TB) (old, new *Server) {
 			sharedOld, sharedNew, sharedErr = launchPair(context.Background())
 		}
 	})
-	if sharedErr != nil {
-		t.Fatal(sharedErr)
-	}
-	return sharedOld, sharedNew
+	return sharedErr
 }
 
 // Dedicated launches a pair of servers that belong to the calling test alone,
@@ -189,14 +222,25 @@ func PairOn(t testing.TB, old, new *Server, schema Schema) *Pair {
 // NewDB creates a fresh database on server s, dropped when the test ends.
 func NewDB(t testing.TB, s *Server, schema Schema) *DB {
 	t.Helper()
+	db, cleanup, err := createDB(s, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return db
+}
+
+// createDB creates a fresh database on s with a pool on it; cleanup closes
+// the pool and drops the database.
+func createDB(s *Server, schema Schema) (db *DB, cleanup func(), err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	name := fmt.Sprintf("pgshift_test_%d_%d", os.Getpid(), dbCounter.Add(1))
 	if err := adminExec(ctx, s, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		return nil, nil, fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
-	db := &DB{Server: s, Name: name, URL: s.URL(name)}
-	t.Cleanup(func() {
+	db = &DB{Server: s, Name: name, URL: s.URL(name)}
+	cleanup = func() {
 		if db.Pool != nil {
 			db.Pool.Close()
 		}
@@ -206,23 +250,26 @@ func NewDB(t testing.TB, s *Server, schema Schema) *DB {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = adminExec(ctx, s, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
+	}
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		cleanup()
+		return nil, nil, fmt.Errorf("pgtest: %w", err)
 	}
 	cfg.MaxConns = 40
 	if db.Pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
-		t.Fatalf("pgtest: connect %s: %v", name, err)
+		cleanup()
+		return nil, nil, fmt.Errorf("pgtest: connect %s: %w", name, err)
 	}
 	if schema == Domain {
 		for _, ddl := range []string{queries.Schema, queries.PgshiftSchema} {
 			if _, err := db.Pool.Exec(ctx, ddl); err != nil {
-				t.Fatalf("pgtest: apply schema to %s: %v", name, err)
+				cleanup()
+				return nil, nil, fmt.Errorf("pgtest: apply schema to %s: %w", name, err)
 			}
 		}
 	}
-	return db
+	return db, cleanup, nil
 }
 
 func adminExec(ctx context.Context, s *Server, sql string) error {

@@ -21,7 +21,7 @@ func ExampleSync() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		sides[i] = conn
 	}
 	opts := sequences.Options{Gap: 10000}

@@ -3,9 +3,9 @@
 //
 // # How
 //
-// Old walks a table in primary-key chunks (rowsync.NextChunk) and hashes
-// each chunk while new hashes the chunk before it: both servers work at
-// once and only two hashes per chunk cross the wire. A chunk whose hashes
+// Old walks a table's primary key in chunks (rowsync.NextChunk, keys only)
+// and both servers hash each chunk at once (rowsync.HashRange): only two
+// hashes per chunk cross the wire. A chunk whose hashes
 // differ is drilled into: both sides send the key and hash of each of its
 // rows, and the rows are diffed by key.
 //
@@ -116,8 +116,7 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 }
 
 type chunk struct {
-	r   rowsync.Range
-	sum rowsync.Summary
+	r rowsync.Range
 }
 
 func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
@@ -156,8 +155,9 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 	return res
 }
 
-// compare walks t's chunks, old hashing the next chunk while new hashes the
-// current one, and returns the keys of the rows that differ.
+// compare walks t's chunk boundaries on old (keys only, from the index) and
+// has both servers hash each chunk at once; it returns the keys of the rows
+// that differ.
 func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size int, res *Result) ([][]string, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	chunks := make(chan chunk, 2)
@@ -165,12 +165,12 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 		defer close(chunks)
 		var after []string
 		for {
-			r, sum, err := rowsync.NextChunk(ctx, old, t, after, size, true)
+			r, _, err := rowsync.NextChunk(ctx, old, t, after, size, false)
 			if err != nil {
 				return err
 			}
 			select {
-			case chunks <- chunk{r, sum}:
+			case chunks <- chunk{r: r}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -183,13 +183,16 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 	var keys [][]string
 	g.Go(func() error {
 		for c := range chunks {
-			res.Chunks++
-			res.Rows += c.sum.Rows
-			sum, err := rowsync.HashRange(ctx, new, t, c.r)
-			if err != nil {
+			var o, n rowsync.Summary
+			var both errgroup.Group
+			both.Go(func() (err error) { o, err = rowsync.HashRange(ctx, old, t, c.r); return err })
+			both.Go(func() (err error) { n, err = rowsync.HashRange(ctx, new, t, c.r); return err })
+			if err := both.Wait(); err != nil {
 				return err
 			}
-			if sum == c.sum {
+			res.Chunks++
+			res.Rows += o.Rows
+			if o == n {
 				continue
 			}
 			res.ChunksDiffering++

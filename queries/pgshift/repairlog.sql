@@ -62,3 +62,11 @@ WHERE id = ANY(@ids::bigint[]);
 SELECT count(*)::bigint AS entries,
        coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
 FROM pgshift.repair_log;
+
+-- name: LogTouchedRow :one
+-- LogTouchedRows for the common write that touches one row: the same record
+-- and lock, without unpacking arrays.
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+SELECT @table_schema::text, @table_name::text, @key::text[], @op, @routing_key
+FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id(@table_schema::text, @table_name::text, @key::text[]))) AS locked
+RETURNING id;

@@ -106,6 +106,36 @@ func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) err
 	return err
 }
 
+const logTouchedRow = `-- name: LogTouchedRow :one
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+SELECT $1::text, $2::text, $3::text[], $4, $5
+FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id($1::text, $2::text, $3::text[]))) AS locked
+RETURNING id
+`
+
+type LogTouchedRowParams struct {
+	TableSchema string   `json:"table_schema"`
+	TableName   string   `json:"table_name"`
+	Key         []string `json:"key"`
+	Op          string   `json:"op"`
+	RoutingKey  string   `json:"routing_key"`
+}
+
+// LogTouchedRows for the common write that touches one row: the same record
+// and lock, without unpacking arrays.
+func (q *Queries) LogTouchedRow(ctx context.Context, db DBTX, arg LogTouchedRowParams) (int64, error) {
+	row := db.QueryRow(ctx, logTouchedRow,
+		arg.TableSchema,
+		arg.TableName,
+		arg.Key,
+		arg.Op,
+		arg.RoutingKey,
+	)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
 const logTouchedRows = `-- name: LogTouchedRows :many
 WITH touched AS (
     SELECT t.n,
@@ -167,7 +197,7 @@ func (q *Queries) LogTouchedRows(ctx context.Context, db DBTX, arg LogTouchedRow
 const postponeRepairEntries = `-- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(300, power(2, least(attempts, 12)) * $1::float8)),
+    next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 12)) * $1::float8)),
     last_error = $2
 WHERE id = ANY($3::bigint[])
 `

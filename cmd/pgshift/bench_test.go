@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/pgshift/pgshift/internal/backfill"
+	"github.com/pgshift/pgshift/internal/pglaunch"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/internal/verify"
+	"github.com/pgshift/pgshift/queries"
+)
+
+// benchRows is the size of the benchmark table.
+const benchRows = 1_000_000
+
+// benchTable creates the benchmark table on both sides and fills old.
+func benchTable(b *testing.B) (*pgtest.Pair, *rowsync.Table) {
+	b.Helper()
+	p := pgtest.NewPair(b, pgtest.Empty)
+	ddl := `CREATE TABLE bench (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz, doc jsonb)`
+	pgtest.Exec(b, p.Old.Pool, ddl)
+	pgtest.Exec(b, p.New.Pool, ddl)
+	pgtest.Exec(b, p.Old.Pool, `INSERT INTO bench SELECT i, 'name ' || i, i / 100.0, '2024-01-01'::timestamptz + i * interval '1 second',
+		jsonb_build_object('i', i, 'tag', 'x') FROM generate_series(1, $1) AS i`, benchRows)
+	pgtest.Exec(b, p.Old.Pool, `VACUUM ANALYZE bench`)
+	t, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, t
+}
+
+func emptyNew(b *testing.B, p *pgtest.Pair) {
+	b.Helper()
+	pgtest.Exec(b, p.New.Pool, `TRUNCATE bench; DELETE FROM pgshift.backfill_progress WHERE table_name = 'bench'`)
+}
+
+func tool(b *testing.B, name string) string {
+	b.Helper()
+	dir, err := pglaunch.FindBinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// the directory may hold only links to the server binaries (initdb);
+	// the client tools live beside their targets
+	if real, err := filepath.EvalSymlinks(filepath.Join(dir, "initdb")); err == nil {
+		dir = filepath.Dir(real)
+	}
+	return filepath.Join(dir, name)
+}
+
+func shell(b *testing.B, cmd *exec.Cmd) {
+	b.Helper()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s: %v: %s", cmd, err, out)
+	}
+}
+
+// BenchmarkBackfillVsPgDump copies a 1,000,000-row table from old to new
+// with backfill and with pg_dump --data-only | psql, into an empty table
+// each time.
+func BenchmarkBackfillVsPgDump(b *testing.B) {
+	p, t := benchTable(b)
+	ctx := context.Background()
+	pgtest.Exec(b, p.New.Pool, queries.PgshiftSchema)
+	b.Run("backfill", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			emptyNew(b, p)
+			b.StartTimer()
+			res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, backfill.Options{})
+			if err != nil || res[0].Err != nil || res[0].Inserted != benchRows {
+				b.Fatal(err, res[0].Err, res[0].Inserted)
+			}
+		}
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run("pg_dump|psql", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			emptyNew(b, p)
+			b.StartTimer()
+			shell(b, exec.Command("sh", "-c", `"$0" --data-only -t public.bench -d "$1" | "$2" -q -v ON_ERROR_STOP=1 -d "$3" >/dev/null`,
+				tool(b, "pg_dump"), p.Old.URL, tool(b, "psql"), p.New.URL))
+		}
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
+
+// BenchmarkVerifyVsPgDump compares identical 1,000,000-row tables with
+// verify and dumps the table from both servers at once with pg_dump.
+func BenchmarkVerifyVsPgDump(b *testing.B) {
+	p, t := benchTable(b)
+	ctx := context.Background()
+	if res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, backfill.Options{}); err != nil || res[0].Err != nil {
+		b.Fatal(err, res[0].Err)
+	}
+	pgtest.Exec(b, p.New.Pool, `VACUUM ANALYZE bench`)
+	b.Run("verify", func(b *testing.B) {
+		for b.Loop() {
+			res, err := verify.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, verify.Options{})
+			if err != nil || res[0].Err != nil || res[0].Differences() != 0 || res[0].Rows != benchRows {
+				b.Fatal(err, res[0].Err, res[0])
+			}
+		}
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run("pg_dump-both", func(b *testing.B) {
+		for b.Loop() {
+			var wg sync.WaitGroup
+			for _, url := range []string{p.Old.URL, p.New.URL} {
+				wg.Go(func() {
+					shell(b, exec.Command(tool(b, "pg_dump"), "--data-only", "-t", "public.bench", "-d", url, "-f", "/dev/null"))
+				})
+			}
+			wg.Wait()
+		}
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	})
+}

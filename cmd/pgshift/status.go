@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+
+	"github.com/pgshift/pgshift/internal/status"
+)
+
+func init() {
+	register(&command{
+		name:    "status",
+		summary: "repair backlog and its oldest entry per side, row counts per table on both sides",
+		usage: `Usage: pgshift status [--exact-count-limit N] [flags]
+
+Shows, for old and new, how many entries wait in the repair log and how old
+the oldest is (a growing age means the repair worker is not keeping up or a
+side is down), and the row count of every table on both sides. Tables larger
+than --exact-count-limit rows show the planner's estimate, marked "~".
+
+Examples:
+  pgshift status --old postgres://app@old-db/app --new postgres://app@new-db/app
+  pgshift status --table users --json
+`,
+		run: runStatus,
+	})
+}
+
+func runStatus(ctx context.Context, e *env, args []string) int {
+	c := commands["status"]
+	fs := newFlagSet(c, e)
+	var com common
+	com.bind(fs, e)
+	limit := fs.Int64("exact-count-limit", status.DefaultExactCountLimit, "count tables up to this many rows exactly; estimate larger ones (-1: always count)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	oldPool, newPool, err := com.connectBoth(ctx)
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	defer oldPool.Close()
+	defer newPool.Close()
+	rep, err := status.Collect(ctx, oldPool, newPool, com.schema, com.tables, status.Options{ExactCountLimit: *limit})
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	if com.json {
+		err = writeJSON(e.stdout, rep)
+	} else {
+		err = rep.Write(e.stdout)
+	}
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	return exitOK
+}

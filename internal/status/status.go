@@ -1,0 +1,221 @@
+// Package status reports where a migration stands on both databases: the
+// repair backlog each side holds in pgshift.repair_log, and how many rows each
+// table has on old and on new.
+//
+// Backlog: the number of entries and the age of the oldest one. A side without
+// pgshift.repair_log (pgshift's schema not installed there) reports
+// Installed=false and zero entries; that is no error, since a side that never
+// took a write through the facade has nothing to repair.
+//
+// Row counts: count(*) is exact but reads the whole table, which on a large
+// table costs minutes and I/O on a production server. So a table whose
+// planner estimate (pg_class.reltuples, kept by ANALYZE and autovacuum) is
+// above Options.ExactCountLimit (default one million rows) reports that
+// estimate, flagged Estimate=true; smaller tables, and tables never analyzed,
+// are counted exactly. Each side decides for itself. Counts are for telling
+// progress, not for proving equality: that is verify's job.
+//
+// Example:
+//
+//	r, err := status.Collect(ctx, oldPool, newPool, "public", nil, status.Options{})
+//	if err != nil { ... }
+//	r.Write(os.Stdout)
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultExactCountLimit is the estimated row count above which a table's
+// rows are estimated rather than counted, unless Options say otherwise.
+const DefaultExactCountLimit = 1_000_000
+
+// Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Options tunes Collect. The zero value is ready to use.
+type Options struct {
+	// ExactCountLimit: tables estimated above this many rows report the
+	// estimate. Zero means DefaultExactCountLimit; negative means always
+	// count exactly.
+	ExactCountLimit int64
+}
+
+// Backlog is one side's repair log.
+type Backlog struct {
+	// Installed is false when the side has no pgshift.repair_log.
+	Installed bool  `json:"installed"`
+	Entries   int64 `json:"entries"`
+	// OldestAge is how long the oldest entry has waited; zero when none.
+	OldestAge        time.Duration `json:"-"`
+	OldestAgeSeconds float64       `json:"oldest_age_seconds"`
+}
+
+// Count is one table's rows on one side.
+type Count struct {
+	Rows int64 `json:"rows"`
+	// Estimate is true when Rows is the planner's estimate, not count(*).
+	Estimate bool `json:"estimate,omitempty"`
+	// Missing is true when the side has no such table; Rows is then zero.
+	Missing bool `json:"missing,omitempty"`
+}
+
+// TableCount is one table's rows on both sides.
+type TableCount struct {
+	Table string `json:"table"`
+	Old   Count  `json:"old"`
+	New   Count  `json:"new"`
+}
+
+// Report is the result of Collect.
+type Report struct {
+	Schema string       `json:"schema"`
+	Old    Backlog      `json:"old_backlog"`
+	New    Backlog      `json:"new_backlog"`
+	Tables []TableCount `json:"tables"`
+}
+
+// Collect reads both sides' repair backlog and the row counts of tables in
+// schema ("public" when empty); no tables means every table either side has
+// in the schema. pgshift's own schema is refused.
+func Collect(ctx context.Context, old, new Querier, schema string, tables []string, opts Options) (*Report, error) {
+	if schema == "" {
+		schema = "public"
+	}
+	if schema == "pgshift" {
+		return nil, fmt.Errorf("status: schema pgshift holds pgshift's own tables; name the application's schema")
+	}
+	limit := opts.ExactCountLimit
+	if limit == 0 {
+		limit = DefaultExactCountLimit
+	}
+	r := &Report{Schema: schema, Tables: []TableCount{}}
+	var err error
+	if r.Old, err = backlog(ctx, old); err != nil {
+		return nil, fmt.Errorf("status: repair backlog on old: %w", err)
+	}
+	if r.New, err = backlog(ctx, new); err != nil {
+		return nil, fmt.Errorf("status: repair backlog on new: %w", err)
+	}
+	if len(tables) == 0 {
+		if tables, err = allTables(ctx, old, new, schema); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tables {
+		tc := TableCount{Table: t}
+		if tc.Old, err = count(ctx, old, schema, t, limit); err != nil {
+			return nil, fmt.Errorf("status: count rows of %s on old: %w", pgx.Identifier{schema, t}.Sanitize(), err)
+		}
+		if tc.New, err = count(ctx, new, schema, t, limit); err != nil {
+			return nil, fmt.Errorf("status: count rows of %s on new: %w", pgx.Identifier{schema, t}.Sanitize(), err)
+		}
+		r.Tables = append(r.Tables, tc)
+	}
+	return r, nil
+}
+
+func backlog(ctx context.Context, q Querier) (Backlog, error) {
+	var b Backlog
+	if err := q.QueryRow(ctx, "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&b.Installed); err != nil || !b.Installed {
+		return b, err
+	}
+	err := q.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+FROM pgshift.repair_log`).Scan(&b.Entries, &b.OldestAgeSeconds)
+	b.OldestAge = time.Duration(b.OldestAgeSeconds * float64(time.Second))
+	return b, err
+}
+
+const tablesSQL = `
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`
+
+// allTables is the sorted union of both sides' tables in schema.
+func allTables(ctx context.Context, old, new Querier, schema string) ([]string, error) {
+	var all []string
+	for _, side := range []struct {
+		name string
+		q    Querier
+	}{{"old", old}, {"new", new}} {
+		rows, err := side.q.Query(ctx, tablesSQL, schema)
+		if err != nil {
+			return nil, fmt.Errorf("status: list tables of schema %s on %s: %w", schema, side.name, err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("status: list tables of schema %s on %s: %w", schema, side.name, err)
+		}
+		all = append(all, names...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all), nil
+}
+
+func count(ctx context.Context, q Querier, schema, table string, limit int64) (Count, error) {
+	var estimate *int64
+	err := q.QueryRow(ctx, `
+SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, table).Scan(&estimate)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Count{Missing: true}, nil
+	}
+	if err != nil {
+		return Count{}, err
+	}
+	// reltuples is -1 for a table never analyzed.
+	if limit >= 0 && estimate != nil && *estimate > limit {
+		return Count{Rows: *estimate, Estimate: true}, nil
+	}
+	var c Count
+	err = q.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, table}.Sanitize()).Scan(&c.Rows)
+	return c, err
+}
+
+// Write renders the report for a person.
+func (r *Report) Write(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Old, r.New)
+	fmt.Fprintf(&b, "\nschema %s\told\tnew\n", r.Schema)
+	for _, t := range r.Tables {
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if _, err := io.WriteString(tw, b.String()); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// String renders a backlog as "3 entries, oldest 1m30s" or "not installed".
+func (b Backlog) String() string {
+	switch {
+	case !b.Installed:
+		return "not installed"
+	case b.Entries == 0:
+		return "0 entries"
+	}
+	return fmt.Sprintf("%d entries, oldest %s", b.Entries, b.OldestAge.Round(time.Second))
+}
+
+// String renders a count as "42", "~2000000 (estimate)" or "missing".
+func (c Count) String() string {
+	switch {
+	case c.Missing:
+		return "missing"
+	case c.Estimate:
+		return fmt.Sprintf("~%d (estimate)", c.Rows)
+	}
+	return fmt.Sprint(c.Rows)
+}
