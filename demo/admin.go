@@ -216,9 +216,17 @@ func (a *app) backfill(ctx context.Context) (backfillReport, error) {
 	return rep, nil
 }
 
+// sequenceGap is how far past old's values new's sequences are moved. While
+// cohorts are split, old (for users not yet live) and new (for live users)
+// both hand out ids of one sequence, and each side receives the other's ids
+// explicitly, which does not advance its own sequence: the ranges must not
+// meet before old stops assigning ids (when everyone is live), so the gap
+// must exceed the ids old hands out until then. The demo's is generous.
+const sequenceGap = 1_000_000
+
 // syncSequences moves new's sequences past old's, before new assigns ids.
 func (a *app) syncSequences(ctx context.Context) (moved int, err error) {
-	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{})
+	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{Gap: sequenceGap})
 	for _, m := range res {
 		if m.Moved {
 			moved++

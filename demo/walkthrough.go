@@ -145,7 +145,7 @@ func stepVerifyRepair(ctx context.Context, a *app) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	return "operator", fmt.Sprintf("verify --repair: %s; sync-sequences: %d moved", rep.summary(), moved), nil
+	return "operator", fmt.Sprintf("verify --repair: %s; sync-sequences: %d moved %d past old", rep.summary(), moved, sequenceGap), nil
 }
 
 // walkthrough is `go run ./demo walkthrough`.
@@ -165,7 +165,12 @@ func walkthrough(ctx context.Context, args []string, e env) (bool, error) {
 	if *short {
 		o.Step, o.Accounts, o.Workers = 300*time.Millisecond, 24, 6
 	}
-	o.Logger = newLogger(e.stderr, *verbose)
+	// The report says what the warnings would (repairs postponed until
+	// backfill, ...); errors still show.
+	o.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if *verbose {
+		o.Logger = newLogger(e.stderr, true)
+	}
 	dbs, err := openDatabases(ctx, e, o.Logger)
 	if err != nil {
 		return false, err
