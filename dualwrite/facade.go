@@ -36,6 +36,11 @@ type Config struct {
 	// read; 2s by default. A write whose other side takes longer is left to
 	// the repair worker.
 	OtherTimeout time.Duration
+	// ShadowRecheck is how long a shadow read that found a difference waits
+	// before reading both sides again; only a difference that is still there
+	// counts as a mismatch. 100ms by default; negative counts every
+	// difference at once.
+	ShadowRecheck time.Duration
 	// Repair configures the repair worker.
 	Repair RepairConfig
 	// Logger receives the facade's logs; slog.Default() when nil.
@@ -67,15 +72,16 @@ type RepairConfig struct {
 // Facade routes reads and writes to the two databases by stage. It is safe
 // for concurrent use. Create it with New and stop it with Close.
 type Facade struct {
-	old, new     *pgxpool.Pool
-	stages       flags.Source
-	globalStages flags.Source
-	schema       string
-	otherTimeout time.Duration
-	repairCfg    RepairConfig
-	log          *slog.Logger
-	q            *logdb.Queries
-	m            *instruments
+	old, new      *pgxpool.Pool
+	stages        flags.Source
+	globalStages  flags.Source
+	schema        string
+	otherTimeout  time.Duration
+	shadowRecheck time.Duration
+	repairCfg     RepairConfig
+	log           *slog.Logger
+	q             *logdb.Queries
+	m             *instruments
 
 	bg      sync.WaitGroup // other-side commits and shadow reads in flight
 	deletes *deleter
@@ -103,11 +109,12 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	f := &Facade{
 		old: cfg.Old, new: cfg.New,
 		stages: cfg.Stages, globalStages: cfg.GlobalStages,
-		schema:       cfg.Schema,
-		otherTimeout: cfg.OtherTimeout,
-		repairCfg:    cfg.Repair,
-		log:          cfg.Logger,
-		q:            logdb.New(),
+		schema:        cfg.Schema,
+		otherTimeout:  cfg.OtherTimeout,
+		shadowRecheck: cfg.ShadowRecheck,
+		repairCfg:     cfg.Repair,
+		log:           cfg.Logger,
+		q:             logdb.New(),
 	}
 	if f.globalStages == nil {
 		f.globalStages = emptyContextSource{cfg.Stages}
@@ -117,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	}
 	if f.otherTimeout <= 0 {
 		f.otherTimeout = 2 * time.Second
+	}
+	if f.shadowRecheck == 0 {
+		f.shadowRecheck = 100 * time.Millisecond
 	}
 	if f.log == nil {
 		f.log = slog.Default()

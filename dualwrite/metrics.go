@@ -44,7 +44,7 @@ type instruments struct {
 	sets map[attrKey]metric.MeasurementOption
 
 	stats struct {
-		mismatches, missed, shadowReads, repaired atomic.Int64
+		mismatches, missed, shadowReads, shadowTransient, repaired atomic.Int64
 	}
 }
 
@@ -168,8 +168,12 @@ type Backlog struct {
 type Stats struct {
 	// ShadowReads is the number of reads of the other side made to compare.
 	ShadowReads int64
-	// ShadowMismatches is the number of those whose answer differed.
+	// ShadowMismatches is the number of those whose answer differed, and
+	// still differed when read again.
 	ShadowMismatches int64
+	// ShadowTransient is the number of differences that were gone when read
+	// again (a write of the same rows was in flight).
+	ShadowTransient int64
 	// OtherMissed is the number of writes the other side missed (failed,
 	// timed out or diverged), left to the repair worker.
 	OtherMissed int64
@@ -186,6 +190,7 @@ func (f *Facade) Stats() Stats {
 	return Stats{
 		ShadowReads:      s.shadowReads.Load(),
 		ShadowMismatches: s.mismatches.Load(),
+		ShadowTransient:  s.shadowTransient.Load(),
 		OtherMissed:      s.missed.Load(),
 		Repaired:         s.repaired.Load(),
 		Backlog:          [2]Backlog{f.cachedBacklog(flags.Old), f.cachedBacklog(flags.New)},

@@ -30,7 +30,10 @@ type Comparator[T any] func(authoritative, other T) bool
 // Read runs fn on the authoritative side of the stage of the user in ctx and
 // returns its answer. In shadow and live it also runs fn on the other side,
 // concurrently, and compares the two answers with reflect.DeepEqual; the
-// other side's latency and errors never reach the caller.
+// other side's latency and errors never reach the caller. A difference is
+// read again on both sides after Config.ShadowRecheck before it counts as a
+// mismatch, so a write of the same rows in flight between the two reads is
+// not reported.
 func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, error) {
 	return ReadCompare(ctx, f, op, fn, nil)
 }
@@ -87,6 +90,12 @@ func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage
 		if agree(a, answer[T]{ov, oerr}, equal) {
 			return
 		}
+		if f.shadowRecheck > 0 && recheckAgrees(sctx, f, stage, fn, equal) {
+			// A write of the same rows was in flight between the two
+			// reads; both sides agree now.
+			f.m.stats.shadowTransient.Add(1)
+			return
+		}
 		f.m.mismatch(sctx, op.Name)
 		// Row contents hold personal data: log who and what, never the rows.
 		f.log.Warn("shadow read mismatch", "op", op.Name, "stage", stage, "authoritative", stage.Plan().Authoritative,
@@ -107,4 +116,23 @@ func agree[T any](a, o answer[T], equal Comparator[T]) bool {
 		return equal(a.v, o.v)
 	}
 	return reflect.DeepEqual(a.v, o.v)
+}
+
+// recheckAgrees reads both sides again, after Config.ShadowRecheck, and
+// reports whether they agree now.
+func recheckAgrees[T any](ctx context.Context, f *Facade, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) bool {
+	select {
+	case <-time.After(f.shadowRecheck):
+	case <-ctx.Done():
+		return false
+	}
+	auth := stage.Plan().Authoritative
+	av, aerr := fn(ctx, f.pool(auth))
+	ov, oerr := fn(ctx, f.pool(auth.Other()))
+	for _, err := range []error{aerr, oerr} {
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return false
+		}
+	}
+	return agree(answer[T]{av, aerr}, answer[T]{ov, oerr}, equal)
 }
