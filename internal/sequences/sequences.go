@@ -12,8 +12,9 @@
 // (for a descending sequence: the minimum, minus Gap). The owning column's
 // values count because rows copied to new with explicit ids (backfill, dual
 // writes) may run ahead of old's sequence. The gap leaves room for the ids old
-// still hands out between Sync and the moment writes move; make it larger
-// than the writes old takes in that time.
+// still hands out between Sync and the moment the last cohort's writes move
+// (users still on old take ids from old's sequence meanwhile); make it larger
+// than the ids old hands out in that time.
 //
 // Guarantees: a sequence is never moved backwards: when new is already at or
 // past the target it is left alone, so running Sync twice moves nothing the
@@ -36,8 +37,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// DefaultGap is the gap Options.Gap defaults to.
-const DefaultGap = 1000
+// DefaultGap is the gap Options.Gap defaults to. It is large on purpose:
+// while cohorts are split, users still on old keep taking ids from old's
+// sequence and users already live take them from new's, and the two ranges
+// must not meet before everyone is live (the demo's walkthrough met a gap of
+// 1,000 within seconds). A smallint sequence needs a smaller gap.
+const DefaultGap = 1_000_000
 
 // Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
 type Querier interface {
