@@ -85,3 +85,21 @@ func TestStatusShowsBacklogAndCounts(t *testing.T) {
 		t.Fatalf("users counts wrong, want old 1 new 0:\n%s", out)
 	}
 }
+
+// TestBackfillCopiesParentsBeforeChildren backfills the reference domain,
+// whose posts and events reference users, into an empty new database: the
+// tables sort after users by name too, so order alone does not save it.
+func TestBackfillCopiesParentsBeforeChildren(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) SELECT gen_random_uuid(), i || '@example.com', 'u' FROM generate_series(1, 50) i;
+		INSERT INTO posts (id, user_id, title) SELECT gen_random_uuid(), id, 't' FROM users;
+		INSERT INTO events (user_id, kind) SELECT id, 'k' FROM users`)
+	code, out, errOut := pgshift(t, "backfill", "--old", p.Old.URL, "--new", p.New.URL, "--workers", "3")
+	if code != exitOK {
+		t.Fatalf("backfill: code %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := pgshift(t, "verify", "--old", p.Old.URL, "--new", p.New.URL); code != exitOK {
+		t.Fatalf("verify after backfill: code %d\n%s%s", code, out, errOut)
+	}
+}
