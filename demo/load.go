@@ -128,7 +128,7 @@ func (l *load) call(acc account, method, path string, body any, want int, out an
 		l.fail(fmt.Sprintf("%s %s as %s: %v", method, path, acc.Key, err))
 		return false
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != want {
 		l.fail(fmt.Sprintf("%s %s as %s (%s, served by %s): %d %s", method, path, acc.Key,

@@ -132,7 +132,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	defer a.close()
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set PGSHIFT_ADDR or -addr to another address)", *addr, err)
 	}

@@ -100,7 +100,7 @@ func (ta *testApp) do(t *testing.T, method, path, body string, headers ...string
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	r := response{status: res.StatusCode, stage: res.Header.Get(headerStage), served: res.Header.Get(headerServed)}
 	b, _ := io.ReadAll(res.Body)
 	if ct := res.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {

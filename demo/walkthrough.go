@@ -200,7 +200,7 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 	if err != nil {
 		return false, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	flagsPath := filepath.Join(dir, "flags.json")
 	all := steps()
 	if err := writeFileAtomic(flagsPath, all[0].flags); err != nil {
@@ -214,13 +214,13 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 		return false, err
 	}
 	defer a.close()
-	ln, err := net.Listen("tcp", o.Addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.Addr)
 	if err != nil {
 		return false, fmt.Errorf("listen on %s: %w", o.Addr, err)
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	base := "http://" + ln.Addr().String()
 
 	fmt.Fprintf(out, "pgshift walkthrough: %d simulated users (%d at once), %s of load per step\n", len(accounts), o.Workers, o.Step)
@@ -420,12 +420,12 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
 		return err
 	}
 	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
+		_ = os.Remove(tmp.Name())
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

@@ -263,10 +263,10 @@ func TestOtherSideDown(t *testing.T) {
 					var last uuid.UUID
 					for i := 0; i < perWriter; i++ {
 						var err error
-						switch {
-						case i%3 == 2:
+						switch i % 3 {
+						case 2:
 							_, err = b.store.Users.Update(ctx, last, repo.UserUpdate{Name: fmt.Sprintf("n%d", i), Country: "DE", Plan: "pro"})
-						case i%3 == 1:
+						case 1:
 							_, err = b.store.Posts.Create(ctx, repo.NewPost{UserID: owner.ID, Title: "p", Body: "b"})
 						default:
 							var u = repo.NewUser{Email: fmt.Sprintf("w%d-%d@example.com", w, i), Name: "w"}

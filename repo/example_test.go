@@ -32,7 +32,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stages.Close()
+	defer func() { _ = stages.Close() }()
 	f, err := dualwrite.New(ctx, dualwrite.Config{Old: oldPool, New: newPool, Stages: stages})
 	if err != nil {
 		log.Fatal(err)

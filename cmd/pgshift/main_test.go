@@ -141,7 +141,7 @@ func TestPasswordNeverInOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	_ = l.Close()
 	cases := map[string][]string{
 		"no such database": {"--old", fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/no_such_db?sslmode=disable", secret, old.Port())},
 		"closed port":      {"--old", fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/x?sslmode=disable&connect_timeout=2", secret, closedPort)},

@@ -68,7 +68,9 @@ func FindBinDir() (string, error) {
 		return filepath.Dir(p), nil
 	}
 	if p, err := exec.LookPath("pg_config"); err == nil {
-		if out, err := exec.Command(p, "--bindir").Output(); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, p, "--bindir").Output(); err == nil {
 			if dir := strings.TrimSpace(string(out)); hasServer(dir) {
 				return dir, nil
 			}
@@ -226,7 +228,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pglaunch %s: %w", s.name, err)
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.port), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off",
@@ -365,11 +367,11 @@ func (s *Server) URL(db string) string {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

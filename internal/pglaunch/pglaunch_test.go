@@ -15,13 +15,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-func query(t *testing.T, ctx context.Context, url string) int {
+func query(ctx context.Context, t *testing.T, url string) int {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT 40 + 2").Scan(&n); err != nil {
 		t.Fatalf("query: %v", err)
@@ -43,7 +43,7 @@ func TestStopStartKillKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := mustStart(t)
-	if got := query(t, ctx, s.URL("postgres")); got != 42 {
+	if got := query(ctx, t, s.URL("postgres")); got != 42 {
 		t.Fatalf("got %d, want 42", got)
 	}
 	conn, err := pgx.Connect(ctx, s.URL("postgres"))
@@ -53,7 +53,7 @@ func TestStopStartKillKeepsData(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)"); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
+	_ = conn.Close(ctx)
 
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestStopStartKillKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var v int
 	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
 		t.Fatalf("row after stop, kill and restarts: v=%d err=%v, want 7", v, err)
@@ -185,7 +185,7 @@ func TestChildStartsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Stdout.WriteString("DIR=" + s.Dir() + "\n")
+	_, _ = os.Stdout.WriteString("DIR=" + s.Dir() + "\n")
 	time.Sleep(time.Minute)
 }
 

@@ -99,7 +99,10 @@ func MainExporting(m *testing.M, oldVar, newVar string) {
 			}
 			db.Pool.Close()
 			cleanups = append(cleanups, cleanup)
-			os.Setenv(v.name, db.URL)
+			if err := os.Setenv(v.name, db.URL); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
 		}
 	}
 	code := m.Run()
@@ -277,7 +280,7 @@ func adminExec(ctx context.Context, s *Server, sql string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	_, err = conn.Exec(ctx, sql)
 	return err
 }

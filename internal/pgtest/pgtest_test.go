@@ -17,7 +17,7 @@ func TestFreshDatabasesAreIsolated(t *testing.T) {
 	ctx := context.Background()
 	a := pgtest.NewPair(t, pgtest.Domain)
 	b := pgtest.NewPair(t, pgtest.Empty)
-	if a.Old.Name == b.Old.Name || a.Old.Server != a.Old.Server || a.Old.Server == a.New.Server {
+	if a.Old.Name == b.Old.Name || a.Old.Server != b.Old.Server || a.Old.Server == a.New.Server {
 		t.Fatalf("pairs share databases or sides share a server: %s %s", a.Old.Name, b.Old.Name)
 	}
 	if _, err := a.Old.Pool.Exec(ctx, "INSERT INTO users (id, email, name) VALUES (gen_random_uuid(), 'x@example.com', 'x')"); err != nil {

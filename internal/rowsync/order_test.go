@@ -36,7 +36,7 @@ func TestForeignKeyLevelsPutParentsFirst(t *testing.T) {
 	if len(level) != len(tables) {
 		t.Fatalf("levels %v lose tables", level)
 	}
-	if !(level["users"] < level["posts"] && level["users"] < level["events"]) {
+	if level["users"] >= level["posts"] || level["users"] >= level["events"] {
 		t.Fatalf("users must come before posts and events: %v", level)
 	}
 	if level["tree"] != 0 {

@@ -201,7 +201,7 @@ func TestCopyKeysInsideTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Rollback(ctx)
+	defer func() { _ = src.Rollback(ctx) }()
 	pgtest.Exec(t, src, `UPDATE `+tbl.Ident()+` SET note = 'uncommitted' WHERE "Tenant" = 'acme' AND "line No" = 1`)
 	conn, err := p.New.Pool.Acquire(ctx)
 	if err != nil {
