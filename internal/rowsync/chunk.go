@@ -2,6 +2,7 @@ package rowsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -47,12 +48,8 @@ func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string)
 	var conds []string
 	var args []any
 	bound := func(op string, key []string) {
-		var params []string
-		for i, c := range t.Key {
-			params = append(params, fmt.Sprintf("(%s)::%s", placeholder(len(args)), c.Type))
-			args = append(args, key[i])
-		}
-		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")))
+		cond, a := t.KeyCond(alias, op, key, func(i int) string { return placeholder(len(args) + i) })
+		conds, args = append(conds, cond), append(args, a...)
 	}
 	if r.After != nil {
 		bound(">", r.After)
@@ -64,6 +61,40 @@ func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string)
 		return "true", nil
 	}
 	return strings.Join(conds, " AND "), args
+}
+
+// KeyCond is the SQL condition that alias's key compares to key with op
+// (<, <=, >, >=) in the key's order, and the key values it refers to,
+// written as in RangeCond.
+func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) string) (string, []any) {
+	params := make([]string, len(t.Key))
+	args := make([]any, len(t.Key))
+	for i, c := range t.Key {
+		params[i] = fmt.Sprintf("(%s)::%s", placeholder(i), c.Type)
+		args[i] = key[i]
+	}
+	return fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")), args
+}
+
+// FirstKeyAfter is the first key of t after key after (nil: from the
+// start) in key order, nil when there is none: one step down the primary
+// key index.
+func FirstKeyAfter(ctx context.Context, q Querier, t *Table, after []string) ([]string, error) {
+	r := Range{After: after}
+	if err := t.checkKey(r); err != nil {
+		return nil, err
+	}
+	cond, args := t.where("t", r, 1)
+	var key []string
+	err := q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT 1",
+		t.keyArray("t"), t.Ident(), cond, t.keyList("t")), args...).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: first key after %v: %w", t, after, err)
+	}
+	return key, nil
 }
 
 // rowText is the text form of alias's row (its stored columns in table
