@@ -135,14 +135,16 @@ func NextChunk(ctx context.Context, q Querier, t *Table, after []string, size in
 	if hash {
 		hashExpr, rowExpr = chunkHash("c.r"), ", "+t.rowText("t")+" AS r"
 	}
-	var keyCols, desc []string
+	var keyCols, keyText, desc []string
 	for i, c := range t.Key {
 		keyCols = append(keyCols, fmt.Sprintf("t.%s AS k%d", c.ident(), i+1))
+		keyText = append(keyText, fmt.Sprintf("c.k%d::text", i+1))
 		desc = append(desc, fmt.Sprintf("c.k%d DESC", i+1))
 	}
-	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s AS kt, %[2]s%[3]s FROM %[4]s AS t WHERE %[5]s ORDER BY %[6]s LIMIT $1)
-SELECT count(*), %[7]s, (SELECT c.kt FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
-		t.keyArray("t"), strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(desc, ", "))
+	// only the last row's key is turned into text
+	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s%[2]s FROM %[3]s AS t WHERE %[4]s ORDER BY %[5]s LIMIT $1)
+SELECT count(*), %[6]s, (SELECT ARRAY[%[7]s] FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
+		strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(keyText, ", "), strings.Join(desc, ", "))
 	var s Summary
 	var last []string
 	if err := q.QueryRow(ctx, sql, append([]any{size}, args...)...).Scan(&s.Rows, &s.Hash, &last); err != nil {
@@ -156,11 +158,11 @@ SELECT count(*), %[7]s, (SELECT c.kt FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
 
 // chunkHash is the SQL aggregate of the chunk hash over the row texts
 // rowText: the sum of hashtextextended(row, 0), a 64-bit hash of each row,
-// as numeric (exact, never overflows), "" for no rows. A sum does not
-// depend on the order rows are read in, so the server neither sorts nor
-// concatenates a chunk's rows.
+// "" for no rows. sum(bigint) adds in 128 bits and returns numeric, so it
+// is exact and never overflows. A sum does not depend on the order rows
+// are read in, so the server neither sorts nor concatenates a chunk's rows.
 func chunkHash(rowText string) string {
-	return fmt.Sprintf("coalesce(sum(hashtextextended(%s, 0)::numeric)::text, '')", rowText)
+	return fmt.Sprintf("coalesce(sum(hashtextextended(%s, 0))::text, '')", rowText)
 }
 
 // HashRange returns the Summary of the rows of t in r, read in whatever

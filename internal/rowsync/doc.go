@@ -26,7 +26,7 @@
 //
 // # Chunk hashes and their collisions
 //
-// A chunk's hash is the row count and the sum (as numeric, so exact) of
+// A chunk's hash is the row count and the sum (in 128 bits, so exact) of
 // hashtextextended(row text, 0) over its rows: a 64-bit hash per row,
 // added up. A sum does not depend on the order rows come in, so the server
 // hashes a chunk in one pass over it without sorting or concatenating its
