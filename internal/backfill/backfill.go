@@ -85,7 +85,9 @@ import (
 type Options struct {
 	// Workers is how many tables are copied at once (default 1).
 	Workers int
-	// ChunkSize is the number of rows per chunk (default 10,000).
+	// ChunkSize is the number of rows per chunk (default 50,000: fewer
+	// chunks mean fewer pauses between one COPY and the next; the delete race
+	// below spans one chunk).
 	ChunkSize int
 	// Restart forgets earlier progress of the tables and copies them again
 	// (rows new has are still never overwritten).
@@ -133,7 +135,7 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 		opts.Workers = 1
 	}
 	if opts.ChunkSize < 1 {
-		opts.ChunkSize = 10_000
+		opts.ChunkSize = 50_000
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
