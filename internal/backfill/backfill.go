@@ -70,6 +70,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -354,7 +355,7 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 		return 0, nil, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	// COPY takes no parameters: the keys travel as transaction-local
+	// COPY takes no parameters: the limit and keys travel as transaction-local
 	// settings that the query reads with current_setting, so no value is
 	// ever formatted into SQL.
 	setting := func(i int) string { return fmt.Sprintf("current_setting('pgshift.key%d')", i) }
@@ -363,17 +364,15 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 		cond2, args2 := c.t.KeyCond("t", "<", before, func(i int) string { return setting(len(args) + i) })
 		cond, args = cond+" AND "+cond2, append(args, args2...)
 	}
-	if len(args) > 0 {
-		sets := make([]string, len(args))
-		for i := range args {
-			sets[i] = fmt.Sprintf("set_config('pgshift.key%d', $%d, true)", i, i+1)
-		}
-		if _, err := tx.Exec(ctx, "SELECT "+strings.Join(sets, ", "), args...); err != nil {
-			return 0, nil, err
-		}
+	sets := []string{"set_config('pgshift.limit', $1, true)"}
+	for i := range args {
+		sets = append(sets, fmt.Sprintf("set_config('pgshift.key%d', $%d, true)", i, i+2))
 	}
-	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT %d) TO STDOUT",
-		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyList(), c.size)
+	if _, err := tx.Exec(ctx, "SELECT "+strings.Join(sets, ", "), append([]any{strconv.Itoa(c.size)}, args...)...); err != nil {
+		return 0, nil, err
+	}
+	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT current_setting('pgshift.limit')::bigint) TO STDOUT",
+		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyList())
 	pr, pw := io.Pipe()
 	var sent int64
 	var sendErr error
