@@ -48,7 +48,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	var com common
 	com.bind(fs, e)
 	workers := fs.Int("workers", 1, "tables copied at once")
-	chunk := fs.Int("chunk-size", 10000, "rows per chunk")
+	chunk := fs.Int("chunk-size", 50000, "rows per chunk")
 	restart := fs.Bool("restart", false, "forget earlier progress and copy the tables again (still never overwriting)")
 	if code, ok := parse(fs, args); !ok {
 		return code

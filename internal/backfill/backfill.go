@@ -4,20 +4,52 @@
 // # Guarantees
 //
 //   - A row new already has is never overwritten: rows written to new by the
-//     dual-writing facade are newer than anything backfill read from old. A
-//     chunk whose key range is empty on new is streamed with COPY straight
-//     into the table (a concurrent insert of the same key makes the COPY
-//     fail, never overwrite, and the chunk is retried the other way); any
-//     other chunk goes through a temporary table and INSERT ... ON CONFLICT
-//     DO NOTHING.
+//     dual-writing facade are newer than anything backfill read from old.
+//     Every chunk is written with INSERT semantics only, never UPDATE (see
+//     How a chunk is copied).
 //   - Resumable: each chunk commits on new in one transaction together with
 //     its row in pgshift.backfill_progress, so a backfill killed at any
 //     instant resumes after the last committed chunk and copies no chunk
 //     twice. A finished table is marked done (last_key = '{}') and skipped
 //     by later runs unless Options.Restart is set.
-//   - Keyset chunks (rowsync.NextChunk), never OFFSET; COPY in text format,
-//     so enums and arrays of them survive different type OIDs on the two
-//     servers. Options.Workers tables are copied at once.
+//   - Keyset chunks (key > last key copied, ORDER BY key LIMIT size), never
+//     OFFSET; COPY in text format, so enums and arrays of them survive
+//     different type OIDs on the two servers. Options.Workers tables are
+//     copied at once.
+//
+// # How a chunk is copied
+//
+// Old streams the chunk with COPY (SELECT ... ORDER BY key LIMIT size) TO
+// STDOUT straight into COPY ... FROM STDIN on new, 64 KiB per message; no
+// row is decoded in Go. The chunk's end is the key of the last row that
+// went through (parsed from the stream), so old is read once per chunk: no
+// separate walk over the key index.
+//
+// Direct: new's first key after the chunk's start is looked up (one index
+// probe) and the COPY from old stops before it, so the chunk's key range
+// is empty on new when the COPY starts and the rows go straight into the
+// table. When new holds no row after the start (a fresh backfill, or dual
+// writes only at the end of the key space) chunks are full size.
+//
+// Safe: when new's next row follows the start (or the direct COPY failed),
+// the chunk goes into a temporary table and then INSERT ... ON CONFLICT DO
+// NOTHING. Once a safe chunk finds none of its rows on new, the next
+// chunk is tried directly again.
+//
+// The race with a concurrent dual write. The direct COPY runs in one
+// transaction and is all or nothing. A dual write that inserts a key of
+// the chunk on new before the COPY reaches it makes the COPY fail with a
+// unique violation (waiting for the writer to commit if it has not); the
+// whole chunk rolls back and is copied the safe way, which skips that row.
+// A dual insert that comes after the COPY inserted the key waits for the
+// backfill transaction and then fails on the unique key (a plain INSERT:
+// the facade counts new's failure, keeps the repair log entry, and the
+// repair worker copies the current authoritative row over backfill's) or
+// updates it (an upsert: the newer values win). A dual UPDATE or DELETE
+// that finds no row on new (backfill has not reached it, or has not
+// committed) is treated by the facade as diverged and repaired the same
+// way. So a dual-written row is never replaced by backfill's older copy;
+// what remains is the delete race below, which the old path had too.
 //
 // # The delete race
 //
@@ -32,11 +64,13 @@
 package backfill
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +86,9 @@ import (
 type Options struct {
 	// Workers is how many tables are copied at once (default 1).
 	Workers int
-	// ChunkSize is the number of rows per chunk (default 10,000).
+	// ChunkSize is the number of rows per chunk (default 50,000: fewer
+	// chunks mean fewer pauses between one COPY and the next; the delete race
+	// below spans one chunk).
 	ChunkSize int
 	// Restart forgets earlier progress of the tables and copies them again
 	// (rows new has are still never overwritten).
@@ -100,7 +136,7 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 		opts.Workers = 1
 	}
 	if opts.ChunkSize < 1 {
-		opts.ChunkSize = 10_000
+		opts.ChunkSize = 50_000
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -141,14 +177,10 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 		res.Err = err
 		return res
 	}
+	c := copier{old: old, new: new, t: t, size: opts.ChunkSize, direct: true}
 	for {
 		chunk++
-		r, _, err := rowsync.NextChunk(ctx, old, t, after, opts.ChunkSize, false)
-		if err != nil {
-			res.Err = fmt.Errorf("backfill: %w", err)
-			return res
-		}
-		rows, inserted, err := copyChunk(ctx, old, new, t, chunk, r)
+		r, rows, inserted, err := c.chunk(ctx, chunk, after)
 		if err != nil {
 			res.Err = err
 			return res
@@ -196,97 +228,167 @@ func estimateRows(ctx context.Context, old *pgxpool.Pool, t *rowsync.Table) (int
 	return n, nil
 }
 
-// copyChunk copies the rows of r from old to new and records the chunk, in
-// one transaction on new.
-func copyChunk(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, chunk int, r rowsync.Range) (rows, inserted int64, err error) {
-	direct := true
-	for {
-		rows, inserted, err = copyChunkOnce(ctx, old, new, t, chunk, r, direct)
-		var pgErr *pgconn.PgError
-		if direct && errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation: a dual write got there first
-			direct = false
-			continue
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("backfill %s: chunk %d %v: %w", t, chunk, r, err)
-		}
-		return rows, inserted, nil
-	}
+// copier copies one table's chunks from old to new.
+type copier struct {
+	old, new *pgxpool.Pool
+	t        *rowsync.Table
+	size     int
+	// direct is set while chunks are tried with a direct COPY; it is
+	// cleared when new turns out to hold rows where the next chunk goes and
+	// set again after a chunk whose rows new held none of.
+	direct bool
 }
 
-func copyChunkOnce(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, chunk int, r rowsync.Range, direct bool) (rows, inserted int64, err error) {
-	tx, err := new.Begin(ctx)
+// chunk copies the up to c.size rows after key after (nil: from the
+// start) and records the chunk as number n, in one transaction on new. It
+// returns the chunk's range: Last is the last key copied, or nil when the
+// chunk ran to the table's end.
+func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Range, rows, inserted int64, err error) {
+	if c.direct {
+		r, rows, copied, err := c.copyDirect(ctx, n, after)
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation: a dual write got there first
+			c.direct = false
+		case err != nil:
+			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
+		case copied:
+			return r, rows, rows, nil
+		default: // new's next row follows after: nothing to copy directly
+			c.direct = false
+		}
+	}
+	r, rows, inserted, err = c.copySafe(ctx, n, after)
 	if err != nil {
-		return 0, 0, err
+		return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
+	}
+	c.direct = inserted == rows
+	return r, rows, inserted, nil
+}
+
+// copyDirect COPYs old's rows after key after, up to c.size and up to new's
+// first key after it, straight into the table on new. It reports whether
+// it copied anything; when new's next row follows after immediately it
+// copies nothing (copied is false) and the caller takes the safe way.
+func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsync.Range, rows int64, copied bool, err error) {
+	r.After = after
+	tx, err := c.new.Begin(ctx)
+	if err != nil {
+		return r, 0, false, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if direct {
-		cond, args := t.RangeCond("t", r, func(i int) string { return fmt.Sprintf("$%d", i+1) })
-		if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s AS t WHERE %s)", t.Ident(), cond), args...).Scan(&direct); err != nil {
-			return 0, 0, err
-		}
-		direct = !direct
+	before, err := rowsync.FirstKeyAfter(ctx, tx, c.t, after)
+	if err != nil {
+		return r, 0, false, err
 	}
-	cols := t.ColumnList()
-	target := t.Ident()
-	if !direct {
-		target = "pg_temp.pgshift_backfill_chunk"
-		if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE pgshift_backfill_chunk ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA", cols, t.Ident())); err != nil {
-			return 0, 0, err
-		}
+	rows, last, err := c.pipe(ctx, tx.Conn().PgConn(), after, before, fmt.Sprintf("COPY %s (%s) FROM STDIN", c.t.Ident(), c.t.ColumnList()))
+	if err != nil {
+		return r, 0, false, err
 	}
-	if rows, err = pipe(ctx, old, tx.Conn().PgConn(), t, r, fmt.Sprintf("COPY %s (%s) FROM STDIN", target, cols)); err != nil {
-		return 0, 0, err
+	switch {
+	case rows == 0 && before != nil:
+		return r, 0, false, nil
+	case rows == int64(c.size):
+		r.Last = last
+	case before != nil:
+		// old has no row between last and before, and new's rows from
+		// before on are dual-written: the next chunk takes the safe way.
+		r.Last = last
+		c.direct = false
 	}
-	inserted = rows
-	if !direct {
-		tag, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT DO NOTHING", t.Ident(), cols, cols, target))
-		if err != nil {
-			return 0, 0, err
-		}
-		inserted = tag.RowsAffected()
+	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
+		return r, 0, false, err
 	}
+	return r, rows, true, tx.Commit(ctx)
+}
+
+// copySafe COPYs old's rows after key after, up to c.size, into a
+// temporary table on new and inserts those new does not have.
+func (c *copier) copySafe(ctx context.Context, n int, after []string) (r rowsync.Range, rows, inserted int64, err error) {
+	r.After = after
+	tx, err := c.new.Begin(ctx)
+	if err != nil {
+		return r, 0, 0, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	cols := c.t.ColumnList()
+	if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE pgshift_backfill_chunk ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA", cols, c.t.Ident())); err != nil {
+		return r, 0, 0, err
+	}
+	rows, last, err := c.pipe(ctx, tx.Conn().PgConn(), after, nil, fmt.Sprintf("COPY pg_temp.pgshift_backfill_chunk (%s) FROM STDIN", cols))
+	if err != nil {
+		return r, 0, 0, err
+	}
+	if rows == int64(c.size) {
+		r.Last = last
+	}
+	tag, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM pg_temp.pgshift_backfill_chunk ON CONFLICT DO NOTHING", c.t.Ident(), cols, cols))
+	if err != nil {
+		return r, 0, 0, err
+	}
+	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
+		return r, 0, 0, err
+	}
+	return r, rows, tag.RowsAffected(), tx.Commit(ctx)
+}
+
+// record writes chunk n's row in pgshift.backfill_progress.
+func record(ctx context.Context, tx pgx.Tx, t *rowsync.Table, n int, r rowsync.Range, rows int64) error {
 	last := r.Last
 	if last == nil {
 		last = []string{}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO pgshift.backfill_progress (table_schema, table_name, chunk, last_key, rows_copied)
-		VALUES ($1, $2, $3, $4, $5)`, t.Schema, t.Name, chunk, last, rows); err != nil {
-		return 0, 0, fmt.Errorf("record progress: %w", err)
+		VALUES ($1, $2, $3, $4, $5)`, t.Schema, t.Name, n, last, rows); err != nil {
+		return fmt.Errorf("record progress: %w", err)
 	}
-	return rows, inserted, tx.Commit(ctx)
+	return nil
 }
 
-// pipe streams the rows of r from old (COPY TO STDOUT) into dst's copyIn
-// statement and returns how many rows old sent.
-func pipe(ctx context.Context, old *pgxpool.Pool, dst *pgconn.PgConn, t *rowsync.Table, r rowsync.Range, copyIn string) (int64, error) {
-	tx, err := old.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+// pipe streams old's rows with keys after after and (unless nil) before
+// before, in key order, at most c.size of them (COPY TO STDOUT), into
+// dst's copyIn statement. It returns how many rows old sent and the key of
+// the last one.
+func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []string, copyIn string) (int64, []string, error) {
+	tx, err := c.old.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	// COPY takes no parameters: the range's keys travel as transaction-local
+	// COPY takes no parameters: the limit and keys travel as transaction-local
 	// settings that the query reads with current_setting, so no value is
 	// ever formatted into SQL.
-	cond, args := t.RangeCond("t", r, func(i int) string { return fmt.Sprintf("current_setting('pgshift.key%d')", i) })
-	if len(args) > 0 {
-		sets := make([]string, len(args))
-		for i := range args {
-			sets[i] = fmt.Sprintf("set_config('pgshift.key%d', $%d, true)", i, i+1)
-		}
-		if _, err := tx.Exec(ctx, "SELECT "+strings.Join(sets, ", "), args...); err != nil {
-			return 0, err
-		}
+	setting := func(i int) string { return fmt.Sprintf("current_setting('pgshift.key%d')", i) }
+	cond, args := c.t.RangeCond("t", rowsync.Range{After: after}, setting)
+	if before != nil {
+		cond2, args2 := c.t.KeyCond("t", "<", before, func(i int) string { return setting(len(args) + i) })
+		cond, args = cond+" AND "+cond2, append(args, args2...)
 	}
-	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s) TO STDOUT", t.ColumnList(), t.Ident(), cond, t.KeyList())
+	sets := []string{"set_config('pgshift.limit', $1, true)"}
+	for i := range args {
+		sets = append(sets, fmt.Sprintf("set_config('pgshift.key%d', $%d, true)", i, i+2))
+	}
+	if _, err := tx.Exec(ctx, "SELECT "+strings.Join(sets, ", "), append([]any{strconv.Itoa(c.size)}, args...)...); err != nil {
+		return 0, nil, err
+	}
+	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT current_setting('pgshift.limit')::bigint) TO STDOUT",
+		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyList())
 	pr, pw := io.Pipe()
 	var sent int64
 	var sendErr error
+	// CopyTo writes one row per Write and CopyFrom sends each Read as its
+	// own message: unbuffered, every row would cost a pipe hand-off, a
+	// write system call and a network message. 64 KiB go at once instead.
+	buf := bufio.NewWriterSize(pw, 64<<10)
+	tail := &lastLine{w: buf}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		var tag pgconn.CommandTag
-		tag, sendErr = tx.Conn().PgConn().CopyTo(ctx, pw, query)
+		tag, sendErr = tx.Conn().PgConn().CopyTo(ctx, tail, query)
+		if sendErr == nil {
+			sendErr = buf.Flush()
+		}
 		sent = tag.RowsAffected()
 		pw.CloseWithError(sendErr)
 	}()
@@ -294,10 +396,16 @@ func pipe(ctx context.Context, old *pgxpool.Pool, dst *pgconn.PgConn, t *rowsync
 	pr.CloseWithError(errors.New("copy into new ended"))
 	<-done
 	if recvErr != nil {
-		return 0, recvErr
+		return 0, nil, recvErr
 	}
 	if sendErr != nil {
-		return 0, sendErr
+		return 0, nil, sendErr
 	}
-	return sent, tx.Commit(ctx)
+	var last []string
+	if sent > 0 {
+		if last, err = c.keyOf(tail.last); err != nil {
+			return 0, nil, err
+		}
+	}
+	return sent, last, tx.Commit(ctx)
 }

@@ -2,6 +2,7 @@ package rowsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -27,7 +28,8 @@ func (r Range) String() string {
 }
 
 // Summary is what the server says about the rows of a range: how many and
-// the md5 of their text form in key order ("" for no rows).
+// their chunk hash ("" for no rows), the sum of a 64-bit hash of each row's
+// text form (see ChunkHash).
 type Summary struct {
 	Rows int64
 	Hash string
@@ -47,12 +49,8 @@ func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string)
 	var conds []string
 	var args []any
 	bound := func(op string, key []string) {
-		var params []string
-		for i, c := range t.Key {
-			params = append(params, fmt.Sprintf("(%s)::%s", placeholder(len(args)), c.Type))
-			args = append(args, key[i])
-		}
-		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")))
+		cond, a := t.KeyCond(alias, op, key, func(i int) string { return placeholder(len(args) + i) })
+		conds, args = append(conds, cond), append(args, a...)
 	}
 	if r.After != nil {
 		bound(">", r.After)
@@ -64,6 +62,40 @@ func (t *Table) RangeCond(alias string, r Range, placeholder func(i int) string)
 		return "true", nil
 	}
 	return strings.Join(conds, " AND "), args
+}
+
+// KeyCond is the SQL condition that alias's key compares to key with op
+// (<, <=, >, >=) in the key's order, and the key values it refers to,
+// written as in RangeCond.
+func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) string) (string, []any) {
+	params := make([]string, len(t.Key))
+	args := make([]any, len(t.Key))
+	for i, c := range t.Key {
+		params[i] = fmt.Sprintf("(%s)::%s", placeholder(i), c.Type)
+		args[i] = key[i]
+	}
+	return fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")), args
+}
+
+// FirstKeyAfter is the first key of t after key after (nil: from the
+// start) in key order, nil when there is none: one step down the primary
+// key index.
+func FirstKeyAfter(ctx context.Context, q Querier, t *Table, after []string) ([]string, error) {
+	r := Range{After: after}
+	if err := t.checkKey(r); err != nil {
+		return nil, err
+	}
+	cond, args := t.where("t", r, 1)
+	var key []string
+	err := q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT 1",
+		t.keyArray("t"), t.Ident(), cond, t.keyList("t")), args...).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: first key after %v: %w", t, after, err)
+	}
+	return key, nil
 }
 
 // rowText is the text form of alias's row (its stored columns in table
@@ -101,16 +133,18 @@ func NextChunk(ctx context.Context, q Querier, t *Table, after []string, size in
 	cond, args := t.where("t", r, 2)
 	hashExpr, rowExpr := "''", ""
 	if hash {
-		hashExpr, rowExpr = `coalesce(md5(string_agg(c.r, E'\n')), '')`, ", "+t.rowText("t")+" AS r"
+		hashExpr, rowExpr = chunkHash("c.r"), ", "+t.rowText("t")+" AS r"
 	}
-	var keyCols, desc []string
+	var keyCols, keyText, desc []string
 	for i, c := range t.Key {
 		keyCols = append(keyCols, fmt.Sprintf("t.%s AS k%d", c.ident(), i+1))
+		keyText = append(keyText, fmt.Sprintf("c.k%d::text", i+1))
 		desc = append(desc, fmt.Sprintf("c.k%d DESC", i+1))
 	}
-	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s AS kt, %[2]s%[3]s FROM %[4]s AS t WHERE %[5]s ORDER BY %[6]s LIMIT $1)
-SELECT count(*), %[7]s, (SELECT c.kt FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
-		t.keyArray("t"), strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(desc, ", "))
+	// only the last row's key is turned into text
+	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s%[2]s FROM %[3]s AS t WHERE %[4]s ORDER BY %[5]s LIMIT $1)
+SELECT count(*), %[6]s, (SELECT ARRAY[%[7]s] FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
+		strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(keyText, ", "), strings.Join(desc, ", "))
 	var s Summary
 	var last []string
 	if err := q.QueryRow(ctx, sql, append([]any{size}, args...)...).Scan(&s.Rows, &s.Hash, &last); err != nil {
@@ -122,14 +156,23 @@ SELECT count(*), %[7]s, (SELECT c.kt FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
 	return r, s, nil
 }
 
-// HashRange returns the Summary of the rows of t in r.
+// chunkHash is the SQL aggregate of the chunk hash over the row texts
+// rowText: the sum of hashtextextended(row, 0), a 64-bit hash of each row,
+// "" for no rows. sum(bigint) adds in 128 bits and returns numeric, so it
+// is exact and never overflows. A sum does not depend on the order rows
+// are read in, so the server neither sorts nor concatenates a chunk's rows.
+func chunkHash(rowText string) string {
+	return fmt.Sprintf("coalesce(sum(hashtextextended(%s, 0))::text, '')", rowText)
+}
+
+// HashRange returns the Summary of the rows of t in r, read in whatever
+// order the server likes (the chunk hash does not depend on it).
 func HashRange(ctx context.Context, q Querier, t *Table, r Range) (Summary, error) {
 	if err := t.checkKey(r); err != nil {
 		return Summary{}, err
 	}
 	cond, args := t.where("t", r, 1)
-	sql := fmt.Sprintf(`SELECT count(*), coalesce(md5(string_agg(s.r, E'\n')), '') FROM (SELECT %s AS r FROM %s AS t WHERE %s ORDER BY %s) AS s`,
-		t.rowText("t"), t.Ident(), cond, t.keyList("t"))
+	sql := fmt.Sprintf(`SELECT count(*), %s FROM %s AS t WHERE %s`, chunkHash(t.rowText("t")), t.Ident(), cond)
 	var s Summary
 	if err := q.QueryRow(ctx, sql, args...).Scan(&s.Rows, &s.Hash); err != nil {
 		return s, fmt.Errorf("%s: hash chunk %v: %w", t, r, err)

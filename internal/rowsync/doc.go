@@ -20,9 +20,24 @@
 //     it again changes nothing, and the order keys are copied in does not
 //     matter: it copies current state, it does not replay commands.
 //   - Chunks are ranges of primary keys (keyset pagination, never OFFSET).
-//     A chunk's hash is computed by the server from the text form of its rows
-//     in key order, so both servers hash the same chunk at once and only
-//     differing chunks are read row by row.
+//     A chunk's hash is computed by the server from the text form of its
+//     rows, so both servers hash the same chunk at once and only differing
+//     chunks are read row by row.
+//
+// # Chunk hashes and their collisions
+//
+// A chunk's hash is the row count and the sum (in 128 bits, so exact) of
+// hashtextextended(row text, 0) over its rows: a 64-bit hash per row,
+// added up. A sum does not depend on the order rows come in, so the server
+// hashes a chunk in one pass over it without sorting or concatenating its
+// rows (the earlier md5 of the rows joined in key order had to do both).
+// The price is strength: two chunks with the same row count but different
+// rows hash alike when the 64-bit hashes of the differing rows happen to
+// add up to the same sum; for data not made to collide that is about one
+// chance in 2^64 per differing chunk. hashtextextended is not a
+// cryptographic hash (neither is md5 any more), so a writer who crafts rows
+// to collide could hide a difference from verify; per-row drill-down
+// (RowHashes) still uses md5 of each row.
 //
 // # Requirements
 //

@@ -3,11 +3,15 @@
 //
 // # How
 //
-// Old walks a table's primary key in chunks (rowsync.NextChunk, keys only)
-// and both servers hash each chunk at once (rowsync.HashRange): only two
-// hashes per chunk cross the wire. A chunk whose hashes
-// differ is drilled into: both sides send the key and hash of each of its
-// rows, and the rows are diffed by key.
+// Old walks a table's primary key in chunks and hashes each chunk in the
+// same pass (rowsync.NextChunk); new hashes the same key range
+// (rowsync.HashRange) while old walks and hashes the next one, so both
+// servers work at once and only two hashes per chunk cross the wire. Chunk
+// hashes are order-insensitive sums of 64-bit row hashes (see rowsync for
+// the collision trade-off), so new hashes its range without sorting it. A
+// chunk whose hashes differ is drilled into: both sides send the key and
+// md5 of each of its rows in that same range, and the rows are diffed by
+// key.
 //
 // # Guarantees
 //
@@ -115,8 +119,10 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 	return results, ctx.Err()
 }
 
+// chunk is a range of keys and old's Summary of it.
 type chunk struct {
-	r rowsync.Range
+	r   rowsync.Range
+	old rowsync.Summary
 }
 
 func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
@@ -155,9 +161,9 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 	return res
 }
 
-// compare walks t's chunk boundaries on old (keys only, from the index) and
-// has both servers hash each chunk at once; it returns the keys of the rows
-// that differ.
+// compare walks t on old in chunks, hashing each chunk as it goes
+// (rowsync.NextChunk), and has new hash the same range while old already
+// walks the next one; it returns the keys of the rows that differ.
 func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size int, res *Result) ([][]string, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	chunks := make(chan chunk, 2)
@@ -165,12 +171,12 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 		defer close(chunks)
 		var after []string
 		for {
-			r, _, err := rowsync.NextChunk(ctx, old, t, after, size, false)
+			r, s, err := rowsync.NextChunk(ctx, old, t, after, size, true)
 			if err != nil {
 				return err
 			}
 			select {
-			case chunks <- chunk{r: r}:
+			case chunks <- chunk{r: r, old: s}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -183,16 +189,13 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 	var keys [][]string
 	g.Go(func() error {
 		for c := range chunks {
-			var o, n rowsync.Summary
-			var both errgroup.Group
-			both.Go(func() (err error) { o, err = rowsync.HashRange(ctx, old, t, c.r); return err })
-			both.Go(func() (err error) { n, err = rowsync.HashRange(ctx, new, t, c.r); return err })
-			if err := both.Wait(); err != nil {
+			n, err := rowsync.HashRange(ctx, new, t, c.r)
+			if err != nil {
 				return err
 			}
 			res.Chunks++
-			res.Rows += o.Rows
-			if o == n {
+			res.Rows += c.old.Rows
+			if c.old == n {
 				continue
 			}
 			res.ChunksDiffering++
