@@ -106,7 +106,9 @@ func TestBackfillChild(t *testing.T) {
 		return // run only as a child
 	}
 	var oldURL, newURL string
-	fmt.Sscan(urls, &oldURL, &newURL)
+	if _, err := fmt.Sscan(urls, &oldURL, &newURL); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	old, err := pgxpool.New(ctx, oldURL)
 	if err != nil {
