@@ -37,6 +37,8 @@ func TestDashboardShowsAPIRequest(t *testing.T) {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium puts its shared-memory files in TMPDIR and leaves them.
+		chromedp.Env("TMPDIR=" + t.TempDir()),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
