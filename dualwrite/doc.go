@@ -59,6 +59,13 @@
 // [Op].Global: they are decided by Config.GlobalStages (by default the stage
 // of the empty evaluation context, the flag's default rules).
 //
+// A user's stage is decided per call, so a flag change that moves the
+// authority (shadow to live, or back) can find writes of the old stage still
+// in flight. They stay consistent: each write holds its row locks on both
+// sides until both commit, so two writes of one row serialise on whichever
+// side they meet first; when they meet crosswise, one waits out
+// Config.OtherTimeout and leaves its row to the repair log.
+//
 // Moving a user backwards from dualwrite to off, or from rampdown to complete
 // and back, stops writing one side for them; run `pgshift verify --repair`
 // before moving them forward again.
