@@ -61,9 +61,10 @@
 //
 // A user's stage is decided per call, so a flag change that moves the
 // authority (shadow to live, or back) can find writes of the old stage still
-// in flight. They stay consistent: each write holds its row locks on both
-// sides until both commit, so two writes of one row serialise on whichever
-// side they meet first; when they meet crosswise, one waits out
+// in flight. They stay consistent: each write takes its row locks on the
+// other side while it still holds them on its authoritative side, and keeps
+// each until that side commits, so two writes of one row serialise on
+// whichever side they meet first; when they meet crosswise, one waits out
 // Config.OtherTimeout and leaves its row to the repair log.
 //
 // Moving a user backwards from dualwrite to off, or from rampdown to complete
