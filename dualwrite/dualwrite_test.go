@@ -505,3 +505,47 @@ func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 		t.Fatalf("stats %+v: want 0 mismatches and 1 transient difference", st)
 	}
 }
+
+// TestAuthorityFlipUnderLoadConverges flips the stage between shadow (old
+// authoritative) and live (new authoritative) while goroutines update the
+// same rows: writes of both stages are in flight at every flip, and after
+// the repair log drains both sides are equal.
+func TestAuthorityFlipUnderLoadConverges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.Shadow, func(c *dualwrite.Config) { c.OtherTimeout = 300 * time.Millisecond })
+	ctx := userCtx("flip")
+	var ids []uuid.UUID
+	for i := 0; i < 5; i++ {
+		u, err := b.store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("f%d@example.com", i), Name: "start"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				if _, err := b.store.Users.Update(ctx, ids[(g+i)%len(ids)], repo.UserUpdate{Name: fmt.Sprintf("g%d-%d", g, i), Plan: "pro"}); err != nil {
+					failures.Add(1)
+				}
+			}
+		}()
+	}
+	for time.Now().Before(stop) {
+		b.stage.Set(flags.Live)
+		time.Sleep(20 * time.Millisecond)
+		b.stage.Set(flags.Shadow)
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if n := failures.Load(); n != 0 {
+		t.Fatalf("%d updates failed for the caller across authority flips", n)
+	}
+	waitDrained(t, b.facade, 60*time.Second)
+	requireEqualSides(t, b.pair.Old.Pool, b.pair.New.Pool)
+}
