@@ -20,8 +20,9 @@ application dual-writes are newer than what backfill reads. Progress is
 kept in new (pgshift.backfill_progress), so an interrupted backfill
 resumes where it stopped; a finished table is skipped unless --restart.
 
-A row deleted by a dual write while its chunk is being copied can come
-back on new: run "pgshift verify --repair" after backfill.
+Tables are copied parents first (new's foreign keys). A row a dual write
+deletes while its chunk is in flight is deleted from new again once the
+chunk commits. Run "pgshift verify" afterwards to prove both sides equal.
 
 Examples:
   export PGSHIFT_OLD_URL=postgres://app@old-db/app PGSHIFT_NEW_URL=postgres://app@new-db/app

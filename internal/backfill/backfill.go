@@ -49,18 +49,20 @@
 // that finds no row on new (backfill has not reached it, or has not
 // committed) is treated by the facade as diverged and repaired the same
 // way. So a dual-written row is never replaced by backfill's older copy;
-// what remains is the delete race below, which the old path had too.
+// deletes are the one case left, closed as below.
 //
 // # The delete race
 //
-// A dual write that deletes (or updates through a plain UPDATE) a row on
-// old and then on new while backfill holds that row's old version in flight
-// can let backfill insert the old version on new after the dual write
-// touched nothing there: the row is resurrected (or stale) on new. The
-// window is one chunk's copy. Backfill does not close it: run
-// `pgshift verify --repair` after backfill (verify re-checks differences, so
-// it reports only lasting ones), or backfill before dual writes start.
-// Inserts and upserts through the facade are safe.
+// A dual write that deletes a row on old and then on new while backfill
+// holds that row's old version in flight finds nothing to delete on new;
+// backfill would then insert the old version after it: a resurrected row.
+// Backfill closes this: inside each chunk's transaction it notes the keys
+// it inserted (rows whose xmin is its own transaction), and once the chunk
+// has committed it asks old which of them are gone and deletes those from
+// new again, unless a writer has changed them since (their xmin moved on).
+// A delete that commits on old after that question finds the row on new
+// itself. (Updates need no such step: an UPDATE that finds no row on new is
+// repaired by copying old's current row, and backfill never overwrites.)
 package backfill
 
 import (
@@ -87,8 +89,7 @@ type Options struct {
 	// Workers is how many tables are copied at once (default 1).
 	Workers int
 	// ChunkSize is the number of rows per chunk (default 50,000: fewer
-	// chunks mean fewer pauses between one COPY and the next; the delete race
-	// below spans one chunk).
+	// chunks mean fewer pauses between one COPY and the next).
 	ChunkSize int
 	// Restart forgets earlier progress of the tables and copies them again
 	// (rows new has are still never overwritten).
@@ -237,7 +238,15 @@ type copier struct {
 	// cleared when new turns out to hold rows where the next chunk goes and
 	// set again after a chunk whose rows new held none of.
 	direct bool
+	// own and xid are the keys the last committed chunk inserted into new
+	// and its transaction, for settleDeletes.
+	own [][]string
+	xid string
 }
+
+// afterCopy, when set (by tests), runs after a chunk's rows reached new and
+// before its transaction commits: where a concurrent delete races it.
+var afterCopy func(*rowsync.Table)
 
 // chunk copies the up to c.size rows after key after (nil: from the
 // start) and records the chunk as number n, in one transaction on new. It
@@ -253,7 +262,7 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		case err != nil:
 			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 		case copied:
-			return r, rows, rows, nil
+			return r, rows, rows, c.settleDeletes(ctx, n)
 		default: // new's next row follows after: nothing to copy directly
 			c.direct = false
 		}
@@ -263,7 +272,39 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 	}
 	c.direct = inserted == rows
-	return r, rows, inserted, nil
+	return r, rows, inserted, c.settleDeletes(ctx, n)
+}
+
+// noteOwn remembers, inside a chunk's transaction, which rows it inserted
+// into new.
+func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx, r rowsync.Range) error {
+	if afterCopy != nil {
+		afterCopy(c.t)
+	}
+	var err error
+	c.own, c.xid, err = rowsync.OwnKeys(ctx, tx, c.t, r)
+	return err
+}
+
+// settleDeletes closes the delete race: after a chunk committed, the rows it
+// inserted that old no longer has were deleted by a dual write while the
+// chunk was in flight (the delete found nothing on new then), so they are
+// deleted from new again, unless a writer changed them since. A delete that
+// commits on old after this check finds the row on new itself.
+func (c *copier) settleDeletes(ctx context.Context, n int) error {
+	own := c.own
+	c.own = nil
+	missing, err := rowsync.MissingKeys(ctx, c.old, c.t, own)
+	if err != nil {
+		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %w", c.t, n, err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := rowsync.DeleteOwnKeys(ctx, c.new, c.t, missing, c.xid); err != nil {
+		return fmt.Errorf("backfill %s: chunk %d: delete rows old deleted meanwhile: %w", c.t, n, err)
+	}
+	return nil
 }
 
 // copyDirect COPYs old's rows after key after, up to c.size and up to new's
@@ -296,6 +337,9 @@ func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsy
 		r.Last = last
 		c.direct = false
 	}
+	if err := c.noteOwn(ctx, tx, r); err != nil {
+		return r, 0, false, err
+	}
 	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
 		return r, 0, false, err
 	}
@@ -324,6 +368,9 @@ func (c *copier) copySafe(ctx context.Context, n int, after []string) (r rowsync
 	}
 	tag, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM pg_temp.pgshift_backfill_chunk ON CONFLICT DO NOTHING", c.t.Ident(), cols, cols))
 	if err != nil {
+		return r, 0, 0, err
+	}
+	if err := c.noteOwn(ctx, tx, r); err != nil {
 		return r, 0, 0, err
 	}
 	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
