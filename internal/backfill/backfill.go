@@ -238,9 +238,8 @@ type copier struct {
 	// cleared when new turns out to hold rows where the next chunk goes and
 	// set again after a chunk whose rows new held none of.
 	direct bool
-	// own and xid are the keys the last committed chunk inserted into new
-	// and its transaction, for settleDeletes.
-	own [][]string
+	// xid is the transaction of the last committed chunk, for
+	// settleDeletes.
 	xid string
 }
 
@@ -262,7 +261,7 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		case err != nil:
 			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 		case copied:
-			return r, rows, rows, c.settleDeletes(ctx, n)
+			return r, rows, rows, c.settleDeletes(ctx, n, r)
 		default: // new's next row follows after: nothing to copy directly
 			c.direct = false
 		}
@@ -272,37 +271,52 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 	}
 	c.direct = inserted == rows
-	return r, rows, inserted, c.settleDeletes(ctx, n)
+	return r, rows, inserted, c.settleDeletes(ctx, n, r)
 }
 
-// noteOwn remembers, inside a chunk's transaction, which rows it inserted
-// into new.
-func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx, r rowsync.Range) error {
+// noteOwn remembers, inside a chunk's transaction, its id: the rows it
+// inserted into new are those with that xmin.
+func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx) error {
 	if afterCopy != nil {
 		afterCopy(c.t)
 	}
 	var err error
-	c.own, c.xid, err = rowsync.OwnKeys(ctx, tx, c.t, r)
+	c.xid, err = rowsync.CurrentXID(ctx, tx)
 	return err
 }
 
-// settleDeletes closes the delete race: after a chunk committed, the rows it
+// settleDeletes closes the delete race: after chunk r committed, rows it
 // inserted that old no longer has were deleted by a dual write while the
 // chunk was in flight (the delete found nothing on new then), so they are
 // deleted from new again, unless a writer changed them since. A delete that
-// commits on old after this check finds the row on new itself.
-func (c *copier) settleDeletes(ctx context.Context, n int) error {
-	own := c.own
-	c.own = nil
-	missing, err := rowsync.MissingKeys(ctx, c.old, c.t, own)
-	if err != nil {
-		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %w", c.t, n, err)
+// commits on old after this check finds the row on new itself. The common
+// case costs two index scans: when both sides hold the same keys in r
+// (KeyFingerprint) nothing was deleted.
+func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range) error {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, n, what, err)
 	}
-	if len(missing) == 0 {
+	fpOld, err := rowsync.KeyFingerprint(ctx, c.old, c.t, r)
+	if err != nil {
+		return fail("old", err)
+	}
+	fpNew, err := rowsync.KeyFingerprint(ctx, c.new, c.t, r)
+	if err != nil {
+		return fail("new", err)
+	}
+	if fpOld == fpNew {
 		return nil
 	}
+	own, err := rowsync.OwnKeys(ctx, c.new, c.t, r, c.xid)
+	if err != nil {
+		return fail("new", err)
+	}
+	missing, err := rowsync.MissingKeys(ctx, c.old, c.t, own)
+	if err != nil {
+		return fail("old", err)
+	}
 	if _, err := rowsync.DeleteOwnKeys(ctx, c.new, c.t, missing, c.xid); err != nil {
-		return fmt.Errorf("backfill %s: chunk %d: delete rows old deleted meanwhile: %w", c.t, n, err)
+		return fail("new", err)
 	}
 	return nil
 }
@@ -337,7 +351,7 @@ func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsy
 		r.Last = last
 		c.direct = false
 	}
-	if err := c.noteOwn(ctx, tx, r); err != nil {
+	if err := c.noteOwn(ctx, tx); err != nil {
 		return r, 0, false, err
 	}
 	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
@@ -370,7 +384,7 @@ func (c *copier) copySafe(ctx context.Context, n int, after []string) (r rowsync
 	if err != nil {
 		return r, 0, 0, err
 	}
-	if err := c.noteOwn(ctx, tx, r); err != nil {
+	if err := c.noteOwn(ctx, tx); err != nil {
 		return r, 0, 0, err
 	}
 	if err := record(ctx, tx, c.t, n, r, rows); err != nil {

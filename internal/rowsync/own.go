@@ -8,24 +8,44 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// OwnKeys returns the keys of t's rows in r that the transaction q runs in
-// has written (their xmin is that transaction), and the transaction's id,
-// for DeleteOwnKeys after it commits.
-func OwnKeys(ctx context.Context, q Querier, t *Table, r Range) (keys [][]string, xid string, err error) {
+// CurrentXID is the id of the transaction q runs in, for OwnKeys and
+// DeleteOwnKeys after it commits.
+func CurrentXID(ctx context.Context, q Querier) (string, error) {
+	var xid string
 	if err := q.QueryRow(ctx, "SELECT pg_current_xact_id()::xid::text").Scan(&xid); err != nil {
-		return nil, "", fmt.Errorf("%s: transaction id: %w", t, err)
+		return "", fmt.Errorf("transaction id: %w", err)
 	}
+	return xid, nil
+}
+
+// OwnKeys returns the keys of t's rows in r that transaction xid wrote and
+// nothing has changed since (their xmin is still xid).
+func OwnKeys(ctx context.Context, q Querier, t *Table, r Range, xid string) ([][]string, error) {
 	cond, args := t.where("t", r, 2)
 	sql := fmt.Sprintf("SELECT %s FROM %s AS t WHERE t.xmin = $1::xid AND %s", t.keyArray("t"), t.Ident(), cond)
 	rows, err := q.Query(ctx, sql, append([]any{xid}, args...)...)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: keys written in %s: %w", t, r, err)
+		return nil, fmt.Errorf("%s: keys written in %s: %w", t, r, err)
 	}
-	keys, err = pgx.CollectRows(rows, pgx.RowTo[[]string])
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[[]string])
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: keys written in %s: %w", t, r, err)
+		return nil, fmt.Errorf("%s: keys written in %s: %w", t, r, err)
 	}
-	return keys, xid, nil
+	return keys, nil
+}
+
+// KeyFingerprint summarises the set of t's keys in r on q: their number and
+// the sum of a 64-bit hash of each. Two sides with the same fingerprint hold
+// the same keys in r, but for a hash collision (about 2^-64).
+func KeyFingerprint(ctx context.Context, q Querier, t *Table, r Range) (string, error) {
+	cond, args := t.where("t", r, 1)
+	sql := fmt.Sprintf("SELECT count(*) || ':' || coalesce(sum(hashtextextended(%s::text, 0)::numeric), 0) FROM %s AS t WHERE %s",
+		t.keyArray("t"), t.Ident(), cond)
+	var fp string
+	if err := q.QueryRow(ctx, sql, args...).Scan(&fp); err != nil {
+		return "", fmt.Errorf("%s: key fingerprint of %s: %w", t, r, err)
+	}
+	return fp, nil
 }
 
 // MissingKeys returns those of keys that q holds no row of t for.
