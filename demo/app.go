@@ -164,23 +164,8 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 // backfill and verify see the same text form of every value on both sides)
 // and room for the walkthrough's simulated users.
 func openPool(ctx context.Context, side, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := rowsync.Connect(ctx, url, 24)
 	if err != nil {
-		// pgx's parse errors never contain the password.
-		return nil, fmt.Errorf("%s database: bad connection string: %w", side, err)
-	}
-	for k, v := range rowsync.SessionParams {
-		cfg.ConnConfig.RuntimeParams[k] = v
-	}
-	cfg.MaxConns = 24
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err == nil {
-		err = pool.Ping(ctx)
-	}
-	if err != nil {
-		if pool != nil {
-			pool.Close()
-		}
 		return nil, fmt.Errorf("connect to the %s database: %w", side, err)
 	}
 	return pool, nil

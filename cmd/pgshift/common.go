@@ -104,22 +104,8 @@ func connect(ctx context.Context, side, url string, maxConns int) (*pgxpool.Pool
 	if url == "" {
 		return nil, fmt.Errorf("no connection string for %s: give --%s or set PGSHIFT_%s_URL", side, side, map[string]string{"old": "OLD", "new": "NEW"}[side])
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := rowsync.Connect(ctx, url, maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("%s: bad connection string: %w", side, err)
-	}
-	for k, v := range rowsync.SessionParams {
-		cfg.ConnConfig.RuntimeParams[k] = v
-	}
-	cfg.MaxConns = int32(maxConns)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err == nil {
-		err = pool.Ping(ctx)
-	}
-	if err != nil {
-		if pool != nil {
-			pool.Close()
-		}
 		return nil, fmt.Errorf("connect to %s: %w", side, err)
 	}
 	return pool, nil
@@ -183,4 +169,26 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 		return nil, nil, err
 	}
 	return oldPool, newPool, nil
+}
+
+// catalogCommand is the start of a command that reads both catalogs: it
+// parses args with the common flags and those own binds, and connects to
+// both databases. When ok is false the command ends with code; otherwise
+// the caller closes the pools.
+func catalogCommand(ctx context.Context, e *env, name string, args []string, own func(*flag.FlagSet)) (com *common, oldPool, newPool *pgxpool.Pool, code int, ok bool) {
+	c := commands[name]
+	fs := newFlagSet(c, e)
+	com = &common{}
+	com.bind(fs, e)
+	if own != nil {
+		own(fs)
+	}
+	if code, ok := parse(fs, args); !ok {
+		return nil, nil, nil, code, false
+	}
+	oldPool, newPool, err := com.connectBoth(ctx)
+	if err != nil {
+		return nil, nil, nil, fail(e.stderr, name, err), false
+	}
+	return com, oldPool, newPool, 0, true
 }

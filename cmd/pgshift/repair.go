@@ -39,19 +39,13 @@ type backlogJSON struct {
 }
 
 func runRepair(ctx context.Context, e *env, args []string) int {
-	c := commands["repair"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e)
-	if code, ok := parse(fs, args); !ok {
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "repair", args, nil)
+	if !ok {
 		return code
-	}
-	oldPool, newPool, err := com.connectBoth(ctx)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
 	}
 	defer oldPool.Close()
 	defer newPool.Close()
+	c := commands["repair"]
 	level := slog.LevelWarn
 	if com.verbose {
 		level = slog.LevelInfo
@@ -78,7 +72,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
-	code := exitOK
+	code = exitOK
 	if after[flags.Old].Entries+after[flags.New].Entries > 0 {
 		code = exitDifferences
 	}

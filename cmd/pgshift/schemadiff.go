@@ -30,24 +30,18 @@ Examples:
 }
 
 func runSchemaDiff(ctx context.Context, e *env, args []string) int {
-	c := commands["schema-diff"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e)
-	if code, ok := parse(fs, args); !ok {
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "schema-diff", args, nil)
+	if !ok {
 		return code
-	}
-	oldPool, newPool, err := com.connectBoth(ctx)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
 	}
 	defer oldPool.Close()
 	defer newPool.Close()
+	c := commands["schema-diff"]
 	rep, err := schemadiff.Diff(ctx, oldPool, newPool, com.schema, schemadiff.Options{Tables: com.tables})
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
-	code := exitOK
+	code = exitOK
 	if !rep.Equal() {
 		code = exitDifferences
 	}

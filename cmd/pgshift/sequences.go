@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/pgshift/pgshift/internal/sequences"
@@ -29,32 +30,29 @@ Examples:
 }
 
 func runSyncSequences(ctx context.Context, e *env, args []string) int {
-	c := commands["sync-sequences"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e)
-	gap := fs.Int64("gap", sequences.DefaultGap, "how far past old's highest value new's sequences are set")
-	dry := fs.Bool("dry-run", false, "report what would move, change nothing")
-	if code, ok := parse(fs, args); !ok {
+	var gap int64
+	var dry bool
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "sync-sequences", args, func(fs *flag.FlagSet) {
+		fs.Int64Var(&gap, "gap", sequences.DefaultGap, "how far past old's highest value new's sequences are set")
+		fs.BoolVar(&dry, "dry-run", false, "report what would move, change nothing")
+	})
+	if !ok {
 		return code
-	}
-	oldPool, newPool, err := com.connectBoth(ctx)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
 	}
 	defer oldPool.Close()
 	defer newPool.Close()
+	c := commands["sync-sequences"]
 	do := sequences.Sync
-	if *dry {
+	if dry {
 		do = sequences.Status
 	}
-	moved, err := do(ctx, oldPool, newPool, com.schema, sequences.Options{Gap: *gap})
+	moved, err := do(ctx, oldPool, newPool, com.schema, sequences.Options{Gap: gap})
 	if com.json {
 		out := struct {
 			DryRun    bool              `json:"dry_run"`
 			Sequences []sequences.Moved `json:"sequences"`
 			Error     string            `json:"error,omitempty"`
-		}{*dry, moved, errString(err)}
+		}{dry, moved, errString(err)}
 		if werr := writeJSON(e.stdout, out); werr != nil {
 			return fail(e.stderr, c.name, werr)
 		}
@@ -62,7 +60,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 		for _, m := range moved {
 			verb := "left at"
 			switch {
-			case m.Moved && *dry:
+			case m.Moved && dry:
 				verb = "would move to"
 			case m.Moved:
 				verb = "moved to"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 
 	"github.com/pgshift/pgshift/internal/status"
 )
@@ -26,21 +27,17 @@ Examples:
 }
 
 func runStatus(ctx context.Context, e *env, args []string) int {
-	c := commands["status"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e)
-	limit := fs.Int64("exact-count-limit", status.DefaultExactCountLimit, "count tables up to this many rows exactly; estimate larger ones (-1: always count)")
-	if code, ok := parse(fs, args); !ok {
+	var limit int64
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "status", args, func(fs *flag.FlagSet) {
+		fs.Int64Var(&limit, "exact-count-limit", status.DefaultExactCountLimit, "count tables up to this many rows exactly; estimate larger ones (-1: always count)")
+	})
+	if !ok {
 		return code
-	}
-	oldPool, newPool, err := com.connectBoth(ctx)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
 	}
 	defer oldPool.Close()
 	defer newPool.Close()
-	rep, err := status.Collect(ctx, oldPool, newPool, com.schema, com.tables, status.Options{ExactCountLimit: *limit})
+	c := commands["status"]
+	rep, err := status.Collect(ctx, oldPool, newPool, com.schema, com.tables, status.Options{ExactCountLimit: limit})
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
