@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/logdb"
 	"github.com/pgshift/pgshift/queries"
 )
 

@@ -2,16 +2,15 @@ package dualwrite
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/logdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -131,7 +130,11 @@ func (f *Facade) refreshBacklog(ctx context.Context, side flags.Side) {
 	if err != nil {
 		return // keep the last known figure while the side is unreachable
 	}
-	f.setBacklog(side, Backlog{Entries: b.Entries, OldestAge: time.Duration(b.OldestAgeSeconds * float64(time.Second))})
+	f.setBacklog(side, backlogOf(b))
+}
+
+func backlogOf(b logdb.RepairBacklogRow) Backlog {
+	return Backlog{Entries: b.Entries, OldestAge: time.Duration(b.OldestAgeSeconds * float64(time.Second))}
 }
 
 // Backlog reads both sides' repair logs now (not the worker's cached
@@ -143,7 +146,7 @@ func (f *Facade) Backlog(ctx context.Context) ([2]Backlog, error) {
 		if err != nil {
 			return out, fmt.Errorf("dualwrite: repair backlog on %s: %w", side, err)
 		}
-		out[side] = Backlog{Entries: b.Entries, OldestAge: time.Duration(b.OldestAgeSeconds * float64(time.Second))}
+		out[side] = backlogOf(b)
 		f.setBacklog(side, out[side])
 	}
 	return out, nil
@@ -257,7 +260,7 @@ type entryGroup struct {
 func groupEntries(entries []logdb.PgshiftRepairLog) []*entryGroup {
 	var groups []*entryGroup
 	byTable := map[[2]string]*entryGroup{}
-	seen := map[string]bool{}
+	seen := map[string]bool{} // table and key, NUL-separated
 	for _, e := range entries {
 		k := [2]string{e.TableSchema, e.TableName}
 		g := byTable[k]
@@ -267,9 +270,9 @@ func groupEntries(entries []logdb.PgshiftRepairLog) []*entryGroup {
 			groups = append(groups, g) // first appearance order: parents are usually logged first
 		}
 		g.ids = append(g.ids, e.ID)
-		b, _ := json.Marshal([]any{e.TableSchema, e.TableName, e.Key})
-		if !seen[string(b)] {
-			seen[string(b)] = true
+		id := strings.Join(append([]string{e.TableSchema, e.TableName}, e.Key...), "\x00")
+		if !seen[id] {
+			seen[id] = true
 			g.keys = append(g.keys, e.Key)
 		}
 	}
@@ -320,11 +323,7 @@ func (f *Facade) table(ctx context.Context, q rowsync.Querier, schema, name stri
 	}
 	t, err := rowsync.LoadTable(ctx, q, schema, name)
 	if err != nil {
-		var np *rowsync.NoPrimaryKeyError
-		if errors.As(err, &np) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("load table %s.%s: %w", schema, name, err)
+		return nil, err // names the table already
 	}
 	f.tables.Store(key, t)
 	return t, nil

@@ -8,8 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/logdb"
 )
 
 // Tx is what a write function runs its statements on: a transaction on one
@@ -65,45 +65,47 @@ func (tx *Tx) Touch(table string, key ...any) {
 	tx.touched = append(tx.touched, touchedRow{schema: tx.f.schema, table: table, key: text})
 }
 
-// queueLog adds the repair-log record of the rows touched and not yet logged
-// to b, collecting the new entries' ids when the batch runs.
-func (tx *Tx) queueLog(b *pgx.Batch) error {
+// logRecord is the statement that records the rows touched and not yet
+// logged (and takes their advisory locks); ok is false when there are none.
+func (tx *Tx) logRecord() (sql string, args []any, ok bool, err error) {
 	if !tx.authoritative || tx.logged == len(tx.touched) || !tx.logTouches {
-		return nil
+		return "", nil, false, nil
 	}
-	collect := func(rows pgx.Rows) error {
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		tx.logIDs = append(tx.logIDs, ids...)
-		return err
-	}
-	if rows := tx.touched[tx.logged:]; len(rows) == 1 {
+	rows := tx.touched[tx.logged:]
+	if len(rows) == 1 {
 		r := rows[0]
 		arg := logdb.LogTouchedRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key, Op: tx.op.Name, RoutingKey: tx.routingKey}
-		b.Queue(logdb.LogTouchedRowSQL, arg.Args()...).Query(collect)
+		sql, args = logdb.LogTouchedRowSQL, arg.Args()
 	} else {
 		arg, err := logParams(rows, tx.op.Name, tx.routingKey)
 		if err != nil {
-			return err
+			return "", nil, false, err
 		}
-		b.Queue(logdb.LogTouchedRowsSQL, arg.Args()...).Query(collect)
+		sql, args = logdb.LogTouchedRowsSQL, arg.Args()
 	}
 	tx.logged = len(tx.touched)
-	return nil
+	return sql, args, true, nil
+}
+
+// collectLogIDs keeps the ids of the repair-log entries a record made.
+func (tx *Tx) collectLogIDs(rows pgx.Rows) error {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	tx.logIDs = append(tx.logIDs, ids...)
+	return err
 }
 
 // flushLog records rows touched after the last statement (identity keys
 // known only from RETURNING).
 func (tx *Tx) flushLog(ctx context.Context) error {
+	sql, args, ok, err := tx.logRecord()
+	if err != nil || !ok {
+		return err
+	}
 	b := &pgx.Batch{}
 	if !tx.started {
 		b.Queue("BEGIN")
 	}
-	if err := tx.queueLog(b); err != nil {
-		return err
-	}
-	if b.Len() == 0 {
-		return nil
-	}
+	b.Queue(sql, args...).Query(tx.collectLogIDs)
 	tx.started = true
 	return tx.conn.SendBatch(ctx, b).Close()
 }
@@ -111,10 +113,14 @@ func (tx *Tx) flushLog(ctx context.Context) error {
 // start sends BEGIN and the pending log record, then the first statement
 // with them; it returns the batch positioned at the statement's result.
 func (tx *Tx) start(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	logSQL, logArgs, logged, err := tx.logRecord()
+	if err != nil {
+		return nil, err
+	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	if err := tx.queueLog(b); err != nil {
-		return nil, err
+	if logged {
+		b.Queue(logSQL, logArgs...)
 	}
 	b.Queue(sql, args...)
 	tx.started = true
@@ -123,12 +129,10 @@ func (tx *Tx) start(ctx context.Context, sql string, args []any) (pgx.BatchResul
 		_ = br.Close()
 		return nil, err
 	}
-	if b.Len() == 3 { // the log record
+	if logged {
 		rows, err := br.Query()
 		if err == nil {
-			var ids []int64
-			ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-			tx.logIDs = append(tx.logIDs, ids...)
+			err = tx.collectLogIDs(rows)
 		}
 		if err != nil {
 			_ = br.Close()

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/pgshift/pgshift/dualwrite/internal/logdb"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/logdb"
 )
 
 // ErrDiverged is returned by a write function running on the other side when

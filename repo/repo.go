@@ -55,10 +55,7 @@ func ApplySchema(ctx context.Context, db Execer) error {
 	if _, err := db.Exec(ctx, queries.Schema); err != nil {
 		return fmt.Errorf("repo: apply schema: %w", err)
 	}
-	if _, err := db.Exec(ctx, queries.PgshiftSchema); err != nil {
-		return fmt.Errorf("repo: apply pgshift schema: %w", err)
-	}
-	return nil
+	return dualwrite.Install(ctx, db)
 }
 
 // notFound maps pgx.ErrNoRows to ErrNotFound.

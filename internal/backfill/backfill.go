@@ -261,7 +261,7 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		case err != nil:
 			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 		case copied:
-			return r, rows, rows, c.settleDeletes(ctx, n, r)
+			return r, rows, rows, c.settleDeletes(ctx, n, r, rows)
 		default: // new's next row follows after: nothing to copy directly
 			c.direct = false
 		}
@@ -271,7 +271,7 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
 	}
 	c.direct = inserted == rows
-	return r, rows, inserted, c.settleDeletes(ctx, n, r)
+	return r, rows, inserted, c.settleDeletes(ctx, n, r, inserted)
 }
 
 // noteOwn remembers, inside a chunk's transaction, its id: the rows it
@@ -292,7 +292,10 @@ func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx) error {
 // commits on old after this check finds the row on new itself. The common
 // case costs two index scans: when both sides hold the same keys in r
 // (KeyFingerprint) nothing was deleted.
-func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range) error {
+func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range, inserted int64) error {
+	if inserted == 0 {
+		return nil // nothing of this chunk's can have come back
+	}
 	fail := func(what string, err error) error {
 		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, n, what, err)
 	}

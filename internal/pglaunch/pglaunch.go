@@ -381,24 +381,26 @@ func freePort() (int, error) {
 func sweepStale() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, dir := range dirs {
-		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
-		if err != nil {
+		owner, ok := pidIn(filepath.Join(dir, "owner.pid"))
+		if !ok || owner == os.Getpid() || alive(owner) {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid == os.Getpid() {
+		// A server may still be shutting down; leave it for next time.
+		if postmaster, ok := pidIn(filepath.Join(dir, "data", "postmaster.pid")); ok && alive(postmaster) {
 			continue
 		}
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			if _, err := os.Stat(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
-				// A server may still be shutting down; leave it for next time.
-				if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
-					if p, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && syscall.Kill(p, 0) == nil {
-						continue
-					}
-				}
-			}
-			_ = os.RemoveAll(dir)
-		}
+		_ = os.RemoveAll(dir)
 	}
 }
+
+// pidIn reads the process id on the first line of file.
+func pidIn(file string) (int, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid, err == nil
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }

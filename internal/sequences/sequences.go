@@ -34,7 +34,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 // DefaultGap is the gap Options.Gap defaults to. It is large on purpose:
@@ -45,11 +46,7 @@ import (
 const DefaultGap = 1_000_000
 
 // Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = rowsync.Querier
 
 // Options tunes Sync. The zero value is ready to use.
 type Options struct {

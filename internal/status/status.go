@@ -33,6 +33,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshift/pgshift/internal/logdb"
+	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 // DefaultExactCountLimit is the estimated row count above which a table's
@@ -40,10 +43,7 @@ import (
 const DefaultExactCountLimit = 1_000_000
 
 // Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = rowsync.Querier
 
 // Options tunes Collect. The zero value is ready to use.
 type Options struct {
@@ -132,8 +132,8 @@ func backlog(ctx context.Context, q Querier) (Backlog, error) {
 	if err := q.QueryRow(ctx, "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&b.Installed); err != nil || !b.Installed {
 		return b, err
 	}
-	err := q.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-FROM pgshift.repair_log`).Scan(&b.Entries, &b.OldestAgeSeconds)
+	row, err := logdb.New().RepairBacklog(ctx, q)
+	b.Entries, b.OldestAgeSeconds = row.Entries, row.OldestAgeSeconds
 	b.OldestAge = time.Duration(b.OldestAgeSeconds * float64(time.Second))
 	return b, err
 }
