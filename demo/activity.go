@@ -44,7 +44,7 @@ type activity struct {
 }
 
 // numStages is the number of migration stages.
-const numStages = int(flags.Complete) + 1
+const numStages = int(flags.StageComplete) + 1
 
 func newActivity(mp metric.MeterProvider) (*activity, error) {
 	c, err := mp.Meter("github.com/pgshift/pgshift/demo").Int64Counter("pgshift.demo.requests",

@@ -111,12 +111,12 @@ func TestAPIWritesAndErrorsCarryStage(t *testing.T) {
 // stage without a restart.
 func TestFlagFileReloadChangesStage(t *testing.T) {
 	t.Parallel()
-	ta := setup(t, flagFileFor(flags.DualWrite, ruleTesters))
+	ta := setup(t, flagFileFor(flags.StageDualWrite, ruleTesters))
 	user := "X-User-ID: " + ta.accounts[3].Key
 	if r := ta.do(t, "GET", "/api/me", "", user); r.stage != "dualwrite" || r.served != "old" {
 		t.Fatalf("before: stage %q served %q, want dualwrite, old", r.stage, r.served)
 	}
-	if err := writeFileAtomic(ta.flagsPath, flagFileFor(flags.Live)); err != nil {
+	if err := writeFileAtomic(ta.flagsPath, flagFileFor(flags.StageLive)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() string {
@@ -126,7 +126,7 @@ func TestFlagFileReloadChangesStage(t *testing.T) {
 		return ""
 	})
 	// An in-place edit (not a rename) is seen as well.
-	if err := os.WriteFile(ta.flagsPath, flagFileFor(flags.Shadow), 0o644); err != nil {
+	if err := os.WriteFile(ta.flagsPath, flagFileFor(flags.StageShadow), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() string {

@@ -84,7 +84,7 @@ func (a *app) dashboard(ctx context.Context) dashboardJSON {
 		Recent:  act.Recent,
 		Verify:  a.verifies.get(),
 	}
-	for _, side := range []flags.Side{flags.Old, flags.New} {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		b := st.Backlog[side]
 		d.Backlog[side.String()] = backlogJSON{Entries: b.Entries, OldestSeconds: b.OldestAge.Seconds()}
 	}
@@ -93,9 +93,9 @@ func (a *app) dashboard(ctx context.Context) dashboardJSON {
 	for _, acc := range d.Accounts {
 		counts[acc.Stage]++
 	}
-	for _, s := range flags.Stages {
+	for _, s := range flags.AllStages() {
 		d.Stages = append(d.Stages, stageRow{
-			Stage: s.String(), Old: act.Served[s][flags.Old], New: act.Served[s][flags.New],
+			Stage: s.String(), Old: act.Served[s][flags.SideOld], New: act.Served[s][flags.SideNew],
 			Failed: act.Failed[s], Accounts: counts[s.String()],
 		})
 	}

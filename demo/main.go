@@ -141,7 +141,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	go func() { served <- srv.Serve(ln) }()
 
 	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(e.stdout, "pgshift demo: old %s, new %s\n", dbs.describe(flags.Old), dbs.describe(flags.New))
+	fmt.Fprintf(e.stdout, "pgshift demo: old %s, new %s\n", dbs.describe(flags.SideOld), dbs.describe(flags.SideNew))
 	fmt.Fprintf(e.stdout, "flag file:    %s (edit it: cohorts move without a restart)\n", path)
 	fmt.Fprintf(e.stdout, "dashboard:    %s/\n", url)
 	fmt.Fprintf(e.stdout, "try:          curl -i -H 'X-User-ID: 123' %s/api/me\n", url)

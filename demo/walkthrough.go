@@ -65,7 +65,7 @@ func isPro(a account) bool    { return (a.Country == "IN" || a.Country == "US") 
 // live, everyone else is in stage def.
 func flagFileFor(def flags.Stage, liveRules ...map[string]any) []byte {
 	variants := map[string]string{}
-	for _, s := range flags.Stages {
+	for _, s := range flags.AllStages() {
 		variants[s.String()] = s.String()
 	}
 	f := map[string]any{
@@ -95,9 +95,9 @@ func everyone(s flags.Stage) func(account) flags.Stage {
 func cohort(match func(account) bool) func(account) flags.Stage {
 	return func(a account) flags.Stage {
 		if match(a) {
-			return flags.Live
+			return flags.StageLive
 		}
-		return flags.Shadow
+		return flags.StageShadow
 	}
 }
 
@@ -105,26 +105,26 @@ func steps() []step {
 	keep := func(s flags.Stage) func(account) flags.Stage { return everyone(s) }
 	return []step{
 		{name: "off", what: "the application before the migration: old only",
-			flags: flagFileFor(flags.Off), expect: everyone(flags.Off)},
+			flags: flagFileFor(flags.StageOff), expect: everyone(flags.StageOff)},
 		{name: "dualwrite", what: "every write goes to old, then new; new lacks the older rows",
-			flags: flagFileFor(flags.DualWrite), expect: everyone(flags.DualWrite)},
+			flags: flagFileFor(flags.StageDualWrite), expect: everyone(flags.StageDualWrite)},
 		{name: "backfill", what: "copy the rows new lacks, under load",
-			expect: keep(flags.DualWrite), during: stepBackfill},
+			expect: keep(flags.StageDualWrite), during: stepBackfill},
 		{name: "verify", what: "prove both sides equal, repair what differs, move new's sequences",
-			expect: keep(flags.DualWrite), after: stepVerifyRepair, verify: true},
+			expect: keep(flags.StageDualWrite), after: stepVerifyRepair, verify: true},
 		{name: "shadow", what: "reads served by old and compared with new",
-			flags: flagFileFor(flags.Shadow), expect: everyone(flags.Shadow), verify: true},
+			flags: flagFileFor(flags.StageShadow), expect: everyone(flags.StageShadow), verify: true},
 		{name: "live: testers", what: "testers 123 and 456 read from new; everyone else in shadow",
-			flags: flagFileFor(flags.Shadow, ruleTesters), expect: cohort(isTester), verify: true},
+			flags: flagFileFor(flags.StageShadow, ruleTesters), expect: cohort(isTester), verify: true},
 		{name: "live: pro users", what: "and the IN/US pro users",
-			flags:  flagFileFor(flags.Shadow, ruleTesters, rulePro),
+			flags:  flagFileFor(flags.StageShadow, ruleTesters, rulePro),
 			expect: cohort(func(a account) bool { return isTester(a) || isPro(a) }), verify: true},
 		{name: "live: everyone", what: "new answers everyone; old still written and compared",
-			flags: flagFileFor(flags.Live), expect: everyone(flags.Live), verify: true},
+			flags: flagFileFor(flags.StageLive), expect: everyone(flags.StageLive), verify: true},
 		{name: "rampdown", what: "new answers; old still written, no longer compared",
-			flags: flagFileFor(flags.Rampdown), expect: everyone(flags.Rampdown), verify: true},
+			flags: flagFileFor(flags.StageRampdown), expect: everyone(flags.StageRampdown), verify: true},
 		{name: "complete", what: "new only; old is no longer written",
-			flags: flagFileFor(flags.Complete), expect: everyone(flags.Complete)},
+			flags: flagFileFor(flags.StageComplete), expect: everyone(flags.StageComplete)},
 	}
 }
 
@@ -224,7 +224,7 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 	base := "http://" + ln.Addr().String()
 
 	fmt.Fprintf(out, "pgshift walkthrough: %d simulated users (%d at once), %s of load per step\n", len(accounts), o.Workers, o.Step)
-	fmt.Fprintf(out, "old %s, new %s; flag file %s\n", dbs.describe(flags.Old), dbs.describe(flags.New), flagsPath)
+	fmt.Fprintf(out, "old %s, new %s; flag file %s\n", dbs.describe(flags.SideOld), dbs.describe(flags.SideNew), flagsPath)
 	fmt.Fprintf(out, "watch it: %s/\n", base)
 
 	l := newLoad(base, accounts, o.Workers)
@@ -370,8 +370,8 @@ func runStep(ctx context.Context, a *app, l *load, s step, d time.Duration) (ste
 
 	act, st := a.activity.snapshot(), a.facade.Stats()
 	rep.requests, rep.failures = l.requests.Load()-req0, l.failures.Load()-fail0
-	rep.byOld = act.servedBy(flags.Old) - act0.servedBy(flags.Old)
-	rep.byNew = act.servedBy(flags.New) - act0.servedBy(flags.New)
+	rep.byOld = act.servedBy(flags.SideOld) - act0.servedBy(flags.SideOld)
+	rep.byNew = act.servedBy(flags.SideNew) - act0.servedBy(flags.SideNew)
 	rep.shadowReads = st.ShadowReads - st0.ShadowReads
 	rep.mismatches = st.ShadowMismatches - st0.ShadowMismatches
 	rep.missed = st.OtherMissed - st0.OtherMissed

@@ -17,7 +17,7 @@ import (
 //
 //	go test -run '^$' -bench . -benchmem -count 6 ./dualwrite/
 func BenchmarkRead(b *testing.B) {
-	bd := setup(b, flags.Off)
+	bd := setup(b, flags.StageOff)
 	ctx := flags.WithUser(context.Background(), "bench", nil)
 	u, err := bd.store.Users.Create(ctx, repo.NewUser{Email: "bench@example.com", Name: "bench"})
 	if err != nil {
@@ -54,7 +54,7 @@ func BenchmarkWrite(b *testing.B) {
 		return db.CreateUserParams{ID: uuid.Must(uuid.NewV7()), Email: fmt.Sprintf("b%d@example.com", n), Name: "bench", Plan: "free"}
 	}
 	b.Run("pgx-direct", func(b *testing.B) {
-		bd := setup(b, flags.Off)
+		bd := setup(b, flags.StageOff)
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -66,7 +66,7 @@ func BenchmarkWrite(b *testing.B) {
 	// What a migrator that writes one side after the other pays (LaunchDarkly's
 	// Go SDK does so): the same insert on old, then on new, no repair log.
 	b.Run("pgx-both-sequential", func(b *testing.B) {
-		bd := setup(b, flags.Off)
+		bd := setup(b, flags.StageOff)
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
@@ -79,7 +79,7 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 	})
-	for _, stage := range []flags.Stage{flags.Off, flags.DualWrite} {
+	for _, stage := range []flags.Stage{flags.StageOff, flags.StageDualWrite} {
 		b.Run("facade-"+stage.String(), func(b *testing.B) {
 			bd := setup(b, stage)
 			ctx := flags.WithUser(context.Background(), "bench", nil)

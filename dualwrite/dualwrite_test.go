@@ -36,7 +36,7 @@ type bundle struct {
 }
 
 func (b *bundle) pool(side flags.Side) *pgxpool.Pool {
-	if side == flags.New {
+	if side == flags.SideNew {
 		return b.pair.New.Pool
 	}
 	return b.pair.Old.Pool
@@ -140,7 +140,7 @@ func userCtx(id string) context.Context {
 // differ on purpose to tell them apart).
 func TestStagesRouteWritesAndReads(t *testing.T) {
 	t.Parallel()
-	for _, stage := range flags.Stages {
+	for _, stage := range flags.AllStages() {
 		t.Run(stage.String(), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, stage)
@@ -166,7 +166,7 @@ func TestStagesRouteWritesAndReads(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.facade.Wait()
-			for _, side := range []flags.Side{flags.Old, flags.New} {
+			for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 				if got := count(t, b.pool(side), "users", "id = $1", u.ID); got != want(side) {
 					t.Fatalf("after create: %v has %d users, want %d", side, got, want(side))
 				}
@@ -183,14 +183,14 @@ func TestStagesRouteWritesAndReads(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.facade.Wait()
-			for _, side := range []flags.Side{flags.Old, flags.New} {
+			for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 				if got := count(t, b.pool(side), "users", "id = $1 AND name = 'Ada L.'", u.ID); got != want(side) {
 					t.Fatalf("after update: %v has %d updated users, want %d", side, got, want(side))
 				}
 			}
 
 			// Make the sides differ: the answer tells which side served the read.
-			for _, side := range []flags.Side{flags.Old, flags.New} {
+			for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 				if _, err := b.pool(side).Exec(context.Background(),
 					"INSERT INTO users (id, email, name) VALUES ($1, 'x@example.com', $2) ON CONFLICT (id) DO UPDATE SET name = $2",
 					u.ID, "from-"+side.String()); err != nil {
@@ -231,13 +231,13 @@ func TestStagesRouteWritesAndReads(t *testing.T) {
 // and once the server is back the backlog drains and the sides are equal.
 func TestOtherSideDown(t *testing.T) {
 	t.Parallel()
-	for _, stage := range []flags.Stage{flags.DualWrite, flags.Live} {
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
 		t.Run(stage.String(), func(t *testing.T) {
 			t.Parallel()
 			oldSrv, newSrv := pgtest.Dedicated(t)
 			b := setupOn(t, pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain), stage)
 			otherSrv := newSrv
-			if stage.Plan().Authoritative == flags.New {
+			if stage.Plan().Authoritative == flags.SideNew {
 				otherSrv = oldSrv
 			}
 			// Some rows exist on both sides before the outage.
@@ -315,7 +315,7 @@ func TestOtherSideDown(t *testing.T) {
 func TestAuthoritativeSideDown(t *testing.T) {
 	t.Parallel()
 	oldSrv, newSrv := pgtest.Dedicated(t)
-	b := setupOn(t, pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain), flags.DualWrite)
+	b := setupOn(t, pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain), flags.StageDualWrite)
 	if err := oldSrv.Launched.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestAuthoritativeSideDown(t *testing.T) {
 // drains, both sides are equal.
 func TestConcurrentUpdatesConverge(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.DualWrite)
+	b := setup(t, flags.StageDualWrite)
 	ctx := userCtx("shared")
 	var ids []uuid.UUID
 	for i := 0; i < 10; i++ {
@@ -398,7 +398,7 @@ func TestConcurrentUpdatesConverge(t *testing.T) {
 // count none.
 func TestShadowMismatchCountedOncePerRead(t *testing.T) {
 	t.Parallel()
-	for _, stage := range []flags.Stage{flags.Shadow, flags.Live} {
+	for _, stage := range []flags.Stage{flags.StageShadow, flags.StageLive} {
 		t.Run(stage.String(), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, stage)
@@ -454,7 +454,7 @@ func TestShadowMismatchCountedOncePerRead(t *testing.T) {
 // decided by the global stage, not by the user's.
 func TestGlobalOpsFollowGlobalStage(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.Off, func(c *dualwrite.Config) { c.GlobalStages = flags.Static(flags.Complete) })
+	b := setup(t, flags.StageOff, func(c *dualwrite.Config) { c.GlobalStages = flags.Static(flags.StageComplete) })
 	ctx, outcome := dualwrite.WithOutcome(userCtx("u"))
 	op := dualwrite.Op{Name: "settings.put", Global: true}
 	if err := dualwrite.Exec(ctx, b.facade, op, func(ctx context.Context, tx *dualwrite.Tx) error {
@@ -463,7 +463,7 @@ func TestGlobalOpsFollowGlobalStage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if outcome.Stage != flags.Complete || outcome.Served != flags.New {
+	if outcome.Stage != flags.StageComplete || outcome.Served != flags.SideNew {
 		t.Fatalf("global op outcome = %+v, want complete served by new", outcome)
 	}
 	if count(t, b.pair.New.Pool, "users", "true") != 1 || count(t, b.pair.Old.Pool, "users", "true") != 0 {
@@ -476,7 +476,7 @@ func TestGlobalOpsFollowGlobalStage(t *testing.T) {
 // re-read finds them equal, so no mismatch is counted.
 func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.Shadow, func(c *dualwrite.Config) { c.ShadowRecheck = 500 * time.Millisecond })
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.ShadowRecheck = 500 * time.Millisecond })
 	ctx := userCtx("r")
 	u, err := b.store.Users.Create(ctx, repo.NewUser{Email: "r@example.com", Name: "same"})
 	if err != nil {
@@ -512,7 +512,7 @@ func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 // the repair log drains both sides are equal.
 func TestAuthorityFlipUnderLoadConverges(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.Shadow, func(c *dualwrite.Config) { c.OtherTimeout = 300 * time.Millisecond })
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.OtherTimeout = 300 * time.Millisecond })
 	ctx := userCtx("flip")
 	var ids []uuid.UUID
 	for i := 0; i < 5; i++ {
@@ -537,9 +537,9 @@ func TestAuthorityFlipUnderLoadConverges(t *testing.T) {
 		}()
 	}
 	for time.Now().Before(stop) {
-		b.stage.Set(flags.Live)
+		b.stage.Set(flags.StageLive)
 		time.Sleep(20 * time.Millisecond)
-		b.stage.Set(flags.Shadow)
+		b.stage.Set(flags.StageShadow)
 		time.Sleep(20 * time.Millisecond)
 	}
 	wg.Wait()

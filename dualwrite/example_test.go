@@ -17,7 +17,7 @@ import (
 func ExampleWrite() {
 	var oldPool, newPool *pgxpool.Pool // the two databases
 	ctx := context.Background()
-	f, err := dualwrite.New(ctx, dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(flags.DualWrite)})
+	f, err := dualwrite.New(ctx, dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(flags.StageDualWrite)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	if f.m, err = newInstruments(mp, f); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)
 	}
-	for _, side := range []flags.Side{flags.Old, flags.New} {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		if err := f.checkInstalled(ctx, side); err != nil {
 			return nil, err
 		}
@@ -214,7 +214,7 @@ func (f *Facade) Wait() {
 }
 
 func (f *Facade) pool(side flags.Side) *pgxpool.Pool {
-	if side == flags.New {
+	if side == flags.SideNew {
 		return f.new
 	}
 	return f.old

@@ -90,7 +90,7 @@ func TestKilledWriterConverges(t *testing.T) {
 		t.Fatalf("only %d acknowledged writes over 5 rounds", len(acked))
 	}
 	// A fresh process's facade repairs whatever the killed ones left.
-	b := setupOn(t, pair, flags.DualWrite)
+	b := setupOn(t, pair, flags.StageDualWrite)
 	if _, err := b.facade.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func newInstruments(mp metric.MeterProvider, f *Facade) (*instruments, error) {
 		return nil, err
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, side := range []flags.Side{flags.Old, flags.New} {
+		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 			b := f.cachedBacklog(side)
 			set := metric.WithAttributes(attribute.String("side", side.String()))
 			o.ObserveInt64(backlog, b.Entries, set)
@@ -193,7 +193,7 @@ func (f *Facade) Stats() Stats {
 		ShadowTransient:  s.shadowTransient.Load(),
 		OtherMissed:      s.missed.Load(),
 		Repaired:         s.repaired.Load(),
-		Backlog:          [2]Backlog{f.cachedBacklog(flags.Old), f.cachedBacklog(flags.New)},
+		Backlog:          [2]Backlog{f.cachedBacklog(flags.SideOld), f.cachedBacklog(flags.SideNew)},
 	}
 }
 

@@ -20,7 +20,7 @@ func TestMetricsExported(t *testing.T) {
 	t.Parallel()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	b := setup(t, flags.Shadow, func(c *dualwrite.Config) { c.MeterProvider = mp })
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.MeterProvider = mp })
 	ctx := userCtx("m")
 	u, err := b.store.Users.Create(ctx, repo.NewUser{Email: "m@example.com", Name: "m"})
 	if err != nil {

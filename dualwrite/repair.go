@@ -62,7 +62,7 @@ func (d *deleter) run(ctx context.Context) {
 func (d *deleter) flush() {
 	d.flushMu.Lock()
 	defer d.flushMu.Unlock()
-	for _, side := range []flags.Side{flags.Old, flags.New} {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		d.mu.Lock()
 		ids := d.pending[side]
 		d.pending[side] = nil
@@ -86,7 +86,7 @@ func (f *Facade) runRepair(ctx context.Context) {
 	for {
 		busy := false
 		var passErr error
-		for _, side := range []flags.Side{flags.Old, flags.New} {
+		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 			n, failed, err := f.repairPass(ctx, side, f.repairCfg.Grace)
 			if err != nil {
 				passErr = err
@@ -141,7 +141,7 @@ func backlogOf(b logdb.RepairBacklogRow) Backlog {
 // figures), indexed by flags.Side.
 func (f *Facade) Backlog(ctx context.Context) ([2]Backlog, error) {
 	var out [2]Backlog
-	for _, side := range []flags.Side{flags.Old, flags.New} {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		b, err := f.q.RepairBacklog(ctx, f.pool(side))
 		if err != nil {
 			return out, fmt.Errorf("dualwrite: repair backlog on %s: %w", side, err)
@@ -170,7 +170,7 @@ func (f *Facade) Drain(ctx context.Context) (DrainReport, error) {
 	var rep DrainReport
 	for {
 		progress := false
-		for _, side := range []flags.Side{flags.Old, flags.New} {
+		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 			n, failed, err := f.repairPass(ctx, side, 0)
 			if err != nil {
 				return rep, err

@@ -26,14 +26,14 @@ func BenchmarkStage(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = ev.Close() })
-		if got := ev.Stage(ctx); got != flags.Shadow {
+		if got := ev.Stage(ctx); got != flags.StageShadow {
 			b.Fatalf("stage %v, want shadow", got)
 		}
 		return ev
 	}
 	uncached, cached := start(flags.WithoutCache()), start()
 	// Let the provider's start-up events pass, then warm.
-	for cached.Decide(ctx).Origin != flags.Cached {
+	for cached.Decide(ctx).Origin != flags.OriginCached {
 		time.Sleep(time.Millisecond)
 	}
 

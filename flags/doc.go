@@ -31,8 +31,8 @@
 //
 // One string flag, DefaultStageFlag ("pgshift-stage") unless WithStageFlag
 // names another, whose value is a stage name; or, with WithBooleanFlags, the
-// DevCycle pair "write-to-new-db" / "read-from-new-db" (false/false Off,
-// true/false DualWrite, true/true Live). false/true would read from a
+// DevCycle pair "write-to-new-db" / "read-from-new-db" (false/false StageOff,
+// true/false StageDualWrite, true/true StageLive). false/true would read from a
 // database that writes do not reach; it is a fallback, logged and counted,
 // unless WithReadWithoutWrite names the stage it means. Who gets which value
 // (user ids, attributes, percentages) is the provider's business; in a flagd
@@ -58,7 +58,7 @@
 // Provider not ready or failing, flag missing, disabled or of the wrong
 // type, a value that names no stage: the answer is the last good decision
 // for that user (kept even when stale), else the default stage
-// (WithDefaultStage, Off unless set). Every such answer adds one to the
+// (WithDefaultStage, StageOff unless set). Every such answer adds one to the
 // OpenTelemetry counter pgshift.flags.fallbacks (attributes cause and flag;
 // WithMeterProvider), and each cause is logged once per flag with log/slog
 // (WithLogger), never once per request. Decide reports where an answer came

@@ -18,17 +18,17 @@ import (
 type Origin uint8
 
 const (
-	// Evaluated means the provider decided during this call.
-	Evaluated Origin = iota
-	// Cached means the provider decided earlier, under the current
+	// OriginEvaluated means the provider decided during this call.
+	OriginEvaluated Origin = iota
+	// OriginCached means the provider decided earlier, under the current
 	// configuration.
-	Cached
-	// LastGood means the provider could not decide (see Decision.Cause);
+	OriginCached
+	// OriginLastGood means the provider could not decide (see Decision.Cause);
 	// this is the last decision it made for the user.
-	LastGood
-	// Default means the provider could not decide and has never decided for
+	OriginLastGood
+	// OriginDefault means the provider could not decide and has never decided for
 	// the user; this is the configured default stage (WithDefaultStage).
-	Default
+	OriginDefault
 )
 
 var originNames = [...]string{"evaluated", "cached", "last-good", "default"}
@@ -190,7 +190,7 @@ func (e *Evaluator) Decide(ctx context.Context) Decision {
 	u := userFrom(ctx)
 	if !e.cfg.noCache {
 		if d, fresh, _ := e.cache.get(u.cacheKey); fresh {
-			d.Origin = Cached
+			d.Origin = OriginCached
 			return d
 		}
 	}
@@ -202,11 +202,11 @@ func (e *Evaluator) Decide(ctx context.Context) Decision {
 	}
 	e.fellBack(ctx, fail)
 	if last, _, found := e.cache.get(u.cacheKey); found {
-		last.Origin = LastGood
+		last.Origin = OriginLastGood
 		last.Cause = fail.cause
 		return last
 	}
-	return Decision{Stage: e.cfg.def, Origin: Default, Cause: fail.cause}
+	return Decision{Stage: e.cfg.def, Origin: OriginDefault, Cause: fail.cause}
 }
 
 // failure is why an evaluation produced no decision.
@@ -234,7 +234,7 @@ func (e *Evaluator) evaluate(ctx context.Context, u *user) (Decision, *failure) 
 	if err != nil {
 		return Decision{}, &failure{CauseUnknownValue, e.cfg.stageFlag, err.Error()}
 	}
-	return Decision{Stage: s, Origin: Evaluated, Reason: string(det.Reason), Variant: det.Variant}, nil
+	return Decision{Stage: s, Origin: OriginEvaluated, Reason: string(det.Reason), Variant: det.Variant}, nil
 }
 
 // evaluateBooleans reads the DevCycle pair. A disabled boolean flag reads
@@ -257,7 +257,7 @@ func (e *Evaluator) evaluateBooleans(ctx context.Context, ec openfeature.Evaluat
 	if r.Reason != w.Reason {
 		reason += "/" + string(r.Reason)
 	}
-	return Decision{Stage: s, Origin: Evaluated, Reason: reason, Variant: w.Variant + "/" + r.Variant}, nil
+	return Decision{Stage: s, Origin: OriginEvaluated, Reason: reason, Variant: w.Variant + "/" + r.Variant}, nil
 }
 
 // stageFromBooleans maps the DevCycle pair to a stage (see WithBooleanFlags).
@@ -265,16 +265,16 @@ func (e *Evaluator) evaluateBooleans(ctx context.Context, ec openfeature.Evaluat
 func stageFromBooleans(write, read bool, readWithoutWrite *Stage) (Stage, bool) {
 	switch {
 	case write && read:
-		return Live, true
+		return StageLive, true
 	case write:
-		return DualWrite, true
+		return StageDualWrite, true
 	case read:
 		if readWithoutWrite != nil {
 			return *readWithoutWrite, true
 		}
-		return Off, false
+		return StageOff, false
 	default:
-		return Off, true
+		return StageOff, true
 	}
 }
 

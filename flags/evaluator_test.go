@@ -17,8 +17,8 @@ func TestCohortsFromOneFlagdFile(t *testing.T) {
 		opt    flags.Option
 		shadow flags.Stage // what the pro plan in IN/US gets: the boolean scheme has no Shadow
 	}{
-		{"string flag", flags.WithStageFlag(""), flags.Shadow},
-		{"boolean pair", flags.WithBooleanFlags("", ""), flags.Off},
+		{"string flag", flags.WithStageFlag(""), flags.StageShadow},
+		{"boolean pair", flags.WithBooleanFlags("", ""), flags.StageOff},
 	} {
 		t.Run(scheme.name, func(t *testing.T) {
 			t.Parallel()
@@ -28,17 +28,17 @@ func TestCohortsFromOneFlagdFile(t *testing.T) {
 				attrs map[string]any
 				want  flags.Stage
 			}{
-				{"123", nil, flags.Live},
-				{"456", map[string]any{"country": "DE", "plan": "free"}, flags.Live},
-				{"123", map[string]any{"country": "IN", "plan": "pro"}, flags.Live}, // testers win
+				{"123", nil, flags.StageLive},
+				{"456", map[string]any{"country": "DE", "plan": "free"}, flags.StageLive},
+				{"123", map[string]any{"country": "IN", "plan": "pro"}, flags.StageLive}, // testers win
 				{"789", map[string]any{"country": "IN", "plan": "pro"}, scheme.shadow},
 				{"5", map[string]any{"country": "US", "plan": "pro"}, scheme.shadow},
-				{"1", map[string]any{"country": "US", "plan": "free"}, flags.Off},
-				{"1", map[string]any{"country": "DE", "plan": "pro"}, flags.Off},
-				{"2", nil, flags.DualWrite}, // in the 10% rollout
-				{"3", map[string]any{"country": "FR"}, flags.DualWrite},
-				{"4", nil, flags.Off},
-				{"", nil, flags.Off}, // no routing key: the flag's default
+				{"1", map[string]any{"country": "US", "plan": "free"}, flags.StageOff},
+				{"1", map[string]any{"country": "DE", "plan": "pro"}, flags.StageOff},
+				{"2", nil, flags.StageDualWrite}, // in the 10% rollout
+				{"3", map[string]any{"country": "FR"}, flags.StageDualWrite},
+				{"4", nil, flags.StageOff},
+				{"", nil, flags.StageOff}, // no routing key: the flag's default
 			} {
 				if got := b.ev.Stage(user(tc.key, tc.attrs)); got != tc.want {
 					t.Errorf("user %q %v: stage %v, want %v", tc.key, tc.attrs, got, tc.want)
@@ -66,9 +66,9 @@ func TestRolloutPercentage(t *testing.T) {
 		ctx := user(fmt.Sprintf("user-%d", i), map[string]any{"country": "DE", "plan": "free"})
 		s := cached.ev.Stage(ctx)
 		switch s {
-		case flags.DualWrite:
+		case flags.StageDualWrite:
 			dual++
-		case flags.Off:
+		case flags.StageOff:
 		default:
 			t.Fatalf("user-%d: stage %v, want dualwrite or off", i, s)
 		}
@@ -91,15 +91,15 @@ func TestDecideOrigin(t *testing.T) {
 	b := setup(t, cohorts)
 	ctx := user("123", nil)
 	first := b.ev.Decide(ctx)
-	if first.Stage != flags.Live || first.Reason != "TARGETING_MATCH" || first.Variant != "live" {
+	if first.Stage != flags.StageLive || first.Reason != "TARGETING_MATCH" || first.Variant != "live" {
 		t.Fatalf("first decision %+v, want live by TARGETING_MATCH, variant live", first)
 	}
 	// The provider's ready event may drop the cache once just after start.
-	waitFor(t, "a cached decision", func() bool { return b.ev.Decide(ctx).Origin == flags.Cached })
-	if d := b.ev.Decide(ctx); d.Stage != flags.Live || d.Reason != first.Reason || d.Cause != "" {
+	waitFor(t, "a cached decision", func() bool { return b.ev.Decide(ctx).Origin == flags.OriginCached })
+	if d := b.ev.Decide(ctx); d.Stage != flags.StageLive || d.Reason != first.Reason || d.Cause != "" {
 		t.Errorf("cached decision %+v, want %+v from the cache", d, first)
 	}
-	if d := setup(t, cohorts, flags.WithoutCache()).ev.Decide(ctx); d.Origin != flags.Evaluated {
+	if d := setup(t, cohorts, flags.WithoutCache()).ev.Decide(ctx); d.Origin != flags.OriginEvaluated {
 		t.Errorf("WithoutCache: origin %v, want evaluated", d.Origin)
 	}
 }
@@ -113,17 +113,17 @@ func TestCacheKeyIsUserAndAttributes(t *testing.T) {
 	pro := map[string]any{"country": "IN", "plan": "pro"}
 	free := map[string]any{"plan": "free", "country": "IN"}
 	for range 3 {
-		if got := b.ev.Stage(user("789", pro)); got != flags.Shadow {
+		if got := b.ev.Stage(user("789", pro)); got != flags.StageShadow {
 			t.Fatalf("789 pro: %v, want shadow", got)
 		}
-		if got := b.ev.Stage(user("789", free)); got != flags.Off {
+		if got := b.ev.Stage(user("789", free)); got != flags.StageOff {
 			t.Fatalf("789 free: %v, want off", got)
 		}
 	}
 	// Set by other middleware straight into OpenFeature's transaction context.
 	ctx := openfeature.WithTransactionContext(context.Background(),
 		openfeature.NewEvaluationContext("789", map[string]any{"plan": "pro", "country": "IN"}))
-	if got := b.ev.Stage(ctx); got != flags.Shadow {
+	if got := b.ev.Stage(ctx); got != flags.StageShadow {
 		t.Errorf("789 pro via openfeature.WithTransactionContext: %v, want shadow", got)
 	}
 }
@@ -133,10 +133,10 @@ func TestEvaluatorsAreIsolated(t *testing.T) {
 	live := setupContent(t, staticFlag("live"))
 	off := setupContent(t, staticFlag("off"))
 	for range 3 {
-		if got := live.ev.Stage(user("u", nil)); got != flags.Live {
+		if got := live.ev.Stage(user("u", nil)); got != flags.StageLive {
 			t.Errorf("first evaluator: %v, want live", got)
 		}
-		if got := off.ev.Stage(user("u", nil)); got != flags.Off {
+		if got := off.ev.Stage(user("u", nil)); got != flags.StageOff {
 			t.Errorf("second evaluator: %v, want off", got)
 		}
 	}
@@ -144,8 +144,8 @@ func TestEvaluatorsAreIsolated(t *testing.T) {
 
 func TestStatic(t *testing.T) {
 	t.Parallel()
-	src := flags.Static(flags.Rampdown)
-	if got := src.Stage(user("123", nil)); got != flags.Rampdown {
+	src := flags.Static(flags.StageRampdown)
+	if got := src.Stage(user("123", nil)); got != flags.StageRampdown {
 		t.Errorf("Static(Rampdown).Stage: %v", got)
 	}
 	var _ flags.Source = (*flags.Evaluator)(nil)
@@ -175,10 +175,10 @@ func TestNewEvaluatorOverAnyProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ev.Close() })
-	if got := ev.Stage(user("123", nil)); got != flags.Live {
+	if got := ev.Stage(user("123", nil)); got != flags.StageLive {
 		t.Errorf("123: %v, want live", got)
 	}
-	if got := ev.Stage(user("9", nil)); got != flags.DualWrite {
+	if got := ev.Stage(user("9", nil)); got != flags.StageDualWrite {
 		t.Errorf("9: %v, want dualwrite", got)
 	}
 }

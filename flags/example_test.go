@@ -72,7 +72,7 @@ func ExampleWithBooleanFlags() {
 // A table that several cohorts write has no per-user authority; pin it to
 // one global stage.
 func ExampleStatic() {
-	shared := flags.Static(flags.DualWrite)
+	shared := flags.Static(flags.StageDualWrite)
 	fmt.Println(shared.Stage(flags.WithUser(context.Background(), "123", nil)))
 	// Output: dualwrite
 }

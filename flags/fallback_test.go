@@ -32,11 +32,11 @@ func TestFallbacks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := setupContent(t, tc.content, append(tc.opts, flags.WithDefaultStage(flags.DualWrite))...)
+			b := setupContent(t, tc.content, append(tc.opts, flags.WithDefaultStage(flags.StageDualWrite))...)
 			const calls = 20
 			for i := range calls {
 				d := b.ev.Decide(user([]string{"123", "9"}[i%2], nil))
-				want := flags.Decision{Stage: flags.DualWrite, Origin: flags.Default, Cause: tc.cause}
+				want := flags.Decision{Stage: flags.StageDualWrite, Origin: flags.OriginDefault, Cause: tc.cause}
 				if d != want {
 					t.Fatalf("call %d: %+v, want %+v", i, d, want)
 				}
@@ -56,8 +56,8 @@ func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 	b := setupContent(t, `{"flags": {
 		"write-to-new-db": {"state": "ENABLED", "variants": {"off": false}, "defaultVariant": "off"},
 		"read-from-new-db": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}`,
-		flags.WithBooleanFlags("", ""), flags.WithReadWithoutWrite(flags.Complete))
-	if d := b.ev.Decide(user("1", nil)); d.Stage != flags.Complete || d.Origin != flags.Evaluated {
+		flags.WithBooleanFlags("", ""), flags.WithReadWithoutWrite(flags.StageComplete))
+	if d := b.ev.Decide(user("1", nil)); d.Stage != flags.StageComplete || d.Origin != flags.OriginEvaluated {
 		t.Errorf("write=false read=true with WithReadWithoutWrite(Complete): %+v", d)
 	}
 	if got := b.fallbacks(t); len(got) != 0 {
@@ -70,18 +70,18 @@ func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 func TestLastGoodDecision(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, staticFlag("live"))
-	if got := b.ev.Stage(user("known", nil)); got != flags.Live {
+	if got := b.ev.Stage(user("known", nil)); got != flags.StageLive {
 		t.Fatalf("before: %v, want live", got)
 	}
 	writeFile(t, b.path, staticFlag("banana"))
 	waitFor(t, "the unknown value to be seen", func() bool {
-		return b.ev.Decide(user("known", nil)).Origin == flags.LastGood
+		return b.ev.Decide(user("known", nil)).Origin == flags.OriginLastGood
 	})
-	want := flags.Decision{Stage: flags.Live, Origin: flags.LastGood, Reason: "STATIC", Variant: "v", Cause: flags.CauseUnknownValue}
+	want := flags.Decision{Stage: flags.StageLive, Origin: flags.OriginLastGood, Reason: "STATIC", Variant: "v", Cause: flags.CauseUnknownValue}
 	if d := b.ev.Decide(user("known", nil)); d != want {
 		t.Errorf("known user: %+v, want %+v", d, want)
 	}
-	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.Off || d.Origin != flags.Default {
+	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.StageOff || d.Origin != flags.OriginDefault {
 		t.Errorf("new user: %+v, want off by default", d)
 	}
 }
@@ -108,13 +108,13 @@ func TestProviderNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &bundle{logs: &syncBuffer{}}
-	ev, err := flags.NewEvaluator(api.NewClient(), flags.WithLogger(newLogger(b.logs)), flags.WithDefaultStage(flags.Shadow))
+	ev, err := flags.NewEvaluator(api.NewClient(), flags.WithLogger(newLogger(b.logs)), flags.WithDefaultStage(flags.StageShadow))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ev.Close() })
 	for range 5 {
-		want := flags.Decision{Stage: flags.Shadow, Origin: flags.Default, Cause: flags.CauseProviderNotReady}
+		want := flags.Decision{Stage: flags.StageShadow, Origin: flags.OriginDefault, Cause: flags.CauseProviderNotReady}
 		if d := ev.Decide(user("123", nil)); d != want {
 			t.Fatalf("%+v, want %+v", d, want)
 		}

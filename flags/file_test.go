@@ -32,17 +32,17 @@ func TestEditChangesDecisions(t *testing.T) {
 			}
 			for _, key := range warm {
 				waitFor(t, "a cached decision for "+key, func() bool {
-					return b.ev.Decide(user(key, nil)).Origin == flags.Cached
+					return b.ev.Decide(user(key, nil)).Origin == flags.OriginCached
 				})
 			}
 
 			edit.write(t, b.path, staticFlag("complete"))
 			took := waitFor(t, "the edit to reach decisions", func() bool {
-				return b.ev.Stage(user("123", nil)) == flags.Complete
+				return b.ev.Stage(user("123", nil)) == flags.StageComplete
 			})
 			t.Logf("the edit reached decisions after %v", took)
 			for _, key := range warm {
-				if d := b.ev.Decide(user(key, nil)); d.Stage != flags.Complete {
+				if d := b.ev.Decide(user(key, nil)); d.Stage != flags.StageComplete {
 					t.Errorf("user %s after the edit: %+v, want complete", key, d)
 				}
 			}
@@ -81,14 +81,14 @@ func TestBrokenFileKeepsLastGood(t *testing.T) {
 		if n := b.logs.count("not usable"); n != i+1 {
 			t.Errorf("%s: %d log lines about unusable files, want %d", breakage.name, n, i+1)
 		}
-		for key, want := range map[string]flags.Stage{"123": flags.Live, "2": flags.DualWrite, "1": flags.Off} {
-			if d := b.ev.Decide(user(key, nil)); d.Stage != want || d.Origin != flags.Evaluated {
+		for key, want := range map[string]flags.Stage{"123": flags.StageLive, "2": flags.StageDualWrite, "1": flags.StageOff} {
+			if d := b.ev.Decide(user(key, nil)); d.Stage != want || d.Origin != flags.OriginEvaluated {
 				t.Errorf("%s: user %s: %+v, want %v evaluated from the last good file", breakage.name, key, d, want)
 			}
 		}
 	}
 	writeFile(t, b.path, staticFlag("shadow"))
-	waitFor(t, "the repaired file to be used", func() bool { return b.ev.Stage(user("123", nil)) == flags.Shadow })
+	waitFor(t, "the repaired file to be used", func() bool { return b.ev.Stage(user("123", nil)) == flags.StageShadow })
 }
 
 func TestStartupErrorNamesFileAndProblem(t *testing.T) {

@@ -57,7 +57,7 @@ func FuzzStageFromBooleans(f *testing.F) {
 		if !s.Valid() {
 			t.Fatalf("write=%v read=%v: invalid stage %v", write, read, s)
 		}
-		if s.Plan().Authoritative == New && !write && rw == nil {
+		if s.Plan().Authoritative == SideNew && !write && rw == nil {
 			t.Fatalf("write=%v read=%v: %v reads from new, which is not written", write, read, s)
 		}
 	})

@@ -71,16 +71,16 @@ func WithStageFlag(key string) Option {
 // DefaultWriteFlag and DefaultReadFlag. The pair maps to stages as follows:
 //
 //	write  read   stage
-//	false  false  Off
-//	true   false  DualWrite
-//	true   true   Live
+//	false  false  StageOff
+//	true   false  StageDualWrite
+//	true   true   StageLive
 //	false  true   unsafe: the fallback (see WithReadWithoutWrite)
 //
 // write=false read=true would serve reads from new while writes reach only
 // old: every write would vanish from the user's view. It is treated like an
 // unknown flag value (last good decision, else the default stage; logged
 // and counted with cause CauseReadWithoutWrite) unless WithReadWithoutWrite
-// names the stage it means. The scheme has no Shadow, Rampdown or Complete;
+// names the stage it means. The scheme has no StageShadow, StageRampdown or StageComplete;
 // use the string flag for those.
 func WithBooleanFlags(writeKey, readKey string) Option {
 	return func(c *config) {
@@ -95,14 +95,14 @@ func WithBooleanFlags(writeKey, readKey string) Option {
 }
 
 // WithReadWithoutWrite makes write=false read=true of the boolean scheme
-// mean stage s instead of a fallback: for example Complete, when an
+// mean stage s instead of a fallback: for example StageComplete, when an
 // operator retires the write flag after the migration.
 func WithReadWithoutWrite(s Stage) Option {
 	return func(c *config) { c.readWithoutWrite = &s }
 }
 
 // WithDefaultStage sets the stage of a user for whom the provider cannot
-// decide and who has no last good decision (default Off).
+// decide and who has no last good decision (default StageOff).
 func WithDefaultStage(s Stage) Option {
 	return func(c *config) { c.def = s }
 }

@@ -7,29 +7,31 @@ import (
 )
 
 // Stage is where one user (or tenant) is in the migration from the old
-// database to the new one. The zero value is Off.
+// database to the new one. The zero value is StageOff.
 type Stage uint8
 
 // The stages, in the order a migration moves through them. Moving back one
 // step is always safe; that is the rollback.
 const (
-	// Off: only old is written and read.
-	Off Stage = iota
-	// DualWrite: old is written first and answers; new is written after it.
-	DualWrite
-	// Shadow: as DualWrite, and reads are also served by new and compared.
-	Shadow
-	// Live: new is written first and answers; old is written after it and
+	// StageOff: only old is written and read.
+	StageOff Stage = iota
+	// StageDualWrite: old is written first and answers; new is written after it.
+	StageDualWrite
+	// StageShadow: as StageDualWrite, and reads are also served by new and compared.
+	StageShadow
+	// StageLive: new is written first and answers; old is written after it and
 	// its reads are compared.
-	Live
-	// Rampdown: as Live, without comparing reads.
-	Rampdown
-	// Complete: only new is written and read.
-	Complete
+	StageLive
+	// StageRampdown: as StageLive, without comparing reads.
+	StageRampdown
+	// StageComplete: only new is written and read.
+	StageComplete
 )
 
-// Stages lists every stage in migration order.
-var Stages = []Stage{Off, DualWrite, Shadow, Live, Rampdown, Complete}
+// AllStages returns every stage in migration order, in a new slice.
+func AllStages() []Stage {
+	return []Stage{StageOff, StageDualWrite, StageShadow, StageLive, StageRampdown, StageComplete}
+}
 
 var stageNames = [...]string{"off", "dualwrite", "shadow", "live", "rampdown", "complete"}
 
@@ -83,22 +85,22 @@ func ParseStage(v string) (Stage, error) {
 	if len(v) > 64 {
 		v = v[:64] + "..."
 	}
-	return Off, fmt.Errorf("%w %q: use one of %s", ErrUnknownStage, v, strings.Join(stageNames[:], ", "))
+	return StageOff, fmt.Errorf("%w %q: use one of %s", ErrUnknownStage, v, strings.Join(stageNames[:], ", "))
 }
 
 // Side names one of the two databases.
 type Side uint8
 
 const (
-	// Old is the database being migrated away from.
-	Old Side = iota
-	// New is the database being migrated to.
-	New
+	// SideOld is the database being migrated away from.
+	SideOld Side = iota
+	// SideNew is the database being migrated to.
+	SideNew
 )
 
 // String returns "old" or "new".
 func (s Side) String() string {
-	if s == New {
+	if s == SideNew {
 		return "new"
 	}
 	return "old"
@@ -122,19 +124,19 @@ type Plan struct {
 }
 
 var plans = [...]Plan{
-	Off:       {Authoritative: Old},
-	DualWrite: {Authoritative: Old, WriteOther: true},
-	Shadow:    {Authoritative: Old, WriteOther: true, CompareReads: true},
-	Live:      {Authoritative: New, WriteOther: true, CompareReads: true},
-	Rampdown:  {Authoritative: New, WriteOther: true},
-	Complete:  {Authoritative: New},
+	StageOff:       {Authoritative: SideOld},
+	StageDualWrite: {Authoritative: SideOld, WriteOther: true},
+	StageShadow:    {Authoritative: SideOld, WriteOther: true, CompareReads: true},
+	StageLive:      {Authoritative: SideNew, WriteOther: true, CompareReads: true},
+	StageRampdown:  {Authoritative: SideNew, WriteOther: true},
+	StageComplete:  {Authoritative: SideNew},
 }
 
-// Plan returns the stage's write and read plan. An invalid stage has Off's
+// Plan returns the stage's write and read plan. An invalid stage has StageOff's
 // plan.
 func (s Stage) Plan() Plan {
 	if !s.Valid() {
-		return plans[Off]
+		return plans[StageOff]
 	}
 	return plans[s]
 }

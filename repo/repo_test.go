@@ -33,7 +33,7 @@ func setup(t *testing.T, stage flags.Stage) (*repo.Store, *dualwrite.Facade, *pg
 // checks the answers and that both sides end up with the same rows.
 func TestRepositoriesRoundTrip(t *testing.T) {
 	t.Parallel()
-	s, f, pair := setup(t, flags.DualWrite)
+	s, f, pair := setup(t, flags.StageDualWrite)
 	ctx := flags.WithUser(context.Background(), "owner", nil)
 	u, err := s.Users.Create(ctx, repo.NewUser{Email: "o@example.com", Name: "Owner"})
 	if err != nil || u.Plan != "free" {
@@ -105,7 +105,7 @@ func TestRepositoriesRoundTrip(t *testing.T) {
 // the repair log keeps an entry instead of claiming the other side agreed.
 func TestDeleteOfRowMissingOnOtherSideIsRepaired(t *testing.T) {
 	t.Parallel()
-	s, f, pair := setup(t, flags.DualWrite)
+	s, f, pair := setup(t, flags.StageDualWrite)
 	ctx := context.Background()
 	id := uuid.New()
 	if _, err := pair.Old.Pool.Exec(ctx, "INSERT INTO users (id, email, name) VALUES ($1, 'pre@example.com', 'pre')", id); err != nil {
@@ -118,7 +118,7 @@ func TestDeleteOfRowMissingOnOtherSideIsRepaired(t *testing.T) {
 	if st := f.Stats(); st.OtherMissed != 1 {
 		t.Fatalf("OtherMissed = %d, want 1 (the other side deleted nothing)", st.OtherMissed)
 	}
-	if rep, err := f.Drain(ctx); err != nil || rep.Repaired[flags.Old] != 1 {
+	if rep, err := f.Drain(ctx); err != nil || rep.Repaired[flags.SideOld] != 1 {
 		t.Fatalf("Drain = %+v, %v; want one entry settled from old", rep, err)
 	}
 }

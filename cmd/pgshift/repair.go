@@ -52,7 +52,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	}
 	f, err := dualwrite.New(ctx, dualwrite.Config{
 		Old: oldPool, New: newPool,
-		Stages: flags.Static(flags.Off), // repair follows the logs, not the stages
+		Stages: flags.Static(flags.StageOff), // repair follows the logs, not the stages
 		Repair: dualwrite.RepairConfig{Disabled: true},
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
 	})
@@ -73,7 +73,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	code = exitOK
-	if after[flags.Old].Entries+after[flags.New].Entries > 0 {
+	if after[flags.SideOld].Entries+after[flags.SideNew].Entries > 0 {
 		code = exitDifferences
 	}
 	if com.json {
@@ -83,16 +83,16 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 			NewToOld  int                    `json:"copied_new_to_old"`
 			Postponed int                    `json:"postponed"`
 			After     map[string]backlogJSON `json:"after"`
-		}{backlogsJSON(before), rep.Repaired[flags.Old], rep.Repaired[flags.New], rep.Failed, backlogsJSON(after)}
+		}{backlogsJSON(before), rep.Repaired[flags.SideOld], rep.Repaired[flags.SideNew], rep.Failed, backlogsJSON(after)}
 		if err := writeJSON(e.stdout, out); err != nil {
 			return fail(e.stderr, c.name, err)
 		}
 		return code
 	}
-	fmt.Fprintf(e.stdout, "repair log before: old %d entries, new %d entries\n", before[flags.Old].Entries, before[flags.New].Entries)
+	fmt.Fprintf(e.stdout, "repair log before: old %d entries, new %d entries\n", before[flags.SideOld].Entries, before[flags.SideNew].Entries)
 	fmt.Fprintf(e.stdout, "copied old -> new: %d rows\ncopied new -> old: %d rows\npostponed (failed): %d\n",
-		rep.Repaired[flags.Old], rep.Repaired[flags.New], rep.Failed)
-	fmt.Fprintf(e.stdout, "repair log after: old %d entries, new %d entries\n", after[flags.Old].Entries, after[flags.New].Entries)
+		rep.Repaired[flags.SideOld], rep.Repaired[flags.SideNew], rep.Failed)
+	fmt.Fprintf(e.stdout, "repair log after: old %d entries, new %d entries\n", after[flags.SideOld].Entries, after[flags.SideNew].Entries)
 	if code != exitOK {
 		fmt.Fprintln(e.stdout, "entries remain: see pgshift.repair_log.last_error on each side, fix the cause, run again")
 	}
@@ -101,7 +101,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 
 func backlogsJSON(b [2]dualwrite.Backlog) map[string]backlogJSON {
 	out := map[string]backlogJSON{}
-	for _, side := range []flags.Side{flags.Old, flags.New} {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		out[side.String()] = backlogJSON{Entries: b[side].Entries, OldestAgeSeconds: b[side].OldestAge.Seconds()}
 	}
 	return out

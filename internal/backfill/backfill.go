@@ -310,15 +310,15 @@ func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range, inse
 	if fpOld == fpNew {
 		return nil
 	}
-	own, err := rowsync.OwnKeys(ctx, c.new, c.t, r, c.xid)
+	ours, err := rowsync.InsertedKeys(ctx, c.new, c.t, r, c.xid)
 	if err != nil {
 		return fail("new", err)
 	}
-	missing, err := rowsync.MissingKeys(ctx, c.old, c.t, own)
+	missing, err := rowsync.MissingKeys(ctx, c.old, c.t, ours)
 	if err != nil {
 		return fail("old", err)
 	}
-	if _, err := rowsync.DeleteOwnKeys(ctx, c.new, c.t, missing, c.xid); err != nil {
+	if _, err := rowsync.DeleteInsertedKeys(ctx, c.new, c.t, missing, c.xid); err != nil {
 		return fail("new", err)
 	}
 	return nil

@@ -8,8 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// CurrentXID is the id of the transaction q runs in, for OwnKeys and
-// DeleteOwnKeys after it commits.
+// CurrentXID is the id of the transaction q runs in, for InsertedKeys and
+// DeleteInsertedKeys after it commits.
 func CurrentXID(ctx context.Context, q Querier) (string, error) {
 	var xid string
 	if err := q.QueryRow(ctx, "SELECT pg_current_xact_id()::xid::text").Scan(&xid); err != nil {
@@ -18,9 +18,10 @@ func CurrentXID(ctx context.Context, q Querier) (string, error) {
 	return xid, nil
 }
 
-// OwnKeys returns the keys of t's rows in r that transaction xid wrote and
-// nothing has changed since (their xmin is still xid).
-func OwnKeys(ctx context.Context, q Querier, t *Table, r Range, xid string) ([][]string, error) {
+// InsertedKeys returns the keys of t's rows in r that transaction xid
+// inserted and nothing has changed since (their xmin is still xid): the rows
+// one backfill chunk's transaction put there itself.
+func InsertedKeys(ctx context.Context, q Querier, t *Table, r Range, xid string) ([][]string, error) {
 	cond, args := t.where("t", r, 2)
 	sql := fmt.Sprintf("SELECT %s FROM %s AS t WHERE t.xmin = $1::xid AND %s", t.keyArray("t"), t.Ident(), cond)
 	rows, err := q.Query(ctx, sql, append([]any{xid}, args...)...)
@@ -74,10 +75,10 @@ func MissingKeys(ctx context.Context, q Querier, t *Table, keys [][]string) ([][
 	return missing, nil
 }
 
-// DeleteOwnKeys deletes from q the rows of t with the given keys that
+// DeleteInsertedKeys deletes from q the rows of t with the given keys that
 // transaction xid wrote and nothing has changed since (their xmin is still
 // xid): a row another writer touched meanwhile is that writer's business.
-func DeleteOwnKeys(ctx context.Context, q Querier, t *Table, keys [][]string, xid string) (int64, error) {
+func DeleteInsertedKeys(ctx context.Context, q Querier, t *Table, keys [][]string, xid string) (int64, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
