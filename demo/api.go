@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshift/pgshift/dualwrite"
@@ -146,9 +147,9 @@ func (a *app) errorBody(r *http.Request, op string, stage flags.Stage, err error
 		return ae.status, errorJSON{ae.msg}
 	case errors.Is(err, repo.ErrNotFound):
 		return http.StatusNotFound, errorJSON{"not found"}
-	case errors.As(err, &pgErr) && pgErr.Code == "23505":
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
 		return http.StatusConflict, errorJSON{"already exists (" + pgErr.ConstraintName + ")"}
-	case errors.As(err, &pgErr) && pgErr.Code == "23503":
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ForeignKeyViolation:
 		return http.StatusUnprocessableEntity, errorJSON{"refers to a row that does not exist (" + pgErr.ConstraintName + ")"}
 	case errors.Is(err, context.Canceled):
 		return 499, errorJSON{"request cancelled"}

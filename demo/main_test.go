@@ -33,18 +33,18 @@ func setup(t *testing.T, flagFile []byte) *testApp {
 	t.Helper()
 	ctx := context.Background()
 	pair := pgtest.NewPair(t, pgtest.Domain)
-	old, err := openPool(ctx, "old", pair.Old.URL)
+	oldPool, err := openPool(ctx, "old", pair.Old.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(old.Close)
-	new, err := openPool(ctx, "new", pair.New.URL)
+	t.Cleanup(oldPool.Close)
+	newPool, err := openPool(ctx, "new", pair.New.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(new.Close)
+	t.Cleanup(newPool.Close)
 	accounts := makeAccounts(12)
-	if err := seed(ctx, accounts, 2, old, new); err != nil {
+	if err := seed(ctx, accounts, 2, oldPool, newPool); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "flags.json")
@@ -52,7 +52,7 @@ func setup(t *testing.T, flagFile []byte) *testApp {
 		t.Fatal(err)
 	}
 	a, err := newApp(ctx, appConfig{
-		Old: old, New: new, FlagsPath: path, Accounts: accounts, Token: testToken,
+		Old: oldPool, New: newPool, FlagsPath: path, Accounts: accounts, Token: testToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgtest"
@@ -103,10 +104,10 @@ func dump(t testing.TB, p *pgxpool.Pool, table string) []string {
 
 // requireEqualSides fails unless both sides hold the same rows in every
 // table of the reference domain.
-func requireEqualSides(t *testing.T, old, new *pgxpool.Pool) {
+func requireEqualSides(t *testing.T, oldDB, newDB *pgxpool.Pool) {
 	t.Helper()
 	for _, table := range []string{"users", "posts", "events"} {
-		o, n := dump(t, old, table), dump(t, new, table)
+		o, n := dump(t, oldDB, table), dump(t, newDB, table)
 		if strings.Join(o, "\n") != strings.Join(n, "\n") {
 			t.Fatalf("%s differs: old has %d rows, new has %d\nold: %.400v\nnew: %.400v", table, len(o), len(n), o, n)
 		}
@@ -490,7 +491,7 @@ func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 		once.Do(func() { close(compared) })
 		return a == o
 	}
-	read := func(ctx context.Context, q dualwrite.Querier) (string, error) {
+	read := func(ctx context.Context, q pgshift.Querier) (string, error) {
 		var name string
 		err := q.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", u.ID).Scan(&name)
 		return name, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 )
@@ -43,7 +44,7 @@ func ExampleWrite() {
 func ExampleRead() {
 	var f *dualwrite.Facade // from dualwrite.New
 	ctx := flags.WithUser(context.Background(), "user-123", nil)
-	name, err := dualwrite.Read(ctx, f, dualwrite.Op{Name: "accounts.name"}, func(ctx context.Context, q dualwrite.Querier) (string, error) {
+	name, err := dualwrite.Read(ctx, f, dualwrite.Op{Name: "accounts.name"}, func(ctx context.Context, q pgshift.Querier) (string, error) {
 		var name string
 		err := q.QueryRow(ctx, "SELECT name FROM accounts WHERE id = $1", 42).Scan(&name)
 		return name, err

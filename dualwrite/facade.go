@@ -8,14 +8,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/flags"
-	"github.com/pgshift/pgshift/internal/logdb"
-	"github.com/pgshift/pgshift/queries"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // Config configures a Facade. Old, New and Stages are required; every other
@@ -80,7 +79,7 @@ type Facade struct {
 	shadowRecheck time.Duration
 	repairCfg     RepairConfig
 	log           *slog.Logger
-	q             *logdb.Queries
+	q             *pgshiftdb.Queries
 	m             *instruments
 
 	bg      sync.WaitGroup // other-side commits and shadow reads in flight
@@ -114,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		shadowRecheck: cfg.ShadowRecheck,
 		repairCfg:     cfg.Repair,
 		log:           cfg.Logger,
-		q:             logdb.New(),
+		q:             pgshiftdb.New(),
 	}
 	if f.globalStages == nil {
 		f.globalStages = emptyContextSource{cfg.Stages}
@@ -174,8 +173,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 // An unreachable side is not an error here: the facade must start while the
 // other side is down.
 func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
-	var ok bool
-	err := f.pool(side).QueryRow(ctx, "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&ok)
+	ok, err := f.q.Installed(ctx, f.pool(side))
 	if err != nil {
 		f.log.Warn("cannot check pgshift's tables", "side", side, "err", err)
 		return nil
@@ -187,12 +185,11 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 }
 
 // Install creates pgshift's own tables (schema "pgshift": the repair log and
-// the backfill progress) on one database. It is idempotent; run it on both.
-func Install(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}) error {
-	if _, err := db.Exec(ctx, queries.PgshiftSchema); err != nil {
-		return fmt.Errorf("dualwrite: install pgshift schema: %w", err)
+// the backfill progress) on one database. It is idempotent; run it on both
+// (`pgshift install` does).
+func Install(ctx context.Context, db pgshift.Querier) error {
+	if err := pgshiftdb.Install(ctx, db); err != nil {
+		return fmt.Errorf("dualwrite: %w", err)
 	}
 	return nil
 }

@@ -7,22 +7,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/flags"
 )
 
-// Querier runs statements; *pgxpool.Pool and pgx.Tx satisfy it, and so does
-// the DBTX interface sqlc generates.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // ReadFunc is one read, run on the side that answers and, in shadow and live,
 // on the other side as well.
-type ReadFunc[T any] func(ctx context.Context, q Querier) (T, error)
+type ReadFunc[T any] func(ctx context.Context, q pgshift.Querier) (T, error)
 
 // Comparator reports whether two answers to the same read agree.
 type Comparator[T any] func(authoritative, other T) bool

@@ -9,8 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/flags"
-	"github.com/pgshift/pgshift/internal/logdb"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -133,7 +134,7 @@ func (f *Facade) refreshBacklog(ctx context.Context, side flags.Side) {
 	f.setBacklog(side, backlogOf(b))
 }
 
-func backlogOf(b logdb.RepairBacklogRow) Backlog {
+func backlogOf(b pgshiftdb.RepairBacklogRow) Backlog {
 	return Backlog{Entries: b.Entries, OldestAge: time.Duration(b.OldestAgeSeconds * float64(time.Second))}
 }
 
@@ -197,7 +198,7 @@ func (f *Facade) repairPass(ctx context.Context, src flags.Side, grace time.Dura
 		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
 	}
 	defer func() { _ = stx.Rollback(context.WithoutCancel(ctx)) }()
-	entries, err := f.q.ClaimRepairEntries(ctx, stx, logdb.ClaimRepairEntriesParams{
+	entries, err := f.q.ClaimRepairEntries(ctx, stx, pgshiftdb.ClaimRepairEntriesParams{
 		GraceSeconds: grace.Seconds(), BatchSize: int32(f.repairCfg.BatchSize),
 	})
 	if err != nil {
@@ -236,8 +237,8 @@ func (f *Facade) repairPass(ctx context.Context, src flags.Side, grace time.Dura
 	}
 	if len(failed) > 0 {
 		msg := lastErr.Error()
-		if err := f.q.PostponeRepairEntries(ctx, stx, logdb.PostponeRepairEntriesParams{
-			Ids: failed, BaseDelaySeconds: f.repairCfg.Interval.Seconds(), LastError: msg,
+		if err := f.q.PostponeRepairEntries(ctx, stx, pgshiftdb.PostponeRepairEntriesParams{
+			IDs: failed, BaseDelaySeconds: f.repairCfg.Interval.Seconds(), LastError: msg,
 		}); err != nil {
 			return 0, 0, fmt.Errorf("repair from %s: postpone failed entries: %w", src, err)
 		}
@@ -257,7 +258,7 @@ type entryGroup struct {
 	ids           []int64
 }
 
-func groupEntries(entries []logdb.PgshiftRepairLog) []*entryGroup {
+func groupEntries(entries []pgshiftdb.PgshiftRepairLog) []*entryGroup {
 	var groups []*entryGroup
 	byTable := map[[2]string]*entryGroup{}
 	seen := map[string]bool{} // table and key, NUL-separated
@@ -293,7 +294,7 @@ func (f *Facade) lockRows(ctx context.Context, tx pgx.Tx, groups []*entryGroup) 
 	if err != nil {
 		return err
 	}
-	arg := logdb.LockRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys}
+	arg := pgshiftdb.LockRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys}
 	return f.q.LockRows(ctx, tx, arg)
 }
 
@@ -316,7 +317,7 @@ func (f *Facade) copyGroup(ctx context.Context, stx, dtx pgx.Tx, g *entryGroup) 
 	return sp.Commit(ctx)
 }
 
-func (f *Facade) table(ctx context.Context, q rowsync.Querier, schema, name string) (*rowsync.Table, error) {
+func (f *Facade) table(ctx context.Context, q pgshift.Querier, schema, name string) (*rowsync.Table, error) {
 	key := schema + "\x00" + name
 	if t, ok := f.tables.Load(key); ok {
 		return t.(*rowsync.Table), nil

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/flags"
-	"github.com/pgshift/pgshift/internal/logdb"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // Tx is what a write function runs its statements on: a transaction on one
@@ -74,14 +74,14 @@ func (tx *Tx) logRecord() (sql string, args []any, ok bool, err error) {
 	rows := tx.touched[tx.logged:]
 	if len(rows) == 1 {
 		r := rows[0]
-		arg := logdb.LogTouchedRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key, Op: tx.op.Name, RoutingKey: tx.routingKey}
-		sql, args = logdb.LogTouchedRowSQL, arg.Args()
+		arg := pgshiftdb.LogTouchedRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key, Op: tx.op.Name, RoutingKey: tx.routingKey}
+		sql, args = pgshiftdb.LogTouchedRowSQL, arg.Args()
 	} else {
 		arg, err := logParams(rows, tx.op.Name, tx.routingKey)
 		if err != nil {
 			return "", nil, false, err
 		}
-		sql, args = logdb.LogTouchedRowsSQL, arg.Args()
+		sql, args = pgshiftdb.LogTouchedRowsSQL, arg.Args()
 	}
 	tx.logged = len(tx.touched)
 	return sql, args, true, nil

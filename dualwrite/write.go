@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
-	"github.com/pgshift/pgshift/internal/logdb"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // ErrDiverged is returned by a write function running on the other side when
@@ -149,9 +149,9 @@ func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, f
 
 // logParams builds the repair-log record of rows, sorted so that two writes
 // touching the same rows take their advisory locks in the same order.
-func logParams(rows []touchedRow, op, routingKey string) (logdb.LogTouchedRowsParams, error) {
+func logParams(rows []touchedRow, op, routingKey string) (pgshiftdb.LogTouchedRowsParams, error) {
 	sort.Slice(rows, func(i, j int) bool { return rowLess(rows[i], rows[j]) })
-	arg := logdb.LogTouchedRowsParams{
+	arg := pgshiftdb.LogTouchedRowsParams{
 		TableSchemas: make([]string, len(rows)),
 		TableNames:   make([]string, len(rows)),
 		Keys:         make([]string, len(rows)),

@@ -32,8 +32,8 @@ type entry struct {
 	gen uint64
 }
 
-func newDecisions(max int) *decisions {
-	return &decisions{max: max, m: make(map[string]entry)}
+func newDecisions(maxEntries int) *decisions {
+	return &decisions{max: maxEntries, m: make(map[string]entry)}
 }
 
 // generation returns the current configuration generation; pass it to put

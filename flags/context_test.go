@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/open-feature/go-sdk/openfeature"
+
 	"github.com/pgshift/pgshift/flags"
 )
 

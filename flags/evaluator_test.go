@@ -7,6 +7,7 @@ import (
 
 	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/memprovider"
+
 	"github.com/pgshift/pgshift/flags"
 )
 

@@ -6,6 +6,7 @@ import (
 
 	flagd "github.com/open-feature/go-sdk-contrib/providers/flagd/pkg"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
+
 	"github.com/pgshift/pgshift/flags"
 )
 

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshift/pgshift/flags"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/pgshift/pgshift/flags"
 )
 
 // cohorts is the DevCycle write-up's rollout as one flagd file.

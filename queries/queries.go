@@ -3,7 +3,7 @@
 // applications can create them without shipping files.
 //
 // The *.sql files in this directory are compiled by sqlc (configuration in
-// sqlc.yaml at the module root) into repo/db and internal/logdb.
+// sqlc.yaml at the module root) into repo/db and internal/pgshiftdb.
 // Regenerate after editing them:
 //
 //	go generate ./...

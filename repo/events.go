@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/repo/db"
 )
@@ -51,7 +52,7 @@ func (r *Events) Create(ctx context.Context, in NewEvent) (db.Event, error) {
 
 // Get returns one event, or ErrNotFound.
 func (r *Events) Get(ctx context.Context, id int64) (db.Event, error) {
-	e, err := dualwrite.Read(ctx, r.f, opEventGet, func(ctx context.Context, q dualwrite.Querier) (db.Event, error) {
+	e, err := dualwrite.Read(ctx, r.f, opEventGet, func(ctx context.Context, q pgshift.Querier) (db.Event, error) {
 		return r.q.GetEvent(ctx, q, id)
 	})
 	return e, notFound(err)
@@ -60,7 +61,7 @@ func (r *Events) Get(ctx context.Context, id int64) (db.Event, error) {
 // ListByUser returns up to limit of a user's events with ids after the given
 // one, in id order (0 for the first page).
 func (r *Events) ListByUser(ctx context.Context, userID uuid.UUID, after int64, limit int32) ([]db.Event, error) {
-	return dualwrite.Read(ctx, r.f, opEventList, func(ctx context.Context, q dualwrite.Querier) ([]db.Event, error) {
+	return dualwrite.Read(ctx, r.f, opEventList, func(ctx context.Context, q pgshift.Querier) ([]db.Event, error) {
 		return r.q.ListEventsByUser(ctx, q, db.ListEventsByUserParams{UserID: userID, AfterID: after, PageSize: limit})
 	})
 }

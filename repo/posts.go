@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/repo/db"
 )
@@ -47,7 +48,7 @@ func (r *Posts) Create(ctx context.Context, in NewPost) (db.Post, error) {
 
 // Get returns one post, or ErrNotFound.
 func (r *Posts) Get(ctx context.Context, id uuid.UUID) (db.Post, error) {
-	p, err := dualwrite.Read(ctx, r.f, opPostGet, func(ctx context.Context, q dualwrite.Querier) (db.Post, error) {
+	p, err := dualwrite.Read(ctx, r.f, opPostGet, func(ctx context.Context, q pgshift.Querier) (db.Post, error) {
 		return r.q.GetPost(ctx, q, id)
 	})
 	return p, notFound(err)
@@ -56,7 +57,7 @@ func (r *Posts) Get(ctx context.Context, id uuid.UUID) (db.Post, error) {
 // ListByUser returns up to limit of a user's posts with ids after the given
 // one, in id order (uuid.Nil for the first page).
 func (r *Posts) ListByUser(ctx context.Context, userID, after uuid.UUID, limit int32) ([]db.Post, error) {
-	return dualwrite.Read(ctx, r.f, opPostList, func(ctx context.Context, q dualwrite.Querier) ([]db.Post, error) {
+	return dualwrite.Read(ctx, r.f, opPostList, func(ctx context.Context, q pgshift.Querier) ([]db.Post, error) {
 		return r.q.ListPostsByUser(ctx, q, db.ListPostsByUserParams{UserID: userID, AfterID: after, PageSize: limit})
 	})
 }

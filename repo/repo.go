@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/queries"
 	"github.com/pgshift/pgshift/repo/db"
@@ -44,14 +44,9 @@ type base struct {
 // value.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
-// Execer runs a statement; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
 // ApplySchema creates the reference domain's tables (queries.Schema) and
 // pgshift's own tables on one database. Run it on both.
-func ApplySchema(ctx context.Context, db Execer) error {
+func ApplySchema(ctx context.Context, db pgshift.Querier) error {
 	if _, err := db.Exec(ctx, queries.Schema); err != nil {
 		return fmt.Errorf("repo: apply schema: %w", err)
 	}

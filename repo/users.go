@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/repo/db"
 )
@@ -53,7 +54,7 @@ func (r *Users) CreateWithID(ctx context.Context, id uuid.UUID, in NewUser) (db.
 
 // Get returns one user, or ErrNotFound.
 func (r *Users) Get(ctx context.Context, id uuid.UUID) (db.User, error) {
-	u, err := dualwrite.Read(ctx, r.f, opUserGet, func(ctx context.Context, q dualwrite.Querier) (db.User, error) {
+	u, err := dualwrite.Read(ctx, r.f, opUserGet, func(ctx context.Context, q pgshift.Querier) (db.User, error) {
 		return r.q.GetUser(ctx, q, id)
 	})
 	return u, notFound(err)
@@ -62,7 +63,7 @@ func (r *Users) Get(ctx context.Context, id uuid.UUID) (db.User, error) {
 // List returns up to limit users with ids after the given one, in id order
 // (uuid.Nil for the first page).
 func (r *Users) List(ctx context.Context, after uuid.UUID, limit int32) ([]db.User, error) {
-	return dualwrite.Read(ctx, r.f, opUserList, func(ctx context.Context, q dualwrite.Querier) ([]db.User, error) {
+	return dualwrite.Read(ctx, r.f, opUserList, func(ctx context.Context, q pgshift.Querier) ([]db.User, error) {
 		return r.q.ListUsers(ctx, q, db.ListUsersParams{AfterID: after, PageSize: limit})
 	})
 }

@@ -9,10 +9,10 @@ import (
 
 	"github.com/pgshift/pgshift/internal/backfill"
 	"github.com/pgshift/pgshift/internal/pglaunch"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/internal/verify"
-	"github.com/pgshift/pgshift/queries"
 )
 
 // benchRows is the size of the benchmark table.
@@ -48,8 +48,8 @@ func tool(b *testing.B, name string) string {
 	}
 	// the directory may hold only links to the server binaries (initdb);
 	// the client tools live beside their targets
-	if real, err := filepath.EvalSymlinks(filepath.Join(dir, "initdb")); err == nil {
-		dir = filepath.Dir(real)
+	if resolved, err := filepath.EvalSymlinks(filepath.Join(dir, "initdb")); err == nil {
+		dir = filepath.Dir(resolved)
 	}
 	return filepath.Join(dir, name)
 }
@@ -67,7 +67,9 @@ func shell(b *testing.B, cmd *exec.Cmd) {
 func BenchmarkBackfillVsPgDump(b *testing.B) {
 	p, t := benchTable(b)
 	ctx := context.Background()
-	pgtest.Exec(b, p.New.Pool, queries.PgshiftSchema)
+	if err := pgshiftdb.Install(ctx, p.New.Pool); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("backfill", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()

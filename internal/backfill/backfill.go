@@ -76,12 +76,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
-	"github.com/pgshift/pgshift/queries"
 )
 
 // Options tune a backfill. The zero value works.
@@ -132,7 +133,7 @@ type Result struct {
 
 // Run copies tables from old to new. Per-table failures are in the results
 // (the other tables continue); the error is for what stops everything.
-func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
+func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
 	if opts.Workers < 1 {
 		opts.Workers = 1
 	}
@@ -142,27 +143,27 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if _, err := new.Exec(ctx, queries.PgshiftSchema); err != nil {
-		return nil, fmt.Errorf("backfill: create pgshift's schema on new: %w", err)
+	if err := pgshiftdb.Install(ctx, newDB); err != nil {
+		return nil, fmt.Errorf("backfill: on new: %w", err)
 	}
 	results := make([]Result, len(tables))
 	rowsync.ForEach(ctx, len(tables), opts.Workers, func(i int) {
-		results[i] = table(ctx, old, new, tables[i], opts)
+		results[i] = table(ctx, oldDB, newDB, tables[i], opts)
 	})
 	return results, ctx.Err()
 }
 
-func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
+func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
 	res := Result{Table: t}
 	log := opts.Logger.With("op", "backfill", "table", t.String())
 	start := time.Now()
 	if opts.Restart {
-		if _, err := new.Exec(ctx, `DELETE FROM pgshift.backfill_progress WHERE table_schema = $1 AND table_name = $2`, t.Schema, t.Name); err != nil {
+		if err := progress.ForgetBackfillProgress(ctx, newDB, pgshiftdb.ForgetBackfillProgressParams{TableSchema: t.Schema, TableName: t.Name}); err != nil {
 			res.Err = fmt.Errorf("backfill %s: forget progress: %w", t, err)
 			return res
 		}
 	}
-	chunk, after, err := resumePoint(ctx, new, t)
+	chunk, after, err := resumePoint(ctx, newDB, t)
 	if err != nil {
 		res.Err = err
 		return res
@@ -173,12 +174,12 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 		return res
 	}
 	res.Resumed = chunk > 0
-	estimate, err := estimateRows(ctx, old, t)
+	estimate, err := estimateRows(ctx, oldDB, t)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	c := copier{old: old, new: new, t: t, size: opts.ChunkSize, direct: true}
+	c := copier{old: oldDB, new: newDB, t: t, size: opts.ChunkSize, direct: true}
 	for {
 		chunk++
 		r, rows, inserted, err := c.chunk(ctx, chunk, after)
@@ -202,20 +203,22 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 
 // resumePoint is the number of the last chunk an earlier run committed and
 // its last key (nil with chunk > 0: the table is done).
-func resumePoint(ctx context.Context, new *pgxpool.Pool, t *rowsync.Table) (chunk int, after []string, err error) {
-	err = new.QueryRow(ctx, `SELECT chunk, last_key FROM pgshift.backfill_progress
-		WHERE table_schema = $1 AND table_name = $2 ORDER BY chunk DESC LIMIT 1`, t.Schema, t.Name).Scan(&chunk, &after)
+func resumePoint(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table) (chunk int, after []string, err error) {
+	p, err := progress.BackfillResumePoint(ctx, newDB, pgshiftdb.BackfillResumePointParams{TableSchema: t.Schema, TableName: t.Name})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, nil
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("backfill %s: read progress: %w", t, err)
 	}
-	if len(after) == 0 {
-		after = nil
+	if len(p.LastKey) == 0 {
+		return int(p.Chunk), nil, nil
 	}
-	return chunk, after, nil
+	return int(p.Chunk), p.LastKey, nil
 }
+
+// progress runs the statements of pgshift.backfill_progress.
+var progress = pgshiftdb.New()
 
 func estimateRows(ctx context.Context, old *pgxpool.Pool, t *rowsync.Table) (int64, error) {
 	var n int64
@@ -256,7 +259,7 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 		r, rows, copied, err := c.copyDirect(ctx, n, after)
 		var pgErr *pgconn.PgError
 		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation: a dual write got there first
+		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation: // a dual write got there first
 			c.direct = false
 		case err != nil:
 			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
@@ -402,8 +405,9 @@ func record(ctx context.Context, tx pgx.Tx, t *rowsync.Table, n int, r rowsync.R
 	if last == nil {
 		last = []string{}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO pgshift.backfill_progress (table_schema, table_name, chunk, last_key, rows_copied)
-		VALUES ($1, $2, $3, $4, $5)`, t.Schema, t.Name, n, last, rows); err != nil {
+	if err := progress.RecordBackfillChunk(ctx, tx, pgshiftdb.RecordBackfillChunkParams{
+		TableSchema: t.Schema, TableName: t.Name, Chunk: int32(n), LastKey: last, RowsCopied: rows,
+	}); err != nil {
 		return fmt.Errorf("record progress: %w", err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/backfill"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
@@ -46,7 +47,7 @@ func setup(t *testing.T, n int) (*pgtest.Pair, *rowsync.Table) {
 	return p, tbl
 }
 
-func dump(t *testing.T, q rowsync.Querier) []string {
+func dump(t *testing.T, q pgshift.Querier) []string {
 	t.Helper()
 	rows, err := q.Query(context.Background(), `SELECT r::text FROM "Shop"."Line Items" AS r ORDER BY "Order", line`)
 	if err != nil {
@@ -110,19 +111,19 @@ func TestBackfillChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	old, err := pgxpool.New(ctx, oldURL)
+	oldPool, err := pgxpool.New(ctx, oldURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	new, err := pgxpool.New(ctx, newURL)
+	newPool, err := pgxpool.New(ctx, newURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tbl, err := rowsync.LoadTable(ctx, old, "Shop", "Line Items")
+	tbl, err := rowsync.LoadTable(ctx, oldPool, "Shop", "Line Items")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = backfill.Run(ctx, old, new, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 20,
+	_, err = backfill.Run(ctx, oldPool, newPool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 20,
 		Progress: func(backfill.Progress) { time.Sleep(30 * time.Millisecond) }})
 	if err != nil {
 		t.Fatal(err)

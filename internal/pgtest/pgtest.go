@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/internal/pglaunch"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/queries"
 )
 
@@ -119,7 +120,7 @@ func MainExporting(m *testing.M, oldVar, newVar string) {
 
 // Servers returns the package's shared old and new servers, starting them on
 // first use. Tests must not stop them; see Dedicated.
-func Servers(t testing.TB) (old, new *Server) {
+func Servers(t testing.TB) (oldServer, newServer *Server) {
 	t.Helper()
 	if err := sharedServers(); err != nil {
 		t.Fatal(err)
@@ -145,20 +146,20 @@ func sharedServers() error {
 // Dedicated launches a pair of servers that belong to the calling test alone,
 // for tests that stop, kill or restart them. They are closed when the test
 // ends.
-func Dedicated(t testing.TB) (old, new *Server) {
+func Dedicated(t testing.TB) (oldServer, newServer *Server) {
 	t.Helper()
-	old, new, err := launchPair(context.Background())
+	oldServer, newServer, err := launchPair(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = old.Launched.Close()
-		_ = new.Launched.Close()
+		_ = oldServer.Launched.Close()
+		_ = newServer.Launched.Close()
 	})
-	return old, new
+	return oldServer, newServer
 }
 
-func launchPair(ctx context.Context) (old, new *Server, err error) {
+func launchPair(ctx context.Context) (oldServer, newServer *Server, err error) {
 	if _, err := pglaunch.FindBinDir(); err != nil {
 		return nil, nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -212,14 +213,14 @@ const (
 // schema. The databases are dropped when the test ends.
 func NewPair(t testing.TB, schema Schema) *Pair {
 	t.Helper()
-	old, new := Servers(t)
-	return PairOn(t, old, new, schema)
+	oldServer, newServer := Servers(t)
+	return PairOn(t, oldServer, newServer, schema)
 }
 
 // PairOn creates a fresh database on each of the given servers.
-func PairOn(t testing.TB, old, new *Server, schema Schema) *Pair {
+func PairOn(t testing.TB, oldServer, newServer *Server, schema Schema) *Pair {
 	t.Helper()
-	return &Pair{Old: NewDB(t, old, schema), New: NewDB(t, new, schema)}
+	return &Pair{Old: NewDB(t, oldServer, schema), New: NewDB(t, newServer, schema)}
 }
 
 // NewDB creates a fresh database on server s, dropped when the test ends.
@@ -265,11 +266,13 @@ func createDB(s *Server, schema Schema) (db *DB, cleanup func(), err error) {
 		return nil, nil, fmt.Errorf("pgtest: connect %s: %w", name, err)
 	}
 	if schema == Domain {
-		for _, ddl := range []string{queries.Schema, queries.PgshiftSchema} {
-			if _, err := db.Pool.Exec(ctx, ddl); err != nil {
-				cleanup()
-				return nil, nil, fmt.Errorf("pgtest: apply schema to %s: %w", name, err)
-			}
+		_, err := db.Pool.Exec(ctx, queries.Schema)
+		if err == nil {
+			err = pgshiftdb.Install(ctx, db.Pool)
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("pgtest: apply schema to %s: %w", name, err)
 		}
 	}
 	return db, cleanup, nil

@@ -41,9 +41,9 @@ func TestExistingServersFromEnvironment(t *testing.T) {
 	if os.Getenv("PGTEST_CHILD") == "env" {
 		return
 	}
-	old, new := pgtest.Servers(t)
+	oldServer, newServer := pgtest.Servers(t)
 	out, err := runChild(t, "^TestChildUsesEnvironment$",
-		"PGTEST_CHILD=env", pgtest.EnvOldURL+"="+old.AdminURL, pgtest.EnvNewURL+"="+new.AdminURL)
+		"PGTEST_CHILD=env", pgtest.EnvOldURL+"="+oldServer.AdminURL, pgtest.EnvNewURL+"="+newServer.AdminURL)
 	if err != nil {
 		t.Fatalf("child against existing servers failed: %v\n%s", err, out)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshift/pgshift"
 )
 
 // Range is a range of primary keys, After < key <= Last in the key's order,
@@ -80,7 +82,7 @@ func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) 
 // FirstKeyAfter is the first key of t after key after (nil: from the
 // start) in key order, nil when there is none: one step down the primary
 // key index.
-func FirstKeyAfter(ctx context.Context, q Querier, t *Table, after []string) ([]string, error) {
+func FirstKeyAfter(ctx context.Context, q pgshift.Querier, t *Table, after []string) ([]string, error) {
 	r := Range{After: after}
 	if err := t.checkKey(r); err != nil {
 		return nil, err
@@ -125,7 +127,7 @@ func (t *Table) checkKey(r Range) error {
 // then runs to the table's end, so that rows another side holds beyond this
 // side's last key fall into it. It is keyset pagination: the server walks
 // the primary key index from after, never skipping rows with OFFSET.
-func NextChunk(ctx context.Context, q Querier, t *Table, after []string, size int, hash bool) (Range, Summary, error) {
+func NextChunk(ctx context.Context, q pgshift.Querier, t *Table, after []string, size int, hash bool) (Range, Summary, error) {
 	r := Range{After: after}
 	if err := t.checkKey(r); err != nil {
 		return r, Summary{}, err
@@ -167,7 +169,7 @@ func chunkHash(rowText string) string {
 
 // HashRange returns the Summary of the rows of t in r, read in whatever
 // order the server likes (the chunk hash does not depend on it).
-func HashRange(ctx context.Context, q Querier, t *Table, r Range) (Summary, error) {
+func HashRange(ctx context.Context, q pgshift.Querier, t *Table, r Range) (Summary, error) {
 	if err := t.checkKey(r); err != nil {
 		return Summary{}, err
 	}
@@ -188,7 +190,7 @@ type RowHash struct {
 
 // RowHashes returns the key and hash of every row of t in r, in key order:
 // the drill-down into a chunk whose hashes differ.
-func RowHashes(ctx context.Context, q Querier, t *Table, r Range) ([]RowHash, error) {
+func RowHashes(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]RowHash, error) {
 	if err := t.checkKey(r); err != nil {
 		return nil, err
 	}
@@ -204,7 +206,7 @@ func RowHashes(ctx context.Context, q Querier, t *Table, r Range) ([]RowHash, er
 
 // RowHashesOf returns the key and hash of the rows of t with the given keys
 // that exist, in key order.
-func RowHashesOf(ctx context.Context, q Querier, t *Table, keys [][]string) ([]RowHash, error) {
+func RowHashesOf(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string) ([]RowHash, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -221,7 +223,7 @@ func RowHashesOf(ctx context.Context, q Querier, t *Table, keys [][]string) ([]R
 	return out, nil
 }
 
-func collectRowHashes(ctx context.Context, q Querier, sql string, args ...any) ([]RowHash, error) {
+func collectRowHashes(ctx context.Context, q pgshift.Querier, sql string, args ...any) ([]RowHash, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err

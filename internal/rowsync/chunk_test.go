@@ -6,12 +6,13 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 // walk returns the chunks of size rows of tbl on q, each with its Summary.
-func walk(t *testing.T, q rowsync.Querier, tbl *rowsync.Table, size int) ([]rowsync.Range, []rowsync.Summary) {
+func walk(t *testing.T, q pgshift.Querier, tbl *rowsync.Table, size int) ([]rowsync.Range, []rowsync.Summary) {
 	t.Helper()
 	var ranges []rowsync.Range
 	var sums []rowsync.Summary

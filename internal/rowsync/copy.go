@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgshift/pgshift"
 )
 
 // CopyKeys makes the rows of table t with the given primary keys on dst equal
@@ -18,7 +20,7 @@ import (
 //
 // upserted counts rows inserted or changed on dst (a row dst already holds
 // unchanged is not written again); deleted counts rows removed from dst.
-func CopyKeys(ctx context.Context, src, dst Querier, t *Table, keys [][]string) (upserted, deleted int, err error) {
+func CopyKeys(ctx context.Context, src, dst pgshift.Querier, t *Table, keys [][]string) (upserted, deleted int, err error) {
 	if len(keys) == 0 {
 		return 0, 0, nil
 	}
@@ -95,7 +97,7 @@ func (t *Table) textColumns(alias string) string { return columnList(t.Columns, 
 
 // readRows reads the rows of t with the keys in keyArgs from q, in text
 // form, transposed: one text array per column (nil elements for NULLs).
-func readRows(ctx context.Context, q Querier, t *Table, keyArgs []any) ([]any, error) {
+func readRows(ctx context.Context, q pgshift.Querier, t *Table, keyArgs []any) ([]any, error) {
 	sql := fmt.Sprintf("SELECT %s FROM %s AS t JOIN %s ON %s",
 		t.textColumns("t"), t.Ident(), t.keySet(1, "k"), t.keyMatch("t", "k"))
 	rows, err := q.Query(ctx, sql, keyArgs...)

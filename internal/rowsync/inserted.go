@@ -6,11 +6,13 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshift/pgshift"
 )
 
 // CurrentXID is the id of the transaction q runs in, for InsertedKeys and
 // DeleteInsertedKeys after it commits.
-func CurrentXID(ctx context.Context, q Querier) (string, error) {
+func CurrentXID(ctx context.Context, q pgshift.Querier) (string, error) {
 	var xid string
 	if err := q.QueryRow(ctx, "SELECT pg_current_xact_id()::xid::text").Scan(&xid); err != nil {
 		return "", fmt.Errorf("transaction id: %w", err)
@@ -21,7 +23,7 @@ func CurrentXID(ctx context.Context, q Querier) (string, error) {
 // InsertedKeys returns the keys of t's rows in r that transaction xid
 // inserted and nothing has changed since (their xmin is still xid): the rows
 // one backfill chunk's transaction put there itself.
-func InsertedKeys(ctx context.Context, q Querier, t *Table, r Range, xid string) ([][]string, error) {
+func InsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, r Range, xid string) ([][]string, error) {
 	cond, args := t.where("t", r, 2)
 	sql := fmt.Sprintf("SELECT %s FROM %s AS t WHERE t.xmin = $1::xid AND %s", t.keyArray("t"), t.Ident(), cond)
 	rows, err := q.Query(ctx, sql, append([]any{xid}, args...)...)
@@ -38,7 +40,7 @@ func InsertedKeys(ctx context.Context, q Querier, t *Table, r Range, xid string)
 // KeyFingerprint summarises the set of t's keys in r on q: their number and
 // the sum of a 64-bit hash of each. Two sides with the same fingerprint hold
 // the same keys in r, but for a hash collision (about 2^-64).
-func KeyFingerprint(ctx context.Context, q Querier, t *Table, r Range) (string, error) {
+func KeyFingerprint(ctx context.Context, q pgshift.Querier, t *Table, r Range) (string, error) {
 	cond, args := t.where("t", r, 1)
 	sql := fmt.Sprintf("SELECT count(*) || ':' || coalesce(sum(hashtextextended(%s::text, 0)::numeric), 0) FROM %s AS t WHERE %s",
 		t.keyArray("t"), t.Ident(), cond)
@@ -50,7 +52,7 @@ func KeyFingerprint(ctx context.Context, q Querier, t *Table, r Range) (string, 
 }
 
 // MissingKeys returns those of keys that q holds no row of t for.
-func MissingKeys(ctx context.Context, q Querier, t *Table, keys [][]string) ([][]string, error) {
+func MissingKeys(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string) ([][]string, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -78,7 +80,7 @@ func MissingKeys(ctx context.Context, q Querier, t *Table, keys [][]string) ([][
 // DeleteInsertedKeys deletes from q the rows of t with the given keys that
 // transaction xid wrote and nothing has changed since (their xmin is still
 // xid): a row another writer touched meanwhile is that writer's business.
-func DeleteInsertedKeys(ctx context.Context, q Querier, t *Table, keys [][]string, xid string) (int64, error) {
+func DeleteInsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string, xid string) (int64, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}

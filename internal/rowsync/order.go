@@ -3,6 +3,8 @@ package rowsync
 import (
 	"context"
 	"fmt"
+
+	"github.com/pgshift/pgshift"
 )
 
 // ForeignKeyLevels orders tables so that a table comes after every table it
@@ -13,7 +15,7 @@ import (
 // (copy it in key order and its parents usually come first; verify --repair
 // settles the rest). Tables in a reference cycle go to the last level
 // together.
-func ForeignKeyLevels(ctx context.Context, q Querier, tables []*Table) ([][]*Table, error) {
+func ForeignKeyLevels(ctx context.Context, q pgshift.Querier, tables []*Table) ([][]*Table, error) {
 	rows, err := q.Query(ctx, `
 		SELECT cn.nspname, cl.relname, pn.nspname, pl.relname
 		FROM pg_catalog.pg_constraint c

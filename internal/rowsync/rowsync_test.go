@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
@@ -72,7 +74,7 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 }
 
 // dump is every row of table ident in text form, sorted.
-func dump(t *testing.T, q rowsync.Querier, ident string) []string {
+func dump(t *testing.T, q pgshift.Querier, ident string) []string {
 	t.Helper()
 	rows, err := q.Query(context.Background(), "SELECT r::text FROM "+ident+" AS r ORDER BY 1")
 	if err != nil {
@@ -85,7 +87,7 @@ func dump(t *testing.T, q rowsync.Querier, ident string) []string {
 	return out
 }
 
-func allKeys(t *testing.T, q rowsync.Querier, tbl *rowsync.Table) [][]string {
+func allKeys(t *testing.T, q pgshift.Querier, tbl *rowsync.Table) [][]string {
 	t.Helper()
 	rows, err := q.Query(context.Background(), `SELECT ARRAY["Tenant", "line No"::text] FROM `+tbl.Ident())
 	if err != nil {
@@ -162,7 +164,7 @@ func TestListTablesLeavesOutPgshiftAndOtherSchemas(t *testing.T) {
 	if want := []string{"Mixed Case", "events", "parted", "posts", "users"}; !slices.Equal(got, want) {
 		t.Errorf("public tables = %q, want %q", got, want)
 	}
-	if own, err := rowsync.ListTables(ctx, p.Old.Pool, rowsync.OwnSchema); err != nil || len(own) != 0 {
+	if own, err := rowsync.ListTables(ctx, p.Old.Pool, pgshiftdb.Schema); err != nil || len(own) != 0 {
 		t.Errorf("pgshift schema listed %q (err %v), want nothing", own, err)
 	}
 }
@@ -251,6 +253,6 @@ func TestCopyKeysRejectsKeyOfWrongLength(t *testing.T) {
 	}
 }
 
-var _ rowsync.Querier = (*pgxpool.Pool)(nil)
-var _ rowsync.Querier = (*pgx.Conn)(nil)
-var _ rowsync.Querier = pgx.Tx(nil)
+var _ pgshift.Querier = (*pgxpool.Pool)(nil)
+var _ pgshift.Querier = (*pgx.Conn)(nil)
+var _ pgshift.Querier = pgx.Tx(nil)

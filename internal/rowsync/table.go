@@ -7,19 +7,10 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
-
-// Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// OwnSchema is the schema of pgshift's own tables. ListTables never lists it
-// and the operator tools never copy or compare it.
-const OwnSchema = "pgshift"
 
 // SessionParams are the run-time parameters both connections of a copy or a
 // comparison should have, so that the text form of every value is the same
@@ -85,7 +76,7 @@ func (t *Table) String() string { return t.Ident() }
 
 // LoadTable reads table schema.name's columns and primary key from the
 // catalog of the database q is connected to.
-func LoadTable(ctx context.Context, q Querier, schema, name string) (*Table, error) {
+func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Table, error) {
 	t := &Table{Schema: schema, Name: name}
 	var oid uint32
 	err := q.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -134,18 +125,18 @@ func LoadTable(ctx context.Context, q Querier, schema, name string) (*Table, err
 // ListTables lists the base and partitioned tables of schema (partitions
 // left out: they are copied through their parent), by name. pgshift's own
 // schema is never listed.
-func ListTables(ctx context.Context, q Querier, schema string) ([]string, error) {
+func ListTables(ctx context.Context, q pgshift.Querier, schema string) ([]string, error) {
 	names, err := collectStrings(ctx, q, `SELECT c.relname FROM pg_class c
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND n.nspname <> $2 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-		ORDER BY c.relname`, schema, OwnSchema)
+		ORDER BY c.relname`, schema, pgshiftdb.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("list tables of schema %s: %w", pgx.Identifier{schema}.Sanitize(), err)
 	}
 	return names, nil
 }
 
-func collectStrings(ctx context.Context, q Querier, sql string, args ...any) ([]string, error) {
+func collectStrings(ctx context.Context, q pgshift.Querier, sql string, args ...any) ([]string, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err

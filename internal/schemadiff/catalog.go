@@ -106,7 +106,7 @@ var constraintKinds = map[string]Kind{
 
 // load reads the catalog of schema on one side, in one transaction whose
 // search_path is pg_catalog alone, so that definitions qualify every name.
-func load(ctx context.Context, db Querier, schema string) (*snapshot, error) {
+func load(ctx context.Context, db Beginner, schema string) (*snapshot, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, err

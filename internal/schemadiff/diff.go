@@ -8,14 +8,14 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
-// OwnSchema is pgshift's own schema; Diff refuses to compare it.
-const OwnSchema = "pgshift"
-
-// Querier opens the transaction in which one side's catalog is read.
-// *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier interface {
+// Beginner opens the transaction in which one side's catalog is read (its
+// search_path is set for that transaction alone). *pgxpool.Pool, *pgx.Conn
+// and pgx.Tx satisfy it.
+type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
@@ -28,22 +28,22 @@ type Options struct {
 }
 
 // ErrOwnSchema is returned when asked to compare pgshift's own schema.
-var ErrOwnSchema = errors.New("schemadiff: the schema " + OwnSchema + " holds pgshift's own tables and is never compared")
+var ErrOwnSchema = errors.New("schemadiff: the schema " + pgshiftdb.Schema + " holds pgshift's own tables and is never compared")
 
 // Diff compares the catalogs of schema ("public" when empty) on old and new
 // and lists every difference, sorted by object and kind.
-func Diff(ctx context.Context, old, new Querier, schema string, opts Options) (*Report, error) {
+func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Options) (*Report, error) {
 	if schema == "" {
 		schema = "public"
 	}
-	if schema == OwnSchema {
+	if schema == pgshiftdb.Schema {
 		return nil, ErrOwnSchema
 	}
-	o, err := load(ctx, old, schema)
+	o, err := load(ctx, oldDB, schema)
 	if err != nil {
 		return nil, fmt.Errorf("schemadiff: read schema %s on old: %w", quoteName(schema), err)
 	}
-	n, err := load(ctx, new, schema)
+	n, err := load(ctx, newDB, schema)
 	if err != nil {
 		return nil, fmt.Errorf("schemadiff: read schema %s on new: %w", quoteName(schema), err)
 	}
@@ -61,8 +61,8 @@ func Diff(ctx context.Context, old, new Querier, schema string, opts Options) (*
 // compare lists the differences between two snapshots of schema.
 func compare(schema string, o, n *snapshot) *Report {
 	r := &Report{Schema: schema, Differences: []Difference{}}
-	add := func(kind Kind, object, old, new string) {
-		r.Differences = append(r.Differences, newDifference(kind, object, old, new))
+	add := func(kind Kind, object, oldValue, newValue string) {
+		r.Differences = append(r.Differences, newDifference(kind, object, oldValue, newValue))
 	}
 
 	// Tables present on one side only; what belongs to them is not listed
@@ -104,14 +104,14 @@ func compare(schema string, o, n *snapshot) *Report {
 }
 
 // compareColumns compares the columns of the tables on both sides by name.
-func compareColumns(schema string, old, new []column, add func(kind Kind, object, old, new string)) {
+func compareColumns(schema string, oldCols, newCols []column, add func(kind Kind, object, oldValue, newValue string)) {
 	type key struct{ table, name string }
 	newByName := map[key]column{}
-	for _, c := range new {
+	for _, c := range newCols {
 		newByName[key{c.Table, c.Name}] = c
 	}
 	seen := map[key]bool{}
-	for _, oc := range old {
+	for _, oc := range oldCols {
 		k := key{oc.Table, oc.Name}
 		object := quoteName(schema, oc.Table, oc.Name)
 		nc, ok := newByName[k]
@@ -130,7 +130,7 @@ func compareColumns(schema string, old, new []column, add func(kind Kind, object
 			add(Default, object, orNone(oc.Default), orNone(nc.Default))
 		}
 	}
-	for _, nc := range new {
+	for _, nc := range newCols {
 		if !seen[key{nc.Table, nc.Name}] {
 			add(ExtraColumn, quoteName(schema, nc.Table, nc.Name), "", nc.Type)
 		}
@@ -165,12 +165,12 @@ func orNone(def string) string {
 // matchItems compares objects of one kind. With byDef, an object on old
 // whose definition an object on new of the same table has is equal whatever
 // the names; the rest is paired by name. Without it, only names pair.
-func matchItems(schema string, kind Kind, old, new []item, byDef bool, add func(kind Kind, object, old, new string)) {
-	usedNew := make([]bool, len(new))
+func matchItems(schema string, kind Kind, oldItems, newItems []item, byDef bool, add func(kind Kind, object, oldValue, newValue string)) {
+	usedNew := make([]bool, len(newItems))
 	var restOld []item
-	for _, o := range old {
+	for _, o := range oldItems {
 		found := false
-		for j, n := range new {
+		for j, n := range newItems {
 			if !usedNew[j] && o.Table == n.Table && o.Def == n.Def && (byDef || o.Name == n.Name) {
 				usedNew[j], found = true, true
 				break
@@ -181,15 +181,15 @@ func matchItems(schema string, kind Kind, old, new []item, byDef bool, add func(
 		}
 	}
 	for _, o := range restOld {
-		j := slices.IndexFunc(new, func(n item) bool { return n.Table == o.Table && n.Name == o.Name })
+		j := slices.IndexFunc(newItems, func(n item) bool { return n.Table == o.Table && n.Name == o.Name })
 		if j >= 0 && !usedNew[j] {
 			usedNew[j] = true
-			add(kind, objectName(schema, kind, o), o.Def, new[j].Def)
+			add(kind, objectName(schema, kind, o), o.Def, newItems[j].Def)
 		} else {
 			add(kind, objectName(schema, kind, o), o.Def, "")
 		}
 	}
-	for j, n := range new {
+	for j, n := range newItems {
 		if !usedNew[j] {
 			add(kind, objectName(schema, kind, n), "", n.Def)
 		}

@@ -15,15 +15,15 @@ import (
 // and as JSON. (Compiled, not run: it needs two databases.)
 func ExampleDiff() {
 	ctx := context.Background()
-	old, err := pgxpool.New(ctx, os.Getenv("PGSHIFT_OLD_URL"))
+	oldPool, err := pgxpool.New(ctx, os.Getenv("PGSHIFT_OLD_URL"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	new, err := pgxpool.New(ctx, os.Getenv("PGSHIFT_NEW_URL"))
+	newPool, err := pgxpool.New(ctx, os.Getenv("PGSHIFT_NEW_URL"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	report, err := schemadiff.Diff(ctx, old, new, "public", schemadiff.Options{})
+	report, err := schemadiff.Diff(ctx, oldPool, newPool, "public", schemadiff.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -104,21 +104,21 @@ func (r *Report) Write(w io.Writer) error {
 }
 
 // newDifference builds a difference with its message.
-func newDifference(kind Kind, object, old, new string) Difference {
+func newDifference(kind Kind, object, oldValue, newValue string) Difference {
 	var msg string
 	switch {
 	case kind == MissingTable || kind == MissingColumn:
 		msg = fmt.Sprintf("%s %s exists on old but not on new", kind.label(), object)
 	case kind == ExtraTable || kind == ExtraColumn:
 		msg = fmt.Sprintf("%s %s exists on new but not on old", kind.label(), object)
-	case new == "":
-		msg = fmt.Sprintf("%s %s is missing on new (old: %s)", kind.label(), object, old)
-	case old == "":
-		msg = fmt.Sprintf("%s %s is on new only (new: %s)", kind.label(), object, new)
+	case newValue == "":
+		msg = fmt.Sprintf("%s %s is missing on new (old: %s)", kind.label(), object, oldValue)
+	case oldValue == "":
+		msg = fmt.Sprintf("%s %s is on new only (new: %s)", kind.label(), object, newValue)
 	default:
-		msg = fmt.Sprintf("%s %s differs: old %s; new %s", kind.label(), object, old, new)
+		msg = fmt.Sprintf("%s %s differs: old %s; new %s", kind.label(), object, oldValue, newValue)
 	}
-	return Difference{Kind: kind, Object: object, Old: old, New: new, Message: msg}
+	return Difference{Kind: kind, Object: object, Old: oldValue, New: newValue, Message: msg}
 }
 
 // quoteName renders the identifiers of a qualified name, double-quoting the

@@ -35,7 +35,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift"
 )
 
 // DefaultGap is the gap Options.Gap defaults to. It is large on purpose:
@@ -44,9 +44,6 @@ import (
 // must not meet before everyone is live (the demo's walkthrough met a gap of
 // 1,000 within seconds). A smallint sequence needs a smaller gap.
 const DefaultGap = 1_000_000
-
-// Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier = rowsync.Querier
 
 // Options tunes Sync. The zero value is ready to use.
 type Options struct {
@@ -84,14 +81,14 @@ type Moved struct {
 // Sync moves every sequence of schema ("public" when empty) on new past old's
 // value and reports each one, in name order. With ErrMissingOnNew the report
 // still lists the sequences that were synced.
-func Sync(ctx context.Context, old, new Querier, schema string, opts Options) ([]Moved, error) {
-	return run(ctx, old, new, schema, opts, true)
+func Sync(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, opts Options) ([]Moved, error) {
+	return run(ctx, oldDB, newDB, schema, opts, true)
 }
 
 // Status reports, for every sequence of schema on old, both sides' values and
 // what Sync would do, without changing anything.
-func Status(ctx context.Context, old, new Querier, schema string, opts Options) ([]Moved, error) {
-	return run(ctx, old, new, schema, opts, false)
+func Status(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, opts Options) ([]Moved, error) {
+	return run(ctx, oldDB, newDB, schema, opts, false)
 }
 
 // sequence is one sequence as the catalog describes it.
@@ -122,7 +119,7 @@ LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
 WHERE n.nspname = $1
 ORDER BY c.relname`
 
-func list(ctx context.Context, q Querier, schema string) ([]sequence, error) {
+func list(ctx context.Context, q pgshift.Querier, schema string) ([]sequence, error) {
 	rows, err := q.Query(ctx, sequencesSQL, schema)
 	if err != nil {
 		return nil, err
@@ -130,7 +127,7 @@ func list(ctx context.Context, q Querier, schema string) ([]sequence, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[sequence])
 }
 
-func run(ctx context.Context, old, new Querier, schema string, opts Options, apply bool) ([]Moved, error) {
+func run(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, opts Options, apply bool) ([]Moved, error) {
 	if schema == "" {
 		schema = "public"
 	}
@@ -141,11 +138,11 @@ func run(ctx context.Context, old, new Querier, schema string, opts Options, app
 	case gap == 0:
 		gap = DefaultGap
 	}
-	oldSeqs, err := list(ctx, old, schema)
+	oldSeqs, err := list(ctx, oldDB, schema)
 	if err != nil {
 		return nil, fmt.Errorf("sequences: list sequences of schema %s on old: %w", schema, err)
 	}
-	newSeqs, err := list(ctx, new, schema)
+	newSeqs, err := list(ctx, newDB, schema)
 	if err != nil {
 		return nil, fmt.Errorf("sequences: list sequences of schema %s on new: %w", schema, err)
 	}
@@ -161,7 +158,7 @@ func run(ctx context.Context, old, new Querier, schema string, opts Options, app
 			errs = append(errs, fmt.Errorf("sequences: %s: %w; create it on new (schema-diff lists it) and run again", oseq.Qualified, ErrMissingOnNew))
 			continue
 		}
-		m, err := syncOne(ctx, old, new, schema, oseq, nseq, gap, apply)
+		m, err := syncOne(ctx, oldDB, newDB, schema, oseq, nseq, gap, apply)
 		if err != nil {
 			return out, fmt.Errorf("sequences: %s: %w", oseq.Qualified, err)
 		}
@@ -171,14 +168,14 @@ func run(ctx context.Context, old, new Querier, schema string, opts Options, app
 }
 
 // syncOne plans, and with apply performs, the move of one sequence.
-func syncOne(ctx context.Context, old, new Querier, schema string, oseq, nseq sequence, gap int64, apply bool) (Moved, error) {
+func syncOne(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, oseq, nseq sequence, gap int64, apply bool) (Moved, error) {
 	ident := pgx.Identifier{schema, oseq.Name}.Sanitize()
 	m := Moved{Sequence: oseq.Qualified}
 	var err error
-	if m.Old, err = handedOut(ctx, old, ident, oseq.Increment); err != nil {
+	if m.Old, err = handedOut(ctx, oldDB, ident, oseq.Increment); err != nil {
 		return m, fmt.Errorf("read on old: %w", err)
 	}
-	if m.NewBefore, err = handedOut(ctx, new, ident, nseq.Increment); err != nil {
+	if m.NewBefore, err = handedOut(ctx, newDB, ident, nseq.Increment); err != nil {
 		return m, fmt.Errorf("read on new: %w", err)
 	}
 	up := nseq.Increment > 0
@@ -193,7 +190,7 @@ func syncOne(ctx context.Context, old, new Querier, schema string, oseq, nseq se
 		}
 		sql := fmt.Sprintf("SELECT %s(%s)::bigint FROM %s", agg,
 			pgx.Identifier{nseq.OwnerColumn}.Sanitize(), pgx.Identifier{nseq.OwnerSchema, nseq.OwnerTable}.Sanitize())
-		if err := new.QueryRow(ctx, sql).Scan(&m.OwnedMax); err != nil {
+		if err := newDB.QueryRow(ctx, sql).Scan(&m.OwnedMax); err != nil {
 			return m, fmt.Errorf("read the owning column %s on new: %w", m.OwnedBy, err)
 		}
 		if m.OwnedMax != nil && beyond(*m.OwnedMax, floor) {
@@ -222,10 +219,10 @@ func syncOne(ctx context.Context, old, new Querier, schema string, oseq, nseq se
 	}
 	sql := fmt.Sprintf(`SELECT setval($1::regclass, $2, true) FROM %s
 WHERE (CASE WHEN is_called THEN last_value ELSE last_value - $3 END) %s $2`, ident, cmp)
-	if _, err := new.Exec(ctx, sql, ident, target, nseq.Increment); err != nil {
+	if _, err := newDB.Exec(ctx, sql, ident, target, nseq.Increment); err != nil {
 		return m, fmt.Errorf("setval to %d on new: %w", target, err)
 	}
-	if m.NewAfter, err = handedOut(ctx, new, ident, nseq.Increment); err != nil {
+	if m.NewAfter, err = handedOut(ctx, newDB, ident, nseq.Increment); err != nil {
 		return m, fmt.Errorf("read on new after setval: %w", err)
 	}
 	return m, nil
@@ -247,7 +244,7 @@ func past(floor, gap int64, up bool, s sequence) (int64, error) {
 
 // handedOut is the last value the sequence has handed out: last_value once
 // nextval (or setval with is_called) has run, else one increment before it.
-func handedOut(ctx context.Context, q Querier, ident string, increment int64) (int64, error) {
+func handedOut(ctx context.Context, q pgshift.Querier, ident string, increment int64) (int64, error) {
 	var v int64
 	err := q.QueryRow(ctx, "SELECT CASE WHEN is_called THEN last_value ELSE last_value - $1 END FROM "+ident, increment).Scan(&v)
 	return v, err

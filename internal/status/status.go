@@ -34,16 +34,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshift/pgshift/internal/logdb"
-	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // DefaultExactCountLimit is the estimated row count above which a table's
 // rows are estimated rather than counted, unless Options say otherwise.
 const DefaultExactCountLimit = 1_000_000
-
-// Querier runs SQL. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier = rowsync.Querier
 
 // Options tunes Collect. The zero value is ready to use.
 type Options struct {
@@ -90,11 +87,11 @@ type Report struct {
 // Collect reads both sides' repair backlog and the row counts of tables in
 // schema ("public" when empty); no tables means every table either side has
 // in the schema. pgshift's own schema is refused.
-func Collect(ctx context.Context, old, new Querier, schema string, tables []string, opts Options) (*Report, error) {
+func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, tables []string, opts Options) (*Report, error) {
 	if schema == "" {
 		schema = "public"
 	}
-	if schema == "pgshift" {
+	if schema == pgshiftdb.Schema {
 		return nil, fmt.Errorf("status: schema pgshift holds pgshift's own tables; name the application's schema")
 	}
 	limit := opts.ExactCountLimit
@@ -103,23 +100,23 @@ func Collect(ctx context.Context, old, new Querier, schema string, tables []stri
 	}
 	r := &Report{Schema: schema, Tables: []TableCount{}}
 	var err error
-	if r.Old, err = backlog(ctx, old); err != nil {
+	if r.Old, err = backlog(ctx, oldDB); err != nil {
 		return nil, fmt.Errorf("status: repair backlog on old: %w", err)
 	}
-	if r.New, err = backlog(ctx, new); err != nil {
+	if r.New, err = backlog(ctx, newDB); err != nil {
 		return nil, fmt.Errorf("status: repair backlog on new: %w", err)
 	}
 	if len(tables) == 0 {
-		if tables, err = allTables(ctx, old, new, schema); err != nil {
+		if tables, err = allTables(ctx, oldDB, newDB, schema); err != nil {
 			return nil, err
 		}
 	}
 	for _, t := range tables {
 		tc := TableCount{Table: t}
-		if tc.Old, err = count(ctx, old, schema, t, limit); err != nil {
+		if tc.Old, err = count(ctx, oldDB, schema, t, limit); err != nil {
 			return nil, fmt.Errorf("status: count rows of %s on old: %w", pgx.Identifier{schema, t}.Sanitize(), err)
 		}
-		if tc.New, err = count(ctx, new, schema, t, limit); err != nil {
+		if tc.New, err = count(ctx, newDB, schema, t, limit); err != nil {
 			return nil, fmt.Errorf("status: count rows of %s on new: %w", pgx.Identifier{schema, t}.Sanitize(), err)
 		}
 		r.Tables = append(r.Tables, tc)
@@ -127,12 +124,13 @@ func Collect(ctx context.Context, old, new Querier, schema string, tables []stri
 	return r, nil
 }
 
-func backlog(ctx context.Context, q Querier) (Backlog, error) {
+func backlog(ctx context.Context, q pgshift.Querier) (Backlog, error) {
 	var b Backlog
-	if err := q.QueryRow(ctx, "SELECT to_regclass('pgshift.repair_log') IS NOT NULL").Scan(&b.Installed); err != nil || !b.Installed {
+	var err error
+	if b.Installed, err = pgshiftdb.New().Installed(ctx, q); err != nil || !b.Installed {
 		return b, err
 	}
-	row, err := logdb.New().RepairBacklog(ctx, q)
+	row, err := pgshiftdb.New().RepairBacklog(ctx, q)
 	b.Entries, b.OldestAgeSeconds = row.Entries, row.OldestAgeSeconds
 	b.OldestAge = time.Duration(b.OldestAgeSeconds * float64(time.Second))
 	return b, err
@@ -143,12 +141,12 @@ SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`
 
 // allTables is the sorted union of both sides' tables in schema.
-func allTables(ctx context.Context, old, new Querier, schema string) ([]string, error) {
+func allTables(ctx context.Context, oldDB, newDB pgshift.Querier, schema string) ([]string, error) {
 	var all []string
 	for _, side := range []struct {
 		name string
-		q    Querier
-	}{{"old", old}, {"new", new}} {
+		q    pgshift.Querier
+	}{{"old", oldDB}, {"new", newDB}} {
 		rows, err := side.q.Query(ctx, tablesSQL, schema)
 		if err != nil {
 			return nil, fmt.Errorf("status: list tables of schema %s on %s: %w", schema, side.name, err)
@@ -163,7 +161,7 @@ func allTables(ctx context.Context, old, new Querier, schema string) ([]string, 
 	return slices.Compact(all), nil
 }
 
-func count(ctx context.Context, q Querier, schema, table string, limit int64) (Count, error) {
+func count(ctx context.Context, q pgshift.Querier, schema, table string, limit int64) (Count, error) {
 	var estimate *int64
 	err := q.QueryRow(ctx, `
 SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -89,7 +90,7 @@ func (r Result) Differences() int { return r.Missing + r.Extra + r.Different }
 
 // Run compares tables between old and new. Per-table failures are in the
 // results (the other tables continue).
-func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
+func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
 	if opts.ChunkSize < 1 {
 		opts.ChunkSize = 10_000
 	}
@@ -114,7 +115,7 @@ func Run(ctx context.Context, old, new *pgxpool.Pool, tables []*rowsync.Table, o
 	}
 	results := make([]Result, len(tables))
 	rowsync.ForEach(ctx, len(tables), opts.Workers, func(i int) {
-		results[i] = table(ctx, old, new, tables[i], opts)
+		results[i] = table(ctx, oldDB, newDB, tables[i], opts)
 	})
 	return results, ctx.Err()
 }
@@ -125,15 +126,15 @@ type chunk struct {
 	old rowsync.Summary
 }
 
-func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
+func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
 	res := Result{Table: t}
 	start := time.Now()
-	candidates, err := compare(ctx, old, new, t, opts.ChunkSize, &res)
+	candidates, err := compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res)
 	if err != nil {
 		res.Err = fmt.Errorf("verify %s: %w", t, err)
 		return res
 	}
-	d, err := recheck(ctx, old, new, t, candidates, opts.RecheckDelay)
+	d, err := recheck(ctx, oldDB, newDB, t, candidates, opts.RecheckDelay)
 	if err != nil {
 		res.Err = fmt.Errorf("verify %s: re-check: %w", t, err)
 		return res
@@ -142,7 +143,7 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 	res.Transient = len(candidates) - d.Len()
 	res.Examples = Examples{Missing: first(d.Missing, opts.Examples), Extra: first(d.Extra, opts.Examples), Different: first(d.Different, opts.Examples)}
 	if opts.Repair && d.Len() > 0 {
-		src, dst := rowsync.Querier(old), rowsync.Querier(new)
+		src, dst := pgshift.Querier(oldDB), pgshift.Querier(newDB)
 		if opts.Source == "new" {
 			src, dst = dst, src
 		}
@@ -164,14 +165,14 @@ func table(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, opts O
 // compare walks t on old in chunks, hashing each chunk as it goes
 // (rowsync.NextChunk), and has new hash the same range while old already
 // walks the next one; it returns the keys of the rows that differ.
-func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size int, res *Result) ([][]string, error) {
+func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, size int, res *Result) ([][]string, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	chunks := make(chan chunk, 2)
 	g.Go(func() error {
 		defer close(chunks)
 		var after []string
 		for {
-			r, s, err := rowsync.NextChunk(ctx, old, t, after, size, true)
+			r, s, err := rowsync.NextChunk(ctx, oldDB, t, after, size, true)
 			if err != nil {
 				return err
 			}
@@ -189,7 +190,7 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 	var keys [][]string
 	g.Go(func() error {
 		for c := range chunks {
-			n, err := rowsync.HashRange(ctx, new, t, c.r)
+			n, err := rowsync.HashRange(ctx, newDB, t, c.r)
 			if err != nil {
 				return err
 			}
@@ -199,7 +200,7 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 				continue
 			}
 			res.ChunksDiffering++
-			d, err := diff(ctx, old, new, t, func(q rowsync.Querier) ([]rowsync.RowHash, error) {
+			d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
 				return rowsync.RowHashes(ctx, q, t, c.r)
 			})
 			if err != nil {
@@ -213,11 +214,11 @@ func compare(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, size
 }
 
 // diff reads rows from both sides at once and diffs them old -> new.
-func diff(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, read func(rowsync.Querier) ([]rowsync.RowHash, error)) (rowsync.Diff, error) {
+func diff(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, read func(pgshift.Querier) ([]rowsync.RowHash, error)) (rowsync.Diff, error) {
 	var o, n []rowsync.RowHash
 	var g errgroup.Group
-	g.Go(func() (err error) { o, err = read(old); return err })
-	g.Go(func() (err error) { n, err = read(new); return err })
+	g.Go(func() (err error) { o, err = read(oldDB); return err })
+	g.Go(func() (err error) { n, err = read(newDB); return err })
 	if err := g.Wait(); err != nil {
 		return rowsync.Diff{}, err
 	}
@@ -226,7 +227,7 @@ func diff(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, read fu
 
 // recheck reads the candidate keys again on both sides after delay and
 // returns the differences that remain.
-func recheck(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, candidates [][]string, delay time.Duration) (rowsync.Diff, error) {
+func recheck(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, candidates [][]string, delay time.Duration) (rowsync.Diff, error) {
 	var d rowsync.Diff
 	if len(candidates) == 0 {
 		return d, nil
@@ -237,7 +238,7 @@ func recheck(ctx context.Context, old, new *pgxpool.Pool, t *rowsync.Table, cand
 		return d, ctx.Err()
 	}
 	for keys := range batches(candidates, 1000) {
-		b, err := diff(ctx, old, new, t, func(q rowsync.Querier) ([]rowsync.RowHash, error) {
+		b, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
 			return rowsync.RowHashesOf(ctx, q, t, keys)
 		})
 		if err != nil {

@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: repairlog.sql
 
-package logdb
+package pgshiftdb
 
 import (
 	"context"
@@ -205,11 +205,11 @@ WHERE id = ANY($3::bigint[])
 type PostponeRepairEntriesParams struct {
 	BaseDelaySeconds float64 `json:"base_delay_seconds"`
 	LastError        string  `json:"last_error"`
-	Ids              []int64 `json:"ids"`
+	IDs              []int64 `json:"ids"`
 }
 
 func (q *Queries) PostponeRepairEntries(ctx context.Context, db DBTX, arg PostponeRepairEntriesParams) error {
-	_, err := db.Exec(ctx, postponeRepairEntries, arg.BaseDelaySeconds, arg.LastError, arg.Ids)
+	_, err := db.Exec(ctx, postponeRepairEntries, arg.BaseDelaySeconds, arg.LastError, arg.IDs)
 	return err
 }
 

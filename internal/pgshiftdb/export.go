@@ -1,4 +1,4 @@
-package logdb
+package pgshiftdb
 
 // The texts of the repair-log statements the dualwrite facade sends in a
 // pgx.Batch together with a write's own statements, and their arguments in

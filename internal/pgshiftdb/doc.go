@@ -1,0 +1,27 @@
+// Package pgshiftdb is pgshift's own schema ("pgshift") on each database: the
+// repair log the dualwrite facade writes and drains, and the backfill's
+// progress. Every statement pgshift runs on these tables is in
+// queries/pgshift/*.sql and compiled by sqlc into this package; this file
+// and export.go are the only hand-written ones.
+package pgshiftdb
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/queries"
+)
+
+// Schema is the schema of pgshift's own tables. The operator tools never
+// list, copy or compare it.
+const Schema = "pgshift"
+
+// Install creates pgshift's schema and tables on the database q is
+// connected to (queries.PgshiftSchema). It is idempotent.
+func Install(ctx context.Context, q pgshift.Querier) error {
+	if _, err := q.Exec(ctx, queries.PgshiftSchema); err != nil {
+		return fmt.Errorf("install schema %s: %w", Schema, err)
+	}
+	return nil
+}
