@@ -240,8 +240,8 @@ func (a *app) routeAdmin(mux *http.ServeMux) {
 		return a.verify(r.Context(), r.URL.Query().Get("repair") == "true", 0)
 	}))
 	mux.Handle("POST /admin/repair", a.admin(func(r *http.Request) (any, error) {
-		rep, err := a.facade.Drain(r.Context())
-		return map[string]any{"repaired_from_old": rep.Repaired[0], "repaired_from_new": rep.Repaired[1], "failed": rep.Failed}, err
+		rep, err := a.facade.Repairer().Drain(r.Context())
+		return map[string]any{"repaired_from_old": rep.OldToNew, "repaired_from_new": rep.NewToOld, "failed": rep.Postponed}, err
 	}))
 	mux.Handle("POST /admin/backfill", a.admin(func(r *http.Request) (any, error) {
 		return a.backfill(r.Context())

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 )
 
@@ -24,27 +25,22 @@ type stageRow struct {
 	Accounts int    `json:"accounts"`
 }
 
-type backlogJSON struct {
-	Entries       int64   `json:"entries"`
-	OldestSeconds float64 `json:"oldest_seconds"`
-}
-
 // dashboardJSON is what the dashboard polls.
 type dashboardJSON struct {
-	Now              time.Time              `json:"now"`
-	Uptime           float64                `json:"uptime_seconds"`
-	FlagsFile        string                 `json:"flags_file"`
-	Requests         int64                  `json:"requests"`
-	Failed           int64                  `json:"failed"`
-	Stages           []stageRow             `json:"stages"`
-	ShadowReads      int64                  `json:"shadow_reads"`
-	ShadowMismatches int64                  `json:"shadow_mismatches"`
-	OtherMissed      int64                  `json:"other_missed"`
-	Repaired         int64                  `json:"repaired"`
-	Backlog          map[string]backlogJSON `json:"backlog"`
-	Recent           []request              `json:"recent"`
-	Verify           *verifyReport          `json:"verify"`
-	Accounts         []accountStage         `json:"accounts"`
+	Now              time.Time         `json:"now"`
+	Uptime           float64           `json:"uptime_seconds"`
+	FlagsFile        string            `json:"flags_file"`
+	Requests         int64             `json:"requests"`
+	Failed           int64             `json:"failed"`
+	Stages           []stageRow        `json:"stages"`
+	ShadowReads      int64             `json:"shadow_reads"`
+	ShadowMismatches int64             `json:"shadow_mismatches"`
+	OtherMissed      int64             `json:"other_missed"`
+	Repaired         int64             `json:"repaired"`
+	Backlog          dualwrite.Backlog `json:"backlog"`
+	Recent           []request         `json:"recent"`
+	Verify           *verifyReport     `json:"verify"`
+	Accounts         []accountStage    `json:"accounts"`
 }
 
 // accountStage is a seeded account and the stage the flags put it in now.
@@ -80,13 +76,9 @@ func (a *app) dashboard(ctx context.Context) dashboardJSON {
 		Requests:  act.Total, Failed: act.Failures,
 		ShadowReads: st.ShadowReads, ShadowMismatches: st.ShadowMismatches,
 		OtherMissed: st.OtherMissed, Repaired: st.Repaired,
-		Backlog: map[string]backlogJSON{},
+		Backlog: st.Backlog,
 		Recent:  act.Recent,
 		Verify:  a.verifies.get(),
-	}
-	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-		b := st.Backlog[side]
-		d.Backlog[side.String()] = backlogJSON{Entries: b.Entries, OldestSeconds: b.OldestAge.Seconds()}
 	}
 	d.Accounts = a.accountStages(ctx)
 	counts := map[string]int{}

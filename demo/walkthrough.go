@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 )
 
@@ -271,7 +272,7 @@ type stepReport struct {
 	shadowReads        int64
 	mismatches         int64
 	missed, repaired   int64
-	backlog            [2]int64
+	backlog            dualwrite.Backlog
 	drainFailed        int
 	extra              [][2]string // label, line
 	verify             *verifyReport
@@ -294,7 +295,7 @@ func (r stepReport) print(w io.Writer) {
 	fmt.Fprintf(w, "    users     %s\n", strings.Join(parts, ", "))
 	fmt.Fprintf(w, "    requests  %d, %d failed; answered by old %d, new %d\n", r.requests, r.failures, r.byOld, r.byNew)
 	fmt.Fprintf(w, "    shadow    %d reads compared, %d mismatches\n", r.shadowReads, r.mismatches)
-	fmt.Fprintf(w, "    repair    %d writes left to repair, %d rows repaired; backlog old %d, new %d", r.missed, r.repaired, r.backlog[0], r.backlog[1])
+	fmt.Fprintf(w, "    repair    %d writes left to repair, %d rows repaired; backlog old %d, new %d", r.missed, r.repaired, r.backlog.Old.Entries, r.backlog.New.Entries)
 	if r.drainFailed > 0 {
 		fmt.Fprintf(w, " (%d could not be repaired yet)", r.drainFailed)
 	}
@@ -357,16 +358,14 @@ func runStep(ctx context.Context, a *app, l *load, s step, d time.Duration) (ste
 	// Let writes' other sides and shadow reads finish, then settle the
 	// repair logs now rather than at the worker's pace.
 	a.facade.Wait()
-	drain, err := a.facade.Drain(ctx)
+	drain, err := a.facade.Repairer().Drain(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
-	rep.drainFailed = drain.Failed
-	backlog, err := a.facade.Backlog(ctx)
-	if err != nil {
+	rep.drainFailed = drain.Postponed
+	if rep.backlog, err = a.facade.Repairer().Backlog(ctx); err != nil {
 		return rep, err
 	}
-	rep.backlog = [2]int64{backlog[0].Entries, backlog[1].Entries}
 
 	act, st := a.activity.snapshot(), a.facade.Stats()
 	rep.requests, rep.failures = l.requests.Load()-req0, l.failures.Load()-fail0

@@ -120,8 +120,8 @@ func waitDrained(t *testing.T, f *dualwrite.Facade, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		f.Wait()
-		b, err := f.Backlog(context.Background())
-		if err == nil && b[0].Entries == 0 && b[1].Entries == 0 {
+		b, err := f.Repairer().Backlog(context.Background())
+		if err == nil && b.Entries() == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -286,7 +286,7 @@ func TestOtherSideDown(t *testing.T) {
 			if n := failures.Load(); n != 0 {
 				t.Fatalf("%d of %d writes failed with the other side down; first: %v", n, writers*perWriter, firstErr.Load())
 			}
-			backlog, err := b.facade.Backlog(context.Background())
+			backlog, err := b.facade.Repairer().Backlog(context.Background())
 			if err == nil {
 				t.Fatalf("reading both backlogs succeeded with a side down")
 			}
@@ -549,4 +549,24 @@ func TestAuthorityFlipUnderLoadConverges(t *testing.T) {
 	}
 	waitDrained(t, b.facade, 60*time.Second)
 	requireEqualSides(t, b.pair.Old.Pool, b.pair.New.Pool)
+}
+
+// Calls on a closed facade return ErrClosed and touch neither database.
+func TestCallsAfterCloseReturnErrClosed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageDualWrite)
+	ctx := userCtx("closed")
+	b.facade.Close()
+	if _, err := b.store.Users.Create(ctx, repo.NewUser{Email: "c@example.com", Name: "c"}); !errors.Is(err, dualwrite.ErrClosed) {
+		t.Errorf("write after Close: err %v, want ErrClosed", err)
+	}
+	if _, err := b.store.Users.Get(ctx, uuid.New()); !errors.Is(err, dualwrite.ErrClosed) {
+		t.Errorf("read after Close: err %v, want ErrClosed", err)
+	}
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		if n := count(t, b.pool(side), "users", "true"); n != 0 {
+			t.Errorf("%v has %d users after calls on a closed facade, want 0", side, n)
+		}
+	}
+	b.facade.Close() // a second Close does nothing
 }

@@ -91,7 +91,7 @@ func TestKilledWriterConverges(t *testing.T) {
 	}
 	// A fresh process's facade repairs whatever the killed ones left.
 	b := setupOn(t, pair, flags.StageDualWrite)
-	if _, err := b.facade.Drain(context.Background()); err != nil {
+	if _, err := b.facade.Repairer().Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitDrained(t, b.facade, 60*time.Second)
@@ -127,7 +127,7 @@ func TestChildWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, err := dualwrite.New(ctx, dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(st),
-		Repair: dualwrite.RepairConfig{Disabled: true}})
+		RepairDisabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,15 +12,16 @@ import (
 	"github.com/pgshift/pgshift/flags"
 )
 
-// The facade's OpenTelemetry instruments, under meter "github.com/pgshift/pgshift/dualwrite":
+// The OpenTelemetry instruments of the facade and of a Repairer, under meter
+// "github.com/pgshift/pgshift/dualwrite":
 //
 //	pgshift.dualwrite.duration          histogram, seconds; op, kind (read, write, shadow), side, outcome (ok, error)
 //	pgshift.dualwrite.errors            counter; op, kind, side
 //	pgshift.dualwrite.other_missed      counter; op, side: writes the other side missed (left to repair)
 //	pgshift.dualwrite.shadow_mismatches counter; op
-//	pgshift.repair.backlog              gauge; side: repair log entries on that side
-//	pgshift.repair.oldest_age           gauge, seconds; side: age of the oldest entry
-//	pgshift.repair.repaired             counter; side (the side copied to)
+//	pgshift.repair.backlog              gauge; side: repair log entries on that side (Repairer)
+//	pgshift.repair.oldest_age           gauge, seconds; side: age of the oldest entry (Repairer)
+//	pgshift.repair.repaired             counter; side (the side copied to) (Repairer)
 const meterName = "github.com/pgshift/pgshift/dualwrite"
 
 type kind uint8
@@ -38,13 +39,12 @@ type instruments struct {
 	errors     metric.Int64Counter
 	missed     metric.Int64Counter
 	mismatches metric.Int64Counter
-	repaired   metric.Int64Counter
 
 	mu   sync.RWMutex
 	sets map[attrKey]metric.MeasurementOption
 
 	stats struct {
-		mismatches, missed, shadowReads, shadowTransient, repaired atomic.Int64
+		mismatches, missed, shadowReads, shadowTransient atomic.Int64
 	}
 }
 
@@ -53,10 +53,10 @@ type attrKey struct {
 	kind   kind
 	side   flags.Side
 	failed bool
-	which  uint8 // 0 duration, 1 errors, 2 missed, 3 mismatches, 4 repaired
+	which  uint8 // 0 duration, 1 errors, 2 missed, 3 mismatches
 }
 
-func newInstruments(mp metric.MeterProvider, f *Facade) (*instruments, error) {
+func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	m := mp.Meter(meterName)
 	in := &instruments{sets: make(map[attrKey]metric.MeasurementOption)}
 	var err error
@@ -74,27 +74,7 @@ func newInstruments(mp metric.MeterProvider, f *Facade) (*instruments, error) {
 	if in.mismatches, err = m.Int64Counter("pgshift.dualwrite.shadow_mismatches", metric.WithDescription("Shadow reads whose answer differed from the authoritative one.")); err != nil {
 		return nil, err
 	}
-	if in.repaired, err = m.Int64Counter("pgshift.repair.repaired", metric.WithDescription("Rows the repair worker copied or deleted, per side written.")); err != nil {
-		return nil, err
-	}
-	backlog, err := m.Int64ObservableGauge("pgshift.repair.backlog", metric.WithDescription("Repair log entries waiting on each side."))
-	if err != nil {
-		return nil, err
-	}
-	oldest, err := m.Float64ObservableGauge("pgshift.repair.oldest_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest repair log entry on each side."))
-	if err != nil {
-		return nil, err
-	}
-	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			b := f.cachedBacklog(side)
-			set := metric.WithAttributes(attribute.String("side", side.String()))
-			o.ObserveInt64(backlog, b.Entries, set)
-			o.ObserveFloat64(oldest, b.OldestAge.Seconds(), set)
-		}
-		return nil
-	}, backlog, oldest)
-	return in, err
+	return in, nil
 }
 
 // attrs returns the (cached) attribute option of one measurement, so that
@@ -119,8 +99,6 @@ func (in *instruments) attrs(k attrKey) metric.MeasurementOption {
 		}
 	case 2:
 		kv = append(kv, attribute.String("side", k.side.String()))
-	case 4:
-		kv = []attribute.KeyValue{attribute.String("side", k.side.String())}
 	}
 	opt = metric.WithAttributeSet(attribute.NewSet(kv...))
 	in.mu.Lock()
@@ -150,17 +128,53 @@ func (in *instruments) mismatch(ctx context.Context, op string) {
 	in.mismatches.Add(ctx, 1, in.attrs(attrKey{op: op, which: 3}))
 }
 
-func (in *instruments) repairedRows(ctx context.Context, to flags.Side, n int) {
-	in.stats.repaired.Add(int64(n))
-	in.repaired.Add(ctx, int64(n), in.attrs(attrKey{side: to, which: 4}))
+// repairInstruments are a Repairer's instruments.
+type repairInstruments struct {
+	repaired      metric.Int64Counter
+	onOld, onNew  metric.MeasurementOption // attribute side=old, side=new
+	repairedTotal atomic.Int64
 }
 
-// Backlog is the state of one side's repair log.
-type Backlog struct {
-	// Entries waiting to be copied from this side to the other.
-	Entries int64
-	// OldestAge is the age of the oldest entry (0 when there is none).
-	OldestAge time.Duration
+func (in *repairInstruments) side(s flags.Side) metric.MeasurementOption {
+	if s == flags.SideNew {
+		return in.onNew
+	}
+	return in.onOld
+}
+
+func newRepairInstruments(mp metric.MeterProvider, r *Repairer) (*repairInstruments, error) {
+	m := mp.Meter(meterName)
+	in := &repairInstruments{
+		onOld: metric.WithAttributes(attribute.String("side", flags.SideOld.String())),
+		onNew: metric.WithAttributes(attribute.String("side", flags.SideNew.String())),
+	}
+	var err error
+	if in.repaired, err = m.Int64Counter("pgshift.repair.repaired", metric.WithDescription("Rows the repair worker copied or deleted, per side written.")); err != nil {
+		return nil, err
+	}
+	backlog, err := m.Int64ObservableGauge("pgshift.repair.backlog", metric.WithDescription("Repair log entries waiting on each side."))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := m.Float64ObservableGauge("pgshift.repair.oldest_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest repair log entry on each side."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		b := r.LastBacklog()
+		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+			sb := b.Side(side)
+			o.ObserveInt64(backlog, sb.Entries, in.side(side))
+			o.ObserveFloat64(oldest, sb.OldestAge.Seconds(), in.side(side))
+		}
+		return nil
+	}, backlog, oldest)
+	return in, err
+}
+
+func (in *repairInstruments) repairedRows(ctx context.Context, to flags.Side, n int) {
+	in.repairedTotal.Add(int64(n))
+	in.repaired.Add(ctx, int64(n), in.side(to))
 }
 
 // Stats are counters since the facade started, for dashboards and tests;
@@ -177,11 +191,12 @@ type Stats struct {
 	// OtherMissed is the number of writes the other side missed (failed,
 	// timed out or diverged), left to the repair worker.
 	OtherMissed int64
-	// Repaired is the number of rows the repair worker copied or deleted.
+	// Repaired is the number of rows the facade's repair worker copied or
+	// deleted.
 	Repaired int64
-	// Backlog is each side's repair log as last seen by the repair worker,
-	// indexed by flags.Side.
-	Backlog [2]Backlog
+	// Backlog is the repair logs as the facade's repair worker last read
+	// them (zero when it does not run).
+	Backlog Backlog
 }
 
 // Stats returns the facade's counters.
@@ -192,19 +207,7 @@ func (f *Facade) Stats() Stats {
 		ShadowMismatches: s.mismatches.Load(),
 		ShadowTransient:  s.shadowTransient.Load(),
 		OtherMissed:      s.missed.Load(),
-		Repaired:         s.repaired.Load(),
-		Backlog:          [2]Backlog{f.cachedBacklog(flags.SideOld), f.cachedBacklog(flags.SideNew)},
+		Repaired:         f.repairer.Repaired(),
+		Backlog:          f.repairer.LastBacklog(),
 	}
-}
-
-func (f *Facade) cachedBacklog(side flags.Side) Backlog {
-	f.backlogMu.Lock()
-	defer f.backlogMu.Unlock()
-	return f.backlog[side]
-}
-
-func (f *Facade) setBacklog(side flags.Side, b Backlog) {
-	f.backlogMu.Lock()
-	f.backlog[side] = b
-	f.backlogMu.Unlock()
 }

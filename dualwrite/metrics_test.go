@@ -34,7 +34,7 @@ func TestMetricsExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.facade.Wait()
-	if _, err := b.facade.Backlog(context.Background()); err != nil {
+	if _, err := b.facade.Repairer().Backlog(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var rm metricdata.ResourceMetrics

@@ -33,6 +33,10 @@ func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, erro
 // ReadCompare is Read with a comparator of the caller's (nil means
 // reflect.DeepEqual).
 func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
+	if f.closed.Load() {
+		var zero T
+		return zero, ErrClosed
+	}
 	stage := f.stage(ctx, op)
 	plan := stage.Plan()
 	auth := plan.Authoritative
@@ -63,7 +67,7 @@ func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage
 	authCh := make(chan answer[T], 1)
 	other := stage.Plan().Authoritative.Other()
 	routingKey := flags.RoutingKey(ctx)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.otherTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	f.bg.Add(1)
 	go func() {
 		defer f.bg.Done()
@@ -82,7 +86,7 @@ func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage
 		if agree(a, answer[T]{ov, oerr}, equal) {
 			return
 		}
-		if f.shadowRecheck > 0 && recheckAgrees(sctx, f, stage, fn, equal) {
+		if f.cfg.ShadowRecheck > 0 && recheckAgrees(sctx, f, stage, fn, equal) {
 			// A write of the same rows was in flight between the two
 			// reads; both sides agree now.
 			f.m.stats.shadowTransient.Add(1)
@@ -114,7 +118,7 @@ func agree[T any](a, o answer[T], equal Comparator[T]) bool {
 // reports whether they agree now.
 func recheckAgrees[T any](ctx context.Context, f *Facade, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) bool {
 	select {
-	case <-time.After(f.shadowRecheck):
+	case <-time.After(f.cfg.ShadowRecheck):
 	case <-ctx.Done():
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
+	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 // Tx is what a write function runs its statements on: a transaction on one
@@ -52,17 +53,15 @@ func (tx *Tx) Authoritative() bool { return tx.authoritative }
 // of table with the given primary key values, in key column order. Every
 // write function must Touch each row it changes on the authoritative side:
 // the repair log is made of these. Touching before the statement that
-// changes the row saves a round trip. Key values may be strings, integers,
-// fmt.Stringers (uuid.UUID) or time.Time.
+// changes the row saves a round trip. Key values are Go values of the key
+// columns (strings, integers, uuid.UUID, time.Time, []byte, bool, floats,
+// pgtype values), written as rowsync.KeyText writes them: the text the
+// server itself prints for them.
 func (tx *Tx) Touch(table string, key ...any) {
 	if !tx.authoritative {
 		return
 	}
-	text := make([]string, len(key))
-	for i, v := range key {
-		text[i] = keyText(v)
-	}
-	tx.touched = append(tx.touched, touchedRow{schema: tx.f.schema, table: table, key: text})
+	tx.touched = append(tx.touched, touchedRow{schema: tx.f.cfg.Schema, table: table, key: rowsync.KeyText(key...)})
 }
 
 // logRecord is the statement that records the rows touched and not yet

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
@@ -24,25 +23,6 @@ type touchedRow struct {
 	key           []string
 }
 
-func keyText(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case int64:
-		return strconv.FormatInt(v, 10)
-	case int32:
-		return strconv.FormatInt(int64(v), 10)
-	case int:
-		return strconv.Itoa(v)
-	case time.Time:
-		return v.Format(time.RFC3339Nano)
-	case fmt.Stringer:
-		return v.String()
-	default:
-		return fmt.Sprint(v)
-	}
-}
-
 // WriteFunc is one write, run once per side that the stage writes. On the
 // authoritative side prev is nil; on the other side it points to the
 // authoritative run's result, so values the authoritative side assigned
@@ -54,6 +34,10 @@ type WriteFunc[T any] func(ctx context.Context, tx *Tx, prev *T) (T, error)
 // guarantee described in the package documentation. The result and error are
 // the authoritative side's.
 func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
+	if f.closed.Load() {
+		var zero T
+		return zero, ErrClosed
+	}
 	stage := f.stage(ctx, op)
 	plan := stage.Plan()
 	auth := plan.Authoritative
@@ -132,7 +116,7 @@ func writeAuthoritative[T any](ctx context.Context, f *Facade, op Op, plan flags
 // On failure the transaction is already rolled back and the error returned.
 func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T], prev *T) (*Tx, context.Context, context.CancelFunc, error) {
 	other := plan.Authoritative.Other()
-	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.otherTimeout)
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	start := time.Now()
 	otx, err := f.newTx(octx, op, other, false)
 	if err == nil {

@@ -118,7 +118,7 @@ func TestDeleteOfRowMissingOnOtherSideIsRepaired(t *testing.T) {
 	if st := f.Stats(); st.OtherMissed != 1 {
 		t.Fatalf("OtherMissed = %d, want 1 (the other side deleted nothing)", st.OtherMissed)
 	}
-	if rep, err := f.Drain(ctx); err != nil || rep.Repaired[flags.SideOld] != 1 {
+	if rep, err := f.Repairer().Drain(ctx); err != nil || rep.OldToNew != 1 {
 		t.Fatalf("Drain = %+v, %v; want one entry settled from old", rep, err)
 	}
 }

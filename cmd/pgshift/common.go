@@ -35,6 +35,15 @@ func (c *common) bind(fs *flag.FlagSet, e *env) {
 	fs.BoolVar(&c.verbose, "v", false, "log each table's work on stderr")
 }
 
+// logger logs on stderr: warnings, and each table's work with -v.
+func (c *common) logger(e *env) *slog.Logger {
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
 // session is an open pair of databases and the tables to work on.
 type session struct {
 	old, new *pgxpool.Pool
@@ -62,12 +71,7 @@ func (s *session) close() {
 // open connects to both databases and loads the tables; a table that
 // cannot be loaded is reported in skipped, the others go on.
 func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, error) {
-	s := &session{}
-	level := slog.LevelWarn
-	if c.verbose {
-		level = slog.LevelInfo
-	}
-	s.log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	s := &session{log: c.logger(e)}
 	var err error
 	if s.old, err = connect(ctx, "old", c.old, maxConns); err != nil {
 		return nil, err

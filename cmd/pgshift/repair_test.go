@@ -62,8 +62,9 @@ func TestStatusShowsBacklogAndCounts(t *testing.T) {
 		t.Fatalf("status: code %d\n%s%s", code, out, errOut)
 	}
 	var rep struct {
-		Old    struct{ Entries int64 } `json:"old_backlog"`
-		New    struct{ Entries int64 } `json:"new_backlog"`
+		Backlog struct {
+			Old, New struct{ Entries int64 }
+		}
 		Tables []struct {
 			Table    string
 			Old, New struct{ Rows int64 }
@@ -72,8 +73,8 @@ func TestStatusShowsBacklogAndCounts(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
 	}
-	if rep.Old.Entries != 1 || rep.New.Entries != 0 {
-		t.Fatalf("backlog old %d new %d, want 1 and 0\n%s", rep.Old.Entries, rep.New.Entries, out)
+	if rep.Backlog.Old.Entries != 1 || rep.Backlog.New.Entries != 0 {
+		t.Fatalf("backlog old %d new %d, want 1 and 0\n%s", rep.Backlog.Old.Entries, rep.Backlog.New.Entries, out)
 	}
 	var users bool
 	for _, tc := range rep.Tables {

@@ -78,7 +78,7 @@ async function poll() {
     $("repaired").textContent = fmt(d.repaired);
     $("backlog-old").textContent = fmt(d.backlog.old.entries);
     $("backlog-new").textContent = fmt(d.backlog.new.entries);
-    $("backlog-age").textContent = Math.max(d.backlog.old.oldest_seconds, d.backlog.new.oldest_seconds).toFixed(1) + "s";
+    $("backlog-age").textContent = Math.max(d.backlog.old.oldest_age_seconds, d.backlog.new.oldest_age_seconds).toFixed(1) + "s";
     drawStages(d.stages);
     drawAccounts(d.accounts);
     drawRecent(d.recent);

@@ -2,11 +2,9 @@ package rowsync
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/pgshift/pgshift"
 )
@@ -178,41 +176,4 @@ func (t *Table) isKey(name string) bool {
 		}
 	}
 	return false
-}
-
-// KeyText formats primary key values (Go values as pgx scans them, or as an
-// application holds them) into the text form CopyKeys and the repair log
-// take, in the order given. Strings pass through; fmt.Stringers (uuid.UUID)
-// use String; time.Time is written with its offset and full precision;
-// []byte in bytea hex form; integers, floats and booleans as PostgreSQL
-// writes them.
-func KeyText(values ...any) []string {
-	out := make([]string, len(values))
-	for i, v := range values {
-		out[i] = valueText(v)
-	}
-	return out
-}
-
-func valueText(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case []byte:
-		return `\x` + hex.EncodeToString(v)
-	case time.Time:
-		return v.Format("2006-01-02 15:04:05.999999999Z07:00")
-	case bool:
-		return strconv.FormatBool(v)
-	case float64:
-		return strconv.FormatFloat(v, 'g', -1, 64)
-	case float32:
-		return strconv.FormatFloat(float64(v), 'g', -1, 32)
-	case fmt.Stringer:
-		return v.String()
-	case [16]byte: // a uuid as pgx scans it into any
-		return fmt.Sprintf("%x-%x-%x-%x-%x", v[0:4], v[4:6], v[6:8], v[8:10], v[10:16])
-	default:
-		return fmt.Sprint(v)
-	}
 }

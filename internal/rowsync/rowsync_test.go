@@ -6,9 +6,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift"
@@ -256,3 +258,60 @@ func TestCopyKeysRejectsKeyOfWrongLength(t *testing.T) {
 var _ pgshift.Querier = (*pgxpool.Pool)(nil)
 var _ pgshift.Querier = (*pgx.Conn)(nil)
 var _ pgshift.Querier = pgx.Tx(nil)
+
+// KeyText of a Go value is the text the server prints for that value (sent
+// as a parameter of the column's type), on a connection with SessionParams:
+// the repair log, the row engine and the server name a row alike.
+func TestKeyTextIsTheServersText(t *testing.T) {
+	t.Parallel()
+	oldServer, _ := pgtest.Servers(t)
+	db := pgtest.NewDB(t, oldServer, pgtest.Empty)
+	ctx := context.Background()
+	conn, err := rowsync.Connect(ctx, db.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var num pgtype.Numeric
+	if err := num.Scan("12345.50"); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.MustParse("0190f3a4-1b2c-7d3e-8f40-112233445566")
+	for _, tc := range []struct {
+		typ string
+		v   any
+	}{
+		{"text", "tenant a"},
+		{"bytea", []byte{0xde, 0xad, 0x00, 0xbe, 0xef}},
+		{"timestamptz", time.Date(2024, 2, 29, 23, 59, 58, 123456000, time.FixedZone("IST", 5*3600+1800))},
+		{"timestamptz", time.Date(2024, 2, 29, 23, 59, 58, 100000000, time.UTC)},
+		{"timestamptz", time.Date(2024, 2, 29, 23, 59, 58, 0, time.UTC)},
+		{"numeric", num},
+		{"numeric", "0.000100"},
+		{"bool", true},
+		{"bool", false},
+		{"float8", 1234567.125},
+		{"float8", 0.1},
+		{"float8", 1e20},
+		{"float8", 1.5e-7},
+		{"float8", 123456789012345.0},
+		{"float8", 1234567890123456.0},
+		{"float4", float32(0.1)},
+		{"float4", float32(1234567)},
+		{"uuid", id},
+		{"uuid", [16]byte(id)},
+		{"int8", int64(-42)},
+		{"int4", int32(7)},
+		{"int2", int16(-3)},
+	} {
+		want := rowsync.KeyText(tc.v)[0]
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT ($1::"+tc.typ+")::text", tc.v).Scan(&got); err != nil {
+			t.Errorf("%s %#v: %v", tc.typ, tc.v, err)
+			continue
+		}
+		if got != want {
+			t.Errorf("%s %#v: server prints %q, KeyText gives %q", tc.typ, tc.v, got, want)
+		}
+	}
+}

@@ -30,11 +30,11 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
@@ -48,16 +48,6 @@ type Options struct {
 	// estimate. Zero means DefaultExactCountLimit; negative means always
 	// count exactly.
 	ExactCountLimit int64
-}
-
-// Backlog is one side's repair log.
-type Backlog struct {
-	// Installed is false when the side has no pgshift.repair_log.
-	Installed bool  `json:"installed"`
-	Entries   int64 `json:"entries"`
-	// OldestAge is how long the oldest entry has waited; zero when none.
-	OldestAge        time.Duration `json:"-"`
-	OldestAgeSeconds float64       `json:"oldest_age_seconds"`
 }
 
 // Count is one table's rows on one side.
@@ -78,10 +68,9 @@ type TableCount struct {
 
 // Report is the result of Collect.
 type Report struct {
-	Schema string       `json:"schema"`
-	Old    Backlog      `json:"old_backlog"`
-	New    Backlog      `json:"new_backlog"`
-	Tables []TableCount `json:"tables"`
+	Schema  string            `json:"schema"`
+	Backlog dualwrite.Backlog `json:"backlog"`
+	Tables  []TableCount      `json:"tables"`
 }
 
 // Collect reads both sides' repair backlog and the row counts of tables in
@@ -100,11 +89,11 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 	}
 	r := &Report{Schema: schema, Tables: []TableCount{}}
 	var err error
-	if r.Old, err = backlog(ctx, oldDB); err != nil {
-		return nil, fmt.Errorf("status: repair backlog on old: %w", err)
+	if r.Backlog.Old, err = dualwrite.ReadBacklog(ctx, oldDB); err != nil {
+		return nil, fmt.Errorf("status: on old: %w", err)
 	}
-	if r.New, err = backlog(ctx, newDB); err != nil {
-		return nil, fmt.Errorf("status: repair backlog on new: %w", err)
+	if r.Backlog.New, err = dualwrite.ReadBacklog(ctx, newDB); err != nil {
+		return nil, fmt.Errorf("status: on new: %w", err)
 	}
 	if len(tables) == 0 {
 		if tables, err = allTables(ctx, oldDB, newDB, schema); err != nil {
@@ -122,18 +111,6 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 		r.Tables = append(r.Tables, tc)
 	}
 	return r, nil
-}
-
-func backlog(ctx context.Context, q pgshift.Querier) (Backlog, error) {
-	var b Backlog
-	var err error
-	if b.Installed, err = pgshiftdb.New().Installed(ctx, q); err != nil || !b.Installed {
-		return b, err
-	}
-	row, err := pgshiftdb.New().RepairBacklog(ctx, q)
-	b.Entries, b.OldestAgeSeconds = row.Entries, row.OldestAgeSeconds
-	b.OldestAge = time.Duration(b.OldestAgeSeconds * float64(time.Second))
-	return b, err
 }
 
 const tablesSQL = `
@@ -184,7 +161,7 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, ta
 // Write renders the report for a person.
 func (r *Report) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Old, r.New)
+	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Backlog.Old, r.Backlog.New)
 	fmt.Fprintf(&b, "\nschema %s\told\tnew\n", r.Schema)
 	for _, t := range r.Tables {
 		fmt.Fprintf(&b, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
@@ -194,17 +171,6 @@ func (r *Report) Write(w io.Writer) error {
 		return err
 	}
 	return tw.Flush()
-}
-
-// String renders a backlog as "3 entries, oldest 1m30s" or "not installed".
-func (b Backlog) String() string {
-	switch {
-	case !b.Installed:
-		return "not installed"
-	case b.Entries == 0:
-		return "0 entries"
-	}
-	return fmt.Sprintf("%d entries, oldest %s", b.Entries, b.OldestAge.Round(time.Second))
 }
 
 // String renders a count as "42", "~2000000 (estimate)" or "missing".

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/status"
 )
@@ -38,11 +39,11 @@ VALUES ('public', 'users', '{a}', 'update', now() - interval '90 seconds'),
        ('public', 'users', '{b}', 'update', now()),
        ('public', 'posts', '{c}', 'delete', now())`)
 	r := collect(t, p, "public", nil, status.Options{})
-	if !r.Old.Installed || r.Old.Entries != 3 || r.Old.OldestAge < 90*time.Second || r.Old.OldestAge > time.Hour {
-		t.Fatalf("old backlog %+v, want 3 entries, oldest about 90s", r.Old)
+	if !r.Backlog.Old.Installed || r.Backlog.Old.Entries != 3 || r.Backlog.Old.OldestAge < 90*time.Second || r.Backlog.Old.OldestAge > time.Hour {
+		t.Fatalf("old backlog %+v, want 3 entries, oldest about 90s", r.Backlog.Old)
 	}
-	if !r.New.Installed || r.New.Entries != 0 || r.New.OldestAge != 0 {
-		t.Fatalf("new backlog %+v, want installed and empty", r.New)
+	if !r.Backlog.New.Installed || r.Backlog.New.Entries != 0 || r.Backlog.New.OldestAge != 0 {
+		t.Fatalf("new backlog %+v, want installed and empty", r.Backlog.New)
 	}
 }
 
@@ -50,7 +51,7 @@ func TestBacklogWithoutRepairLogIsNotInstalled(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	r := collect(t, p, "public", nil, status.Options{})
-	for _, b := range []status.Backlog{r.Old, r.New} {
+	for _, b := range []dualwrite.SideBacklog{r.Backlog.Old, r.Backlog.New} {
 		if b.Installed || b.Entries != 0 || b.String() != "not installed" {
 			t.Fatalf("backlog %+v (%s), want not installed", b, b)
 		}
@@ -114,9 +115,9 @@ func TestQuotedTableMissingOnOneSide(t *testing.T) {
 func TestReportRendersForPeopleAndJSON(t *testing.T) {
 	t.Parallel()
 	r := &status.Report{
-		Schema: "public",
-		Old:    status.Backlog{Installed: true, Entries: 2, OldestAge: 90 * time.Second, OldestAgeSeconds: 90},
-		Tables: []status.TableCount{{Table: "big", Old: status.Count{Rows: 2000000, Estimate: true}, New: status.Count{Missing: true}}},
+		Schema:  "public",
+		Backlog: dualwrite.Backlog{Old: dualwrite.SideBacklog{Installed: true, Entries: 2, OldestAge: 90 * time.Second}},
+		Tables:  []status.TableCount{{Table: "big", Old: status.Count{Rows: 2000000, Estimate: true}, New: status.Count{Missing: true}}},
 	}
 	var b bytes.Buffer
 	if err := r.Write(&b); err != nil {
@@ -131,7 +132,7 @@ func TestReportRendersForPeopleAndJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"old_backlog":{"installed":true,"entries":2,"oldest_age_seconds":90}`, `"old":{"rows":2000000,"estimate":true}`, `"new":{"rows":0,"missing":true}`} {
+	for _, want := range []string{`"backlog":{"old":{"installed":true,"entries":2,"oldest_age_seconds":90}`, `"old":{"rows":2000000,"estimate":true}`, `"new":{"rows":0,"missing":true}`} {
 		if !strings.Contains(string(j), want) {
 			t.Fatalf("JSON lacks %s:\n%s", want, j)
 		}

@@ -1,0 +1,217 @@
+package dualwrite
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
+)
+
+// The defaults of Config and RepairerConfig: a field left at its zero value
+// takes these.
+const (
+	// SchemaDefault is the schema of the tables write functions Touch.
+	SchemaDefault = "public"
+	// OtherTimeoutDefault bounds the other side's part of a write and of a
+	// shadow read.
+	OtherTimeoutDefault = 2 * time.Second
+	// ShadowRecheckDefault is how long a shadow read that found a difference
+	// waits before it reads both sides again.
+	ShadowRecheckDefault = 100 * time.Millisecond
+
+	// RepairIntervalDefault is the wait between repair passes when the logs
+	// are empty.
+	RepairIntervalDefault = 500 * time.Millisecond
+	// RepairBatchSizeDefault is how many log entries one pass claims per side.
+	RepairBatchSizeDefault = 200
+	// RepairGraceDefault is how old an entry must be before a Repairer of its
+	// own takes it: OtherTimeoutDefault and a second. A facade's repairer
+	// uses its Config.OtherTimeout and a second instead.
+	RepairGraceDefault = OtherTimeoutDefault + time.Second
+	// RepairMaxBackoffDefault caps the wait between passes while a side is
+	// unreachable.
+	RepairMaxBackoffDefault = 10 * time.Second
+)
+
+// Config configures a Facade. Old, New and Stages are required; every other
+// field has a useful zero value (the ...Default constants).
+type Config struct {
+	// Old and New are the two databases. Both must have pgshift's tables
+	// (see Install).
+	Old, New *pgxpool.Pool
+	// Stages decides the stage of the user in a call's context.
+	Stages flags.Source
+	// GlobalStages decides the stage of operations marked Op.Global. By
+	// default it is Stages asked with an empty evaluation context.
+	GlobalStages flags.Source
+	// Schema is the schema of the tables write functions Touch;
+	// SchemaDefault when empty.
+	Schema string
+	// OtherTimeout bounds the other side's part of a write and of a shadow
+	// read; OtherTimeoutDefault when zero. A write whose other side takes
+	// longer is left to the repair worker.
+	OtherTimeout time.Duration
+	// ShadowRecheck is how long a shadow read that found a difference waits
+	// before reading both sides again; only a difference that is still there
+	// counts as a mismatch. ShadowRecheckDefault when zero; negative counts
+	// every difference at once.
+	ShadowRecheck time.Duration
+	// Repair tunes the repair worker the facade runs (Facade.Repairer). Its
+	// pools, logger and meter provider are the facade's; its Grace is
+	// OtherTimeout and a second unless set.
+	Repair RepairConfig
+	// RepairDisabled stops the facade from running its repair worker;
+	// another process (a Repairer of its own, or `pgshift repair`) must
+	// drain the logs then.
+	RepairDisabled bool
+	// Logger receives the facade's logs; slog.Default() when nil.
+	Logger *slog.Logger
+	// MeterProvider provides the facade's instruments; the global
+	// OpenTelemetry provider when nil.
+	MeterProvider metric.MeterProvider
+}
+
+// RepairConfig tunes a repair worker: the facade's (Config.Repair) or one
+// of its own (RepairerConfig).
+type RepairConfig struct {
+	// Interval between passes when the logs are empty;
+	// RepairIntervalDefault when zero.
+	Interval time.Duration
+	// BatchSize is how many log entries one pass claims per side;
+	// RepairBatchSizeDefault when zero.
+	BatchSize int
+	// Grace is how old an entry must be before the worker takes it, so that
+	// writes still in flight confirm their own; RepairGraceDefault when
+	// zero (for the facade's worker: Config.OtherTimeout and a second).
+	Grace time.Duration
+	// MaxBackoff caps the wait between passes while a side is unreachable;
+	// RepairMaxBackoffDefault when zero.
+	MaxBackoff time.Duration
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = SchemaDefault
+	}
+	if c.OtherTimeout == 0 {
+		c.OtherTimeout = OtherTimeoutDefault
+	}
+	if c.ShadowRecheck == 0 {
+		c.ShadowRecheck = ShadowRecheckDefault
+	}
+	if c.GlobalStages == nil && c.Stages != nil {
+		c.GlobalStages = emptyContextSource{c.Stages}
+	}
+	if c.Repair.Grace == 0 {
+		c.Repair.Grace = c.OtherTimeout + time.Second
+	}
+	c.Repair = c.Repair.withDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
+	return c
+}
+
+// validate reports the first field that is missing or out of range, with
+// what to do about it. Call it on a config withDefaults returned.
+func (c Config) validate() error {
+	switch {
+	case c.Old == nil || c.New == nil:
+		return errors.New("dualwrite: Config.Old and Config.New are required: give the pools of both databases")
+	case c.Stages == nil:
+		return errors.New("dualwrite: Config.Stages is required: give a flags.Source (flags.NewFileEvaluator, or flags.Static for one stage)")
+	case c.OtherTimeout < 0:
+		return fmt.Errorf("dualwrite: Config.OtherTimeout is %v: give a positive duration, or zero for the default (%v)", c.OtherTimeout, OtherTimeoutDefault)
+	}
+	if err := validSchema(c.Schema); err != nil {
+		return fmt.Errorf("dualwrite: Config.Schema: %w", err)
+	}
+	return c.Repair.validate("Config.Repair")
+}
+
+// validSchema checks a schema name: PostgreSQL names are at most 63 bytes
+// and hold no NUL, and pgshift's own schema holds no application tables.
+func validSchema(name string) error {
+	switch {
+	case len(name) > 63:
+		return fmt.Errorf("schema name %.20q... is %d bytes long; PostgreSQL names are at most 63", name, len(name))
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("schema name %q holds a NUL byte", name)
+	case name == pgshiftdb.Schema:
+		return fmt.Errorf("schema %q holds pgshift's own tables; name the application's schema", name)
+	}
+	return nil
+}
+
+// RepairerConfig configures a Repairer of its own (NewRepairer). Old and
+// New are required; every other field has a useful zero value.
+type RepairerConfig struct {
+	// Old and New are the two databases whose repair logs are drained.
+	Old, New *pgxpool.Pool
+	RepairConfig
+	// Logger receives the worker's logs; slog.Default() when nil.
+	Logger *slog.Logger
+	// MeterProvider provides the worker's instruments; the global
+	// OpenTelemetry provider when nil.
+	MeterProvider metric.MeterProvider
+}
+
+func (c RepairerConfig) withDefaults() RepairerConfig {
+	c.RepairConfig = c.RepairConfig.withDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
+	}
+	return c
+}
+
+func (c RepairerConfig) validate() error {
+	if c.Old == nil || c.New == nil {
+		return errors.New("dualwrite: RepairerConfig.Old and RepairerConfig.New are required: give the pools of both databases")
+	}
+	return c.RepairConfig.validate("RepairerConfig")
+}
+
+func (c RepairConfig) withDefaults() RepairConfig {
+	if c.Interval == 0 {
+		c.Interval = RepairIntervalDefault
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = RepairBatchSizeDefault
+	}
+	if c.Grace == 0 {
+		c.Grace = RepairGraceDefault
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = RepairMaxBackoffDefault
+	}
+	return c
+}
+
+func (c RepairConfig) validate(name string) error {
+	switch {
+	case c.Interval < 0:
+		return fmt.Errorf("dualwrite: %s.Interval is %v: give a positive duration, or zero for the default (%v)", name, c.Interval, RepairIntervalDefault)
+	case c.BatchSize < 0:
+		return fmt.Errorf("dualwrite: %s.BatchSize is %d: give a positive number, or zero for the default (%d)", name, c.BatchSize, RepairBatchSizeDefault)
+	case c.Grace < 0:
+		return fmt.Errorf("dualwrite: %s.Grace is %v: give a positive duration, or zero for the default", name, c.Grace)
+	case c.MaxBackoff < 0:
+		return fmt.Errorf("dualwrite: %s.MaxBackoff is %v: give a positive duration, or zero for the default (%v)", name, c.MaxBackoff, RepairMaxBackoffDefault)
+	}
+	return nil
+}
