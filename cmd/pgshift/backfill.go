@@ -30,7 +30,8 @@ Examples:
   pgshift backfill --table users --table posts --workers 2
   pgshift backfill --schema billing --json  # summary as JSON on stdout
 `,
-		run: runBackfill,
+		tables: true,
+		run:    runBackfill,
 	})
 }
 
@@ -47,7 +48,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	c := commands["backfill"]
 	fs := newFlagSet(c, e)
 	var com common
-	com.bind(fs, e)
+	com.bind(fs, e, c)
 	workers := fs.Int("workers", 1, "tables copied at once")
 	chunk := fs.Int("chunk-size", 50000, "rows per chunk")
 	restart := fs.Bool("restart", false, "forget earlier progress and copy the tables again (still never overwriting)")

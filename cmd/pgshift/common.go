@@ -23,14 +23,19 @@ type common struct {
 	verbose  bool
 }
 
-func (c *common) bind(fs *flag.FlagSet, e *env) {
+// bind defines the flags command cmd takes: --old, --new, --json and -v
+// always, --schema and --table when it works on tables.
+func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 	fs.StringVar(&c.old, "old", e.getenv("PGSHIFT_OLD_URL"), "connection string of the old database (env PGSHIFT_OLD_URL)")
 	fs.StringVar(&c.new, "new", e.getenv("PGSHIFT_NEW_URL"), "connection string of the new database (env PGSHIFT_NEW_URL)")
-	fs.StringVar(&c.schema, "schema", "public", "schema of the tables")
-	fs.Func("table", "a table to work on; repeat for more (default: every table of --schema)", func(s string) error {
-		c.tables = append(c.tables, s)
-		return nil
-	})
+	c.schema = "public"
+	if cmd.tables {
+		fs.StringVar(&c.schema, "schema", c.schema, "schema of the tables")
+		fs.Func("table", "a table to work on; repeat for more (default: every table of --schema)", func(s string) error {
+			c.tables = append(c.tables, s)
+			return nil
+		})
+	}
 	fs.BoolVar(&c.json, "json", false, "print a machine-readable summary on stdout")
 	fs.BoolVar(&c.verbose, "v", false, "log each table's work on stderr")
 }
@@ -183,7 +188,7 @@ func catalogCommand(ctx context.Context, e *env, name string, args []string, own
 	c := commands[name]
 	fs := newFlagSet(c, e)
 	com = &common{}
-	com.bind(fs, e)
+	com.bind(fs, e, c)
 	if own != nil {
 		own(fs)
 	}

@@ -40,6 +40,9 @@ type command struct {
 	usage string
 	// run runs the command with its arguments (after the name).
 	run func(ctx context.Context, e *env, args []string) int
+	// tables says the command works on the application's tables: it takes
+	// --schema and --table. A command without them refuses those flags.
+	tables bool
 }
 
 var commands = map[string]*command{}

@@ -25,7 +25,8 @@ Examples:
   pgshift schema-diff --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift schema-diff --schema billing --table invoices --json
 `,
-		run: runSchemaDiff,
+		tables: true,
+		run:    runSchemaDiff,
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/pgshift/pgshift/internal/sequences"
 )
@@ -19,13 +20,15 @@ included), sets the sequence of the same name on new past the highest value
 old has handed out and past the highest value its column holds on new, plus
 --gap. A sequence is never moved backwards, so running it twice is safe. Run
 it before the first cohort reaches live, and again right before writes move
-for everyone.
+for everyone. With --table, only the sequences owned by a column of the named
+tables (serial and identity columns) are moved.
 
 Examples:
   pgshift sync-sequences --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift sync-sequences --dry-run --json
 `,
-		run: runSyncSequences,
+		tables: true,
+		run:    runSyncSequences,
 	})
 }
 
@@ -46,7 +49,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 	if dry {
 		do = sequences.Status
 	}
-	moved, err := do(ctx, oldPool, newPool, com.schema, sequences.Options{Gap: gap})
+	moved, err := do(ctx, oldPool, newPool, com.schema, sequences.Options{Gap: gap, Tables: com.tables})
 	if com.json {
 		out := struct {
 			DryRun    bool              `json:"dry_run"`
@@ -68,7 +71,11 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stdout, "%s: old at %d, new %s %d (was %d)\n", m.Sequence, m.Old, verb, m.NewAfter, m.NewBefore)
 		}
 		if len(moved) == 0 && err == nil {
-			fmt.Fprintf(e.stdout, "schema %s on old has no sequences\n", com.schema)
+			if len(com.tables) > 0 {
+				fmt.Fprintf(e.stdout, "no column of %s in schema %s on old owns a sequence\n", strings.Join(com.tables, ", "), com.schema)
+			} else {
+				fmt.Fprintf(e.stdout, "schema %s on old has no sequences\n", com.schema)
+			}
 		}
 	}
 	if err != nil {

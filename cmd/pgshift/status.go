@@ -22,7 +22,8 @@ Examples:
   pgshift status --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift status --table users --json
 `,
-		run: runStatus,
+		tables: true,
+		run:    runStatus,
 	})
 }
 

@@ -28,7 +28,8 @@ Examples:
   pgshift verify --repair                  # make new equal to old
   pgshift verify --repair --source new     # make old equal to new (rollback after live)
 `,
-		run: runVerify,
+		tables: true,
+		run:    runVerify,
 	})
 }
 
@@ -48,7 +49,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	c := commands["verify"]
 	fs := newFlagSet(c, e)
 	var com common
-	com.bind(fs, e)
+	com.bind(fs, e, c)
 	repair := fs.Bool("repair", false, "copy each difference from --source to the other side")
 	source := fs.String("source", "old", "the side --repair copies from: old or new")
 	workers := fs.Int("workers", 1, "tables compared at once")

@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -50,6 +51,10 @@ type Options struct {
 	// Gap is how far past old's highest value new's sequence is set.
 	// Zero means DefaultGap; it must not be negative.
 	Gap int64
+	// Tables, when set, limits the work to the sequences owned by a column
+	// of these tables (serial and identity columns); sequences no column
+	// owns are then left out. Empty means every sequence of the schema.
+	Tables []string
 }
 
 // ErrMissingOnNew is wrapped by the error for a sequence of old that new does
@@ -153,6 +158,9 @@ func run(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, opts 
 	var out []Moved
 	var errs []error
 	for _, oseq := range oldSeqs {
+		if len(opts.Tables) > 0 && !slices.Contains(opts.Tables, oseq.OwnerTable) {
+			continue
+		}
 		nseq, ok := onNew[oseq.Name]
 		if !ok {
 			errs = append(errs, fmt.Errorf("sequences: %s: %w; create it on new (schema-diff lists it) and run again", oseq.Qualified, ErrMissingOnNew))
