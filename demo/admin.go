@@ -88,59 +88,19 @@ func (l *verifyLog) get() *verifyReport {
 	return l.last
 }
 
-// tables loads every table of the public schema from old's catalog,
-// referenced tables before the tables whose foreign keys point at them, so
-// that a backfill into an empty new database copies users before posts.
+// tables loads every table of the public schema from old's catalog.
 func (a *app) tables(ctx context.Context) ([]*rowsync.Table, error) {
 	names, err := rowsync.ListTables(ctx, a.old, "public")
 	if err != nil {
 		return nil, err
 	}
-	rows, err := a.old.Query(ctx, `
-		SELECT c.relname, p.relname FROM pg_constraint f
-		JOIN pg_class c ON c.oid = f.conrelid JOIN pg_class p ON p.oid = f.confrelid
-		WHERE f.contype = 'f' AND f.connamespace = 'public'::regnamespace AND f.conrelid <> f.confrelid`)
-	if err != nil {
-		return nil, err
-	}
-	parents := map[string][]string{}
-	for rows.Next() {
-		var child, parent string
-		if err := rows.Scan(&child, &parent); err != nil {
-			return nil, err
-		}
-		parents[child] = append(parents[child], parent)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	var out []*rowsync.Table
-	loaded := map[string]bool{}
-	var load func(name string, depth int) error
-	load = func(name string, depth int) error {
-		if loaded[name] || depth > len(names) {
-			return nil // done, or a cycle: keep catalog order
-		}
-		for _, p := range parents[name] {
-			if err := load(p, depth+1); err != nil {
-				return err
-			}
-		}
-		if loaded[name] {
-			return nil
-		}
-		t, err := rowsync.LoadTable(ctx, a.old, "public", name)
-		if err != nil {
-			return err
-		}
-		loaded[name] = true
-		out = append(out, t)
-		return nil
-	}
+	out := make([]*rowsync.Table, 0, len(names))
 	for _, n := range names {
-		if err := load(n, 0); err != nil {
+		t, err := rowsync.LoadTable(ctx, a.old, "public", n)
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, t)
 	}
 	return out, nil
 }
@@ -190,8 +150,7 @@ type backfillReport struct {
 	Errors   []string `json:"errors,omitempty"`
 }
 
-// backfill copies the rows old has and new lacks, one table at a time in
-// foreign-key order.
+// backfill copies the rows old has and new lacks, parents before children.
 func (a *app) backfill(ctx context.Context) (backfillReport, error) {
 	tables, err := a.tables(ctx)
 	if err != nil {
@@ -216,17 +175,9 @@ func (a *app) backfill(ctx context.Context) (backfillReport, error) {
 	return rep, nil
 }
 
-// sequenceGap is how far past old's values new's sequences are moved. While
-// cohorts are split, old (for users not yet live) and new (for live users)
-// both hand out ids of one sequence, and each side receives the other's ids
-// explicitly, which does not advance its own sequence: the ranges must not
-// meet before old stops assigning ids (when everyone is live), so the gap
-// must exceed the ids old hands out until then. The demo's is generous.
-const sequenceGap = 1_000_000
-
 // syncSequences moves new's sequences past old's, before new assigns ids.
 func (a *app) syncSequences(ctx context.Context) (moved int, err error) {
-	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{Gap: sequenceGap})
+	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{})
 	for _, m := range res {
 		if m.Moved {
 			moved++

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/sequences"
 )
 
 // walkOptions tune a walkthrough.
@@ -146,7 +147,7 @@ func stepVerifyRepair(ctx context.Context, a *app) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	return "operator", fmt.Sprintf("verify --repair: %s; sync-sequences: %d moved %d past old", rep.summary(), moved, sequenceGap), nil
+	return "operator", fmt.Sprintf("verify --repair: %s; sync-sequences: %d moved %d past old", rep.summary(), moved, sequences.DefaultGap), nil
 }
 
 // walkthrough is `go run ./demo walkthrough`.

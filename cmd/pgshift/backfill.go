@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/pgshift/pgshift/internal/backfill"
-	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 func init() {
@@ -60,24 +59,10 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	defer s.close()
-	// Parents before children: new's foreign keys refuse a row whose parent
-	// has not been copied yet. Tables of one level go in parallel.
-	levels, err := rowsync.ForeignKeyLevels(ctx, s.new, s.tables)
-	if err != nil {
-		return fail(e.stderr, c.name, err)
-	}
 	prog := newProgress(e.stderr, e.terminal)
-	var results []backfill.Result
-	for _, level := range levels {
-		var res []backfill.Result
-		res, err = backfill.Run(ctx, s.old, s.new, level, backfill.Options{
-			Workers: *workers, ChunkSize: *chunk, Restart: *restart, Progress: prog.chunk, Logger: s.log,
-		})
-		results = append(results, res...)
-		if err != nil || failed(res) {
-			break
-		}
-	}
+	results, err := backfill.Run(ctx, s.old, s.new, s.tables, backfill.Options{
+		Workers: *workers, ChunkSize: *chunk, Restart: *restart, Progress: prog.chunk, Logger: s.log,
+	})
 	prog.finish()
 	code := exitOK
 	if s.reportSkipped(e.stderr) {
@@ -113,15 +98,4 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	return code
-}
-
-// failed reports whether any table of a level failed: its children must not
-// be copied then.
-func failed(results []backfill.Result) bool {
-	for _, r := range results {
-		if r.Err != nil {
-			return true
-		}
-	}
-	return false
 }

@@ -131,8 +131,12 @@ type Result struct {
 	Err     error
 }
 
-// Run copies tables from old to new. Per-table failures are in the results
-// (the other tables continue); the error is for what stops everything.
+// Run copies tables from old to new, parents before children: new's foreign
+// keys refuse a row whose parent has not been copied yet, so tables go level
+// by level of rowsync.ForeignKeyLevels (read on new), Options.Workers tables
+// of one level at once. A table's failure stops the levels after its own
+// (their rows may need it); the results then hold only the tables started.
+// The error is for what stops everything.
 func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -146,11 +150,31 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	if err := pgshiftdb.Install(ctx, newDB); err != nil {
 		return nil, fmt.Errorf("backfill: on new: %w", err)
 	}
-	results := make([]Result, len(tables))
-	rowsync.ForEach(ctx, len(tables), opts.Workers, func(i int) {
-		results[i] = table(ctx, oldDB, newDB, tables[i], opts)
-	})
-	return results, ctx.Err()
+	levels, err := rowsync.ForeignKeyLevels(ctx, newDB, tables)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: on new: %w", err)
+	}
+	var results []Result
+	for _, level := range levels {
+		res := make([]Result, len(level))
+		rowsync.ForEach(ctx, len(level), opts.Workers, func(i int) {
+			res[i] = table(ctx, oldDB, newDB, level[i], opts)
+		})
+		for _, r := range res {
+			if r.Table != nil {
+				results = append(results, r)
+			}
+		}
+		if ctx.Err() != nil {
+			return results, ctx.Err()
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				return results, nil
+			}
+		}
+	}
+	return results, nil
 }
 
 func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
