@@ -21,7 +21,7 @@ import (
 	"github.com/pgshift/pgshift/repo"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.MainExporting(m, "PGSHIFT_OLD_URL", "PGSHIFT_NEW_URL") }
 
 // stageVar is a flags.Source whose stage a test sets.
 type stageVar struct{ v atomic.Uint32 }
