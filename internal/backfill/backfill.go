@@ -100,6 +100,11 @@ type Options struct {
 	Progress func(Progress)
 	// Logger receives one line per table (default slog.Default()).
 	Logger *slog.Logger
+
+	// afterCopy, set by tests (WithAfterCopy), runs after a chunk's rows
+	// reached new and before its transaction commits: where a concurrent
+	// delete races it.
+	afterCopy func(*rowsync.Table)
 }
 
 // Progress is reported after each chunk.
@@ -203,7 +208,7 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 		res.Err = err
 		return res
 	}
-	c := copier{old: oldDB, new: newDB, t: t, size: opts.ChunkSize, direct: true}
+	c := copier{old: oldDB, new: newDB, t: t, size: opts.ChunkSize, direct: true, afterCopy: opts.afterCopy}
 	for {
 		chunk++
 		r, rows, inserted, err := c.chunk(ctx, chunk, after)
@@ -268,11 +273,9 @@ type copier struct {
 	// xid is the transaction of the last committed chunk, for
 	// settleDeletes.
 	xid string
+	// afterCopy is Options.afterCopy.
+	afterCopy func(*rowsync.Table)
 }
-
-// afterCopy, when set (by tests), runs after a chunk's rows reached new and
-// before its transaction commits: where a concurrent delete races it.
-var afterCopy func(*rowsync.Table)
 
 // chunk copies the up to c.size rows after key after (nil: from the
 // start) and records the chunk as number n, in one transaction on new. It
@@ -304,8 +307,8 @@ func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Ra
 // noteOwn remembers, inside a chunk's transaction, its id: the rows it
 // inserted into new are those with that xmin.
 func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx) error {
-	if afterCopy != nil {
-		afterCopy(c.t)
+	if c.afterCopy != nil {
+		c.afterCopy(c.t)
 	}
 	var err error
 	c.xid, err = rowsync.CurrentXID(ctx, tx)

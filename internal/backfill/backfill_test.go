@@ -227,8 +227,8 @@ func TestBackfillDuringDualWritesNeverOverwritesNewerRows(t *testing.T) {
 // TestBackfillDoesNotResurrectRowsDeletedInFlight deletes rows the way the
 // dual-writing facade does (old, then new, where the row is not yet) while
 // their chunk is between old and new: backfill must not leave them on new.
-// Not parallel: it installs a package-level hook.
 func TestBackfillDoesNotResurrectRowsDeletedInFlight(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
@@ -240,7 +240,7 @@ func TestBackfillDoesNotResurrectRowsDeletedInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	var deleted []int
-	backfill.SetAfterCopy(func(tb *rowsync.Table) {
+	opts := backfill.WithAfterCopy(backfill.Options{ChunkSize: 100}, func(tb *rowsync.Table) {
 		if tb.Name != "doomed" {
 			return
 		}
@@ -258,8 +258,7 @@ func TestBackfillDoesNotResurrectRowsDeletedInFlight(t *testing.T) {
 		}
 		deleted = append(deleted, id)
 	})
-	defer backfill.SetAfterCopy(nil)
-	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 100})
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, opts)
 	if err != nil || res[0].Err != nil {
 		t.Fatalf("backfill: %v %v", err, res[0].Err)
 	}
