@@ -137,12 +137,15 @@ type Op struct {
 	Global bool
 }
 
-// stage decides the stage of one call.
-func (f *Facade) stage(ctx context.Context, op Op) flags.Stage {
-	if op.Global {
-		return f.cfg.GlobalStages.Stage(ctx)
+// stage decides the stage of one call; on a closed facade it is ErrClosed.
+func (f *Facade) stage(ctx context.Context, op Op) (flags.Stage, error) {
+	switch {
+	case f.closed.Load():
+		return 0, ErrClosed
+	case op.Global:
+		return f.cfg.GlobalStages.Stage(ctx), nil
 	}
-	return f.cfg.Stages.Stage(ctx)
+	return f.cfg.Stages.Stage(ctx), nil
 }
 
 // emptyContextSource asks a source with no user in the context.

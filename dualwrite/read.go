@@ -33,11 +33,11 @@ func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, erro
 // ReadCompare is Read with a comparator of the caller's (nil means
 // reflect.DeepEqual).
 func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
-	if f.closed.Load() {
+	stage, err := f.stage(ctx, op)
+	if err != nil {
 		var zero T
-		return zero, ErrClosed
+		return zero, err
 	}
-	stage := f.stage(ctx, op)
 	plan := stage.Plan()
 	auth := plan.Authoritative
 	var shadow chan<- answer[T]

@@ -34,11 +34,11 @@ type WriteFunc[T any] func(ctx context.Context, tx *Tx, prev *T) (T, error)
 // guarantee described in the package documentation. The result and error are
 // the authoritative side's.
 func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
-	if f.closed.Load() {
+	stage, err := f.stage(ctx, op)
+	if err != nil {
 		var zero T
-		return zero, ErrClosed
+		return zero, err
 	}
-	stage := f.stage(ctx, op)
 	plan := stage.Plan()
 	auth := plan.Authoritative
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -48,26 +49,6 @@ func keyValueText(v any) string {
 		return timestampText(v)
 	case bool:
 		return strconv.FormatBool(v)
-	case int:
-		return strconv.Itoa(v)
-	case int8:
-		return strconv.FormatInt(int64(v), 10)
-	case int16:
-		return strconv.FormatInt(int64(v), 10)
-	case int32:
-		return strconv.FormatInt(int64(v), 10)
-	case int64:
-		return strconv.FormatInt(v, 10)
-	case uint:
-		return strconv.FormatUint(uint64(v), 10)
-	case uint8:
-		return strconv.FormatUint(uint64(v), 10)
-	case uint16:
-		return strconv.FormatUint(uint64(v), 10)
-	case uint32:
-		return strconv.FormatUint(uint64(v), 10)
-	case uint64:
-		return strconv.FormatUint(v, 10)
 	case float64:
 		return floatText(v, 64, 15)
 	case float32:
@@ -82,9 +63,15 @@ func keyValueText(v any) string {
 		return keyValueText(dv)
 	case fmt.Stringer:
 		return v.String()
-	default:
-		return fmt.Sprint(v)
 	}
+	// Integers of any size and named integer types.
+	switch rv := reflect.ValueOf(v); {
+	case rv.CanInt():
+		return strconv.FormatInt(rv.Int(), 10)
+	case rv.CanUint():
+		return strconv.FormatUint(rv.Uint(), 10)
+	}
+	return fmt.Sprint(v)
 }
 
 // timestampText is t as a timestamptz prints in UTC with DateStyle ISO:
