@@ -80,34 +80,12 @@ func count(t testing.TB, p *pgxpool.Pool, table, where string, args ...any) int 
 	return n
 }
 
-// dump returns every row of table, as text, in primary-key order.
-func dump(t testing.TB, p *pgxpool.Pool, table string) []string {
-	t.Helper()
-	rows, err := p.Query(context.Background(), "SELECT t::text FROM "+table+" t ORDER BY id")
-	if err != nil {
-		t.Fatalf("dump %s: %v", table, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // requireEqualSides fails unless both sides hold the same rows in every
 // table of the reference domain.
 func requireEqualSides(t *testing.T, oldDB, newDB *pgxpool.Pool) {
 	t.Helper()
 	for _, table := range []string{"users", "posts", "events"} {
-		o, n := dump(t, oldDB, table), dump(t, newDB, table)
+		o, n := pgtest.Dump(t, oldDB, table), pgtest.Dump(t, newDB, table)
 		if strings.Join(o, "\n") != strings.Join(n, "\n") {
 			t.Fatalf("%s differs: old has %d rows, new has %d\nold: %.400v\nnew: %.400v", table, len(o), len(n), o, n)
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgshift/pgshift/dualwrite"
@@ -85,26 +84,10 @@ func TestRepairByKeyType(t *testing.T) {
 			if rep.Postponed != 0 {
 				t.Fatalf("drain postponed %d entries: %+v", rep.Postponed, rep)
 			}
-			o, n := dumpTable(t, pair.Old.Pool, "keyed"), dumpTable(t, pair.New.Pool, "keyed")
+			o, n := pgtest.Dump(t, pair.Old.Pool, "keyed"), pgtest.Dump(t, pair.New.Pool, "keyed")
 			if len(o) != 1 || fmt.Sprint(o) != fmt.Sprint(n) {
 				t.Fatalf("after repair: old %v, new %v", o, n)
 			}
 		})
 	}
-}
-
-// dumpTable returns every row of table as text, sorted.
-func dumpTable(t testing.TB, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, table string) []string {
-	t.Helper()
-	rows, err := q.Query(context.Background(), "SELECT t::text FROM "+table+" t ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/backfill"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
@@ -47,22 +46,9 @@ func setup(t *testing.T, n int) (*pgtest.Pair, *rowsync.Table) {
 	return p, tbl
 }
 
-func dump(t *testing.T, q pgshift.Querier) []string {
-	t.Helper()
-	rows, err := q.Query(context.Background(), `SELECT r::text FROM "Shop"."Line Items" AS r ORDER BY "Order", line`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func requireEqual(t *testing.T, p *pgtest.Pair) {
 	t.Helper()
-	o, n := dump(t, p.Old.Pool), dump(t, p.New.Pool)
+	o, n := pgtest.Dump(t, p.Old.Pool, `"Shop"."Line Items"`), pgtest.Dump(t, p.New.Pool, `"Shop"."Line Items"`)
 	if !slices.Equal(o, n) {
 		t.Fatalf("sides differ: old %d rows, new %d rows", len(o), len(n))
 	}

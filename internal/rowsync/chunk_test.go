@@ -102,7 +102,7 @@ func TestDrillDownFindsMissingExtraAndDifferentRows(t *testing.T) {
 	if _, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, d.Keys()); err != nil {
 		t.Fatal(err)
 	}
-	if o, n := dump(t, p.Old.Pool, tbl.Ident()), dump(t, p.New.Pool, tbl.Ident()); !slices.Equal(o, n) {
+	if o, n := pgtest.Dump(t, p.Old.Pool, tbl.Ident()), pgtest.Dump(t, p.New.Pool, tbl.Ident()); !slices.Equal(o, n) {
 		t.Fatalf("sides differ after repair:\nold %q\nnew %q", o, n)
 	}
 }

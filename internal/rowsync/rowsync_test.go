@@ -75,20 +75,6 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 	return p, tbl
 }
 
-// dump is every row of table ident in text form, sorted.
-func dump(t *testing.T, q pgshift.Querier, ident string) []string {
-	t.Helper()
-	rows, err := q.Query(context.Background(), "SELECT r::text FROM "+ident+" AS r ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func allKeys(t *testing.T, q pgshift.Querier, tbl *rowsync.Table) [][]string {
 	t.Helper()
 	rows, err := q.Query(context.Background(), `SELECT ARRAY["Tenant", "line No"::text] FROM `+tbl.Ident())
@@ -188,7 +174,7 @@ func TestCopyKeysRoundTripsEveryShapeExactly(t *testing.T) {
 		t.Errorf("upserted, deleted = %d, %d; want 4, 1", up, del)
 	}
 	pgtest.Exec(t, p.New.Pool, `DELETE FROM `+tbl.Ident()+` WHERE "Tenant" = 'keep'`)
-	if o, n := dump(t, p.Old.Pool, tbl.Ident()), dump(t, p.New.Pool, tbl.Ident()); !slices.Equal(o, n) {
+	if o, n := pgtest.Dump(t, p.Old.Pool, tbl.Ident()), pgtest.Dump(t, p.New.Pool, tbl.Ident()); !slices.Equal(o, n) {
 		t.Fatalf("sides differ after copy:\nold %q\nnew %q", o, n)
 	}
 	up, del, err = rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, keys)
