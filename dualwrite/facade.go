@@ -135,6 +135,27 @@ type Op struct {
 	// Global decides the operation by Config.GlobalStages instead of the
 	// user in the context: for tables several cohorts write at once.
 	Global bool
+	// OneStatement promises that the write function runs exactly one
+	// statement (as a repository method over one sqlc query does). The
+	// facade then sends COMMIT in the same round trip as the statement
+	// wherever it may: in off and complete the write is one autocommit
+	// statement, as on pgx directly; in the dual stages the other side's
+	// BEGIN, log record, statement and COMMIT are one round trip. The
+	// statement commits whatever the write function returns afterwards, so
+	// errors it returns after its statement must describe that statement's
+	// outcome (no row found, the other side diverged). A second statement
+	// fails with ErrNotOneStatement.
+	OneStatement bool
+	// NewRows promises that the write only inserts rows whose keys were
+	// made for this call (UUIDv7s the application generated), so no other
+	// write of those rows can be in flight and the other side needs nothing
+	// from the authoritative result. In the dual stages the facade then
+	// writes both sides at once, each committing on its own with its log
+	// record (one round trip for a OneStatement insert, against three), and
+	// the write function gets prev == nil on both sides. Do not set it for
+	// keys the database assigns (identity columns), which the other side
+	// must take from the authoritative result.
+	NewRows bool
 }
 
 // stage decides the stage of one call; on a closed facade it is ErrClosed.

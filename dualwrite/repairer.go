@@ -230,16 +230,31 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 	}
 }
 
-// pass claims up to one batch of due entries on side src, copies their
-// rows from src to the other side and settles the entries. It returns how
-// many entries it settled and how many it postponed.
+// pass claims up to one batch of due entries on side src and settles them:
+// an authoritative entry by copying its row from src to the other side, a
+// pull entry by copying its row from the other side into src, each under the
+// row's lock on old, after weighing it against the row's other entries (see
+// resolve). It returns how many entries it settled and how many it
+// postponed.
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (settledN, failedN int, err error) {
 	dst := src.Other()
-	stx, err := r.pool(src).Begin(ctx)
+	// Old first, as every writer does: no two pools are waited for in
+	// opposite orders. Old's transaction holds the rows' locks.
+	oldTx, err := r.cfg.Old.Begin(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
+		return 0, 0, fmt.Errorf("repair: begin on old: %w", err)
 	}
-	defer func() { _ = stx.Rollback(context.WithoutCancel(ctx)) }()
+	defer func() { _ = oldTx.Rollback(context.WithoutCancel(ctx)) }()
+	newTx, err := r.cfg.New.Begin(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("repair: begin on new: %w", err)
+	}
+	defer func() { _ = newTx.Rollback(context.WithoutCancel(ctx)) }()
+	stx, dtx := oldTx, newTx
+	if src == flags.SideNew {
+		stx, dtx = newTx, oldTx
+	}
+
 	entries, err := ownSQL.ClaimRepairEntries(ctx, stx, pgshiftdb.ClaimRepairEntriesParams{
 		GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
 	})
@@ -247,22 +262,24 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		return 0, 0, fmt.Errorf("repair from %s: claim log entries: %w", src, err)
 	}
 	if len(entries) == 0 {
-		return 0, 0, stx.Commit(ctx)
+		return 0, 0, nil
 	}
-	groups := groupEntries(entries)
-	if err := lockRows(ctx, stx, groups); err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: lock rows: %w", src, err)
+	rows := groupEntries(entries)
+	if err := lockRows(ctx, oldTx, rows); err != nil {
+		return 0, 0, fmt.Errorf("repair from %s: lock rows on old: %w", src, err)
 	}
-	dtx, err := r.pool(dst).Begin(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("repair %s: %w", dst, err)
+	if err := resolve(ctx, stx, dtx, rows); err != nil {
+		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
 	}
-	defer func() { _ = dtx.Rollback(context.WithoutCancel(ctx)) }()
 
 	var settled, failed []int64
 	var lastErr error
-	for _, g := range groups {
-		if err := r.copyGroup(ctx, stx, dtx, g); err != nil {
+	for _, g := range groupTables(rows) {
+		from, to := stx, dtx
+		if g.pull {
+			from, to = dtx, stx
+		}
+		if err := r.copyGroup(ctx, from, to, g); err != nil {
 			failed = append(failed, g.ids...)
 			lastErr = err
 			continue
@@ -283,7 +300,7 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		}); err != nil {
 			return 0, 0, fmt.Errorf("repair from %s: postpone failed entries: %w", src, err)
 		}
-		r.log.Warn("repair postponed entries", "from", src, "to", dst, "entries", len(failed), "err", lastErr)
+		r.log.Warn("repair postponed entries", "side", src, "entries", len(failed), "err", lastErr)
 	}
 	if err := stx.Commit(ctx); err != nil {
 		return 0, 0, fmt.Errorf("repair from %s: commit: %w", src, err)
@@ -292,75 +309,186 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 	return len(settled), len(failed), nil
 }
 
-// entryGroup is the log entries of one table, keys deduplicated.
-type entryGroup struct {
+// loggedRow is one row's claimed entries of one kind.
+type loggedRow struct {
 	schema, table string
-	keys          [][]string
+	key           []string
+	pull          bool
 	ids           []int64
+	kXID          int64     // the newest k_xid among them (0: none known)
+	created       time.Time // the newest created_at among them
+	// skip says a newer entry elsewhere decides this row's copy: the
+	// entries are settled without copying.
+	skip bool
 }
 
-func groupEntries(entries []pgshiftdb.PgshiftRepairLog) []*entryGroup {
-	var groups []*entryGroup
-	byTable := map[string]*entryGroup{} // schema NUL table
-	seen := map[string]bool{}           // schema, table and key, NUL-separated
+func (lr *loggedRow) touched() touchedRow {
+	return touchedRow{schema: lr.schema, table: lr.table, key: lr.key}
+}
+
+// groupEntries folds claimed entries into one loggedRow per row and kind,
+// in the order they were first logged (parents are usually logged first).
+func groupEntries(entries []pgshiftdb.PgshiftRepairLog) []*loggedRow {
+	var rows []*loggedRow
+	seen := map[string]*loggedRow{} // kind, schema, table and key, NUL-separated
 	for _, e := range entries {
-		tk := e.TableSchema + "\x00" + e.TableName
-		g := byTable[tk]
-		if g == nil {
-			g = &entryGroup{schema: e.TableSchema, table: e.TableName}
-			byTable[tk] = g
-			groups = append(groups, g) // first appearance order: parents are usually logged first
+		id := fmt.Sprintf("%t\x00%s\x00%s\x00%s", e.Pull, e.TableSchema, e.TableName, strings.Join(e.Key, "\x00"))
+		lr := seen[id]
+		if lr == nil {
+			lr = &loggedRow{schema: e.TableSchema, table: e.TableName, key: e.Key, pull: e.Pull}
+			seen[id] = lr
+			rows = append(rows, lr)
 		}
-		g.ids = append(g.ids, e.ID)
-		id := tk + "\x00" + strings.Join(e.Key, "\x00")
-		if !seen[id] {
-			seen[id] = true
-			g.keys = append(g.keys, e.Key)
+		lr.ids = append(lr.ids, e.ID)
+		if e.KXid.Valid && e.KXid.Int64 > lr.kXID {
+			lr.kXID = e.KXid.Int64
+		}
+		if e.CreatedAt.After(lr.created) {
+			lr.created = e.CreatedAt
+		}
+	}
+	return rows
+}
+
+// lockRows takes the locks of rows on old, in the order writes take them.
+func lockRows(ctx context.Context, oldTx pgx.Tx, rows []*loggedRow) error {
+	touched := make([]touchedRow, len(rows))
+	for i, lr := range rows {
+		touched[i] = lr.touched()
+	}
+	_, err := ownSQL.LockRows(ctx, oldTx, rowParams(sortedRows(touched)))
+	return err
+}
+
+// resolve decides, under the rows' locks, which claimed entries still call
+// for a copy. Entries of one row can disagree on its direction only when
+// writes of it failed on both sides (around an authority flip, or with both
+// sides failing in turn); then an authoritative entry (a write the caller
+// was told succeeded) wins over a pull entry (a write whose authoritative
+// commit failed), and of two authoritative entries the newer (by the id of
+// the old transaction that held the row's lock, else by time) wins, so no
+// acknowledged write is overwritten by an older state.
+func resolve(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) error {
+	var push, pull []*loggedRow
+	for _, lr := range rows {
+		if lr.pull {
+			pull = append(pull, lr)
+		} else {
+			push = append(push, lr)
+		}
+	}
+	// An authoritative entry here loses to a newer authoritative entry of
+	// the same row on the other side, which copies the other way.
+	theirs, err := authoritativeEntries(ctx, dtx, push)
+	if err != nil {
+		return fmt.Errorf("read the other side's entries: %w", err)
+	}
+	for _, lr := range push {
+		if t, ok := theirs[lr]; ok && newer(t.KXid, t.CreatedAt, lr.kXID, lr.created) {
+			lr.skip = true
+		}
+	}
+	// A pull entry here loses to any authoritative entry of the row here.
+	ours, err := authoritativeEntries(ctx, stx, pull)
+	if err != nil {
+		return fmt.Errorf("read this side's entries: %w", err)
+	}
+	for _, lr := range pull {
+		if _, ok := ours[lr]; ok {
+			lr.skip = true
+		}
+	}
+	return nil
+}
+
+// authoritativeEntries reads q's authoritative entries of rows, newest per
+// row, keyed by the loggedRow.
+func authoritativeEntries(ctx context.Context, q pgshift.Querier, rows []*loggedRow) (map[*loggedRow]pgshiftdb.AuthoritativeEntriesRow, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	touched := make([]touchedRow, len(rows))
+	for i, lr := range rows {
+		touched[i] = lr.touched()
+	}
+	p := rowParams(touched)
+	found, err := ownSQL.AuthoritativeEntries(ctx, q, pgshiftdb.AuthoritativeEntriesParams{
+		Keys: p.Keys, TableSchemas: p.TableSchemas, TableNames: p.TableNames,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[*loggedRow]pgshiftdb.AuthoritativeEntriesRow, len(found))
+	for _, e := range found {
+		out[rows[e.N-1]] = e
+	}
+	return out, nil
+}
+
+// newer reports whether entry a is newer than entry b: by the ids of the old
+// transactions that held the row's lock when both are known, else by time.
+func newer(aXID int64, aTime time.Time, bXID int64, bTime time.Time) bool {
+	if aXID > 0 && bXID > 0 {
+		return aXID > bXID
+	}
+	return aTime.After(bTime)
+}
+
+// tableGroup is the rows of one table and one direction to copy together.
+type tableGroup struct {
+	schema, table string
+	pull          bool
+	keys          [][]string
+	ids           []int64 // every entry settled by the group, skipped rows' too
+}
+
+// groupTables groups rows by table and direction, in first-seen order;
+// skipped rows add their entries but no key.
+func groupTables(rows []*loggedRow) []*tableGroup {
+	var groups []*tableGroup
+	byTable := map[string]*tableGroup{}
+	for _, lr := range rows {
+		id := fmt.Sprintf("%t\x00%s\x00%s", lr.pull, lr.schema, lr.table)
+		g := byTable[id]
+		if g == nil {
+			g = &tableGroup{schema: lr.schema, table: lr.table, pull: lr.pull}
+			byTable[id] = g
+			groups = append(groups, g)
+		}
+		g.ids = append(g.ids, lr.ids...)
+		if !lr.skip {
+			g.keys = append(g.keys, lr.key)
 		}
 	}
 	return groups
 }
 
-// lockRows takes the advisory locks of every row in groups, in the order
-// writes take them (see logParams), so a row is never copied while a write
-// of it is between its two sides.
-func lockRows(ctx context.Context, tx pgx.Tx, groups []*entryGroup) error {
-	var rows []touchedRow
-	for _, g := range groups {
-		for _, k := range g.keys {
-			rows = append(rows, touchedRow{schema: g.schema, table: g.table, key: k})
-		}
-	}
-	p, err := logParams(rows, "", "")
-	if err != nil {
-		return err
-	}
-	return ownSQL.LockRows(ctx, tx, pgshiftdb.LockRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys})
-}
-
 // copyGroup copies one table's rows inside a savepoint on each side, so that
 // one table's failure (a foreign key whose parent has not arrived yet, a key
 // that does not cast to its column's type) undoes neither the other tables'
-// copies nor the source transaction that settles the entries.
-func (r *Repairer) copyGroup(ctx context.Context, stx, dtx pgx.Tx, g *entryGroup) error {
-	t, err := r.table(ctx, stx, g.schema, g.table)
+// copies nor the transaction that settles the entries.
+func (r *Repairer) copyGroup(ctx context.Context, from, to pgx.Tx, g *tableGroup) error {
+	if len(g.keys) == 0 {
+		return nil
+	}
+	t, err := r.table(ctx, from, g.schema, g.table)
 	if err != nil {
 		return err
 	}
-	ssp, err := stx.Begin(ctx)
+	fsp, err := from.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = ssp.Rollback(ctx) }() // read only: nothing to keep
-	dsp, err := dtx.Begin(ctx)
+	defer func() { _ = fsp.Rollback(ctx) }() // read only: nothing to keep
+	tsp, err := to.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	if _, _, err := rowsync.CopyKeys(ctx, ssp, dsp, t, g.keys); err != nil {
-		_ = dsp.Rollback(ctx)
+	if _, _, err := rowsync.CopyKeys(ctx, fsp, tsp, t, g.keys); err != nil {
+		_ = tsp.Rollback(ctx)
 		return fmt.Errorf("copy %s.%s: %w", g.schema, g.table, err)
 	}
-	return dsp.Commit(ctx)
+	return tsp.Commit(ctx)
 }
 
 func (r *Repairer) table(ctx context.Context, q pgshift.Querier, schema, name string) (*rowsync.Table, error) {

@@ -2,10 +2,12 @@ package dualwrite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/flags"
@@ -13,148 +15,98 @@ import (
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
+// ErrNotOneStatement is returned by the second statement of a write whose Op
+// promised OneStatement: the first one has already committed.
+var ErrNotOneStatement = errors.New("dualwrite: a write marked Op.OneStatement ran a second statement; drop the mark or split the write")
+
 // Tx is what a write function runs its statements on: a transaction on one
-// side. It satisfies the DBTX interface sqlc generates, so generated queries
-// run on it unchanged.
+// side. It satisfies pgshift.Querier and the DBTX interface sqlc generates,
+// so generated queries run on it unchanged.
 //
-// The transaction starts lazily: BEGIN, the repair-log record of the rows
-// touched so far and the first statement travel to the server together, in
-// one round trip.
+// The transaction starts lazily: BEGIN, the facade's own work for the rows
+// touched so far (their locks, their repair-log records) and the first
+// statement travel to the server together, in one round trip; with
+// Op.OneStatement the COMMIT travels with them too.
 type Tx struct {
-	conn          *pgxpool.Conn
-	f             *Facade
-	op            Op
-	routingKey    string
+	w             *write
 	side          flags.Side
 	authoritative bool
-	logTouches    bool // the stage writes the other side: record touched rows
-	started       bool
-	touched       []touchedRow
-	logged        int     // touched[:logged] are in the repair log
-	logIDs        []int64 // their entries
+	pool          *pgxpool.Pool
+	conn          *pgxpool.Conn // nil until the first statement (and in autocommit)
+
+	// autocommit sends statements straight to the pool, each its own
+	// transaction: a OneStatement write in a stage that writes one side.
+	autocommit bool
+	// commitInline sends COMMIT in the same round trip as the (only)
+	// statement: Op.OneStatement where the transaction may commit as soon as
+	// its statement ran.
+	commitInline bool
+
+	begun      bool
+	done       bool  // COMMIT sent (inline or by commit)
+	commitErr  error // the inline COMMIT's result
+	statements int
+	prefix     []queued // the facade's statements, sent ahead of the next one
+
+	touched []touchedRow // rows reported with Touch
+	logged  int          // touched[:logged] have their repair-log record queued or sent
+	logIDs  []int64      // the repair-log entries this Tx wrote
 }
 
-func (f *Facade) newTx(ctx context.Context, op Op, side flags.Side, authoritative bool) (*Tx, error) {
-	conn, err := f.pool(side).Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &Tx{conn: conn, f: f, op: op, routingKey: flags.RoutingKey(ctx), side: side, authoritative: authoritative}, nil
+// queued is one of the facade's own statements and how to read its result.
+type queued struct {
+	sql  string
+	args []any
+	read func(pgx.BatchResults) error
+}
+
+type touchedRow struct {
+	schema, table string
+	key           []string
 }
 
 // Side is the database this Tx writes.
 func (tx *Tx) Side() flags.Side { return tx.side }
 
 // Authoritative reports whether this Tx writes the authoritative side (the
-// first run of a write function).
+// first run of a write function, whose result the caller gets).
 func (tx *Tx) Authoritative() bool { return tx.authoritative }
 
 // Touch reports that the write changes (inserts, updates or deletes) the row
 // of table with the given primary key values, in key column order. Every
-// write function must Touch each row it changes on the authoritative side:
-// the repair log is made of these. Touching before the statement that
-// changes the row saves a round trip. Key values are Go values of the key
-// columns (strings, integers, uuid.UUID, time.Time, []byte, bool, floats,
-// pgtype values), written as rowsync.KeyText writes them: the text the
-// server itself prints for them.
+// write function must Touch each row it changes: the rows' locks and
+// repair-log records are made of these. Touch a row before the statement
+// that changes it: its lock is taken with that statement, in the same round
+// trip. A row touched only after its statement is taken to be one the write
+// created (its key came from RETURNING), which no other write can hold yet,
+// and is logged but not locked.
+//
+// Key values are Go values of the key columns (strings, integers,
+// uuid.UUID, time.Time, []byte, bool, floats, pgtype values), written as
+// rowsync.KeyText writes them: the text the server itself prints for them.
+// In stages that write one side Touch does nothing.
 func (tx *Tx) Touch(table string, key ...any) {
-	if !tx.authoritative {
+	if !tx.w.logs || (!tx.authoritative && !tx.w.op.NewRows) {
 		return
 	}
-	tx.touched = append(tx.touched, touchedRow{schema: tx.f.cfg.Schema, table: table, key: rowsync.KeyText(key...)})
-}
-
-// logRecord is the statement that records the rows touched and not yet
-// logged (and takes their advisory locks); ok is false when there are none.
-func (tx *Tx) logRecord() (sql string, args []any, ok bool, err error) {
-	if !tx.authoritative || tx.logged == len(tx.touched) || !tx.logTouches {
-		return "", nil, false, nil
-	}
-	rows := tx.touched[tx.logged:]
-	if len(rows) == 1 {
-		r := rows[0]
-		arg := pgshiftdb.LogTouchedRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key, Op: tx.op.Name, RoutingKey: tx.routingKey}
-		sql, args = pgshiftdb.LogTouchedRowSQL, arg.Args()
-	} else {
-		arg, err := logParams(rows, tx.op.Name, tx.routingKey)
-		if err != nil {
-			return "", nil, false, err
-		}
-		sql, args = pgshiftdb.LogTouchedRowsSQL, arg.Args()
-	}
-	tx.logged = len(tx.touched)
-	return sql, args, true, nil
-}
-
-// collectLogIDs keeps the ids of the repair-log entries a record made.
-func (tx *Tx) collectLogIDs(rows pgx.Rows) error {
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	tx.logIDs = append(tx.logIDs, ids...)
-	return err
-}
-
-// flushLog records rows touched after the last statement (identity keys
-// known only from RETURNING).
-func (tx *Tx) flushLog(ctx context.Context) error {
-	sql, args, ok, err := tx.logRecord()
-	if err != nil || !ok {
-		return err
-	}
-	b := &pgx.Batch{}
-	if !tx.started {
-		b.Queue("BEGIN")
-	}
-	b.Queue(sql, args...).Query(tx.collectLogIDs)
-	tx.started = true
-	return tx.conn.SendBatch(ctx, b).Close()
-}
-
-// start sends BEGIN and the pending log record, then the first statement
-// with them; it returns the batch positioned at the statement's result.
-func (tx *Tx) start(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	logSQL, logArgs, logged, err := tx.logRecord()
-	if err != nil {
-		return nil, err
-	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	if logged {
-		b.Queue(logSQL, logArgs...)
-	}
-	b.Queue(sql, args...)
-	tx.started = true
-	br := tx.conn.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil { // BEGIN
-		_ = br.Close()
-		return nil, err
-	}
-	if logged {
-		rows, err := br.Query()
-		if err == nil {
-			err = tx.collectLogIDs(rows)
-		}
-		if err != nil {
-			_ = br.Close()
-			return nil, fmt.Errorf("record repair log: %w", err)
-		}
-	}
-	return br, nil
+	tx.touched = append(tx.touched, touchedRow{schema: tx.w.f.cfg.Schema, table: table, key: rowsync.KeyText(key...)})
 }
 
 // Exec runs a statement in the transaction.
 func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if tx.started {
-		if err := tx.flushLog(ctx); err != nil {
-			return pgconn.CommandTag{}, err
-		}
-		return tx.conn.Exec(ctx, sql, args...)
+	direct, err := tx.beforeStatement(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
 	}
-	br, err := tx.start(ctx, sql, args)
+	if direct != nil {
+		return direct.Exec(ctx, sql, args...)
+	}
+	br, err := tx.send(ctx, &statement{sql, args})
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	ct, err := br.Exec()
-	if cerr := br.Close(); err == nil {
+	if cerr := tx.closeBatch(br); err == nil {
 		err = cerr
 	}
 	return ct, err
@@ -162,22 +114,23 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 
 // Query runs a query in the transaction.
 func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if tx.started {
-		if err := tx.flushLog(ctx); err != nil {
-			return nil, err
-		}
-		return tx.conn.Query(ctx, sql, args...)
+	direct, err := tx.beforeStatement(ctx)
+	if err != nil {
+		return nil, err
 	}
-	br, err := tx.start(ctx, sql, args)
+	if direct != nil {
+		return direct.Query(ctx, sql, args...)
+	}
+	br, err := tx.send(ctx, &statement{sql, args})
 	if err != nil {
 		return nil, err
 	}
 	rows, err := br.Query()
 	if err != nil {
-		_ = br.Close()
+		_ = tx.closeBatch(br)
 		return nil, err
 	}
-	return &batchRows{Rows: rows, br: br}, nil
+	return &batchRows{Rows: rows, tx: tx, br: br}, nil
 }
 
 // QueryRow runs a query that returns one row in the transaction.
@@ -189,34 +142,292 @@ func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return rowFrom{rows}
 }
 
-// commit ends the transaction; a transaction that never started commits
-// trivially. The connection goes back to the pool.
-func (tx *Tx) commit(ctx context.Context) error {
-	defer tx.conn.Release()
-	if !tx.started {
+// statementRunner is what runs a statement that needs no batch.
+type statementRunner interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// beforeStatement does what must happen before the write function's next
+// statement: refuse a second statement after an inline COMMIT, take the
+// locks of the rows touched so far, and queue their log records. It returns
+// where to run the statement when it needs no batch (the pool in autocommit,
+// the connection mid-transaction), or nil when it must go through send.
+func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
+	tx.statements++
+	if tx.done {
+		if tx.commitInline {
+			return nil, ErrNotOneStatement
+		}
+		return nil, errors.New("dualwrite: statement after the transaction ended")
+	}
+	if tx.autocommit {
+		if tx.statements > 1 {
+			return nil, ErrNotOneStatement
+		}
+		return tx.pool, nil
+	}
+	switch {
+	case !tx.w.logs:
+	case tx.authoritative:
+		if err := tx.w.lockTouched(ctx, tx); err != nil {
+			return nil, err
+		}
+		if tx.w.eager {
+			tx.queueLog(false)
+		}
+	case tx.w.op.NewRows:
+		tx.queueLog(true)
+	}
+	if tx.begun && len(tx.prefix) == 0 && !tx.commitInline {
+		return tx.conn, nil
+	}
+	if err := tx.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// acquire takes the Tx's connection from its pool on first use.
+func (tx *Tx) acquire(ctx context.Context) error {
+	if tx.conn != nil {
 		return nil
 	}
-	ct, err := tx.conn.Exec(ctx, "COMMIT")
-	if err == nil && ct.String() != "COMMIT" {
-		err = pgx.ErrTxCommitRollback
+	conn, err := tx.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", tx.side, err)
+	}
+	tx.conn = conn
+	return nil
+}
+
+// statement is one of the write function's statements.
+type statement struct {
+	sql  string
+	args []any
+}
+
+// send sends BEGIN (on the first statement), the queued statements of the
+// facade, the statement (nil: none) and (with commitInline) COMMIT in one
+// round trip, and returns the results positioned at the statement's.
+func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	first := !tx.begun
+	if first {
+		b.Queue("BEGIN")
+	}
+	prefix := tx.prefix
+	tx.prefix = nil
+	for _, q := range prefix {
+		b.Queue(q.sql, q.args...)
+	}
+	if stmt != nil {
+		b.Queue(stmt.sql, stmt.args...)
+		if tx.commitInline {
+			b.Queue("COMMIT")
+			tx.done = true
+		}
+	}
+	tx.begun = true
+	br := tx.conn.SendBatch(ctx, b)
+	if first {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	for _, q := range prefix {
+		if err := q.read(br); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+// closeBatch reads what follows the statement (the inline COMMIT) and
+// closes the batch.
+func (tx *Tx) closeBatch(br pgx.BatchResults) error {
+	if tx.commitInline && tx.done && tx.commitErr == nil {
+		ct, err := br.Exec()
+		if err == nil && ct.String() != "COMMIT" {
+			err = pgx.ErrTxCommitRollback
+		}
+		tx.commitErr = commitError(err)
+	}
+	err := br.Close()
+	if tx.commitErr != nil {
+		return tx.commitErr
 	}
 	return err
 }
 
-// rollback ends the transaction without committing and returns the
-// connection to the pool.
-func (tx *Tx) rollback(ctx context.Context) {
-	defer tx.conn.Release()
-	if tx.started {
-		if _, err := tx.conn.Exec(ctx, "ROLLBACK"); err != nil {
-			_ = tx.conn.Conn().Close(ctx) // unknown state: do not reuse
+// queueLog queues the repair-log record of the rows touched and not yet
+// logged, authoritative (pull false) or pull records, to go with the next
+// statement or the COMMIT.
+func (tx *Tx) queueLog(pull bool) {
+	tx.queueLogOf(tx.touched, pull)
+}
+
+// queueLogOf queues records of rows[tx.logged:].
+func (tx *Tx) queueLogOf(rows []touchedRow, pull bool) {
+	if tx.logged >= len(rows) {
+		return
+	}
+	fresh := rows[tx.logged:]
+	tx.logged = len(rows)
+	w := tx.w
+	collect := func(br pgx.BatchResults) error {
+		r, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("record repair log on %s: %w", tx.side, err)
+		}
+		ids, err := pgx.CollectRows(r, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("record repair log on %s: %w", tx.side, err)
+		}
+		tx.logIDs = append(tx.logIDs, ids...)
+		return nil
+	}
+	if len(fresh) == 1 {
+		r := fresh[0]
+		p := pgshiftdb.LogRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key,
+			Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KXid: w.kXID}
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowSQL, p.Args(), collect})
+		return
+	}
+	p := rowParams(fresh)
+	lp := pgshiftdb.LogRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys,
+		Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KXid: w.kXID}
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowsSQL, lp.Args(), collect})
+}
+
+// queueLock queues the lock of rows (on old, in this Tx's transaction).
+func (tx *Tx) queueLock(rows []touchedRow) {
+	w := tx.w
+	read := func(br pgx.BatchResults) error {
+		var xid int64
+		if err := br.QueryRow().Scan(&xid); err != nil {
+			return fmt.Errorf("lock rows on %s: %w", tx.side, err)
+		}
+		w.kXID = pgtype.Int8{Int64: xid, Valid: true}
+		return nil
+	}
+	if len(rows) == 1 {
+		r := rows[0]
+		p := pgshiftdb.LockRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key}
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowSQL, p.Args(), read})
+		return
+	}
+	p := rowParams(sortedRows(rows))
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, p.Args(), read})
+}
+
+// flush sends the queued statements now, without a statement of the write
+// function's: the locks an authoritative side on new waits for.
+func (tx *Tx) flush(ctx context.Context) error {
+	if err := tx.acquire(ctx); err != nil {
+		return err
+	}
+	br, err := tx.send(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// commit ends the transaction, sending the queued statements (late log
+// records) with the COMMIT. A transaction that never began commits
+// trivially; one whose COMMIT went inline returns that COMMIT's result.
+func (tx *Tx) commit(ctx context.Context) error {
+	if tx.done {
+		return tx.commitErr
+	}
+	if !tx.begun && len(tx.prefix) == 0 {
+		tx.done = true
+		return nil
+	}
+	if err := tx.acquire(ctx); err != nil {
+		return err
+	}
+	prefix := tx.prefix
+	tx.prefix = nil
+	b := &pgx.Batch{}
+	if !tx.begun {
+		b.Queue("BEGIN")
+	}
+	for _, q := range prefix {
+		b.Queue(q.sql, q.args...)
+	}
+	b.Queue("COMMIT")
+	br := tx.conn.SendBatch(ctx, b)
+	err := func() error {
+		if !tx.begun {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		for _, q := range prefix {
+			if err := q.read(br); err != nil {
+				return err
+			}
+		}
+		ct, err := br.Exec()
+		if err == nil && ct.String() != "COMMIT" {
+			err = pgx.ErrTxCommitRollback
+		}
+		return commitError(err)
+	}()
+	tx.begun, tx.done = true, true
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = commitError(cerr)
+	}
+	tx.commitErr = err
+	return err
+}
+
+// end rolls back what has not committed and returns the connection to the
+// pool. A connection whose state is unknown (its ROLLBACK failed, or a
+// statement was cut off) is closed instead of reused.
+func (tx *Tx) end(ctx context.Context) {
+	if tx.conn == nil {
+		return
+	}
+	defer func() {
+		tx.conn.Release()
+		tx.conn = nil
+	}()
+	if tx.begun && !tx.done {
+		tx.done = true
+		if _, err := tx.conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+			_ = tx.conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}
+}
+
+// ErrCommitUnknown is returned (wrapped) when the authoritative side's
+// COMMIT was sent but its answer never arrived (the connection broke, the
+// server went down): the write may or may not have committed. Either way the
+// two sides converge (the other side's log record makes the repair worker
+// copy whatever the authoritative side holds), but the caller cannot tell
+// which: read the row before retrying a write that is not idempotent.
+var ErrCommitUnknown = errors.New("dualwrite: the outcome of the commit is unknown")
+
+// commitError marks a COMMIT error whose outcome is unknown: anything but an
+// ordinary error the server answered with, after which the transaction is
+// known to have rolled back.
+func commitError(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || (errors.As(err, &pgErr) && pgErr.Severity == "ERROR") || errors.Is(err, pgx.ErrTxCommitRollback) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 }
 
 // batchRows closes the batch its rows came from when they are closed.
 type batchRows struct {
 	pgx.Rows
+	tx     *Tx
 	br     pgx.BatchResults
 	closed bool
 	err    error
@@ -228,7 +439,7 @@ func (r *batchRows) Close() {
 	}
 	r.closed = true
 	r.Rows.Close()
-	r.err = r.br.Close()
+	r.err = r.tx.closeBatch(r.br)
 }
 
 func (r *batchRows) Err() error {

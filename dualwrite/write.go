@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
@@ -18,16 +22,71 @@ import (
 // backfilled yet). The facade then leaves the row to the repair worker.
 var ErrDiverged = errors.New("dualwrite: other side differs from the authoritative side")
 
-type touchedRow struct {
-	schema, table string
-	key           []string
-}
+// errOldUnlocked is the other side's failure when old could not take the
+// rows' locks: the other side (old) is then not written at all.
+var errOldUnlocked = errors.New("dualwrite: old did not take the rows' locks in time; old is left to the repair worker")
 
 // WriteFunc is one write, run once per side that the stage writes. On the
 // authoritative side prev is nil; on the other side it points to the
 // authoritative run's result, so values the authoritative side assigned
-// (identity keys from RETURNING) can be written as they are.
+// (identity keys from RETURNING) can be written as they are. With
+// Op.NewRows both sides run at once and prev is nil on both.
 type WriteFunc[T any] func(ctx context.Context, tx *Tx, prev *T) (T, error)
+
+// write is one call of Write: what its transactions share.
+type write struct {
+	f          *Facade
+	op         Op
+	routingKey string
+	// logs says the stage writes both sides: touched rows are locked and
+	// logged.
+	logs bool
+	// eager says the sides commit independently (NewRows, or the
+	// authoritative side is new), so the authoritative side's log records
+	// go with its statements rather than only when the other side failed.
+	eager bool
+	// lockTx is the transaction on old that takes the rows' locks: the
+	// authoritative one, or the other side's when new is authoritative;
+	// nil when nothing is locked.
+	lockTx *Tx
+	locked int // the authoritative Tx's touched[:locked] are locked
+	// lockFailed says old could not take the locks; old is not written.
+	lockFailed bool
+	// kXID is the id of lockTx's transaction once it holds a lock.
+	kXID pgtype.Int8
+}
+
+func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
+	return &Tx{w: w, side: side, authoritative: authoritative, pool: w.f.pool(side)}
+}
+
+// lockTouched takes, on old, the locks of the rows atx (the authoritative
+// Tx) touched and has not locked yet. When atx is on old the lock goes with
+// its next statement; when atx is on new, its statement must wait for the
+// locks, so they are taken now, bounded by OtherTimeout: old is the other
+// side then, and if it cannot lock in time the write goes on without it.
+func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
+	if w.lockTx == nil || w.lockFailed || w.locked >= len(atx.touched) {
+		return nil
+	}
+	rows := atx.touched[w.locked:]
+	w.locked = len(atx.touched)
+	w.lockTx.queueLock(rows)
+	if w.lockTx == atx {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, w.f.cfg.OtherTimeout)
+	defer cancel()
+	if err := w.lockTx.flush(lctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.lockFailed = true
+		w.f.log.Debug("old did not lock the rows; the write goes on without old", "op", w.op.Name,
+			"routing_key", w.routingKey, "err", err)
+	}
+	return nil
+}
 
 // Write runs fn as the stage of the user in ctx says: on the authoritative
 // side, and then, when the stage writes both, on the other side, with the
@@ -40,132 +99,207 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 		return zero, err
 	}
 	plan := stage.Plan()
-	auth := plan.Authoritative
+	w := &write{f: f, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
+	var res T
+	switch {
+	case !plan.WriteOther:
+		res, err = writeSingle(ctx, w, plan.Authoritative, fn)
+	case op.NewRows:
+		res, err = writeParallel(ctx, w, plan.Authoritative, fn)
+	default:
+		res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
+	}
+	if err == nil {
+		recordOutcome(ctx, op, stage, plan.Authoritative)
+	}
+	return res, err
+}
+
+// writeSingle writes the one side a stage writes: autocommit for a
+// OneStatement write, else one transaction.
+func writeSingle[T any](ctx context.Context, w *write, side flags.Side, fn WriteFunc[T]) (res T, err error) {
 	start := time.Now()
-	res, otherWork, err := writeAuthoritative(ctx, f, op, plan, fn)
-	f.m.record(ctx, op.Name, kindWrite, auth, start, err)
-	if err != nil {
+	tx := w.newTx(side, true)
+	tx.autocommit = w.op.OneStatement
+	defer tx.end(ctx)
+	res, err = fn(ctx, tx, nil)
+	if err == nil {
+		err = tx.commit(ctx)
+	}
+	w.f.m.record(ctx, w.op.Name, kindWrite, side, start, err)
+	return res, err
+}
+
+// writeOrdered writes both sides one after the other, under the rows' locks
+// on old (see the package documentation): the authoritative side's
+// statements, then the other side's, which commits first with pull records,
+// then the authoritative COMMIT.
+func writeOrdered[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (res T, err error) {
+	f := w.f
+	start := time.Now()
+	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
+	otx.commitInline = w.op.OneStatement
+	if auth == flags.SideOld {
+		w.lockTx = atx
+	} else {
+		w.lockTx, w.eager = otx, true
+	}
+	// Old's transaction is ended last either way: a pool of old is never
+	// waited for while a connection of new is held.
+	defer atx.end(ctx)
+	defer otx.end(ctx)
+	if res, err = fn(ctx, atx, nil); err != nil {
+		f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 		return res, err
 	}
-	recordOutcome(ctx, op, stage, auth)
-	if otherWork != nil {
-		// Synchronously: the caller's next write may depend on this one
-		// (a post for the user just created), and the other side must see
-		// this commit before it runs that.
-		otherWork()
+	var oerr error
+	if auth == flags.SideOld {
+		oerr = writeOther(ctx, w, otx, atx.touched, fn, &res)
+		if oerr != nil {
+			atx.queueLog(false) // the other side missed it: repair copies it over
+		}
+		err = atx.commit(ctx)
+	} else {
+		// The authoritative records went with its statements; those of rows
+		// touched after the last one go with the COMMIT. Old (the other side)
+		// holds the locks, so both commits may run at once.
+		atx.queueLog(false)
+		var wg sync.WaitGroup
+		wg.Go(func() { oerr = writeOther(ctx, w, otx, atx.touched, fn, &res) })
+		err = atx.commit(ctx)
+		wg.Wait()
 	}
+	f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+	if err != nil {
+		return res, fmt.Errorf("%s: commit on %s: %w", w.op.Name, auth, err)
+	}
+	w.settle(ctx, atx, otx, oerr)
 	return res, nil
 }
 
-// writeAuthoritative runs the authoritative transaction and, inside it, the
-// other side's statements. It returns a function that finishes the other side
-// (commit; the log clean-up is batched) after the authoritative commit, or nil.
-func writeAuthoritative[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T]) (res T, finish func(), err error) {
-	auth := plan.Authoritative
-	atx, err := f.newTx(ctx, op, auth, true)
-	if err != nil {
-		return res, nil, fmt.Errorf("%s: connect to %s: %w", op.Name, auth, err)
+// writeOther runs fn on the other side, bounded by OtherTimeout, with the
+// pull records of rows (the authoritative side's touched rows) going with its
+// first statement, and commits it.
+func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow, fn WriteFunc[T], prev *T) error {
+	if w.lockFailed {
+		return errOldUnlocked
 	}
-	atx.logTouches = plan.WriteOther
-	defer func() {
-		if err != nil {
-			atx.rollback(context.WithoutCancel(ctx))
-		}
-	}()
-	if res, err = fn(ctx, atx, nil); err != nil {
-		return res, nil, err
-	}
-	if !plan.WriteOther {
-		if err = atx.commit(ctx); err != nil {
-			return res, nil, fmt.Errorf("%s: commit on %s: %w", op.Name, auth, err)
-		}
-		return res, nil, nil
-	}
-	if err = atx.flushLog(ctx); err != nil {
-		return res, nil, fmt.Errorf("%s: record repair log on %s: %w", op.Name, auth, err)
-	}
-	// The other side runs while the authoritative row locks and advisory
-	// locks are held; see the package documentation for why not in parallel.
-	otx, octx, otherCancel, otherErr := writeOther(ctx, f, op, plan, fn, &res)
-	if err = atx.commit(ctx); err != nil {
-		if otx != nil {
-			otx.rollback(octx)
-		}
-		otherCancel()
-		return res, nil, fmt.Errorf("%s: commit on %s: %w", op.Name, auth, err)
-	}
-	ids := atx.logIDs
-	finish = func() {
-		defer otherCancel()
-		other := auth.Other()
-		if otherErr == nil {
-			otherErr = otx.commit(octx)
-		}
-		if otherErr != nil {
-			f.m.otherFailed(ctx, op.Name, other)
-			f.log.Debug("other side missed a write; left to repair", "op", op.Name, "side", other,
-				"routing_key", flags.RoutingKey(ctx), "err", otherErr)
-			return
-		}
-		f.deletes.add(auth, ids)
-	}
-	return res, finish, nil
-}
-
-// writeOther runs fn on the other side in a transaction it does not commit.
-// On failure the transaction is already rolled back and the error returned.
-func writeOther[T any](ctx context.Context, f *Facade, op Op, plan flags.Plan, fn WriteFunc[T], prev *T) (*Tx, context.Context, context.CancelFunc, error) {
-	other := plan.Authoritative.Other()
-	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.f.cfg.OtherTimeout)
+	defer cancel()
 	start := time.Now()
-	otx, err := f.newTx(octx, op, other, false)
+	otx.queueLogOf(rows, true)
+	_, err := fn(octx, otx, prev)
 	if err == nil {
-		if _, err = fn(octx, otx, prev); err != nil {
-			otx.rollback(octx)
-		}
+		err = otx.commit(octx)
 	}
-	f.m.record(ctx, op.Name, kindWrite, other, start, err)
-	if err != nil {
-		return nil, octx, cancel, err
-	}
-	return otx, octx, cancel, nil
+	w.f.m.record(ctx, w.op.Name, kindWrite, otx.side, start, err)
+	return err
 }
 
-// logParams builds the repair-log record of rows, sorted so that two writes
-// touching the same rows take their advisory locks in the same order.
-func logParams(rows []touchedRow, op, routingKey string) (pgshiftdb.LogTouchedRowsParams, error) {
-	sort.Slice(rows, func(i, j int) bool { return rowLess(rows[i], rows[j]) })
-	arg := pgshiftdb.LogTouchedRowsParams{
+// settle confirms a write both sides committed (its log records are deleted,
+// off the caller's path) or counts the other side's miss (they stay).
+func (w *write) settle(ctx context.Context, atx, otx *Tx, oerr error) {
+	f := w.f
+	if oerr != nil {
+		f.m.otherFailed(ctx, w.op.Name, otx.side)
+		f.log.Debug("other side missed a write; left to repair", "op", w.op.Name, "side", otx.side,
+			"routing_key", w.routingKey, "err", oerr)
+		return
+	}
+	f.deletes.add(otx.side, otx.logIDs)
+	if w.eager {
+		f.deletes.add(atx.side, atx.logIDs)
+	}
+}
+
+// writeParallel writes both sides at once (Op.NewRows): each side's log
+// records go with its statements, authoritative on one side and pull on the
+// other, and each side commits on its own.
+func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (res T, err error) {
+	f := w.f
+	start := time.Now()
+	w.eager = true
+	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
+	atx.commitInline, otx.commitInline = w.op.OneStatement, w.op.OneStatement
+	defer atx.end(ctx)
+	defer otx.end(ctx)
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
+	defer cancel()
+	// Connections are taken old first, then new, as everywhere: two writes
+	// never hold one pool's connection while waiting for the other's.
+	var oerr error
+	if auth == flags.SideOld {
+		if err = atx.acquire(ctx); err != nil {
+			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+			return res, err
+		}
+		oerr = otx.acquire(octx)
+	} else {
+		oerr = otx.acquire(octx)
+		if err = atx.acquire(ctx); err != nil {
+			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+			return res, err
+		}
+	}
+	var wg sync.WaitGroup
+	if oerr == nil {
+		wg.Go(func() {
+			ostart := time.Now()
+			if _, oerr = fn(octx, otx, nil); oerr == nil {
+				otx.queueLog(true)
+				oerr = otx.commit(octx)
+			}
+			f.m.record(ctx, w.op.Name, kindWrite, otx.side, ostart, oerr)
+		})
+	}
+	if res, err = fn(ctx, atx, nil); err == nil {
+		atx.queueLog(false)
+		err = atx.commit(ctx)
+	}
+	wg.Wait()
+	f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+	if err != nil {
+		return res, err
+	}
+	w.settle(ctx, atx, otx, oerr)
+	return res, nil
+}
+
+// rowParams is the array parameters of rows for the statements that take
+// several rows; keys are JSON arrays of strings.
+func rowParams(rows []touchedRow) pgshiftdb.LockRowsParams {
+	p := pgshiftdb.LockRowsParams{
 		TableSchemas: make([]string, len(rows)),
 		TableNames:   make([]string, len(rows)),
 		Keys:         make([]string, len(rows)),
-		Op:           op,
-		RoutingKey:   routingKey,
 	}
 	for i, r := range rows {
-		arg.TableSchemas[i], arg.TableNames[i] = r.schema, r.table
+		p.TableSchemas[i], p.TableNames[i] = r.schema, r.table
 		b, err := json.Marshal(r.key)
 		if err != nil {
-			return arg, err
+			panic(err) // a []string always marshals
 		}
-		arg.Keys[i] = string(b)
+		p.Keys[i] = string(b)
 	}
-	return arg, nil
+	return p
 }
 
-func rowLess(a, b touchedRow) bool {
-	if a.schema != b.schema {
-		return a.schema < b.schema
+// sortedRows returns rows sorted and without duplicates, so that two writes
+// touching the same rows take their locks in the same order.
+func sortedRows(rows []touchedRow) []touchedRow {
+	out := slices.Clone(rows)
+	slices.SortFunc(out, compareRows)
+	return slices.CompactFunc(out, func(a, b touchedRow) bool { return compareRows(a, b) == 0 })
+}
+
+func compareRows(a, b touchedRow) int {
+	if c := strings.Compare(a.schema, b.schema); c != 0 {
+		return c
 	}
-	if a.table != b.table {
-		return a.table < b.table
+	if c := strings.Compare(a.table, b.table); c != 0 {
+		return c
 	}
-	for i := 0; i < len(a.key) && i < len(b.key); i++ {
-		if a.key[i] != b.key[i] {
-			return a.key[i] < b.key[i]
-		}
-	}
-	return len(a.key) < len(b.key)
+	return slices.Compare(a.key, b.key)
 }
 
 // Exec is a convenience for write functions that return nothing but an

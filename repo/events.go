@@ -16,11 +16,11 @@ import (
 type Events struct{ base }
 
 var (
-	opEventCreate = dualwrite.Op{Name: "events.create"}
+	opEventCreate = dualwrite.Op{Name: "events.create", OneStatement: true}
 	opEventGet    = dualwrite.Op{Name: "events.get"}
 	opEventList   = dualwrite.Op{Name: "events.list_by_user"}
-	opEventUpdate = dualwrite.Op{Name: "events.update"}
-	opEventDelete = dualwrite.Op{Name: "events.delete"}
+	opEventUpdate = dualwrite.Op{Name: "events.update", OneStatement: true}
+	opEventDelete = dualwrite.Op{Name: "events.delete", OneStatement: true}
 )
 
 // NewEvent is what Create needs. A nil Payload is stored as {}.

@@ -15,11 +15,11 @@ import (
 type Posts struct{ base }
 
 var (
-	opPostCreate = dualwrite.Op{Name: "posts.create"}
+	opPostCreate = dualwrite.Op{Name: "posts.create", NewRows: true, OneStatement: true}
 	opPostGet    = dualwrite.Op{Name: "posts.get"}
 	opPostList   = dualwrite.Op{Name: "posts.list_by_user"}
-	opPostUpdate = dualwrite.Op{Name: "posts.update"}
-	opPostDelete = dualwrite.Op{Name: "posts.delete"}
+	opPostUpdate = dualwrite.Op{Name: "posts.update", OneStatement: true}
+	opPostDelete = dualwrite.Op{Name: "posts.delete", OneStatement: true}
 )
 
 // NewPost is what Create needs.

@@ -14,11 +14,11 @@ import (
 type Users struct{ base }
 
 var (
-	opUserCreate = dualwrite.Op{Name: "users.create"}
+	opUserCreate = dualwrite.Op{Name: "users.create", NewRows: true, OneStatement: true}
 	opUserGet    = dualwrite.Op{Name: "users.get"}
 	opUserList   = dualwrite.Op{Name: "users.list"}
-	opUserUpdate = dualwrite.Op{Name: "users.update"}
-	opUserDelete = dualwrite.Op{Name: "users.delete"}
+	opUserUpdate = dualwrite.Op{Name: "users.update", OneStatement: true}
+	opUserDelete = dualwrite.Op{Name: "users.delete", OneStatement: true}
 )
 
 // NewUser is what Create needs.

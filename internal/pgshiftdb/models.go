@@ -6,6 +6,8 @@ package pgshiftdb
 
 import (
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type PgshiftBackfillProgress struct {
@@ -18,14 +20,16 @@ type PgshiftBackfillProgress struct {
 }
 
 type PgshiftRepairLog struct {
-	ID            int64     `json:"id"`
-	TableSchema   string    `json:"table_schema"`
-	TableName     string    `json:"table_name"`
-	Key           []string  `json:"key"`
-	Op            string    `json:"op"`
-	RoutingKey    string    `json:"routing_key"`
-	CreatedAt     time.Time `json:"created_at"`
-	Attempts      int32     `json:"attempts"`
-	NextAttemptAt time.Time `json:"next_attempt_at"`
-	LastError     string    `json:"last_error"`
+	ID            int64       `json:"id"`
+	TableSchema   string      `json:"table_schema"`
+	TableName     string      `json:"table_name"`
+	Key           []string    `json:"key"`
+	Op            string      `json:"op"`
+	RoutingKey    string      `json:"routing_key"`
+	CreatedAt     time.Time   `json:"created_at"`
+	Attempts      int32       `json:"attempts"`
+	NextAttemptAt time.Time   `json:"next_attempt_at"`
+	LastError     string      `json:"last_error"`
+	Pull          bool        `json:"pull"`
+	KXid          pgtype.Int8 `json:"k_xid"`
 }

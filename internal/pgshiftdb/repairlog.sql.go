@@ -7,10 +7,59 @@ package pgshiftdb
 
 import (
 	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const authoritativeEntries = `-- name: AuthoritativeEntries :many
+SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
+FROM unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
+JOIN pgshift.repair_log AS l
+  ON l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
+ AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
+GROUP BY t.n
+`
+
+type AuthoritativeEntriesParams struct {
+	Keys         []string `json:"keys"`
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+}
+
+type AuthoritativeEntriesRow struct {
+	N         int32     `json:"n"`
+	KXid      int64     `json:"k_xid"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// The authoritative (pull = false) entries of the given rows on this side,
+// newest k_xid per row (0 when none is known): what the repair worker weighs
+// an entry against.
+// keys as in LockRows.
+// n is the row's position in keys, from 1.
+func (q *Queries) AuthoritativeEntries(ctx context.Context, db DBTX, arg AuthoritativeEntriesParams) ([]AuthoritativeEntriesRow, error) {
+	rows, err := db.Query(ctx, authoritativeEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AuthoritativeEntriesRow
+	for rows.Next() {
+		var i AuthoritativeEntriesRow
+		if err := rows.Scan(&i.N, &i.KXid, &i.CreatedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimRepairEntries = `-- name: ClaimRepairEntries :many
-SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error FROM pgshift.repair_log
+SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_xid FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
   AND created_at <= now() - make_interval(secs => $1::float8)
 ORDER BY id
@@ -45,6 +94,8 @@ func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepa
 			&i.Attempts,
 			&i.NextAttemptAt,
 			&i.LastError,
+			&i.Pull,
+			&i.KXid,
 		); err != nil {
 			return nil, err
 		}
@@ -65,7 +116,8 @@ WHERE id IN (
 )
 `
 
-// Entries a repair worker holds are skipped; it deletes them itself.
+// Deletes confirmed entries; entries a repair worker holds are skipped (it
+// settles them itself).
 func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) (int64, error) {
 	result, err := db.Exec(ctx, deleteRepairEntries, ids)
 	if err != nil {
@@ -87,11 +139,32 @@ func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []in
 	return result.RowsAffected(), nil
 }
 
-const lockRows = `-- name: LockRows :exec
-SELECT pg_advisory_xact_lock(pgshift.row_lock_id(($1::text[])[t.n], ($2::text[])[t.n],
-           ARRAY(SELECT json_array_elements_text(t.key_json::json))))::text
-FROM unnest($3::text[]) WITH ORDINALITY AS t (key_json, n)
-ORDER BY t.n
+const lockRow = `-- name: LockRow :one
+SELECT pg_current_xact_id()::text::bigint AS k_xid
+FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id($1::text, $2::text, $3::text[]))) AS locked
+`
+
+type LockRowParams struct {
+	TableSchema string   `json:"table_schema"`
+	TableName   string   `json:"table_name"`
+	Key         []string `json:"key"`
+}
+
+// Takes one row's advisory lock (pgshift.row_lock_id) for the rest of the
+// transaction and returns the transaction's id, which orders the row's log
+// entries (k_xid). Sent on old only.
+func (q *Queries) LockRow(ctx context.Context, db DBTX, arg LockRowParams) (int64, error) {
+	row := db.QueryRow(ctx, lockRow, arg.TableSchema, arg.TableName, arg.Key)
+	var k_xid int64
+	err := row.Scan(&k_xid)
+	return k_xid, err
+}
+
+const lockRows = `-- name: LockRows :one
+SELECT pg_current_xact_id()::text::bigint AS k_xid
+FROM (SELECT count(pg_advisory_xact_lock(pgshift.row_lock_id(($1::text[])[t.n], ($2::text[])[t.n],
+                 ARRAY(SELECT json_array_elements_text(t.key_json::json)))))
+      FROM unnest($3::text[]) WITH ORDINALITY AS t (key_json, n)) AS locked
 `
 
 type LockRowsParams struct {
@@ -100,80 +173,77 @@ type LockRowsParams struct {
 	Keys         []string `json:"keys"`
 }
 
-// Takes the advisory locks of the given rows (see LogTouchedRows), in order.
-func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) error {
-	_, err := db.Exec(ctx, lockRows, arg.TableSchemas, arg.TableNames, arg.Keys)
-	return err
+// LockRow for several rows, in the order given (the facade sorts them, so two
+// writes of the same rows take their locks in the same order). keys holds
+// each row's primary key as a JSON array of strings.
+func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) (int64, error) {
+	row := db.QueryRow(ctx, lockRows, arg.TableSchemas, arg.TableNames, arg.Keys)
+	var k_xid int64
+	err := row.Scan(&k_xid)
+	return k_xid, err
 }
 
-const logTouchedRow = `-- name: LogTouchedRow :one
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-SELECT $1::text, $2::text, $3::text[], $4, $5
-FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id($1::text, $2::text, $3::text[]))) AS locked
+const logRow = `-- name: LogRow :one
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+VALUES ($1::text, $2::text, $3::text[], $4, $5, $6, $7::bigint)
 RETURNING id
 `
 
-type LogTouchedRowParams struct {
-	TableSchema string   `json:"table_schema"`
-	TableName   string   `json:"table_name"`
-	Key         []string `json:"key"`
-	Op          string   `json:"op"`
-	RoutingKey  string   `json:"routing_key"`
+type LogRowParams struct {
+	TableSchema string      `json:"table_schema"`
+	TableName   string      `json:"table_name"`
+	Key         []string    `json:"key"`
+	Op          string      `json:"op"`
+	RoutingKey  string      `json:"routing_key"`
+	Pull        bool        `json:"pull"`
+	KXid        pgtype.Int8 `json:"k_xid"`
 }
 
-// LogTouchedRows for the common write that touches one row: the same record
-// and lock, without unpacking arrays.
-func (q *Queries) LogTouchedRow(ctx context.Context, db DBTX, arg LogTouchedRowParams) (int64, error) {
-	row := db.QueryRow(ctx, logTouchedRow,
+// Records one row of a write in the write's own transaction.
+func (q *Queries) LogRow(ctx context.Context, db DBTX, arg LogRowParams) (int64, error) {
+	row := db.QueryRow(ctx, logRow,
 		arg.TableSchema,
 		arg.TableName,
 		arg.Key,
 		arg.Op,
 		arg.RoutingKey,
+		arg.Pull,
+		arg.KXid,
 	)
 	var id int64
 	err := row.Scan(&id)
 	return id, err
 }
 
-const logTouchedRows = `-- name: LogTouchedRows :many
-WITH touched AS (
-    SELECT t.n,
-           ($3::text[])[t.n] AS table_schema,
-           ($4::text[])[t.n] AS table_name,
-           ARRAY(SELECT json_array_elements_text(t.key_json::json)) AS key
-    FROM unnest($5::text[]) WITH ORDINALITY AS t (key_json, n)
-), locked AS (
-    SELECT touched.n, touched.table_schema, touched.table_name, touched.key,
-           pg_advisory_xact_lock(pgshift.row_lock_id(touched.table_schema, touched.table_name, touched.key))::text AS locked
-    FROM touched
-    ORDER BY n
-)
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-SELECT locked.table_schema, locked.table_name, locked.key, $1, $2
-FROM locked
-ORDER BY locked.n
+const logRows = `-- name: LogRows :many
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+SELECT ($1::text[])[t.n], ($2::text[])[t.n],
+       ARRAY(SELECT json_array_elements_text(t.key_json::json)),
+       $3, $4, $5, $6::bigint
+FROM unnest($7::text[]) WITH ORDINALITY AS t (key_json, n)
+ORDER BY t.n
 RETURNING id
 `
 
-type LogTouchedRowsParams struct {
-	Op           string   `json:"op"`
-	RoutingKey   string   `json:"routing_key"`
-	TableSchemas []string `json:"table_schemas"`
-	TableNames   []string `json:"table_names"`
-	Keys         []string `json:"keys"`
+type LogRowsParams struct {
+	TableSchemas []string    `json:"table_schemas"`
+	TableNames   []string    `json:"table_names"`
+	Op           string      `json:"op"`
+	RoutingKey   string      `json:"routing_key"`
+	Pull         bool        `json:"pull"`
+	KXid         pgtype.Int8 `json:"k_xid"`
+	Keys         []string    `json:"keys"`
 }
 
-// Records the rows one write touched, in the write's own transaction, and
-// takes each row's advisory lock (pgshift.row_lock_id) in key order so that
-// the repair worker cannot copy the row until this transaction ends.
-// keys holds each row's primary key as a JSON array of strings.
-func (q *Queries) LogTouchedRows(ctx context.Context, db DBTX, arg LogTouchedRowsParams) ([]int64, error) {
-	rows, err := db.Query(ctx, logTouchedRows,
-		arg.Op,
-		arg.RoutingKey,
+// LogRow for several rows; keys as in LockRows.
+func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]int64, error) {
+	rows, err := db.Query(ctx, logRows,
 		arg.TableSchemas,
 		arg.TableNames,
+		arg.Op,
+		arg.RoutingKey,
+		arg.Pull,
+		arg.KXid,
 		arg.Keys,
 	)
 	if err != nil {

@@ -1,28 +1,38 @@
--- name: LogTouchedRows :many
--- Records the rows one write touched, in the write's own transaction, and
--- takes each row's advisory lock (pgshift.row_lock_id) in key order so that
--- the repair worker cannot copy the row until this transaction ends.
--- keys holds each row's primary key as a JSON array of strings.
-WITH touched AS (
-    SELECT t.n,
-           (@table_schemas::text[])[t.n] AS table_schema,
-           (@table_names::text[])[t.n] AS table_name,
-           ARRAY(SELECT json_array_elements_text(t.key_json::json)) AS key
-    FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
-), locked AS (
-    SELECT touched.*,
-           pg_advisory_xact_lock(pgshift.row_lock_id(touched.table_schema, touched.table_name, touched.key))::text AS locked
-    FROM touched
-    ORDER BY n
-)
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-SELECT locked.table_schema, locked.table_name, locked.key, @op, @routing_key
-FROM locked
-ORDER BY locked.n
+-- name: LockRow :one
+-- Takes one row's advisory lock (pgshift.row_lock_id) for the rest of the
+-- transaction and returns the transaction's id, which orders the row's log
+-- entries (k_xid). Sent on old only.
+SELECT pg_current_xact_id()::text::bigint AS k_xid
+FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id(@table_schema::text, @table_name::text, @key::text[]))) AS locked;
+
+-- name: LockRows :one
+-- LockRow for several rows, in the order given (the facade sorts them, so two
+-- writes of the same rows take their locks in the same order). keys holds
+-- each row's primary key as a JSON array of strings.
+SELECT pg_current_xact_id()::text::bigint AS k_xid
+FROM (SELECT count(pg_advisory_xact_lock(pgshift.row_lock_id((@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
+                 ARRAY(SELECT json_array_elements_text(t.key_json::json)))))
+      FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)) AS locked;
+
+-- name: LogRow :one
+-- Records one row of a write in the write's own transaction.
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+VALUES (@table_schema::text, @table_name::text, @key::text[], @op, @routing_key, @pull, sqlc.narg(k_xid)::bigint)
+RETURNING id;
+
+-- name: LogRows :many
+-- LogRow for several rows; keys as in LockRows.
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+SELECT (@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
+       ARRAY(SELECT json_array_elements_text(t.key_json::json)),
+       @op, @routing_key, @pull, sqlc.narg(k_xid)::bigint
+FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
+ORDER BY t.n
 RETURNING id;
 
 -- name: DeleteRepairEntries :execrows
--- Entries a repair worker holds are skipped; it deletes them itself.
+-- Deletes confirmed entries; entries a repair worker holds are skipped (it
+-- settles them itself).
 DELETE FROM pgshift.repair_log
 WHERE id IN (
     SELECT id FROM pgshift.repair_log
@@ -40,12 +50,18 @@ ORDER BY id
 LIMIT @batch_size
 FOR UPDATE SKIP LOCKED;
 
--- name: LockRows :exec
--- Takes the advisory locks of the given rows (see LogTouchedRows), in order.
-SELECT pg_advisory_xact_lock(pgshift.row_lock_id((@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
-           ARRAY(SELECT json_array_elements_text(t.key_json::json))))::text
+-- name: AuthoritativeEntries :many
+-- The authoritative (pull = false) entries of the given rows on this side,
+-- newest k_xid per row (0 when none is known): what the repair worker weighs
+-- an entry against.
+-- keys as in LockRows.
+-- n is the row's position in keys, from 1.
+SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
 FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
-ORDER BY t.n;
+JOIN pgshift.repair_log AS l
+  ON l.table_schema = (@table_schemas::text[])[t.n] AND l.table_name = (@table_names::text[])[t.n]
+ AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
+GROUP BY t.n;
 
 -- name: DeleteRepairEntriesHeld :execrows
 -- Deletes entries this worker holds locked.
@@ -62,11 +78,3 @@ WHERE id = ANY(@ids::bigint[]);
 SELECT count(*)::bigint AS entries,
        coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
 FROM pgshift.repair_log;
-
--- name: LogTouchedRow :one
--- LogTouchedRows for the common write that touches one row: the same record
--- and lock, without unpacking arrays.
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-SELECT @table_schema::text, @table_name::text, @key::text[], @op, @routing_key
-FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id(@table_schema::text, @table_name::text, @key::text[]))) AS locked
-RETURNING id;

@@ -4,11 +4,23 @@
 
 CREATE SCHEMA IF NOT EXISTS pgshift;
 
--- repair_log holds, on the side that committed a write, the rows that write
--- touched until the other side is known to hold the same. An entry on side X
--- means "copy the current row from X to the other side". Entries are written
--- in the same transaction as the write they describe, so a committed write
--- always has either a confirmed copy on the other side or an entry here.
+-- repair_log holds the rows whose two copies may differ, until the repair
+-- worker has made them equal. An entry is written in the same transaction as
+-- the write it describes, so a write that committed on one side always has
+-- either a confirmed copy on the other side or an entry here:
+--
+--   - pull = false, on the side that is authoritative for the write: that side
+--     committed and the other side did not; copy the row from here to the
+--     other side. The facade writes it when the other side failed (or, where
+--     both sides commit at once, always, deleted once both did).
+--   - pull = true, on the other side: this side committed first and the
+--     authoritative side may not have (it failed, or its answer was lost);
+--     copy the row from the other side into this one. Deleted once the
+--     authoritative side confirms its commit.
+--
+-- k_xid orders the entries of one row across both sides: the id of the
+-- transaction on old that held the row's lock (see row_lock_id) when the
+-- write ran, NULL when old was unreachable.
 CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_schema    text        NOT NULL,
@@ -20,16 +32,31 @@ CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     created_at      timestamptz NOT NULL DEFAULT now(),
     attempts        integer     NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
-    last_error      text        NOT NULL DEFAULT ''
+    last_error      text        NOT NULL DEFAULT '',
+    pull            boolean     NOT NULL DEFAULT false,
+    k_xid           bigint
 );
+
+-- Installs of an earlier pgshift lack the last two columns.
+ALTER TABLE pgshift.repair_log ADD COLUMN IF NOT EXISTS pull boolean NOT NULL DEFAULT false;
+ALTER TABLE pgshift.repair_log ADD COLUMN IF NOT EXISTS k_xid bigint;
 
 CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
     ON pgshift.repair_log (next_attempt_at, id);
 
--- row_lock_id is the advisory-lock key of one row. A write takes it (in the
--- authoritative transaction, when it logs the row) before the other side is
--- written, and the repair worker takes it before it copies the row, so a
--- repair never interleaves with a write of the same row.
+-- The authoritative entries of one row, which the repair worker looks up on
+-- both sides before it copies (pull entries, one per dual write, stay out of
+-- it so they cost no second index).
+CREATE INDEX IF NOT EXISTS repair_log_row_idx
+    ON pgshift.repair_log (table_schema, table_name, key) WHERE NOT pull;
+
+-- row_lock_id is the advisory-lock key of one row. Every dual write takes it
+-- on old (the canonical side, whichever side is authoritative) before either
+-- side's statement changes the row, and holds it until both sides have run;
+-- the repair worker takes it on old before it copies the row. So writes of
+-- one row reach both sides in one order, a repair never interleaves with a
+-- write, and writers of different stages (during an authority flip) never
+-- wait for each other across the two servers.
 CREATE OR REPLACE FUNCTION pgshift.row_lock_id(table_schema text, table_name text, key text[])
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
