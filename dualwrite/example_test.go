@@ -61,6 +61,9 @@ func ExampleWrite() {
 			})
 		fmt.Println("rows written:", n, err)
 	}
+	// In dualwrite new is written just after the caller's answer, under the
+	// row's lock; Wait lets that finish.
+	f.Wait()
 	for _, side := range []*pgxpool.Pool{oldPool, newPool} {
 		var name string
 		if err := side.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", id).Scan(&name); err != nil {

@@ -238,21 +238,21 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 // postponed.
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (settledN, failedN int, err error) {
 	dst := src.Other()
-	// Old first, as every writer does: no two pools are waited for in
-	// opposite orders. Old's transaction holds the rows' locks.
-	oldTx, err := r.cfg.Old.Begin(ctx)
+	// The canonical side first, as every writer does: no two pools are
+	// waited for in opposite orders. Its transaction holds the rows' locks.
+	lockTx, err := r.pool(lockSide).Begin(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair: begin on old: %w", err)
+		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide, err)
 	}
-	defer func() { _ = oldTx.Rollback(context.WithoutCancel(ctx)) }()
-	newTx, err := r.cfg.New.Begin(ctx)
+	defer func() { _ = lockTx.Rollback(context.WithoutCancel(ctx)) }()
+	otherTx, err := r.pool(lockSide.Other()).Begin(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair: begin on new: %w", err)
+		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide.Other(), err)
 	}
-	defer func() { _ = newTx.Rollback(context.WithoutCancel(ctx)) }()
-	stx, dtx := oldTx, newTx
-	if src == flags.SideNew {
-		stx, dtx = newTx, oldTx
+	defer func() { _ = otherTx.Rollback(context.WithoutCancel(ctx)) }()
+	stx, dtx := lockTx, otherTx
+	if src != lockSide {
+		stx, dtx = otherTx, lockTx
 	}
 
 	entries, err := ownSQL.ClaimRepairEntries(ctx, stx, pgshiftdb.ClaimRepairEntriesParams{
@@ -265,8 +265,8 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		return 0, 0, nil
 	}
 	rows := groupEntries(entries)
-	if err := lockRows(ctx, oldTx, rows); err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: lock rows on old: %w", src, err)
+	if err := lockRows(ctx, lockTx, rows); err != nil {
+		return 0, 0, fmt.Errorf("repair from %s: lock rows on %s: %w", src, lockSide, err)
 	}
 	if err := resolve(ctx, stx, dtx, rows); err != nil {
 		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
@@ -350,13 +350,13 @@ func groupEntries(entries []pgshiftdb.PgshiftRepairLog) []*loggedRow {
 	return rows
 }
 
-// lockRows takes the locks of rows on old, in the order writes take them.
-func lockRows(ctx context.Context, oldTx pgx.Tx, rows []*loggedRow) error {
+// lockRows takes the locks of rows on the canonical side, as writes do.
+func lockRows(ctx context.Context, tx pgx.Tx, rows []*loggedRow) error {
 	touched := make([]touchedRow, len(rows))
 	for i, lr := range rows {
 		touched[i] = lr.touched()
 	}
-	_, err := ownSQL.LockRows(ctx, oldTx, rowParams(sortedRows(touched)))
+	_, err := ownSQL.LockRows(ctx, tx, lockIDs(touched))
 	return err
 }
 
@@ -366,8 +366,8 @@ func lockRows(ctx context.Context, oldTx pgx.Tx, rows []*loggedRow) error {
 // sides failing in turn); then an authoritative entry (a write the caller
 // was told succeeded) wins over a pull entry (a write whose authoritative
 // commit failed), and of two authoritative entries the newer (by the id of
-// the old transaction that held the row's lock, else by time) wins, so no
-// acknowledged write is overwritten by an older state.
+// the canonical side's transaction that held the row's lock, else by time)
+// wins, so no acknowledged write is overwritten by an older state.
 func resolve(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) error {
 	var push, pull []*loggedRow
 	for _, lr := range rows {

@@ -302,7 +302,8 @@ func (tx *Tx) queueLogOf(rows []touchedRow, pull bool) {
 	tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowsSQL, lp.Args(), collect})
 }
 
-// queueLock queues the lock of rows (on old, in this Tx's transaction).
+// queueLock queues the locks of rows (on the canonical side, in this Tx's
+// transaction).
 func (tx *Tx) queueLock(rows []touchedRow) {
 	w := tx.w
 	read := func(br pgx.BatchResults) error {
@@ -314,13 +315,10 @@ func (tx *Tx) queueLock(rows []touchedRow) {
 		return nil
 	}
 	if len(rows) == 1 {
-		r := rows[0]
-		p := pgshiftdb.LockRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key}
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowSQL, p.Args(), read})
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowSQL, []any{lockID(rows[0])}, read})
 		return
 	}
-	p := rowParams(sortedRows(rows))
-	tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, p.Args(), read})
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
 }
 
 // flush sends the queued statements now, without a statement of the write

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgshift/pgshift/flags"
-	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // ErrDiverged is returned by a write function running on the other side when
@@ -22,9 +19,9 @@ import (
 // backfilled yet). The facade then leaves the row to the repair worker.
 var ErrDiverged = errors.New("dualwrite: other side differs from the authoritative side")
 
-// errOldUnlocked is the other side's failure when old could not take the
-// rows' locks: the other side (old) is then not written at all.
-var errOldUnlocked = errors.New("dualwrite: old did not take the rows' locks in time; old is left to the repair worker")
+// errUnlocked is the other side's failure when it is the canonical side and
+// could not take the rows' locks: it is then not written at all.
+var errUnlocked = errors.New("dualwrite: the canonical side did not take the rows' locks in time; it is left to the repair worker")
 
 // WriteFunc is one write, run once per side that the stage writes. On the
 // authoritative side prev is nil; on the other side it points to the
@@ -45,12 +42,13 @@ type write struct {
 	// authoritative side is new), so the authoritative side's log records
 	// go with its statements rather than only when the other side failed.
 	eager bool
-	// lockTx is the transaction on old that takes the rows' locks: the
-	// authoritative one, or the other side's when new is authoritative;
-	// nil when nothing is locked.
+	// lockTx is the transaction on the canonical side (lockSide) that takes
+	// the rows' locks: the authoritative one or the other side's; nil when
+	// nothing is locked.
 	lockTx *Tx
 	locked int // the authoritative Tx's touched[:locked] are locked
-	// lockFailed says old could not take the locks; old is not written.
+	// lockFailed says the canonical side, being the other side, could not
+	// take the locks; it is then not written.
 	lockFailed bool
 	// kXID is the id of lockTx's transaction once it holds a lock.
 	kXID pgtype.Int8
@@ -60,11 +58,12 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 	return &Tx{w: w, side: side, authoritative: authoritative, pool: w.f.pool(side)}
 }
 
-// lockTouched takes, on old, the locks of the rows atx (the authoritative
-// Tx) touched and has not locked yet. When atx is on old the lock goes with
-// its next statement; when atx is on new, its statement must wait for the
-// locks, so they are taken now, bounded by OtherTimeout: old is the other
-// side then, and if it cannot lock in time the write goes on without it.
+// lockTouched takes, on the canonical side, the locks of the rows atx (the
+// authoritative Tx) touched and has not locked yet. When atx is on the
+// canonical side the locks go with its next statement; otherwise its
+// statement must wait for them, so they are taken now, bounded by
+// OtherTimeout: the canonical side is the other side then, and if it cannot
+// lock in time the write goes on without it.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	if w.lockTx == nil || w.lockFailed || w.locked >= len(atx.touched) {
 		return nil
@@ -82,7 +81,7 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 			return ctx.Err()
 		}
 		w.lockFailed = true
-		w.f.log.Debug("old did not lock the rows; the write goes on without old", "op", w.op.Name,
+		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,
 			"routing_key", w.routingKey, "err", err)
 	}
 	return nil
@@ -130,50 +129,102 @@ func writeSingle[T any](ctx context.Context, w *write, side flags.Side, fn Write
 	return res, err
 }
 
-// writeOrdered writes both sides one after the other, under the rows' locks
-// on old (see the package documentation): the authoritative side's
-// statements, then the other side's, which commits first with pull records,
-// then the authoritative COMMIT.
-func writeOrdered[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (res T, err error) {
+// writeOrdered writes both sides one after the other, authoritative side
+// first, under the rows' locks on the canonical side (see lockSide).
+func writeOrdered[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (T, error) {
+	if auth == lockSide {
+		return writeAuthLocks(ctx, w, fn)
+	}
+	return writeLockedFollows(ctx, w, fn)
+}
+
+// writeAuthLocks is the ordered write when the authoritative side is the
+// canonical one: its transaction takes the rows' locks with its first
+// statement; the other side then runs and commits first, with pull records
+// in its transaction (so a lost authoritative commit still converges); then
+// the authoritative side commits, with its own records only when the other
+// side failed. Three round trips for a OneStatement write.
+func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res T, err error) {
 	f := w.f
 	start := time.Now()
-	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
+	atx, otx := w.newTx(lockSide, true), w.newTx(lockSide.Other(), false)
 	otx.commitInline = w.op.OneStatement
-	if auth == flags.SideOld {
-		w.lockTx = atx
-	} else {
-		w.lockTx, w.eager = otx, true
-	}
-	// Old's transaction is ended last either way: a pool of old is never
-	// waited for while a connection of new is held.
+	w.lockTx = atx
 	defer atx.end(ctx)
 	defer otx.end(ctx)
 	if res, err = fn(ctx, atx, nil); err != nil {
-		f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+		f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 		return res, err
 	}
-	var oerr error
-	if auth == flags.SideOld {
-		oerr = writeOther(ctx, w, otx, atx.touched, fn, &res)
-		if oerr != nil {
-			atx.queueLog(false) // the other side missed it: repair copies it over
+	oerr := writeOther(ctx, w, otx, atx.touched, fn, &res)
+	if oerr != nil {
+		atx.queueLog(false) // the other side missed it: repair copies it over
+	}
+	err = atx.commit(ctx)
+	f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
+	if err != nil {
+		return res, fmt.Errorf("%s: commit on %s: %w", w.op.Name, atx.side, err)
+	}
+	w.settle(ctx, atx, otx, oerr)
+	return res, nil
+}
+
+// writeLockedFollows is the ordered write when the authoritative side is not
+// the canonical one: the canonical side (the other side here) takes the
+// rows' locks first, in a transaction of its own; the authoritative side
+// runs and commits with its records in the same transaction, and the caller
+// has its answer; the other side then runs and commits under the locks it
+// still holds, off the caller's path. The other side never commits what the
+// authoritative side did not, so it needs no pull records, and writes of one
+// row still reach it in their authoritative order: the next write of the row
+// waits for these locks. Two round trips on the caller's path for a
+// OneStatement write, the first of them only BEGIN and the locks.
+//
+// So in these stages the caller has its answer before the other side has
+// its copy: a read of the other side right after the write can miss it (a
+// shadow read rechecks such a difference before it counts it), and Wait
+// waits for it.
+func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res T, err error) {
+	f := w.f
+	start := time.Now()
+	otx, atx := w.newTx(lockSide, false), w.newTx(lockSide.Other(), true)
+	atx.commitInline, otx.commitInline = w.op.OneStatement, w.op.OneStatement
+	w.lockTx, w.eager = otx, true
+	follow := false
+	defer func() {
+		atx.end(ctx)
+		if !follow {
+			otx.end(ctx)
 		}
-		err = atx.commit(ctx)
-	} else {
-		// The authoritative records went with its statements; those of rows
-		// touched after the last one go with the COMMIT. Old (the other side)
-		// holds the locks, so both commits may run at once.
-		atx.queueLog(false)
+	}()
+	if res, err = fn(ctx, atx, nil); err == nil {
+		atx.queueLog(false) // rows touched after the last statement
+		// Rows touched after their statement (keys from RETURNING) are
+		// locked now, with the COMMIT, before the caller can write them
+		// again; until the COMMIT nobody else can see them.
+		// If they cannot be locked (the caller gave up meanwhile), the other
+		// side is left to the repair worker.
 		var wg sync.WaitGroup
-		wg.Go(func() { oerr = writeOther(ctx, w, otx, atx.touched, fn, &res) })
+		if w.locked < len(atx.touched) {
+			wg.Go(func() {
+				if w.lockTouched(ctx, atx) != nil {
+					w.lockFailed = true
+				}
+			})
+		}
 		err = atx.commit(ctx)
 		wg.Wait()
 	}
-	f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
+	f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 	if err != nil {
-		return res, fmt.Errorf("%s: commit on %s: %w", w.op.Name, auth, err)
+		// The other side has run nothing: its rollback undoes the locks.
+		return res, err
 	}
-	w.settle(ctx, atx, otx, oerr)
+	follow = true
+	f.bg.Go(func() {
+		defer otx.end(ctx)
+		w.settle(ctx, atx, otx, writeOther(ctx, w, otx, nil, fn, &res))
+	})
 	return res, nil
 }
 
@@ -182,7 +233,7 @@ func writeOrdered[T any](ctx context.Context, w *write, auth flags.Side, fn Writ
 // first statement, and commits it.
 func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow, fn WriteFunc[T], prev *T) error {
 	if w.lockFailed {
-		return errOldUnlocked
+		return errUnlocked
 	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.f.cfg.OtherTimeout)
 	defer cancel()
@@ -225,10 +276,10 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	defer otx.end(ctx)
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	defer cancel()
-	// Connections are taken old first, then new, as everywhere: two writes
+	// Connections are taken canonical side first, as everywhere: two writes
 	// never hold one pool's connection while waiting for the other's.
 	var oerr error
-	if auth == flags.SideOld {
+	if auth == lockSide {
 		if err = atx.acquire(ctx); err != nil {
 			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 			return res, err
@@ -265,10 +316,14 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	return res, nil
 }
 
-// rowParams is the array parameters of rows for the statements that take
+// rowArrays are rows as the array parameters of the statements that take
 // several rows; keys are JSON arrays of strings.
-func rowParams(rows []touchedRow) pgshiftdb.LockRowsParams {
-	p := pgshiftdb.LockRowsParams{
+type rowArrays struct {
+	TableSchemas, TableNames, Keys []string
+}
+
+func rowParams(rows []touchedRow) rowArrays {
+	p := rowArrays{
 		TableSchemas: make([]string, len(rows)),
 		TableNames:   make([]string, len(rows)),
 		Keys:         make([]string, len(rows)),
@@ -282,24 +337,6 @@ func rowParams(rows []touchedRow) pgshiftdb.LockRowsParams {
 		p.Keys[i] = string(b)
 	}
 	return p
-}
-
-// sortedRows returns rows sorted and without duplicates, so that two writes
-// touching the same rows take their locks in the same order.
-func sortedRows(rows []touchedRow) []touchedRow {
-	out := slices.Clone(rows)
-	slices.SortFunc(out, compareRows)
-	return slices.CompactFunc(out, func(a, b touchedRow) bool { return compareRows(a, b) == 0 })
-}
-
-func compareRows(a, b touchedRow) int {
-	if c := strings.Compare(a.schema, b.schema); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.table, b.table); c != 0 {
-		return c
-	}
-	return slices.Compare(a.key, b.key)
 }
 
 // Exec is a convenience for write functions that return nothing but an

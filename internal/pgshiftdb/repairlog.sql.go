@@ -35,8 +35,7 @@ type AuthoritativeEntriesRow struct {
 
 // The authoritative (pull = false) entries of the given rows on this side,
 // newest k_xid per row (0 when none is known): what the repair worker weighs
-// an entry against.
-// keys as in LockRows.
+// an entry against. keys as in LogRows.
 // n is the row's position in keys, from 1.
 func (q *Queries) AuthoritativeEntries(ctx context.Context, db DBTX, arg AuthoritativeEntriesParams) ([]AuthoritativeEntriesRow, error) {
 	rows, err := db.Query(ctx, authoritativeEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
@@ -141,20 +140,15 @@ func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []in
 
 const lockRow = `-- name: LockRow :one
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id($1::text, $2::text, $3::text[]))) AS locked
+FROM (SELECT pg_advisory_xact_lock($1::bigint)) AS locked
 `
 
-type LockRowParams struct {
-	TableSchema string   `json:"table_schema"`
-	TableName   string   `json:"table_name"`
-	Key         []string `json:"key"`
-}
-
-// Takes one row's advisory lock (pgshift.row_lock_id) for the rest of the
-// transaction and returns the transaction's id, which orders the row's log
-// entries (k_xid). Sent on old only.
-func (q *Queries) LockRow(ctx context.Context, db DBTX, arg LockRowParams) (int64, error) {
-	row := db.QueryRow(ctx, lockRow, arg.TableSchema, arg.TableName, arg.Key)
+// Takes one row's advisory lock for the rest of the transaction and returns
+// the transaction's id, which orders the row's log entries (k_xid). The lock
+// id is computed by the facade from the table and key; sent on new only (the
+// canonical side).
+func (q *Queries) LockRow(ctx context.Context, db DBTX, lockID int64) (int64, error) {
+	row := db.QueryRow(ctx, lockRow, lockID)
 	var k_xid int64
 	err := row.Scan(&k_xid)
 	return k_xid, err
@@ -162,22 +156,13 @@ func (q *Queries) LockRow(ctx context.Context, db DBTX, arg LockRowParams) (int6
 
 const lockRows = `-- name: LockRows :one
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(pgshift.row_lock_id(($1::text[])[t.n], ($2::text[])[t.n],
-                 ARRAY(SELECT json_array_elements_text(t.key_json::json)))))
-      FROM unnest($3::text[]) WITH ORDINALITY AS t (key_json, n)) AS locked
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM unnest($1::bigint[]) AS l (id)) AS locked
 `
 
-type LockRowsParams struct {
-	TableSchemas []string `json:"table_schemas"`
-	TableNames   []string `json:"table_names"`
-	Keys         []string `json:"keys"`
-}
-
-// LockRow for several rows, in the order given (the facade sorts them, so two
-// writes of the same rows take their locks in the same order). keys holds
-// each row's primary key as a JSON array of strings.
-func (q *Queries) LockRows(ctx context.Context, db DBTX, arg LockRowsParams) (int64, error) {
-	row := db.QueryRow(ctx, lockRows, arg.TableSchemas, arg.TableNames, arg.Keys)
+// LockRow for several rows, in the order given (the facade sorts the ids, so
+// two writes of the same rows take their locks in the same order).
+func (q *Queries) LockRows(ctx context.Context, db DBTX, lockIds []int64) (int64, error) {
+	row := db.QueryRow(ctx, lockRows, lockIds)
 	var k_xid int64
 	err := row.Scan(&k_xid)
 	return k_xid, err
@@ -235,7 +220,8 @@ type LogRowsParams struct {
 	Keys         []string    `json:"keys"`
 }
 
-// LogRow for several rows; keys as in LockRows.
+// LogRow for several rows; keys holds each row's primary key as a JSON array
+// of strings.
 func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]int64, error) {
 	rows, err := db.Query(ctx, logRows,
 		arg.TableSchemas,

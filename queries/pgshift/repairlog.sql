@@ -1,18 +1,16 @@
 -- name: LockRow :one
--- Takes one row's advisory lock (pgshift.row_lock_id) for the rest of the
--- transaction and returns the transaction's id, which orders the row's log
--- entries (k_xid). Sent on old only.
+-- Takes one row's advisory lock for the rest of the transaction and returns
+-- the transaction's id, which orders the row's log entries (k_xid). The lock
+-- id is computed by the facade from the table and key; sent on new only (the
+-- canonical side).
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT pg_advisory_xact_lock(pgshift.row_lock_id(@table_schema::text, @table_name::text, @key::text[]))) AS locked;
+FROM (SELECT pg_advisory_xact_lock(@lock_id::bigint)) AS locked;
 
 -- name: LockRows :one
--- LockRow for several rows, in the order given (the facade sorts them, so two
--- writes of the same rows take their locks in the same order). keys holds
--- each row's primary key as a JSON array of strings.
+-- LockRow for several rows, in the order given (the facade sorts the ids, so
+-- two writes of the same rows take their locks in the same order).
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(pgshift.row_lock_id((@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
-                 ARRAY(SELECT json_array_elements_text(t.key_json::json)))))
-      FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)) AS locked;
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM unnest(@lock_ids::bigint[]) AS l (id)) AS locked;
 
 -- name: LogRow :one
 -- Records one row of a write in the write's own transaction.
@@ -21,7 +19,8 @@ VALUES (@table_schema::text, @table_name::text, @key::text[], @op, @routing_key,
 RETURNING id;
 
 -- name: LogRows :many
--- LogRow for several rows; keys as in LockRows.
+-- LogRow for several rows; keys holds each row's primary key as a JSON array
+-- of strings.
 INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
 SELECT (@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
@@ -53,8 +52,7 @@ FOR UPDATE SKIP LOCKED;
 -- name: AuthoritativeEntries :many
 -- The authoritative (pull = false) entries of the given rows on this side,
 -- newest k_xid per row (0 when none is known): what the repair worker weighs
--- an entry against.
--- keys as in LockRows.
+-- an entry against. keys as in LogRows.
 -- n is the row's position in keys, from 1.
 SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
 FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)

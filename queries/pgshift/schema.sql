@@ -19,8 +19,9 @@ CREATE SCHEMA IF NOT EXISTS pgshift;
 --     authoritative side confirms its commit.
 --
 -- k_xid orders the entries of one row across both sides: the id of the
--- transaction on old that held the row's lock (see row_lock_id) when the
--- write ran, NULL when old was unreachable.
+-- transaction on new (the canonical side, where every dual write and the
+-- repair worker take a row's advisory lock before they change it) that held
+-- the row's lock when the write ran, NULL when new was unreachable.
 CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_schema    text        NOT NULL,
@@ -49,18 +50,6 @@ CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
 -- it so they cost no second index).
 CREATE INDEX IF NOT EXISTS repair_log_row_idx
     ON pgshift.repair_log (table_schema, table_name, key) WHERE NOT pull;
-
--- row_lock_id is the advisory-lock key of one row. Every dual write takes it
--- on old (the canonical side, whichever side is authoritative) before either
--- side's statement changes the row, and holds it until both sides have run;
--- the repair worker takes it on old before it copies the row. So writes of
--- one row reach both sides in one order, a repair never interleaves with a
--- write, and writers of different stages (during an authority flip) never
--- wait for each other across the two servers.
-CREATE OR REPLACE FUNCTION pgshift.row_lock_id(table_schema text, table_name text, key text[])
-RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN hashtextextended(table_schema || '.' || table_name || E'\x1f' || array_to_string(key, E'\x1f'), 0);
 
 -- backfill_progress records the chunks `pgshift backfill` has finished, on the
 -- new database, so that an interrupted backfill resumes where it stopped.
