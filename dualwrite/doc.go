@@ -4,43 +4,79 @@
 //
 // Per call the facade asks a [flags.Source] which migration stage the user in
 // the context is in and follows that stage's [flags.Plan]: which side is
-// authoritative (written first, answers reads, its failure is the caller's
-// failure), whether the other side is written too, and whether reads are
-// also served by the other side and compared.
+// authoritative (its answer is the caller's answer, its failure is the
+// caller's failure), whether the other side is written too, and whether
+// reads are also served by the other side and compared.
 //
 // # Writes and the guarantee
 //
 // A write that returns success to the caller is committed on the
-// authoritative side and will reach the other side, directly or by repair:
+// authoritative side and will reach the other side, directly or by repair.
+// After traffic stops and the repair logs drain, both sides hold the same
+// rows. This holds when the other side is down, slow or rejects the write,
+// when the process dies at any instant, when a COMMIT's answer is lost, and
+// when many writers in many processes write the same rows, across an
+// authority flip too.
 //
-//  1. The write function runs in a transaction on the authoritative side.
-//     The rows it reports with [Tx.Touch] are recorded, in that same
-//     transaction, in the repair log (pgshift.repair_log), and each row's
-//     advisory lock is taken. If anything fails the caller gets the error and
-//     the other side is not touched.
-//  2. The same write function then runs on the other side, in a transaction,
-//     bounded by Config.OtherTimeout, with the authoritative result at hand
-//     (so identifiers assigned by the authoritative side's RETURNING can be
-//     reused).
-//  3. The authoritative transaction commits, then the other side's (never
-//     before: a write the authoritative side lost must not survive on the
-//     other). The caller gets its answer once the other side has committed
-//     too, so that its next write, which may depend on this one (a post for
-//     the user just created), finds it there. Confirmed log entries are
-//     deleted in batches, off the caller's path. If the other side failed, timed
-//     out or its commit did not succeed, the entries stay and the repair
-//     worker copies the current authoritative row over (or deletes it).
+// Write functions name the rows they change with [Tx.Touch]. Every row has
+// an advisory lock on new, the canonical side: every dual write takes the
+// locks of its rows there before either side's statement changes them, and
+// holds them until both sides have run; the repair worker takes them there
+// before it copies a row. So two writes of one row reach both sides in the
+// same order, a repair never interleaves with a write of its row, and
+// writers of one row under different stages (some processes already see a
+// flip, others not yet) wait for each other on new, briefly, rather than on
+// each other's row locks across the two servers.
 //
-// The other side's statements run while the authoritative row locks and the
-// row's advisory lock are held, so two writes of the same row reach the other
-// side in the order they committed on the authoritative side, and a repair
-// never interleaves with a write of the same row. (Running the two sides in
-// parallel instead would let the other side order concurrent writes of one
-// row differently, or deadlock across the two servers.)
+// The repair log (pgshift.repair_log, on each side) records what may differ,
+// in the same transaction as the write it describes. An authoritative record
+// on side X says "X has a write the other side may lack: copy the row from
+// X". A pull record says "this side has committed a write its authoritative
+// side may not have: copy the row into this side". The repair worker
+// ([Repairer]) copies current rows rather than replaying commands, so a
+// repair is idempotent and blind to ordering.
 //
-// Repair copies current state rather than replaying commands, so it is
-// idempotent and blind to ordering. Workers in many processes share the logs
-// through FOR UPDATE SKIP LOCKED.
+// When old is authoritative (dualwrite, shadow) a write is:
+//
+//  1. new: BEGIN and the rows' locks (one round trip, bounded by
+//     Config.OtherTimeout: new is the other side here);
+//  2. old: BEGIN, the authoritative records, the write function's
+//     statements, COMMIT (one round trip for a OneStatement write). The
+//     caller has its answer.
+//  3. new: the write function's statements, COMMIT, off the caller's path,
+//     under the locks new still holds; once it commits, old's records are
+//     deleted (in batches). If it fails they stay for the repair worker.
+//
+// New never commits what old did not, so it needs no pull records; but the
+// caller has its answer before new has its copy: a read of new right after
+// the write can miss it for a moment (shadow reads recheck a difference
+// before they count it; Facade.Wait waits).
+//
+// When new is authoritative (live, rampdown) a write is:
+//
+//  1. new: BEGIN, the locks, the write function's statements (one round
+//     trip), held open;
+//  2. old: BEGIN, pull records, the statements, COMMIT (one round trip),
+//     bounded by Config.OtherTimeout;
+//  3. new: COMMIT, with authoritative records only if old failed. The
+//     caller has its answer; old's pull records are deleted (in batches).
+//
+// Old commits before new here, so that the caller's next write, which may
+// depend on this one, finds it on both sides; its pull records make a lost
+// or failed COMMIT on new converge (old is copied back to what new holds).
+//
+// Writes of rows whose keys were made for the call ([Op].NewRows: inserts of
+// application-made UUIDv7s) need no ordering: both sides run at once, each
+// with its records (authoritative on one, pull on the other), each
+// committing on its own. [Op].OneStatement puts COMMIT in the same round trip
+// as the statement wherever that is safe, and makes off and complete a single
+// autocommit statement, as on pgx directly.
+//
+// A COMMIT whose answer never arrives returns [ErrCommitUnknown]: the write
+// may or may not have committed, and converges either way.
+//
+// Connections are taken canonical side (new) first, everywhere, so two calls
+// never wait for each other's pools in opposite orders.
 //
 // # Reads
 //
@@ -59,15 +95,21 @@
 // [Op].Global: they are decided by Config.GlobalStages (by default the stage
 // of the empty evaluation context, the flag's default rules).
 //
-// A user's stage is decided per call, so a flag change that moves the
-// authority (shadow to live, or back) can find writes of the old stage still
-// in flight. They stay consistent: each write takes its row locks on the
-// other side while it still holds them on its authoritative side, and keeps
-// each until that side commits, so two writes of one row serialise on
-// whichever side they meet first; when they meet crosswise, one waits out
-// Config.OtherTimeout and leaves its row to the repair log.
-//
 // Moving a user backwards from dualwrite to off, or from rampdown to complete
 // and back, stops writing one side for them; run `pgshift verify --repair`
 // before moving them forward again.
+//
+// # Poolers
+//
+// The facade keeps no session state: its locks are transaction-level, its
+// settings (none) and its statements live within the transaction that uses
+// them. Behind PgBouncer in transaction pooling mode (and in session mode)
+// it works as on a direct connection; statement pooling mode, which forbids
+// transactions, is not supported. PgBouncer 1.18 does not carry
+// protocol-level prepared statements in transaction mode, so pgx must not
+// prepare named statements: set the pools' exec mode to
+// pgx.QueryExecModeCacheDescribe (or QueryExecModeExec), in code or with
+// default_query_exec_mode=cache_describe in the connection string. pgx's
+// default, QueryExecModeCacheStatement, fails there with "prepared
+// statement ... already exists" and "... does not exist".
 package dualwrite
