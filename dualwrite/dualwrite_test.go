@@ -109,6 +109,24 @@ func waitDrained(t *testing.T, f *dualwrite.Facade, timeout time.Duration) {
 	}
 }
 
+// stageCase is one stage under one way of connecting.
+type stageCase struct {
+	name    string
+	stage   flags.Stage
+	pooling pgtest.Pooled
+}
+
+// stagesAndPoolings is every given stage, directly and through PgBouncer.
+func stagesAndPoolings(stages ...flags.Stage) []stageCase {
+	var out []stageCase
+	for _, st := range stages {
+		for _, p := range pgtest.Poolings() {
+			out = append(out, stageCase{name: st.String() + "/" + p.String(), stage: st, pooling: p})
+		}
+	}
+	return out
+}
+
 func userCtx(id string) context.Context {
 	return flags.WithUser(context.Background(), id, nil)
 }
@@ -208,13 +226,15 @@ func TestStagesRouteWritesAndReads(t *testing.T) {
 // TestOtherSideDown stops the other side during dualwrite and during live:
 // 1,000 writes from 16 goroutines must all succeed, the backlog must grow,
 // and once the server is back the backlog drains and the sides are equal.
+// It runs with direct connections and through PgBouncer.
 func TestOtherSideDown(t *testing.T) {
 	t.Parallel()
-	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
-		t.Run(stage.String(), func(t *testing.T) {
+	for _, tc := range stagesAndPoolings(flags.StageDualWrite, flags.StageLive) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			stage := tc.stage
 			oldSrv, newSrv := pgtest.Dedicated(t)
-			b := setupOn(t, pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain), stage)
+			b := setupOn(t, pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain).Via(t, tc.pooling), stage)
 			otherSrv := newSrv
 			if stage.Plan().Authoritative == flags.SideNew {
 				otherSrv = oldSrv
@@ -318,10 +338,19 @@ func TestAuthoritativeSideDown(t *testing.T) {
 
 // TestConcurrentUpdatesConverge has 32 goroutines update the same 10 rows
 // while the other side rejects a share of the writes: after the repair log
-// drains, both sides are equal.
+// drains, both sides are equal. Directly and through PgBouncer.
 func TestConcurrentUpdatesConverge(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.StageDualWrite)
+	for _, pooling := range pgtest.Poolings() {
+		t.Run(pooling.String(), func(t *testing.T) {
+			t.Parallel()
+			testConcurrentUpdatesConverge(t, pooling)
+		})
+	}
+}
+
+func testConcurrentUpdatesConverge(t *testing.T, pooling pgtest.Pooled) {
+	b := setupOn(t, pgtest.NewPair(t, pgtest.Domain).Via(t, pooling), flags.StageDualWrite)
 	ctx := userCtx("shared")
 	var ids []uuid.UUID
 	for i := 0; i < 10; i++ {
@@ -488,10 +517,20 @@ func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 // TestAuthorityFlipUnderLoadConverges flips the stage between shadow (old
 // authoritative) and live (new authoritative) while goroutines update the
 // same rows: writes of both stages are in flight at every flip, and after
-// the repair log drains both sides are equal.
+// the repair log drains both sides are equal. Directly and through PgBouncer.
 func TestAuthorityFlipUnderLoadConverges(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.OtherTimeout = 300 * time.Millisecond })
+	for _, pooling := range pgtest.Poolings() {
+		t.Run(pooling.String(), func(t *testing.T) {
+			t.Parallel()
+			testAuthorityFlipUnderLoadConverges(t, pooling)
+		})
+	}
+}
+
+func testAuthorityFlipUnderLoadConverges(t *testing.T, pooling pgtest.Pooled) {
+	b := setupOn(t, pgtest.NewPair(t, pgtest.Domain).Via(t, pooling), flags.StageShadow,
+		func(c *dualwrite.Config) { c.OtherTimeout = 300 * time.Millisecond })
 	ctx := userCtx("flip")
 	var ids []uuid.UUID
 	for i := 0; i < 5; i++ {

@@ -24,12 +24,21 @@ import (
 // facade and prints every write it got an acknowledgement for, and kills it
 // with SIGKILL at a random moment, several times. Afterwards a repair pass
 // must leave both sides equal, with every acknowledged write on both.
+// Directly and through PgBouncer.
 func TestKilledWriterConverges(t *testing.T) {
 	t.Parallel()
 	if os.Getenv("DUALWRITE_CHILD") != "" {
 		return
 	}
-	pair := pgtest.NewPair(t, pgtest.Domain)
+	for _, pooling := range pgtest.Poolings() {
+		t.Run(pooling.String(), func(t *testing.T) {
+			t.Parallel()
+			testKilledWriterConverges(t, pgtest.NewPair(t, pgtest.Domain).Via(t, pooling))
+		})
+	}
+}
+
+func testKilledWriterConverges(t *testing.T, pair *pgtest.Pair) {
 	acked := map[string]bool{}
 	for round := 0; round < 5; round++ {
 		stage := []string{"dualwrite", "live"}[round%2]

@@ -1,5 +1,6 @@
 // Package pglaunch starts throwaway PostgreSQL servers from the server
-// binaries installed on the machine, for pgshift's tests and its demo.
+// binaries installed on the machine, and PgBouncers in front of them, for
+// pgshift's tests and its demo.
 //
 // A server lives in its own temporary directory (data directory, unix socket,
 // log) and listens on a free loopback port. Durability is switched off
@@ -151,25 +152,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Name == "" {
 		opts.Name = "pg"
 	}
-	dir, err := os.MkdirTemp("", dirPrefix+opts.Name+"-")
+	dir, cred, err := newDir(opts.Name)
 	if err != nil {
 		return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
 	}
-	s := &Server{name: opts.Name, binDir: binDir, dir: dir, options: opts}
-	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		s.removeDir()
-		return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
-	}
-	if os.Geteuid() == 0 {
-		if s.cred, err = postgresUser(); err != nil {
-			s.removeDir()
-			return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
-		}
-		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			s.removeDir()
-			return nil, fmt.Errorf("pglaunch %s: %w", opts.Name, err)
-		}
-	}
+	s := &Server{name: opts.Name, binDir: binDir, dir: dir, cred: cred, options: opts}
 	if err := s.initdb(ctx); err != nil {
 		s.removeDir()
 		return nil, err
@@ -185,6 +172,32 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.removeDir()
 	return nil, startErr
+}
+
+// newDir makes the temporary directory of a process named name, records this
+// process as its owner (see sweepStale) and, when running as root, hands it
+// to the postgres system user the process will run as (cred, nil otherwise).
+func newDir(name string) (dir string, cred *syscall.Credential, err error) {
+	if dir, err = os.MkdirTemp("", dirPrefix+name+"-"); err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if err = os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return "", nil, err
+	}
+	if os.Geteuid() == 0 {
+		if cred, err = postgresUser(); err != nil {
+			return "", nil, err
+		}
+		if err = os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return "", nil, err
+		}
+	}
+	return dir, cred, nil
 }
 
 func postgresUser() (*syscall.Credential, error) {
@@ -246,9 +259,29 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	cmd := s.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// The parent-death signal is tied to the thread that forked the child, so
-	// fork from a locked thread that lives exactly as long as the server.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	proc, done, err := startChild(cmd, syscall.SIGQUIT)
+	if err != nil {
+		return fmt.Errorf("pglaunch %s: start postgres: %w", s.name, err)
+	}
+	s.proc, s.done = proc, done
+	if err := s.waitReady(ctx, done); err != nil {
+		_ = s.proc.Kill()
+		<-done
+		s.proc, s.done = nil, nil
+		return err
+	}
+	return nil
+}
+
+// startChild starts cmd with a parent-death signal, so the child ends with
+// this process however it ends. The signal is tied to the thread that forked
+// the child, so the fork happens on a locked thread that lives exactly as
+// long as the child. done is closed when the child has exited.
+func startChild(cmd *exec.Cmd, deathSignal syscall.Signal) (*os.Process, chan struct{}, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = deathSignal
 	started := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
@@ -264,23 +297,23 @@ func (s *Server) Start(ctx context.Context) error {
 		close(done)
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("pglaunch %s: start postgres: %w", s.name, err)
+		return nil, nil, err
 	}
-	s.proc, s.done = cmd.Process, done
-	if err := s.waitReady(ctx, done); err != nil {
-		_ = s.proc.Kill()
-		<-done
-		s.proc, s.done = nil, nil
-		return err
-	}
-	return nil
+	return cmd.Process, done, nil
 }
 
 func (s *Server) waitReady(ctx context.Context, done chan struct{}) error {
+	return waitReady(ctx, s.name, s.URL("postgres"), done, s.logPath())
+}
+
+// waitReady waits until url accepts a connection, the process behind it
+// exits (done is closed) or 30 seconds pass; errors quote the end of the
+// process's log.
+func waitReady(ctx context.Context, name, url string, done chan struct{}, logPath string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		conn, err := pgconn.Connect(cctx, s.URL("postgres"))
+		conn, err := pgconn.Connect(cctx, url)
 		cancel()
 		if err == nil {
 			_ = conn.Close(ctx)
@@ -288,19 +321,19 @@ func (s *Server) waitReady(ctx context.Context, done chan struct{}) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("pglaunch %s: postgres exited during start-up: %s", s.name, s.logTail())
+			return fmt.Errorf("pglaunch %s: exited during start-up: %s", name, logTail(logPath))
 		case <-ctx.Done():
-			return fmt.Errorf("pglaunch %s: waiting for start-up: %w", s.name, ctx.Err())
+			return fmt.Errorf("pglaunch %s: waiting for start-up: %w", name, ctx.Err())
 		case <-time.After(15 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pglaunch %s: not ready after 30s: %s", s.name, s.logTail())
+			return fmt.Errorf("pglaunch %s: not ready after 30s: %s", name, logTail(logPath))
 		}
 	}
 }
 
-func (s *Server) logTail() string {
-	b, _ := os.ReadFile(s.logPath())
+func logTail(path string) string {
+	b, _ := os.ReadFile(path)
 	return lastLines(string(b), 5)
 }
 
@@ -385,12 +418,23 @@ func sweepStale() {
 		if !ok || owner == os.Getpid() || alive(owner) {
 			continue
 		}
-		// A server may still be shutting down; leave it for next time.
-		if postmaster, ok := pidIn(filepath.Join(dir, "data", "postmaster.pid")); ok && alive(postmaster) {
+		// A server or a PgBouncer may still be shutting down; leave it for
+		// next time.
+		if stillRunning(dir) {
 			continue
 		}
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// stillRunning reports whether the server or PgBouncer of dir is alive.
+func stillRunning(dir string) bool {
+	for _, f := range []string{filepath.Join(dir, "data", "postmaster.pid"), filepath.Join(dir, "pgbouncer.pid")} {
+		if pid, ok := pidIn(f); ok && alive(pid) {
+			return true
+		}
+	}
+	return false
 }
 
 // pidIn reads the process id on the first line of file.

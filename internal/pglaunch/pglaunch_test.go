@@ -210,3 +210,56 @@ func TestFindBinDirMissing(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoBinaries naming PGSHIFT_PG_BINDIR", err)
 	}
 }
+
+// A PgBouncer started in front of a server pools in transaction mode,
+// answers queries, and is gone after Close.
+func TestBouncerPoolsTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Start(ctx, Options{Name: "bounced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	b, err := StartBouncer(ctx, BouncerOptions{Name: "bouncer", Host: "127.0.0.1", Port: s.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	// SHOW CONFIG is PgBouncer's admin console; a server would not know it.
+	admin, err := pgx.Connect(ctx, b.URL("pgbouncer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	rows, err := admin.Query(ctx, "SHOW CONFIG", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vals[0] == "pool_mode" {
+			mode, _ = vals[1].(string)
+		}
+	}
+	rows.Close()
+	if mode != "transaction" {
+		t.Fatalf("pool_mode = %q, want transaction", mode)
+	}
+	if n := query(ctx, t, b.URL("postgres")); n != 42 {
+		t.Fatalf("query through PgBouncer = %d, want 42", n)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(cctx, b.URL("postgres")); err == nil {
+		_ = conn.Close(ctx)
+		t.Fatal("PgBouncer still answers after Close")
+	}
+}
