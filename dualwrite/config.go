@@ -77,6 +77,19 @@ type Config struct {
 	// MeterProvider provides the facade's instruments; the global
 	// OpenTelemetry provider when nil.
 	MeterProvider metric.MeterProvider
+
+	// hooks are the points at which tests interfere with a write (see
+	// export_test.go); nil in real use.
+	hooks *hooks
+}
+
+// hooks are points in a write at which a test can act; nil functions are
+// skipped.
+type hooks struct {
+	// beforeCommit runs before a transaction's COMMIT is sent (inline with a
+	// statement or on its own), with the side, whether it is authoritative,
+	// and the server process id of its connection.
+	beforeCommit func(side flags.Side, authoritative bool, pid uint32)
 }
 
 // RepairConfig tunes a repair worker: the facade's (Config.Repair) or one

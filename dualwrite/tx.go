@@ -99,7 +99,8 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		return pgconn.CommandTag{}, err
 	}
 	if direct != nil {
-		return direct.Exec(ctx, sql, args...)
+		ct, err := direct.Exec(ctx, sql, args...)
+		return ct, tx.outcome(err)
 	}
 	br, err := tx.send(ctx, &statement{sql, args})
 	if err != nil {
@@ -109,7 +110,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	if cerr := tx.closeBatch(br); err == nil {
 		err = cerr
 	}
-	return ct, err
+	return ct, tx.outcome(err)
 }
 
 // Query runs a query in the transaction.
@@ -119,7 +120,14 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		return nil, err
 	}
 	if direct != nil {
-		return direct.Query(ctx, sql, args...)
+		rows, err := direct.Query(ctx, sql, args...)
+		if err != nil {
+			return nil, tx.outcome(err)
+		}
+		if tx.autocommit {
+			return &outcomeRows{Rows: rows, tx: tx}, nil
+		}
+		return rows, nil
 	}
 	br, err := tx.send(ctx, &statement{sql, args})
 	if err != nil {
@@ -128,9 +136,19 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 	rows, err := br.Query()
 	if err != nil {
 		_ = tx.closeBatch(br)
-		return nil, err
+		return nil, tx.outcome(err)
 	}
 	return &batchRows{Rows: rows, tx: tx, br: br}, nil
+}
+
+// outcome marks err as ErrCommitUnknown when the statement that failed was
+// one whose COMMIT went with it (inline, or autocommit) and its answer was
+// lost rather than refused by the server.
+func (tx *Tx) outcome(err error) error {
+	if err == nil || !(tx.autocommit || (tx.commitInline && tx.done)) {
+		return err
+	}
+	return commitError(err)
 }
 
 // QueryRow runs a query that returns one row in the transaction.
@@ -224,6 +242,7 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 	if stmt != nil {
 		b.Queue(stmt.sql, stmt.args...)
 		if tx.commitInline {
+			tx.beforeCommit()
 			b.Queue("COMMIT")
 			tx.done = true
 		}
@@ -233,13 +252,13 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 	if first {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return nil, err
+			return nil, tx.outcome(err)
 		}
 	}
 	for _, q := range prefix {
 		if err := q.read(br); err != nil {
 			_ = br.Close()
-			return nil, err
+			return nil, tx.outcome(err)
 		}
 	}
 	return br, nil
@@ -357,6 +376,7 @@ func (tx *Tx) commit(ctx context.Context) error {
 	for _, q := range prefix {
 		b.Queue(q.sql, q.args...)
 	}
+	tx.beforeCommit()
 	b.Queue("COMMIT")
 	br := tx.conn.SendBatch(ctx, b)
 	err := func() error {
@@ -382,6 +402,13 @@ func (tx *Tx) commit(ctx context.Context) error {
 	}
 	tx.commitErr = err
 	return err
+}
+
+// beforeCommit runs the test hook of that name, if any.
+func (tx *Tx) beforeCommit() {
+	if h := tx.w.f.cfg.hooks; h != nil && h.beforeCommit != nil {
+		h.beforeCommit(tx.side, tx.authoritative, tx.conn.Conn().PgConn().PID())
+	}
 }
 
 // end rolls back what has not committed and returns the connection to the
@@ -416,7 +443,10 @@ var ErrCommitUnknown = errors.New("dualwrite: the outcome of the commit is unkno
 // known to have rolled back.
 func commitError(err error) error {
 	var pgErr *pgconn.PgError
-	if err == nil || (errors.As(err, &pgErr) && pgErr.Severity == "ERROR") || errors.Is(err, pgx.ErrTxCommitRollback) {
+	switch {
+	case err == nil, errors.Is(err, ErrCommitUnknown), errors.Is(err, pgx.ErrTxCommitRollback),
+		errors.As(err, &pgErr) && pgErr.Severity == "ERROR",
+		pgconn.SafeToRetry(err): // nothing was sent
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
@@ -442,10 +472,19 @@ func (r *batchRows) Close() {
 
 func (r *batchRows) Err() error {
 	if err := r.Rows.Err(); err != nil {
-		return err
+		return r.tx.outcome(err)
 	}
 	return r.err
 }
+
+// outcomeRows are the rows of an autocommit statement: an error reading them
+// may leave its outcome unknown.
+type outcomeRows struct {
+	pgx.Rows
+	tx *Tx
+}
+
+func (r *outcomeRows) Err() error { return r.tx.outcome(r.Rows.Err()) }
 
 func (r *batchRows) Next() bool {
 	if r.Rows.Next() {
