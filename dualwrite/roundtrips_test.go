@@ -1,0 +1,156 @@
+package dualwrite_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/repo"
+	"github.com/pgshift/pgshift/repo/db"
+)
+
+// roundTrips counts the round trips a pool makes: one per query or exec,
+// one per batch (pipelined statements travel together). The repair log's
+// clean-up, which runs in batches off every caller's path, is not counted.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if !strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(d.SQL, "-- name: DeleteRepairEntries :execrows\n")), "DELETE FROM pgshift.repair_log") {
+		r.n.Add(1)
+	}
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// tracedPool is a pool on db whose round trips are counted.
+func tracedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *roundTrips) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &roundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	cfg.MaxConns = 1 // one warm connection: no round trips spent preparing statements
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, rt
+}
+
+// TestRoundTrips counts the round trips of each kind of write on each side,
+// once the connections are warm (their statements prepared): the figures
+// BENCHMARKS.md explains the costs with. "Follow" round trips are made
+// after the caller has its answer (new's copy in dualwrite and shadow).
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	oldPool, oldRT := tracedPool(t, pair.Old)
+	newPool, newRT := tracedPool(t, pair.New)
+	var stage atomic.Uint32
+	f, err := dualwrite.New(context.Background(), dualwrite.Config{
+		Old: oldPool, New: newPool, Stages: sourceFunc(func() flags.Stage { return flags.Stage(stage.Load()) }),
+		RepairDisabled: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	store := repo.New(f)
+	ctx := userCtx("rt")
+	seed := uuid.Must(uuid.NewV7())
+	seedUser(t, pair, seed, "seed")
+	var n atomic.Int64
+	writes := map[string]func() error{
+		"update": func() error {
+			_, err := store.Users.Update(ctx, seed, repo.UserUpdate{Name: fmt.Sprint(n.Add(1))})
+			return err
+		},
+		"insert-new-rows": func() error {
+			_, err := store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("rt%d@example.com", n.Add(1)), Name: "rt"})
+			return err
+		},
+		"three-statements": func() error {
+			_, err := dualwrite.Write(ctx, f, dualwrite.Op{Name: "users.rename_with_event"}, func(ctx context.Context, tx *dualwrite.Tx, prev *db.Event) (db.Event, error) {
+				tx.Touch("users", seed)
+				id := int64(0)
+				if prev != nil {
+					id = prev.ID
+				}
+				e, err := threeStatements(ctx, tx, seed, id, fmt.Sprint(n.Add(1)), time.Now().UTC().Truncate(time.Microsecond))
+				if err == nil {
+					tx.Touch("events", e.ID)
+				}
+				return e, err
+			})
+			return err
+		},
+	}
+	pgtest.Exec(t, pair.New.Pool, "SELECT setval('events_id_seq', 1000000000)")
+	for _, tc := range []struct {
+		stage    flags.Stage
+		write    string
+		old, new int64
+	}{
+		// The naive migrator: one round trip per side.
+		{flags.StageOff, "update", 1, 0},                // autocommit, as pgx directly
+		{flags.StageComplete, "update", 0, 1},           // likewise on new
+		{flags.StageDualWrite, "update", 1, 2},          // new: BEGIN+lock; old: BEGIN+log+UPDATE+COMMIT; then new: UPDATE+COMMIT (follow)
+		{flags.StageShadow, "update", 1, 2},             // as dualwrite
+		{flags.StageLive, "update", 1, 2},               // new: BEGIN+lock+UPDATE; old: BEGIN+pull+UPDATE+COMMIT; new: COMMIT
+		{flags.StageRampdown, "update", 1, 2},           // as live
+		{flags.StageDualWrite, "insert-new-rows", 1, 1}, // both sides at once
+		{flags.StageLive, "insert-new-rows", 1, 1},
+		// The naive migrator in a transaction on each side: BEGIN, three
+		// statements, COMMIT: 5 per side.
+		// dualwrite: new: BEGIN+lock; old: BEGIN+log+SELECT, UPDATE, INSERT,
+		// log of the event+COMMIT, while new locks the event (its key came
+		// from RETURNING); then new (follow): SELECT, UPDATE, INSERT, COMMIT.
+		// Five on the caller's path.
+		{flags.StageDualWrite, "three-statements", 4, 6},
+		// live: new: BEGIN+lock+SELECT, UPDATE, INSERT; old: BEGIN+pull
+		// records+SELECT, UPDATE, INSERT, COMMIT; new: COMMIT. Eight.
+		{flags.StageLive, "three-statements", 4, 4},
+	} {
+		stage.Store(uint32(tc.stage))
+		write := writes[tc.write]
+		// Warm up: the first writes prepare their statements.
+		for range 3 {
+			if err := write(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.Wait()
+		o0, n0 := oldRT.n.Load(), newRT.n.Load()
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		f.Wait()
+		if o, nw := oldRT.n.Load()-o0, newRT.n.Load()-n0; o != tc.old || nw != tc.new {
+			t.Errorf("%s %s: %d round trips on old, %d on new; want %d and %d", tc.stage, tc.write, o, nw, tc.old, tc.new)
+		}
+	}
+}
+
+// sourceFunc is a flags.Source made of a function.
+type sourceFunc func() flags.Stage
+
+func (s sourceFunc) Stage(context.Context) flags.Stage { return s() }
