@@ -72,6 +72,20 @@ type Config struct {
 	// another process (a Repairer of its own, or `pgshift repair`) must
 	// drain the logs then.
 	RepairDisabled bool
+	// Capture has PostgreSQL record the rows a write changes on the
+	// authoritative side (the capture triggers of InstallCapture), in
+	// addition to the rows the write function Touches: write functions
+	// need not Touch at all. A captured row is locked after the statement
+	// that changed it, so a write costs a round trip or two more than with
+	// Touch (see the README). Rows of tables without the triggers are seen
+	// only if Touched.
+	Capture bool
+	// Strict fails a write whose statements changed a row it did not Touch,
+	// with an error naming the table and key (a *NotTouchedError), and logs
+	// a warning for a Touch of a row nothing changed. It needs the capture
+	// triggers and costs a round trip per write: turn it on in tests, so
+	// that a missed Touch fails a test instead of drifting in production.
+	Strict bool
 	// Logger receives the facade's logs; slog.Default() when nil.
 	Logger *slog.Logger
 	// MeterProvider provides the facade's instruments; the global

@@ -87,6 +87,12 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 	if !ok {
 		return fmt.Errorf("dualwrite: the %s database has no pgshift.repair_log: run `pgshift install` (or dualwrite.Install) on it", side)
 	}
+	if f.cfg.Capture || f.cfg.Strict {
+		captured, err := ownSQL.CaptureInstalled(ctx, f.pool(side))
+		if err == nil && !captured {
+			return fmt.Errorf("dualwrite: Config.Capture and Config.Strict need the capture triggers, and the %s database has none: run `pgshift install --capture` (or dualwrite.InstallCapture) on it", side)
+		}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,6 +52,89 @@ type Tx struct {
 	touched []touchedRow // rows reported with Touch
 	logged  int          // touched[:logged] have their repair-log record queued or sent
 	logIDs  []int64      // the repair-log entries this Tx wrote
+	marked  bool         // the capture mark is queued or sent
+}
+
+// captures reports whether the capture triggers record this Tx's changes:
+// Config.Capture or Config.Strict, in a stage that writes both sides, on the
+// side whose log records the write's rows (the authoritative one; both with
+// NewRows).
+func (tx *Tx) captures() bool {
+	c := tx.w.f.cfg
+	return (c.Capture || c.Strict) && tx.w.logs && (tx.authoritative || tx.w.op.NewRows)
+}
+
+// readExec reads the result of a statement whose result is not needed.
+func readExec(br pgx.BatchResults) error {
+	_, err := br.Exec()
+	return err
+}
+
+// takeCaptured takes the rows the capture triggers recorded in this Tx's
+// transaction and adds those not touched yet to its touched rows; in strict
+// mode a captured row that was not touched is an error, and a touched row
+// nothing changed a warning.
+func (tx *Tx) takeCaptured(ctx context.Context) error {
+	if !tx.captures() || !tx.begun || tx.done {
+		return nil
+	}
+	var text string
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.TakeCapturedSQL, nil, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&text)
+	}})
+	if err := tx.flush(ctx); err != nil {
+		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	captured, err := capturedRows(text)
+	if err != nil {
+		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	touched := make(map[string]bool, len(tx.touched))
+	for _, r := range tx.touched {
+		touched[rowKey(r)] = true
+	}
+	seen := make(map[string]bool, len(captured))
+	for _, r := range captured {
+		k := rowKey(r)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if touched[k] {
+			continue
+		}
+		if tx.w.f.cfg.Strict {
+			return &NotTouchedError{Op: tx.w.op.Name, Schema: r.schema, Table: r.table, Key: r.key}
+		}
+		tx.touched = append(tx.touched, r)
+	}
+	if tx.w.f.cfg.Strict {
+		for _, r := range tx.touched {
+			if !seen[rowKey(r)] {
+				tx.w.f.log.Warn("strict: a write touched a row its statements did not change", "op", tx.w.op.Name,
+					"table", r.schema+"."+r.table, "key", strings.Join(r.key, ","))
+			}
+		}
+	}
+	return nil
+}
+
+// rowKey identifies a row: schema, table and key, NUL-separated.
+func rowKey(r touchedRow) string {
+	return r.schema + "\x00" + r.table + "\x00" + strings.Join(r.key, "\x00")
+}
+
+// NotTouchedError is returned, in strict mode (Config.Strict), by a write
+// whose statements changed a row its write function did not Touch.
+type NotTouchedError struct {
+	Op            string
+	Schema, Table string
+	Key           []string
+}
+
+func (e *NotTouchedError) Error() string {
+	return fmt.Sprintf("dualwrite: %s changed the row of %s with key (%s) without Touching it: add tx.Touch(%q, ...) before the statement that changes it",
+		e.Op, pgx.Identifier{e.Schema, e.Table}.Sanitize(), strings.Join(e.Key, ", "), e.Table)
 }
 
 // queued is one of the facade's own statements and how to read its result.
@@ -184,6 +268,10 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 			return nil, ErrNotOneStatement
 		}
 		return tx.pool, nil
+	}
+	if !tx.begun && !tx.marked && tx.captures() {
+		tx.marked = true
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.MarkCaptureSQL, []any{"on"}, readExec})
 	}
 	switch {
 	case !tx.w.logs:

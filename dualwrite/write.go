@@ -87,6 +87,30 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	return nil
 }
 
+// lockCaptured takes the rows the capture triggers recorded on the
+// authoritative side (Config.Capture, Config.Strict) and locks them on the
+// canonical side now: they are rows that existed before the write, which
+// other writes may hold, so their locks cannot wait for the COMMIT.
+func (w *write) lockCaptured(ctx context.Context, atx *Tx) error {
+	if !atx.captures() {
+		return nil
+	}
+	before := len(atx.touched)
+	if err := atx.takeCaptured(ctx); err != nil {
+		return err
+	}
+	if len(atx.touched) == before {
+		return nil
+	}
+	if err := w.lockTouched(ctx, atx); err != nil {
+		return err
+	}
+	if w.lockTx == atx && len(atx.prefix) > 0 {
+		return atx.flush(ctx)
+	}
+	return nil
+}
+
 // Write runs fn as the stage of the user in ctx says: on the authoritative
 // side, and then, when the stage writes both, on the other side, with the
 // guarantee described in the package documentation. The result and error are
@@ -152,7 +176,10 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 	w.lockTx = atx
 	defer atx.end(ctx)
 	defer otx.end(ctx)
-	if res, err = fn(ctx, atx, nil); err != nil {
+	if res, err = fn(ctx, atx, nil); err == nil {
+		err = w.lockCaptured(ctx, atx)
+	}
+	if err != nil {
 		f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 		return res, err
 	}
@@ -188,7 +215,7 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	f := w.f
 	start := time.Now()
 	otx, atx := w.newTx(lockSide, false), w.newTx(lockSide.Other(), true)
-	atx.commitInline, otx.commitInline = w.op.OneStatement, w.op.OneStatement
+	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement
 	w.lockTx, w.eager = otx, true
 	follow := false
 	defer func() {
@@ -198,6 +225,9 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		}
 	}()
 	if res, err = fn(ctx, atx, nil); err == nil {
+		err = w.lockCaptured(ctx, atx)
+	}
+	if err == nil {
 		atx.queueLog(false) // rows touched after the last statement
 		// Rows touched after their statement (keys from RETURNING) are
 		// locked now, with the COMMIT, before the caller can write them
@@ -271,7 +301,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	start := time.Now()
 	w.eager = true
 	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
-	atx.commitInline, otx.commitInline = w.op.OneStatement, w.op.OneStatement
+	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement && !otx.captures()
 	defer atx.end(ctx)
 	defer otx.end(ctx)
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
@@ -297,6 +327,9 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		wg.Go(func() {
 			ostart := time.Now()
 			if _, oerr = fn(octx, otx, nil); oerr == nil {
+				oerr = otx.takeCaptured(octx)
+			}
+			if oerr == nil {
 				otx.queueLog(true)
 				oerr = otx.commit(octx)
 			}
@@ -304,6 +337,9 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		})
 	}
 	if res, err = fn(ctx, atx, nil); err == nil {
+		err = atx.takeCaptured(ctx)
+	}
+	if err == nil {
 		atx.queueLog(false)
 		err = atx.commit(ctx)
 	}

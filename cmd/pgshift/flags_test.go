@@ -13,15 +13,19 @@ import (
 func TestCommandsRefuseFlagsTheyDoNotUse(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Domain)
-	for _, args := range [][]string{
-		{"install", "--table", "users"},
-		{"install", "--schema", "app"},
-		{"repair", "--table", "users"},
-		{"repair", "--schema", "app"},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"install", "--table", "users"}, "give --capture too"},
+		{[]string{"install", "--schema", "app"}, "give --capture too"},
+		{[]string{"repair", "--table", "users"}, "flag provided but not defined: -table"},
+		{[]string{"repair", "--schema", "app"}, "flag provided but not defined: -schema"},
+		{[]string{"uninstall", "--table", "users"}, "flag provided but not defined: -table"},
 	} {
-		code, out, errOut := pgshift(t, append(args, "--old", p.Old.URL, "--new", p.New.URL)...)
-		if code != exitError || !strings.Contains(errOut, "flag provided but not defined: -"+strings.TrimPrefix(args[1], "--")) {
-			t.Errorf("pgshift %s: code %d, want %d and an error naming the flag\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, exitError, out, errOut)
+		code, out, errOut := pgshift(t, append(tc.args, "--old", p.Old.URL, "--new", p.New.URL)...)
+		if code != exitError || !strings.Contains(errOut, tc.want) {
+			t.Errorf("pgshift %s: code %d, want %d and %q\nstdout: %s\nstderr: %s", strings.Join(tc.args, " "), code, exitError, tc.want, out, errOut)
 		}
 	}
 }

@@ -63,3 +63,39 @@ CREATE TABLE IF NOT EXISTS pgshift.backfill_progress (
     done_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_schema, table_name, chunk)
 );
+
+-- Capture (pgshift install --capture) puts a trigger on each application
+-- table that, in a transaction the dualwrite facade has marked (the
+-- transaction-local setting pgshift.capture), appends the key of every row
+-- the statement changed to the transaction-local setting pgshift.captured:
+-- one JSON array [schema, table, [key text...]] per line. The facade takes
+-- them (take_captured) before it commits and treats them as touched rows.
+-- Each table's trigger function is generated for its key columns; these are
+-- the parts they share.
+
+-- take_captured returns the rows captured so far in this transaction and
+-- forgets them.
+CREATE OR REPLACE FUNCTION pgshift.take_captured() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    captured text := coalesce(current_setting('pgshift.captured', true), '');
+BEGIN
+    PERFORM set_config('pgshift.captured', '', true);
+    RETURN captured;
+END
+$$;
+
+-- refuse_truncate is the TRUNCATE trigger of a captured table: TRUNCATE
+-- fires no row triggers, so capture cannot see what it removes, and it would
+-- empty one side only.
+CREATE OR REPLACE FUNCTION pgshift.refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('pgshift.allow_truncate', true), '') = 'on' THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'pgshift: TRUNCATE of %.% is refused while pgshift captures its writes', TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING DETAIL = 'A migration between two databases is under way: TRUNCATE would empty this side only, and no repair could follow it.',
+              HINT = 'Truncate both databases deliberately, each after SET LOCAL pgshift.allow_truncate = on, or remove capture first (pgshift uninstall).';
+END
+$$;

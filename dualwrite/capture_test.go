@@ -1,0 +1,207 @@
+package dualwrite_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+// installCapture puts the capture triggers on the reference domain's tables
+// on both sides.
+func installCapture(t *testing.T, pair *pgtest.Pair) {
+	t.Helper()
+	for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+		if _, err := dualwrite.InstallCapture(context.Background(), db.Pool, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// seedDomain inserts the same users, posts and events on both sides.
+func seedDomain(t *testing.T, pair *pgtest.Pair) (users, posts []uuid.UUID) {
+	t.Helper()
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 6 {
+		users = append(users, uuid.Must(uuid.NewV7()))
+		posts = append(posts, uuid.Must(uuid.NewV7()))
+		for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+			pgtest.Exec(t, db.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'seed', $3, $3)",
+				users[i], fmt.Sprintf("seed%d@example.com", i), at)
+			pgtest.Exec(t, db.Pool, "INSERT INTO posts (id, user_id, title, created_at, updated_at) VALUES ($1, $2, 'p', $3, $3)",
+				posts[i], users[i], at)
+			pgtest.Exec(t, db.Pool, "INSERT INTO events (id, user_id, kind, created_at) VALUES ($1, $2, 'seed', $3)",
+				int64(100+i), users[i], at)
+		}
+	}
+	return users, posts
+}
+
+// TestCaptureWithoutTouch writes through raw SQL without a single Touch, in
+// capture mode, while the other side is stopped: an UPDATE ... FROM, a
+// DELETE that cascades to posts and events, a primary-key change, an
+// insert. The capture triggers record every changed row; once the other
+// side is back and the repair log drained, both sides are equal row for row.
+func TestCaptureWithoutTouch(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			oldSrv, newSrv := pgtest.Dedicated(t)
+			pair := pgtest.PairOn(t, oldSrv, newSrv, pgtest.Domain)
+			installCapture(t, pair)
+			users, posts := seedDomain(t, pair)
+			b := setupOn(t, pair, stage, func(c *dualwrite.Config) { c.Capture = true })
+			other := newSrv
+			if stage.Plan().Authoritative == flags.SideNew {
+				other = oldSrv
+			}
+			if err := other.Launched.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			ctx := userCtx("capture")
+			newPost := uuid.Must(uuid.NewV7())
+			for name, sql := range map[string][]any{
+				"update-from": {`UPDATE users SET plan = v.plan FROM (VALUES ($1::uuid, 'pro'), ($2::uuid, 'team')) AS v (id, plan) WHERE users.id = v.id`, users[0], users[1]},
+				"cascade":     {`DELETE FROM users WHERE id = $1`, users[2]},
+				"key-change":  {`UPDATE posts SET id = $1 WHERE id = $2`, newPost, posts[3]},
+				"insert":      {`INSERT INTO events (id, user_id, kind) VALUES (500, $1, 'raw')`, users[4]},
+			} {
+				err := dualwrite.Exec(ctx, b.facade, dualwrite.Op{Name: "raw." + name}, func(ctx context.Context, tx *dualwrite.Tx) error {
+					_, err := tx.Exec(ctx, sql[0].(string), sql[1:]...)
+					return err
+				})
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+			}
+			b.facade.Wait()
+			if err := other.Launched.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			waitDrained(t, b.facade, 60*time.Second)
+			requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+			// The test changed what it claims: the cascade removed posts and events.
+			if n := count(t, pair.New.Pool, "posts", "user_id = $1", users[2]); n != 0 {
+				t.Fatalf("cascaded posts still on new: %d", n)
+			}
+			if n := count(t, pair.New.Pool, "posts", "id = $1", newPost); n != 1 {
+				t.Fatalf("the post's new key is not on new")
+			}
+		})
+	}
+}
+
+// TestStrictFailsForgottenTouch runs strict mode: a write function that
+// changes a row it did not Touch fails with an error naming the table and
+// key, and commits nothing; one that Touches a row nothing changed succeeds
+// with a warning.
+func TestStrictFailsForgottenTouch(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			pair := pgtest.NewPair(t, pgtest.Domain)
+			installCapture(t, pair)
+			users, _ := seedDomain(t, pair)
+			var logs bytes.Buffer
+			b := setupOn(t, pair, stage, func(c *dualwrite.Config) {
+				c.Strict = true
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			})
+			ctx := userCtx("strict")
+			err := dualwrite.Exec(ctx, b.facade, dualwrite.Op{Name: "users.forgetful"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+				tx.Touch("users", users[0])
+				_, err := tx.Exec(ctx, "UPDATE users SET name = 'x' WHERE id = ANY($1)", []uuid.UUID{users[0], users[1]})
+				return err
+			})
+			var nt *dualwrite.NotTouchedError
+			if !errors.As(err, &nt) || nt.Table != "users" || len(nt.Key) != 1 || nt.Key[0] != users[1].String() ||
+				!strings.Contains(err.Error(), users[1].String()) {
+				t.Fatalf("err = %v, want a NotTouchedError naming users %s", err, users[1])
+			}
+			b.facade.Wait()
+			for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+				if n := count(t, db.Pool, "users", "name = 'x'"); n != 0 {
+					t.Fatalf("the failed write changed %d rows", n)
+				}
+			}
+			err = dualwrite.Exec(ctx, b.facade, dualwrite.Op{Name: "users.overcautious"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+				tx.Touch("users", users[2])
+				tx.Touch("users", users[3]) // not changed
+				_, err := tx.Exec(ctx, "UPDATE users SET name = 'y' WHERE id = $1", users[2])
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), "did not change") || !strings.Contains(logs.String(), users[3].String()) {
+				t.Fatalf("no warning about the untouched Touch:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestCaptureInstallUninstall: installing capture twice changes nothing,
+// TRUNCATE of a captured table is refused with an error that says why and
+// what to do (and allowed when asked for), and Uninstall leaves nothing of
+// pgshift's behind.
+func TestCaptureInstallUninstall(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t, func() *pgtest.Server { s, _ := pgtest.Servers(t); return s }(), pgtest.Domain)
+	ctx := context.Background()
+	var tables []string
+	for range 2 {
+		var err error
+		if tables, err = dualwrite.InstallCapture(ctx, db.Pool, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(tables) != `["public"."events" "public"."posts" "public"."users"]` {
+		t.Fatalf("captured %v, want events, posts, users", tables)
+	}
+	var triggers int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshift%'").Scan(&triggers); err != nil || triggers != 6 {
+		t.Fatalf("%d pgshift triggers (err %v), want 6 (two per table, once)", triggers, err)
+	}
+	_, err := db.Pool.Exec(ctx, "TRUNCATE events")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, "TRUNCATE of public.events is refused") || !strings.Contains(pgErr.Hint, "allow_truncate") {
+		t.Fatalf("TRUNCATE: err %v, want pgshift's refusal with a hint", err)
+	}
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL pgshift.allow_truncate = on"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "TRUNCATE events"); err != nil {
+		t.Fatalf("TRUNCATE with allow_truncate on: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := dualwrite.Uninstall(ctx, db.Pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var left int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgshift%')
+		+ (SELECT count(*) FROM pg_namespace WHERE nspname = 'pgshift')
+		+ (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgshift')`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d pgshift objects left after Uninstall (err %v)", left, err)
+	}
+}
