@@ -36,7 +36,11 @@ type appConfig struct {
 	// RepairInterval is the repair worker's idle interval (dualwrite's
 	// default when zero).
 	RepairInterval time.Duration
-	Logger         *slog.Logger
+	// Strict runs the facade in strict mode: a repository method that
+	// changes a row it does not Touch fails (it needs the capture triggers,
+	// which prepare installs).
+	Strict bool
+	Logger *slog.Logger
 }
 
 // app is the demo application: the flags, the facade, the repositories over
@@ -112,6 +116,7 @@ func newApp(ctx context.Context, cfg appConfig) (*app, error) {
 		Logger:        a.log,
 		MeterProvider: a.meters,
 		Repair:        dualwrite.RepairConfig{Interval: cfg.RepairInterval},
+		Strict:        cfg.Strict,
 	})
 	if err != nil {
 		_ = a.stages.Close()

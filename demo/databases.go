@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pglaunch"
 	"github.com/pgshift/pgshift/repo"
@@ -99,6 +100,11 @@ func (d *databases) prepare(ctx context.Context, accounts []account, bothSides b
 			if err := repo.ApplySchema(ctx, pool); err != nil {
 				return fmt.Errorf("%s database: %w", flags.Side(i), err)
 			}
+		}
+		// The demo runs strict: the capture triggers check that every
+		// repository method Touches the rows it changes.
+		if _, err := dualwrite.InstallCapture(ctx, pool, "public", nil); err != nil {
+			return fmt.Errorf("%s database: %w", flags.Side(i), err)
 		}
 	}
 	var users int

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -47,13 +50,18 @@ func setup(t *testing.T, flagFile []byte) *testApp {
 	if err := seed(ctx, accounts, 2, oldPool, newPool); err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range []*pgxpool.Pool{oldPool, newPool} {
+		if _, err := dualwrite.InstallCapture(ctx, p, "public", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := filepath.Join(t.TempDir(), "flags.json")
 	if err := os.WriteFile(path, flagFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: oldPool, New: newPool, FlagsPath: path, Accounts: accounts, Token: testToken,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Strict: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -210,7 +210,7 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: dbs.old, New: dbs.new, FlagsPath: flagsPath, Accounts: accounts,
-		Logger: o.Logger, RepairInterval: 100 * time.Millisecond,
+		Logger: o.Logger, RepairInterval: 100 * time.Millisecond, Strict: true,
 	})
 	if err != nil {
 		return false, err

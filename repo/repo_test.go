@@ -21,7 +21,13 @@ func TestMain(m *testing.M) { pgtest.MainExporting(m, "PGSHIFT_OLD_URL", "PGSHIF
 func setup(t *testing.T, stage flags.Stage) (*repo.Store, *dualwrite.Facade, *pgtest.Pair) {
 	t.Helper()
 	pair := pgtest.NewPair(t, pgtest.Domain)
-	f, err := dualwrite.New(context.Background(), dualwrite.Config{Old: pair.Old.Pool, New: pair.New.Pool, Stages: flags.Static(stage)})
+	for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+		if _, err := dualwrite.InstallCapture(context.Background(), db.Pool, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Strict: a repository method that changes a row it does not Touch fails.
+	f, err := dualwrite.New(context.Background(), dualwrite.Config{Old: pair.Old.Pool, New: pair.New.Pool, Stages: flags.Static(stage), Strict: true})
 	if err != nil {
 		t.Fatal(err)
 	}
