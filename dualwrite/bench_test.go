@@ -345,3 +345,69 @@ func BenchmarkConcurrentUpdates(b *testing.B) {
 	}
 	interleaved(b, 1, writers*perWriter, vs...)
 }
+
+// BenchmarkCapture runs the same writes with Touch and with capture, in the
+// dual stages: a one-row update and a 100-row update, on two pairs of
+// databases (the capture pair has the triggers; the Touch pair has none, as
+// an application that Touches would). The 100-row variants' ns/op divided by
+// 100 is the cost per row.
+func BenchmarkCapture(b *testing.B) {
+	touch := benchSetup(b)
+	capture := benchSetup(b)
+	for _, db := range []*pgtest.DB{capture.pair.Old, capture.pair.New} {
+		if _, err := dualwrite.InstallCapture(context.Background(), db.Pool, "", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cf, err := dualwrite.New(context.Background(), dualwrite.Config{
+		Old: capture.pair.Old.Pool, New: capture.pair.New.Pool, Stages: capture.stage, Capture: true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cf.Close)
+	ctx := flags.WithUser(context.Background(), "bench", nil)
+	var n atomic.Int64
+	write := func(f *dualwrite.Facade, users []uuid.UUID, rows int, touchRows bool) func() error {
+		return func() error {
+			i := int(n.Add(1))
+			ids := make([]uuid.UUID, rows)
+			for j := range ids {
+				ids[j] = users[(i+j)%len(users)]
+			}
+			return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.rename_many", OneStatement: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+				if touchRows {
+					for _, id := range ids {
+						tx.Touch("users", id)
+					}
+				}
+				_, err := tx.Exec(ctx, "UPDATE users SET name = $1 WHERE id = ANY($2)", fmt.Sprint(i), ids)
+				return err
+			})
+		}
+	}
+	// 100 rows to update on each pair.
+	for _, bb := range []*benchBundle{touch, capture} {
+		for len(bb.users) < 100 {
+			id := uuid.Must(uuid.NewV7())
+			for _, p := range []*pgxpool.Pool{bb.pair.Old.Pool, bb.pair.New.Pool} {
+				pgtest.Exec(b, p, "INSERT INTO users (id, email, name) VALUES ($1, $2, 'x')", id, id.String())
+			}
+			bb.users = append(bb.users, id)
+		}
+	}
+	var vs []variant
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		for _, rows := range []int{1, 100} {
+			set := func(bb *benchBundle, v variant) variant {
+				op := v.op
+				v.op = func() error { bb.stage.Set(stage); return op() }
+				return v
+			}
+			vs = append(vs,
+				set(touch, variant{name: fmt.Sprintf("touch-%drows-%s", rows, stage), op: write(touch.facade, touch.users, rows, true), settle: touch.facade.Wait}),
+				set(capture, variant{name: fmt.Sprintf("capture-%drows-%s", rows, stage), op: write(cf, capture.users, rows, false), settle: cf.Wait}))
+		}
+	}
+	interleaved(b, 5, 1, vs...)
+}
