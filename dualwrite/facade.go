@@ -18,7 +18,8 @@ import (
 // Facade routes reads and writes to the two databases by stage. It is safe
 // for concurrent use. Create it with New and stop it with Close.
 type Facade struct {
-	cfg      Config // with defaults applied
+	cfg      Config // with defaults applied; its Old and New are the first pools
+	pools    *poolSet
 	log      *slog.Logger
 	m        *instruments
 	repairer *Repairer
@@ -40,15 +41,15 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	f := &Facade{cfg: cfg, log: cfg.Logger.With("component", "dualwrite")}
+	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite")}
 	var err error
 	if f.m, err = newInstruments(cfg.MeterProvider); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)
 	}
-	f.repairer, err = NewRepairer(RepairerConfig{
+	f.repairer, err = newRepairer(RepairerConfig{
 		Old: cfg.Old, New: cfg.New, RepairConfig: cfg.Repair,
 		Logger: cfg.Logger, MeterProvider: cfg.MeterProvider,
-	})
+	}, f.pools)
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +128,17 @@ func (f *Facade) Wait() {
 	f.deletes.flush()
 }
 
-func (f *Facade) pool(side flags.Side) *pgxpool.Pool {
-	if side == flags.SideNew {
-		return f.cfg.New
-	}
-	return f.cfg.Old
+// pool is side's current pool, for work that holds no generation (start-up
+// checks, the deleter's statements).
+func (f *Facade) pool(side flags.Side) *pgxpool.Pool { return f.pools.cur.Load().side(side) }
+
+// SetPool makes p the pool of side from now on, as when a database's
+// address changes after a failover: calls and background work in flight
+// finish on the pool they started with, new calls use p, nothing fails. It
+// returns the previous pool once nothing uses it any more; close it then.
+// The facade's repair worker follows the change too.
+func (f *Facade) SetPool(side flags.Side, p *pgxpool.Pool) *pgxpool.Pool {
+	return f.pools.set(side, p)
 }
 
 // Op describes one repository operation.

@@ -20,8 +20,20 @@ import (
 	"github.com/pgshift/pgshift/repo"
 )
 
-// proxiedPool is a pool on db whose connections go through a Proxy.
+// proxiedPool is a pool of one connection on db, through a Proxy.
 func proxiedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *pgtest.Proxy) {
+	t.Helper()
+	// One connection, so that the warm-up the tests do prepares the
+	// statements the faulty write will send on the very connection it will
+	// use: on a fresh connection pgx prepares each statement in a round trip
+	// of its own, and a lost answer would then stop the COMMIT from being
+	// sent at all.
+	return proxiedPoolOf(t, db, 1)
+}
+
+// proxiedPoolOf is a pool of up to maxConns connections on db, through a
+// Proxy of its own.
+func proxiedPoolOf(t *testing.T, db *pgtest.DB, maxConns int32) (*pgxpool.Pool, *pgtest.Proxy) {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	if err != nil {
@@ -32,11 +44,7 @@ func proxiedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *pgtest.Proxy) {
 	cfg.ConnConfig.Host = host
 	n, _ := strconv.Atoi(port)
 	cfg.ConnConfig.Port = uint16(n)
-	// One connection, so that the warm-up below prepares the statements the
-	// faulty write will send on the very connection it will use: on a fresh
-	// connection pgx prepares each statement in a round trip of its own, and
-	// a lost answer would then stop the COMMIT from being sent at all.
-	cfg.MaxConns = 1
+	cfg.MaxConns = maxConns
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -372,3 +380,91 @@ func TestPoolExhaustionNoDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// TestSetPoolUnderLoad replaces each side's pool while 16 writers write and
+// read through the facade, as after a failover that changes a database's
+// address (here: the same database behind a proxy): calls in flight finish
+// on the old pool, new calls use the new one, no call fails, and the old
+// pool can be closed as soon as SetPool returns it.
+func TestSetPoolUnderLoad(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageShadow, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			pair := pgtest.NewPair(t, pgtest.Domain)
+			// The facade starts on pools of its own, which the test closes.
+			own := &pgtest.Pair{Old: &pgtest.DB{Server: pair.Old.Server, Name: pair.Old.Name, URL: pair.Old.URL},
+				New: &pgtest.DB{Server: pair.New.Server, Name: pair.New.Name, URL: pair.New.URL}}
+			for _, db := range []*pgtest.DB{own.Old, own.New} {
+				var err error
+				if db.Pool, err = pgxpool.New(context.Background(), db.URL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := setupOn(t, own, stage)
+			users, _ := seedDomain(t, pair)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var failed, done atomic.Int64
+			var firstErr atomic.Value
+			for w := range 16 {
+				wg.Go(func() {
+					ctx := userCtx(fmt.Sprintf("w%d", w))
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						var err error
+						switch i % 3 {
+						case 0:
+							_, err = b.store.Users.Update(ctx, users[(w+i)%len(users)], repo.UserUpdate{Name: fmt.Sprintf("w%d-%d", w, i)})
+						case 1:
+							_, err = b.store.Users.Get(ctx, users[(w+i)%len(users)])
+						default:
+							_, err = b.store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("sp%d-%d@example.com", w, i), Name: "n"})
+						}
+						if err != nil {
+							failed.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+						done.Add(1)
+					}
+				})
+			}
+			waitFor := func(n int64) {
+				for done.Load() < n {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			waitFor(200)
+			var proxies []*pgtest.Proxy
+			for _, side := range []flags.Side{flags.SideNew, flags.SideOld} {
+				db := pair.Old
+				if side == flags.SideNew {
+					db = pair.New
+				}
+				next, proxy := proxiedPoolOf(t, db, 40)
+				proxies = append(proxies, proxy)
+				prev := b.facade.SetPool(side, next)
+				prev.Close() // nothing uses it any more
+				waitFor(done.Load() + 200)
+			}
+			close(stop)
+			wg.Wait()
+			if n := failed.Load(); n != 0 {
+				t.Fatalf("%d of %d calls failed across the pool swaps; first: %v", n, done.Load(), firstErr.Load())
+			}
+			for i, p := range proxies {
+				if p.Connections() == 0 {
+					t.Fatalf("swap %d: the new pool was never used", i)
+				}
+			}
+			b.facade.Wait()
+			waitDrained(t, b.facade, 60*time.Second)
+			requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+		})
+	}
+}
+

@@ -40,12 +40,14 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	}
 	plan := stage.Plan()
 	auth := plan.Authoritative
+	p := f.pools.acquire()
+	defer p.release()
 	var shadow chan<- answer[T]
 	if plan.CompareReads {
-		shadow = startShadow(ctx, f, op, stage, fn, equal)
+		shadow = startShadow(ctx, f, p, op, stage, fn, equal)
 	}
 	start := time.Now()
-	res, err := fn(ctx, f.pool(auth))
+	res, err := fn(ctx, p.side(auth))
 	f.m.record(ctx, op.Name, kindRead, auth, start, err)
 	if shadow != nil {
 		shadow <- answer[T]{res, err}
@@ -63,17 +65,19 @@ type answer[T any] struct {
 
 // startShadow reads the other side in the background and compares its answer
 // with the authoritative one, which it receives on the returned channel.
-func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) chan<- answer[T] {
+func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) chan<- answer[T] {
 	authCh := make(chan answer[T], 1)
 	other := stage.Plan().Authoritative.Other()
 	routingKey := flags.RoutingKey(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	f.bg.Add(1)
+	p.holdMore()
 	go func() {
 		defer f.bg.Done()
+		defer p.release()
 		defer cancel()
 		start := time.Now()
-		ov, oerr := fn(sctx, f.pool(other))
+		ov, oerr := fn(sctx, p.side(other))
 		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
 		a := <-authCh
 		switch {
@@ -86,7 +90,7 @@ func startShadow[T any](ctx context.Context, f *Facade, op Op, stage flags.Stage
 		if agree(a, answer[T]{ov, oerr}, equal) {
 			return
 		}
-		if f.cfg.ShadowRecheck > 0 && recheckAgrees(sctx, f, stage, fn, equal) {
+		if f.cfg.ShadowRecheck > 0 && recheckAgrees(sctx, f, p, stage, fn, equal) {
 			// A write of the same rows was in flight between the two
 			// reads; both sides agree now.
 			f.m.stats.shadowTransient.Add(1)
@@ -116,15 +120,15 @@ func agree[T any](a, o answer[T], equal Comparator[T]) bool {
 
 // recheckAgrees reads both sides again, after Config.ShadowRecheck, and
 // reports whether they agree now.
-func recheckAgrees[T any](ctx context.Context, f *Facade, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) bool {
+func recheckAgrees[T any](ctx context.Context, f *Facade, p *pools, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) bool {
 	select {
 	case <-time.After(f.cfg.ShadowRecheck):
 	case <-ctx.Done():
 		return false
 	}
 	auth := stage.Plan().Authoritative
-	av, aerr := fn(ctx, f.pool(auth))
-	ov, oerr := fn(ctx, f.pool(auth.Other()))
+	av, aerr := fn(ctx, p.side(auth))
+	ov, oerr := fn(ctx, p.side(auth.Other()))
 	for _, err := range []error{aerr, oerr} {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return false

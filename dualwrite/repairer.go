@@ -29,8 +29,9 @@ import (
 // each claims its entries with FOR UPDATE SKIP LOCKED. `pgshift repair` is a
 // Repairer's Drain.
 type Repairer struct {
-	cfg RepairerConfig
-	log *slog.Logger
+	cfg   RepairerConfig // its Old and New are the first pools
+	pools *poolSet
+	log   *slog.Logger
 	m   *repairInstruments
 
 	tables sync.Map // "schema\x00table" -> *rowsync.Table, loaded on first repair
@@ -49,11 +50,20 @@ var ErrRepairerRunning = errors.New("dualwrite: repairer already started")
 // NewRepairer validates cfg and returns a Repairer; Start runs it in the
 // background, Drain runs passes now.
 func NewRepairer(cfg RepairerConfig) (*Repairer, error) {
+	return newRepairer(cfg, nil)
+}
+
+// newRepairer is NewRepairer on a facade's pools (ps), or on cfg's own when
+// ps is nil.
+func newRepairer(cfg RepairerConfig, ps *poolSet) (*Repairer, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Repairer{cfg: cfg, log: cfg.Logger.With("component", "repair")}
+	if ps == nil {
+		ps = newPoolSet(cfg.Old, cfg.New)
+	}
+	r := &Repairer{cfg: cfg, pools: ps, log: cfg.Logger.With("component", "repair")}
 	var err error
 	if r.m, err = newRepairInstruments(cfg.MeterProvider, r); err != nil {
 		return nil, fmt.Errorf("dualwrite: repair metrics: %w", err)
@@ -93,12 +103,8 @@ func (r *Repairer) Stop() {
 	r.cancel, r.done = nil, nil
 }
 
-func (r *Repairer) pool(side flags.Side) *pgxpool.Pool {
-	if side == flags.SideNew {
-		return r.cfg.New
-	}
-	return r.cfg.Old
-}
+// pool is side's current pool, for reads that hold no generation.
+func (r *Repairer) pool(side flags.Side) *pgxpool.Pool { return r.pools.cur.Load().side(side) }
 
 func (r *Repairer) run(ctx context.Context) {
 	failures := 0
@@ -238,14 +244,16 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 // postponed.
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (settledN, failedN int, err error) {
 	dst := src.Other()
+	p := r.pools.acquire()
+	defer p.release()
 	// The canonical side first, as every writer does: no two pools are
 	// waited for in opposite orders. Its transaction holds the rows' locks.
-	lockTx, err := r.pool(lockSide).Begin(ctx)
+	lockTx, err := p.side(lockSide).Begin(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide, err)
 	}
 	defer func() { _ = lockTx.Rollback(context.WithoutCancel(ctx)) }()
-	otherTx, err := r.pool(lockSide.Other()).Begin(ctx)
+	otherTx, err := p.side(lockSide.Other()).Begin(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide.Other(), err)
 	}

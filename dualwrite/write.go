@@ -33,6 +33,7 @@ type WriteFunc[T any] func(ctx context.Context, tx *Tx, prev *T) (T, error)
 // write is one call of Write: what its transactions share.
 type write struct {
 	f          *Facade
+	pools      *pools // the generation the call holds
 	op         Op
 	routingKey string
 	// logs says the stage writes both sides: touched rows are locked and
@@ -55,7 +56,7 @@ type write struct {
 }
 
 func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
-	return &Tx{w: w, side: side, authoritative: authoritative, pool: w.f.pool(side)}
+	return &Tx{w: w, side: side, authoritative: authoritative, pool: w.pools.side(side)}
 }
 
 // lockTouched takes, on the canonical side, the locks of the rows atx (the
@@ -122,7 +123,9 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 		return zero, err
 	}
 	plan := stage.Plan()
-	w := &write{f: f, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
+	p := f.pools.acquire()
+	defer p.release()
+	w := &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
 	var res T
 	switch {
 	case !plan.WriteOther:
@@ -251,7 +254,9 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		return res, err
 	}
 	follow = true
+	w.pools.holdMore()
 	f.bg.Go(func() {
+		defer w.pools.release()
 		defer otx.end(ctx)
 		w.settle(ctx, atx, otx, writeOther(ctx, w, otx, nil, fn, &res))
 	})

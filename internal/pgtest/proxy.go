@@ -18,6 +18,14 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	conns map[*proxied]struct{}
+	total int
+}
+
+// Connections is how many connections the proxy has forwarded so far.
+func (p *Proxy) Connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
 }
 
 type proxied struct {
@@ -65,6 +73,7 @@ func (p *Proxy) accept() {
 		c := &proxied{client: client, server: server}
 		p.mu.Lock()
 		p.conns[c] = struct{}{}
+		p.total++
 		p.mu.Unlock()
 		go func() {
 			_, _ = io.Copy(server, client)
