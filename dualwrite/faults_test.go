@@ -467,4 +467,3 @@ func TestSetPoolUnderLoad(t *testing.T) {
 		})
 	}
 }
-

@@ -32,7 +32,7 @@ type Repairer struct {
 	cfg   RepairerConfig // its Old and New are the first pools
 	pools *poolSet
 	log   *slog.Logger
-	m   *repairInstruments
+	m     *repairInstruments
 
 	tables sync.Map // "schema\x00table" -> *rowsync.Table, loaded on first repair
 
