@@ -93,6 +93,7 @@ type Evaluator struct {
 	logged    sync.Map // fallbackKey -> struct{}: causes already logged
 
 	invalidate openfeature.EventCallback
+	changed    *changes
 	closeOnce  sync.Once
 	closeErr   error
 	shutdown   []func(context.Context) error
@@ -132,7 +133,11 @@ func NewEvaluator(client *openfeature.Client, opts ...Option) (*Evaluator, error
 	}
 	// A new configuration may decide differently, and a provider that
 	// comes back may have missed changes meanwhile.
-	invalidate := func(openfeature.EventDetails) { e.cache.invalidate() }
+	e.changed = newChanges()
+	invalidate := func(openfeature.EventDetails) {
+		e.cache.invalidate()
+		e.changed.signal()
+	}
 	e.invalidate = &invalidate
 	client.AddHandler(openfeature.ProviderConfigChange, e.invalidate)
 	client.AddHandler(openfeature.ProviderReady, e.invalidate)
