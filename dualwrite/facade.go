@@ -24,6 +24,7 @@ type Facade struct {
 	m        *instruments
 	repairer *Repairer
 	deletes  *deleter
+	shadows  *shadowLog
 	closed   atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight
@@ -61,7 +62,14 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	f.stop, f.done = stop, make(chan struct{})
 	f.deletes = newDeleter(f)
-	go func() { defer close(f.done); f.deletes.run(wctx) }()
+	f.shadows = newShadowLog()
+	go func() {
+		defer close(f.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { f.shadows.run(wctx, f) })
+		f.deletes.run(wctx)
+		wg.Wait()
+	}()
 	if !cfg.RepairDisabled {
 		if err := f.repairer.Start(ctx); err != nil {
 			stop()
@@ -122,10 +130,14 @@ func (f *Facade) Close() {
 }
 
 // Wait blocks until the other-side commits, shadow comparisons and log
-// deletions started so far have finished. Tests and graceful shutdowns use it.
+// deletions started so far have finished, and the shadow-read counts are
+// recorded on new. Tests and graceful shutdowns use it.
 func (f *Facade) Wait() {
 	f.bg.Wait()
 	f.deletes.flush()
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.OtherTimeout)
+	defer cancel()
+	f.shadows.flush(ctx, f)
 }
 
 // pool is side's current pool, for work that holds no generation (start-up

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/repo"
 )
 
@@ -72,5 +73,38 @@ func TestMetricsExported(t *testing.T) {
 		if !seen[want] {
 			t.Errorf("no data for %q; got %v", want, seen)
 		}
+	}
+}
+
+// The facade adds its shadow reads and mismatches to pgshift.shadow_reads on
+// new (in batches; Wait flushes them), where the cutover gate into live
+// reads every process's.
+func TestShadowReadsPersisted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageShadow)
+	ctx := userCtx("p")
+	u, err := b.store.Users.Create(ctx, repo.NewUser{Email: "p@example.com", Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	for range 3 {
+		if _, err := b.store.Users.Get(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.facade.Wait() // the three comparisons are done before the drift
+	pgtest.Exec(t, b.pair.New.Pool, "UPDATE users SET name = 'drift' WHERE id = $1", u.ID)
+	if _, err := b.store.Users.Get(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	var reads, mismatches int64
+	if err := b.pair.New.Pool.QueryRow(context.Background(),
+		"SELECT sum(reads), sum(mismatches) FROM pgshift.shadow_reads WHERE op = 'users.get'").Scan(&reads, &mismatches); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 4 || mismatches != 1 {
+		t.Fatalf("shadow_reads on new: %d reads, %d mismatches; want 4 and 1", reads, mismatches)
 	}
 }

@@ -79,6 +79,14 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 		start := time.Now()
 		ov, oerr := fn(sctx, p.side(other))
 		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
+		mismatched := false
+		defer func() {
+			if mismatched {
+				f.shadows.add(op.Name, 1, 1)
+			} else {
+				f.shadows.add(op.Name, 1, 0)
+			}
+		}()
 		a := <-authCh
 		switch {
 		case a.err != nil && !errors.Is(a.err, pgx.ErrNoRows):
@@ -97,6 +105,7 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 			return
 		}
 		f.m.mismatch(sctx, op.Name)
+		mismatched = true
 		// Row contents hold personal data: log who and what, never the rows.
 		f.log.Warn("shadow read mismatch", "op", op.Name, "stage", stage, "authoritative", stage.Plan().Authoritative,
 			"routing_key", routingKey, "authoritative_found", a.err == nil, "other_found", oerr == nil)

@@ -33,3 +33,22 @@ type PgshiftRepairLog struct {
 	Pull          bool        `json:"pull"`
 	KXid          pgtype.Int8 `json:"k_xid"`
 }
+
+type PgshiftShadowRead struct {
+	Minute     time.Time `json:"minute"`
+	Op         string    `json:"op"`
+	Reads      int64     `json:"reads"`
+	Mismatches int64     `json:"mismatches"`
+}
+
+type PgshiftVerifyRun struct {
+	ID          int64     `json:"id"`
+	TableSchema string    `json:"table_schema"`
+	TableName   string    `json:"table_name"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	RowsChecked int64     `json:"rows_checked"`
+	Differences int64     `json:"differences"`
+	Repaired    int64     `json:"repaired"`
+	Equal       bool      `json:"equal"`
+}

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -159,7 +160,28 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 	opts.Logger.Info("table verified", "op", "verify", "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
 		"missing", res.Missing, "extra", res.Extra, "different", res.Different, "transient", res.Transient,
 		"upserted", res.Upserted, "deleted", res.Deleted, "seconds", time.Since(start).Seconds())
+	record(ctx, newDB, t, start, res, opts)
 	return res
+}
+
+// record keeps the table's result in pgshift.verify_runs on new, for the
+// cutover gates; a database without pgshift's schema keeps nothing.
+func record(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) {
+	q := pgshiftdb.New()
+	if ok, err := q.Installed(ctx, newDB); err != nil || !ok {
+		return
+	}
+	repaired := int64(0)
+	if opts.Repair {
+		repaired = int64(res.Differences())
+	}
+	err := q.RecordVerifyRun(ctx, newDB, pgshiftdb.RecordVerifyRunParams{
+		TableSchema: t.Schema, TableName: t.Name, StartedAt: start, RowsChecked: res.Rows,
+		Differences: int64(res.Differences()), Repaired: repaired, Equal: res.Differences() == 0 || opts.Repair,
+	})
+	if err != nil {
+		opts.Logger.Warn("verify: could not record the result on new (pgshift preflight will not see it)", "table", t.String(), "err", err)
+	}
 }
 
 // compare walks t on old in chunks, hashing each chunk as it goes

@@ -99,3 +99,33 @@ BEGIN
               HINT = 'Truncate both databases deliberately, each after SET LOCAL pgshift.allow_truncate = on, or remove capture first (pgshift uninstall).';
 END
 $$;
+
+-- verify_runs records, on new, what each verify found per table, so that
+-- the cutover gates (pgshift preflight) can tell whether the sides were
+-- proven equal, and when. equal means no difference remained: none found,
+-- or all repaired.
+CREATE TABLE IF NOT EXISTS pgshift.verify_runs (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL DEFAULT now(),
+    rows_checked bigint      NOT NULL,
+    differences  bigint      NOT NULL,
+    repaired     bigint      NOT NULL,
+    equal        boolean     NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS verify_runs_table_idx
+    ON pgshift.verify_runs (table_schema, table_name, finished_at);
+
+-- shadow_reads counts, on new, the shadow reads the facades made and how
+-- many of them disagreed, per minute and operation, written in batches:
+-- the cutover gate into live reads the last window of it.
+CREATE TABLE IF NOT EXISTS pgshift.shadow_reads (
+    minute     timestamptz NOT NULL,
+    op         text        NOT NULL,
+    reads      bigint      NOT NULL,
+    mismatches bigint      NOT NULL,
+    PRIMARY KEY (minute, op)
+);
