@@ -116,12 +116,6 @@ func benchSetup(b *testing.B) *benchBundle {
 	return bb
 }
 
-// sidesOf returns the pools in the order a stage writes them.
-func (bb *benchBundle) sidesOf(stage flags.Stage) (first, second *pgxpool.Pool) {
-	auth := stage.Plan().Authoritative
-	return bb.pool(auth), bb.pool(auth.Other())
-}
-
 var dualStages = []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive, flags.StageRampdown}
 
 // facadeVariant is the facade in stage, running op; its off-path work is

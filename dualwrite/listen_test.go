@@ -2,6 +2,7 @@ package dualwrite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -103,7 +104,9 @@ func TestListenDeliversEachNotificationOnce(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // a late echo would show now
 	stop()
-	<-listening
+	if err := <-listening; !errors.Is(err, context.Canceled) {
+		t.Errorf("Listen returned %v after its context ended, want context.Canceled", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	acked.Range(func(k, _ any) bool {

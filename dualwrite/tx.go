@@ -229,7 +229,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 // one whose COMMIT went with it (inline, or autocommit) and its answer was
 // lost rather than refused by the server.
 func (tx *Tx) outcome(err error) error {
-	if err == nil || !(tx.autocommit || (tx.commitInline && tx.done)) {
+	if err == nil || !tx.autocommit && (!tx.commitInline || !tx.done) {
 		return err
 	}
 	return commitError(err)

@@ -37,7 +37,7 @@ func (e *Evaluator) Changed() <-chan struct{} { return e.changed.next() }
 // configuration changes (one that is not an *Evaluator) for the stage.
 const DefaultWatchInterval = time.Second
 
-// Watch follows the stage of the user in user (WithUser; a context with no
+// Watch follows the stage of the user in ctx (WithUser; a context with no
 // user follows the global stage, the flag's default rules) for work that is
 // not a request: a background worker, a queue consumer, a LISTEN loop. The
 // returned channel receives the current stage at once, then each new stage
@@ -46,7 +46,7 @@ const DefaultWatchInterval = time.Second
 // interval (DefaultWatchInterval when zero) for providers that report none;
 // any other Source every interval. A receiver that falls behind gets the
 // latest stage, not every intermediate one.
-func Watch(ctx context.Context, src Source, user context.Context, interval time.Duration) <-chan Stage {
+func Watch(ctx context.Context, src Source, interval time.Duration) <-chan Stage {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
@@ -62,7 +62,7 @@ func Watch(ctx context.Context, src Source, user context.Context, interval time.
 			if ev != nil {
 				changed = ev.Changed()
 			}
-			if st := src.Stage(user); !sent || st != last {
+			if st := src.Stage(ctx); !sent || st != last {
 				select {
 				case <-out: // drop a stage nobody read: only the latest matters
 				default:

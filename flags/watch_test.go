@@ -30,8 +30,8 @@ func next(t *testing.T, ch <-chan flags.Stage) flags.Stage {
 func TestWatchFollowsFileChanges(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, staticFlag("dualwrite"))
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := flags.Watch(ctx, b.ev, user("worker", nil), time.Hour)
+	ctx, cancel := context.WithCancel(user("worker", nil))
+	ch := flags.Watch(ctx, b.ev, time.Hour)
 	if st := next(t, ch); st != flags.StageDualWrite {
 		t.Fatalf("first stage %v, want dualwrite", st)
 	}
@@ -55,7 +55,7 @@ func TestWatchPollsOtherSources(t *testing.T) {
 	t.Parallel()
 	var src staticSource
 	src.v.Store(uint32(flags.StageOff))
-	ch := flags.Watch(t.Context(), &src, context.Background(), 10*time.Millisecond)
+	ch := flags.Watch(t.Context(), &src, 10*time.Millisecond)
 	if st := next(t, ch); st != flags.StageOff {
 		t.Fatalf("first stage %v, want off", st)
 	}

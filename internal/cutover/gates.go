@@ -1,0 +1,410 @@
+// Package cutover decides whether a cohort may move from one migration stage
+// to another, and moves it in a flagd flag file.
+//
+// # Gates
+//
+// Every forward move of a cohort has preconditions that can be measured;
+// Check measures them and says, gate by gate, the measured value, the limit
+// and what to run when it is not met:
+//
+//   - into dualwrite: pgshift installed on both sides; the schemas equal
+//     (schema-diff);
+//   - into shadow: every table backfilled; every table's latest verify
+//     equal and recent; the repair backlog small and its oldest entry young;
+//   - into live: new's sequences ahead of old's by a margin; the shadow
+//     reads of the last window clean, and enough of them to tell;
+//   - into rampdown: the repair backlog small;
+//   - into complete: both repair logs empty; every table's latest verify
+//     equal and recent.
+//
+// A forward move that skips a stage is refused whatever the gates say.
+// Backward moves (the rollback) are always allowed; Check says what to run
+// before moving forward again.
+//
+// The gates read facts pgshift keeps in its own schema: the backfill's
+// progress, pgshift.verify_runs (each verify's result per table) and
+// pgshift.shadow_reads (every facade's shadow-read counts), all on new, and
+// both repair logs.
+package cutover
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
+	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/internal/schemadiff"
+	"github.com/pgshift/pgshift/internal/sequences"
+)
+
+// The limits' defaults.
+const (
+	MaxBacklogDefault     = 1000
+	MaxBacklogAgeDefault  = time.Minute
+	MaxVerifyAgeDefault   = 24 * time.Hour
+	MinSequenceGapDefault = sequences.DefaultGap / 10
+	ShadowWindowDefault   = 10 * time.Minute
+	MinShadowReadsDefault = 100
+)
+
+// Limits are the thresholds of the gates. The zero value of a field takes
+// its default; MaxMismatches' default is 0 (no mismatch at all).
+type Limits struct {
+	// MaxBacklog is the most repair-log entries (both sides) a move into
+	// shadow or rampdown accepts.
+	MaxBacklog int64
+	// MaxBacklogAge is the oldest a repair-log entry may be.
+	MaxBacklogAge time.Duration
+	// MaxVerifyAge is the oldest a table's latest verify may be.
+	MaxVerifyAge time.Duration
+	// MinSequenceGap is how far ahead of old's each of new's sequences must
+	// be before anyone writes new first.
+	MinSequenceGap int64
+	// ShadowWindow is how far back the shadow reads are counted.
+	ShadowWindow time.Duration
+	// MinShadowReads is how many shadow reads the window must hold for its
+	// mismatch count to mean something.
+	MinShadowReads int64
+	// MaxMismatches is the most shadow-read mismatches the window may hold.
+	MaxMismatches int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBacklog == 0 {
+		l.MaxBacklog = MaxBacklogDefault
+	}
+	if l.MaxBacklogAge == 0 {
+		l.MaxBacklogAge = MaxBacklogAgeDefault
+	}
+	if l.MaxVerifyAge == 0 {
+		l.MaxVerifyAge = MaxVerifyAgeDefault
+	}
+	if l.MinSequenceGap == 0 {
+		l.MinSequenceGap = MinSequenceGapDefault
+	}
+	if l.ShadowWindow == 0 {
+		l.ShadowWindow = ShadowWindowDefault
+	}
+	if l.MinShadowReads == 0 {
+		l.MinShadowReads = MinShadowReadsDefault
+	}
+	return l
+}
+
+// Gate is one precondition, measured.
+type Gate struct {
+	Name     string `json:"gate"`
+	Measured string `json:"measured"`
+	Limit    string `json:"limit"`
+	OK       bool   `json:"ok"`
+	// Fix says what to run when the gate is not met.
+	Fix string `json:"fix,omitempty"`
+}
+
+// Report is what Check found for one move.
+type Report struct {
+	From    flags.Stage `json:"from"`
+	To      flags.Stage `json:"to"`
+	Forward bool        `json:"forward"`
+	Gates   []Gate      `json:"gates"`
+	// Ready says the move may go ahead: a backward move, or a forward one
+	// of one stage whose gates all hold.
+	Ready bool `json:"ready"`
+	// Before lists what to run before moving forward again (after a
+	// backward move).
+	Before []string `json:"before_moving_forward_again,omitempty"`
+}
+
+// Blocking returns the gates that are not met.
+func (r *Report) Blocking() []Gate {
+	var out []Gate
+	for _, g := range r.Gates {
+		if !g.OK {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Target says what Check looks at: the two databases and the application's
+// tables (every table of Schema when Tables is empty).
+type Target struct {
+	Old, New *pgxpool.Pool
+	Schema   string
+	Tables   []string
+}
+
+// Check measures the gates of moving a cohort from stage from to stage to.
+// The error is for what stops the measuring (a database unreachable); gates
+// that are not met are in the report.
+func Check(ctx context.Context, t Target, from, to flags.Stage, limits Limits) (*Report, error) {
+	if !from.Valid() || !to.Valid() {
+		return nil, fmt.Errorf("cutover: stages %v to %v: %w", from, to, flags.ErrUnknownStage)
+	}
+	if t.Schema == "" {
+		t.Schema = "public"
+	}
+	limits = limits.withDefaults()
+	r := &Report{From: from, To: to, Forward: to > from}
+	if !r.Forward {
+		r.Ready = true
+		r.Before = beforeForwardAgain(from, to)
+		return r, nil
+	}
+	if to != from+1 {
+		r.Gates = append(r.Gates, Gate{Name: "one stage at a time", Measured: fmt.Sprintf("%v to %v", from, to),
+			Limit: fmt.Sprintf("%v to %v", from, from+1), Fix: fmt.Sprintf("move to %v first", from+1)})
+		return r, nil
+	}
+	c := checker{Target: t, limits: limits, q: pgshiftdb.New()}
+	var err error
+	switch to {
+	case flags.StageDualWrite:
+		err = c.run(ctx, r, c.installed, c.schemaEqual)
+	case flags.StageShadow:
+		err = c.run(ctx, r, c.backfilled, c.verified, c.backlogSmall)
+	case flags.StageLive:
+		err = c.run(ctx, r, c.sequencesAhead, c.shadowClean)
+	case flags.StageRampdown:
+		err = c.run(ctx, r, c.backlogSmall)
+	case flags.StageComplete:
+		err = c.run(ctx, r, c.backlogEmpty, c.verified)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.Ready = len(r.Blocking()) == 0
+	return r, nil
+}
+
+// beforeForwardAgain says what a backward move leaves to do: a stage that
+// writes one side only leaves the other behind.
+func beforeForwardAgain(from, to flags.Stage) []string {
+	switch {
+	case to == flags.StageOff && from >= flags.StageDualWrite:
+		return []string{"new takes no writes in off: run `pgshift verify --repair` (old to new) before moving into dualwrite again"}
+	case from == flags.StageComplete:
+		return []string{"old took no writes in complete: run `pgshift verify --repair --source new` before moving into complete again"}
+	}
+	return nil
+}
+
+type checker struct {
+	Target
+	limits Limits
+	q      *pgshiftdb.Queries
+}
+
+// run runs gates in order, each appending what it measured.
+func (c checker) run(ctx context.Context, r *Report, gates ...func(context.Context, *Report) error) error {
+	for _, g := range gates {
+		if err := g(ctx, r); err != nil {
+			return fmt.Errorf("cutover: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c checker) installed(ctx context.Context, r *Report) error {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		ok, err := c.q.Installed(ctx, c.pool(side))
+		if err != nil {
+			return fmt.Errorf("%s: %w", side, err)
+		}
+		r.Gates = append(r.Gates, Gate{Name: "pgshift installed on " + side.String(), Measured: yesNo(ok), Limit: "yes", OK: ok,
+			Fix: "pgshift install"})
+	}
+	return nil
+}
+
+func (c checker) schemaEqual(ctx context.Context, r *Report) error {
+	rep, err := schemadiff.Diff(ctx, c.Old, c.New, c.Schema, schemadiff.Options{Tables: c.Tables})
+	if err != nil {
+		return err
+	}
+	n := len(rep.Differences)
+	r.Gates = append(r.Gates, Gate{Name: "schemas equal", Measured: fmt.Sprintf("%d differences", n), Limit: "0", OK: n == 0,
+		Fix: "pgshift schema-diff, then change new's schema to match"})
+	return nil
+}
+
+// tables are the tables the gates are about: those named, or every table
+// of the schema on old.
+func (c checker) tables(ctx context.Context) ([]string, error) {
+	if len(c.Tables) > 0 {
+		return c.Tables, nil
+	}
+	return rowsync.ListTables(ctx, c.Old, c.Schema)
+}
+
+func (c checker) backfilled(ctx context.Context, r *Report) error {
+	tables, err := c.tables(ctx)
+	if err != nil {
+		return err
+	}
+	done, err := c.q.BackfilledTables(ctx, c.New, c.Schema)
+	if err != nil {
+		return fmt.Errorf("backfill progress on new: %w", err)
+	}
+	var missing []string
+	for _, t := range tables {
+		if !slices.Contains(done, t) {
+			missing = append(missing, t)
+		}
+	}
+	r.Gates = append(r.Gates, Gate{Name: "backfill finished", Measured: fmt.Sprintf("%d of %d tables", len(tables)-len(missing), len(tables)),
+		Limit: fmt.Sprintf("%d of %d", len(tables), len(tables)), OK: len(missing) == 0,
+		Fix: "pgshift backfill" + tableFlags(missing)})
+	return nil
+}
+
+func (c checker) verified(ctx context.Context, r *Report) error {
+	tables, err := c.tables(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := c.q.LatestVerifyRuns(ctx, c.New, c.Schema)
+	if err != nil {
+		return fmt.Errorf("verify results on new: %w", err)
+	}
+	latest := map[string]pgshiftdb.LatestVerifyRunsRow{}
+	for _, run := range runs {
+		latest[run.TableName] = run
+	}
+	var unverified, unequal, stale []string
+	for _, t := range tables {
+		run, ok := latest[t]
+		switch {
+		case !ok:
+			unverified = append(unverified, t)
+		case !run.Equal:
+			unequal = append(unequal, t)
+		case time.Since(run.FinishedAt) > c.limits.MaxVerifyAge:
+			stale = append(stale, t)
+		}
+	}
+	var parts []string
+	for _, p := range []struct {
+		what   string
+		tables []string
+	}{{"never verified", unverified}, {"not equal", unequal}, {"verified too long ago", stale}} {
+		if len(p.tables) > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %s", p.what, strings.Join(p.tables, ", ")))
+		}
+	}
+	measured := fmt.Sprintf("%d of %d tables equal", len(tables)-len(unverified)-len(unequal)-len(stale), len(tables))
+	if len(parts) > 0 {
+		measured += " (" + strings.Join(parts, "; ") + ")"
+	}
+	bad := slices.Concat(unverified, unequal, stale)
+	r.Gates = append(r.Gates, Gate{Name: "verify equal", Measured: measured,
+		Limit: fmt.Sprintf("every table, within %s", c.limits.MaxVerifyAge), OK: len(bad) == 0,
+		Fix: "pgshift verify --repair" + tableFlags(bad)})
+	return nil
+}
+
+func (c checker) backlog(ctx context.Context) (dualwrite.Backlog, error) {
+	var b dualwrite.Backlog
+	var err error
+	if b.Old, err = dualwrite.ReadBacklog(ctx, c.Old); err != nil {
+		return b, fmt.Errorf("old: %w", err)
+	}
+	if b.New, err = dualwrite.ReadBacklog(ctx, c.New); err != nil {
+		return b, fmt.Errorf("new: %w", err)
+	}
+	return b, nil
+}
+
+func (c checker) backlogSmall(ctx context.Context, r *Report) error {
+	b, err := c.backlog(ctx)
+	if err != nil {
+		return err
+	}
+	oldest := max(b.Old.OldestAge, b.New.OldestAge)
+	r.Gates = append(r.Gates,
+		Gate{Name: "repair backlog", Measured: fmt.Sprintf("%d entries", b.Entries()), Limit: fmt.Sprintf("at most %d", c.limits.MaxBacklog),
+			OK: b.Entries() <= c.limits.MaxBacklog, Fix: "pgshift repair (and find why writes miss a side: pgshift status)"},
+		Gate{Name: "oldest repair entry", Measured: oldest.Round(time.Second).String(), Limit: fmt.Sprintf("at most %s", c.limits.MaxBacklogAge),
+			OK: oldest <= c.limits.MaxBacklogAge, Fix: "pgshift repair; a side may be unreachable"})
+	return nil
+}
+
+func (c checker) backlogEmpty(ctx context.Context, r *Report) error {
+	b, err := c.backlog(ctx)
+	if err != nil {
+		return err
+	}
+	r.Gates = append(r.Gates, Gate{Name: "repair logs empty", Measured: fmt.Sprintf("%d entries", b.Entries()), Limit: "0",
+		OK: b.Entries() == 0, Fix: "pgshift repair"})
+	return nil
+}
+
+func (c checker) sequencesAhead(ctx context.Context, r *Report) error {
+	moved, err := sequences.Status(ctx, c.Old, c.New, c.Schema, sequences.Options{Tables: c.Tables})
+	if err != nil {
+		return err
+	}
+	least, behind := int64(-1), []string{}
+	for _, m := range moved {
+		ahead := m.NewBefore - m.Old
+		if least < 0 || ahead < least {
+			least = ahead
+		}
+		if ahead < c.limits.MinSequenceGap {
+			behind = append(behind, m.Sequence)
+		}
+	}
+	measured := "no sequences"
+	if least >= 0 {
+		measured = fmt.Sprintf("the least ahead by %d", least)
+	}
+	r.Gates = append(r.Gates, Gate{Name: "new's sequences ahead of old's", Measured: measured,
+		Limit: fmt.Sprintf("at least %d", c.limits.MinSequenceGap), OK: len(behind) == 0,
+		Fix: "pgshift sync-sequences"})
+	return nil
+}
+
+func (c checker) shadowClean(ctx context.Context, r *Report) error {
+	s, err := c.q.ShadowReadsSince(ctx, c.New, time.Now().Add(-c.limits.ShadowWindow))
+	if err != nil {
+		return fmt.Errorf("shadow reads on new: %w", err)
+	}
+	window := c.limits.ShadowWindow.String()
+	r.Gates = append(r.Gates,
+		Gate{Name: "shadow reads", Measured: fmt.Sprintf("%d in the last %s", s.Reads, window), Limit: fmt.Sprintf("at least %d", c.limits.MinShadowReads),
+			OK: s.Reads >= c.limits.MinShadowReads, Fix: "keep the cohort in shadow longer, with traffic"},
+		Gate{Name: "shadow mismatches", Measured: fmt.Sprintf("%d in the last %s", s.Mismatches, window), Limit: fmt.Sprintf("at most %d", c.limits.MaxMismatches),
+			OK: s.Mismatches <= c.limits.MaxMismatches, Fix: "find the mismatching operations in the facade's logs, fix them, pgshift verify --repair"})
+	return nil
+}
+
+func (c checker) pool(side flags.Side) *pgxpool.Pool {
+	if side == flags.SideNew {
+		return c.New
+	}
+	return c.Old
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+// tableFlags is " --table a --table b" for a fix limited to those tables.
+func tableFlags(tables []string) string {
+	var b strings.Builder
+	for _, t := range tables {
+		b.WriteString(" --table ")
+		b.WriteString(t)
+	}
+	return b.String()
+}
