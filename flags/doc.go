@@ -10,7 +10,7 @@
 //
 // # Embedding
 //
-//	ev, err := flags.NewFileEvaluator(ctx, "flags.json") // flagd's in-process provider, file mode
+//	ev, err := flags.NewFileEvaluator(ctx, "flags.json") // a flagd flag file, evaluated in process
 //	if err != nil {
 //		return err // names the file and what is wrong with it
 //	}
@@ -73,8 +73,12 @@
 // decisions within about that (tens of milliseconds measured). A version
 // that breaks later (truncated, empty, deleted, schema errors) is logged
 // and never given to flagd, which keeps evaluating the last good one. The
-// provider's own configuration logs go to the slog logger; flagd's
-// in-process service in go-sdk-contrib/providers/flagd v0.6.0 writes its
-// few start and stop lines to stderr through a zap logger it builds itself,
-// which cannot be replaced from outside.
+// file is evaluated by flagd's own rules engine (flagd core, the evaluator
+// flagd's daemon and in-process provider run, so a file decides the same
+// everywhere) inside a small OpenFeature provider of pgshift's, which feeds
+// it checked versions only and logs, flagd core's lines included, through
+// the slog logger (WithLogger). pgshift does not use flagd's in-process
+// provider (go-sdk-contrib/providers/flagd v0.6.0) for files: it writes its
+// start and stop lines to stderr through a zap logger it builds itself, with
+// no option to replace it.
 package flags

@@ -1,10 +1,9 @@
 package flags_test
 
 import (
-	"net"
 	"testing"
 
-	flagd "github.com/open-feature/go-sdk-contrib/providers/flagd/pkg"
+	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
 
 	"github.com/pgshift/pgshift/flags"
@@ -87,22 +86,12 @@ func TestLastGoodDecision(t *testing.T) {
 	}
 }
 
-// TestProviderNotReady points flagd's in-process provider at a sync server
-// that is not there, so it stays not ready while the test decides.
+// TestProviderNotReady decides while the provider is still starting (its
+// Init has not returned), as when a flag service is slow to answer.
 func TestProviderNotReady(t *testing.T) {
 	t.Parallel()
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	p, err := flagd.NewProvider(flagd.WithInProcessResolver(), flagd.WithHost("127.0.0.1"),
-		flagd.WithPort(uint16(port)), flagd.WithDeadline(2000))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := &startingProvider{release: make(chan struct{})}
+	t.Cleanup(func() { close(p.release) })
 	api := isolated.NewAPI()
 	t.Cleanup(func() { _ = api.Shutdown(t.Context()) })
 	if err := api.SetProvider(t.Context(), p); err != nil {
@@ -124,3 +113,17 @@ func TestProviderNotReady(t *testing.T) {
 		t.Errorf("%d log lines, want 1:\n%s", n, b.logs)
 	}
 }
+
+// startingProvider is a provider whose Init waits for release: until then
+// OpenFeature reports it not ready and evaluates nothing with it.
+type startingProvider struct {
+	openfeature.NoopProvider
+	release chan struct{}
+}
+
+func (p *startingProvider) Init(openfeature.EvaluationContext) error {
+	<-p.release
+	return nil
+}
+
+func (p *startingProvider) Shutdown() {}

@@ -10,18 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/go-logr/logr"
 	schema "github.com/open-feature/flagd-schemas/json"
 	"github.com/open-feature/flagd/core/pkg/evaluator"
 	"github.com/open-feature/flagd/core/pkg/logger"
 	"github.com/open-feature/flagd/core/pkg/store"
 	"github.com/open-feature/flagd/core/pkg/sync"
 	"github.com/open-feature/flagd/core/pkg/utils"
-	flagd "github.com/open-feature/go-sdk-contrib/providers/flagd/pkg"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -57,17 +54,8 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
-	fs := &fileSync{path: path, log: cfg.log, chk: chk, good: good}
-	provider, err := flagd.NewProvider(
-		flagd.WithInProcessResolver(),
-		flagd.WithCustomSyncProviderAndUri(fs, "file:"+path),
-		flagd.WithLogger(logr.FromSlogHandler(cfg.log.Handler())),
-		flagd.WithDeadline(int((5 * time.Second).Milliseconds())),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("flags: flagd provider for %s: %w", path, err)
-	}
-	return NewProviderEvaluator(ctx, provider, opts...)
+	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good})
+	return NewProviderEvaluator(ctx, p, opts...)
 }
 
 // checker decides whether a flag file may reach flagd: stricter than flagd
@@ -131,112 +119,84 @@ func (c *checker) check(path string, data []byte) (string, error) {
 	return js, nil
 }
 
-// fileSync is the flagd sync source of NewFileEvaluator: flagd's own file
-// sync hands flagd whatever the file holds (an empty or deleted file
-// becomes "no flags") and misses files replaced by rename; this one hands
-// over only checked versions.
-type fileSync struct {
-	path  string
-	log   *slog.Logger
-	chk   *checker
-	ready atomic.Bool
-
-	mu      gosync.Mutex
+// fileWatch follows the flag file for NewFileEvaluator and hands over
+// only checked versions: flagd's own file sync hands flagd whatever the file
+// holds (an empty or deleted file becomes "no flags") and misses files
+// replaced by rename.
+type fileWatch struct {
+	path    string
+	log     *slog.Logger
+	chk     *checker
 	good    string // the last good configuration, as JSON
 	watcher *fsnotify.Watcher
 }
 
-var _ sync.ISync = (*fileSync)(nil)
-
-func (s *fileSync) Init(context.Context) error {
-	w, err := fsnotify.NewWatcher()
+// start watches the file's directory, so that renames onto the file and
+// symlink swaps are seen.
+func (w *fileWatch) start() error {
+	fw, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("flags: watching %s: %w", s.path, err)
+		return fmt.Errorf("flags: watching %s: %w", w.path, err)
 	}
-	if err := w.Add(filepath.Dir(s.path)); err != nil {
-		return errors.Join(fmt.Errorf("flags: watching %s: %w", s.path, err), w.Close())
+	if err := fw.Add(filepath.Dir(w.path)); err != nil {
+		return errors.Join(fmt.Errorf("flags: watching %s: %w", w.path, err), fw.Close())
 	}
-	s.mu.Lock()
-	s.watcher = w
-	s.mu.Unlock()
+	w.watcher = fw
 	return nil
 }
 
-func (s *fileSync) Sync(ctx context.Context, out chan<- sync.DataSync) error {
-	s.mu.Lock()
-	w := s.watcher
-	s.mu.Unlock()
+// run calls apply with each changed, good version of the file until ctx is
+// done, then closes the watcher.
+func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 	defer func() {
-		if err := w.Close(); err != nil {
-			s.log.Warn("flags: closing the flag file watcher", slog.String("file", s.path), slog.Any("error", err))
+		if err := w.watcher.Close(); err != nil {
+			w.log.Warn("flags: closing the flag file watcher", slog.String("file", w.path), slog.Any("error", err))
 		}
 	}()
-	if err := s.ReSync(ctx, out); err != nil {
-		return err
-	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
-
 	reload := time.NewTimer(time.Hour)
 	reload.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case _, ok := <-w.Events:
+			return
+		case _, ok := <-w.watcher.Events:
 			if !ok {
-				return fmt.Errorf("flags: watcher of %s closed", s.path)
+				w.log.Error("flags: the flag file watcher stopped; keeping the last good flag configuration", slog.String("file", w.path))
+				return
 			}
 			// Any change in the directory may be ours (a rename onto the
 			// file, a symlink swap); reading an unchanged file is cheap.
 			reload.Reset(reloadDelay)
-		case err, ok := <-w.Errors:
+		case err, ok := <-w.watcher.Errors:
 			if !ok {
-				return fmt.Errorf("flags: watcher of %s closed", s.path)
+				w.log.Error("flags: the flag file watcher stopped; keeping the last good flag configuration", slog.String("file", w.path))
+				return
 			}
-			s.log.Warn("flags: watching the flag file", slog.String("file", s.path), slog.Any("error", err))
+			w.log.Warn("flags: watching the flag file", slog.String("file", w.path), slog.Any("error", err))
 		case <-reload.C:
-			s.reload(ctx, out)
+			if js, ok := w.reload(); ok {
+				apply(js)
+			}
 		}
 	}
 }
 
-// reload reads the file and hands a changed, good version to flagd.
-func (s *fileSync) reload(ctx context.Context, out chan<- sync.DataSync) {
-	data, err := os.ReadFile(s.path)
+// reload reads the file and returns it when it changed and is good.
+func (w *fileWatch) reload() (string, bool) {
+	data, err := os.ReadFile(w.path)
 	var js string
 	if err == nil {
-		js, err = s.chk.check(s.path, data)
+		js, err = w.chk.check(w.path, data)
 	}
 	if err != nil {
-		s.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
-			slog.String("file", s.path), slog.Any("error", err))
-		return
+		w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
+			slog.String("file", w.path), slog.Any("error", err))
+		return "", false
 	}
-	s.mu.Lock()
-	changed := js != s.good
-	s.good = js
-	s.mu.Unlock()
-	if !changed {
-		return
+	if js == w.good {
+		return "", false
 	}
-	s.log.Info("flags: flag file reloaded", slog.String("file", s.path))
-	s.send(ctx, out, js)
+	w.good = js
+	w.log.Info("flags: flag file reloaded", slog.String("file", w.path))
+	return js, true
 }
-
-func (s *fileSync) ReSync(ctx context.Context, out chan<- sync.DataSync) error {
-	s.mu.Lock()
-	js := s.good
-	s.mu.Unlock()
-	s.send(ctx, out, js)
-	return nil
-}
-
-func (s *fileSync) send(ctx context.Context, out chan<- sync.DataSync, js string) {
-	select {
-	case out <- sync.DataSync{FlagData: js, Source: s.path}:
-	case <-ctx.Done():
-	}
-}
-
-func (s *fileSync) IsReady() bool { return s.ready.Load() }
