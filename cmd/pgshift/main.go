@@ -1,11 +1,14 @@
 // Command pgshift is the operator's tool for moving an application from one
 // PostgreSQL database ("old") to another ("new") with no downtime: it copies
 // the existing rows (backfill), proves both sides hold the same rows
-// (verify) and repairs what differs (verify --repair).
+// (verify) and repairs what differs (verify --repair), and moves cohorts of
+// users from stage to stage once the gates of the move hold (preflight,
+// move).
 //
 // Run `pgshift help` for the subcommands and `pgshift <command> -h` for one
-// command's flags and examples. Exit status: 0 done or equal, 1 differences
-// found, 2 error. A password in a connection string never reaches any output.
+// command's flags and examples. Exit status: 0 done, equal or ready; 1
+// differences found or not ready; 2 error. A password in a connection string
+// never reaches any output.
 //
 // Each subcommand lives in its own file and registers itself in commands
 // (see register); common.go holds the flags they share.
@@ -114,7 +117,7 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Connection strings come from --old/--new or PGSHIFT_OLD_URL/PGSHIFT_NEW_URL.
-Exit status: 0 done or equal, 1 differences found, 2 error.
+Exit status: 0 done, equal or ready; 1 differences found or not ready; 2 error.
 Run "pgshift <command> -h" for a command's flags and examples.
 `)
 }

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/cutover"
+)
+
+func init() {
+	register(&command{
+		name:    "preflight",
+		summary: "check the gates of moving a cohort to a stage (exit 0 ready, 1 not ready)",
+		usage: `Usage: pgshift preflight --to STAGE (--from STAGE | --flags FILE COHORT) [limits] [flags]
+
+Checks what must hold before a cohort enters stage --to, and prints each gate
+with its measured value, its limit and what to run when it is not met:
+
+  into dualwrite  pgshift installed on both sides; schemas equal
+  into shadow     every table backfilled; verify equal and recent; repair
+                  backlog small and young
+  into live       new's sequences ahead of old's; shadow reads of the last
+                  window clean, and enough of them
+  into rampdown   repair backlog small and young
+  into complete   both repair logs empty; verify equal and recent
+
+A forward move that skips a stage is never ready. A backward move (rollback)
+always is, and preflight prints what to run before moving forward again.
+
+The cohort's current stage is --from, or what the flagd file --flags gives
+the cohort (--keys, --percent with --from, --rule or --default). With a flag
+service of your own (LaunchDarkly, DevCycle, a relay proxy), run preflight
+with --from and --to in the deployment pipeline before the flag is flipped
+there.
+
+Exit status: 0 ready, 1 not ready, 2 error.
+
+Examples:
+  pgshift preflight --from shadow --to live
+  pgshift preflight --flags flags.json --keys 123,456 --to shadow --json
+  pgshift preflight --from dualwrite --to shadow --max-backlog 100 --max-verify-age 1h
+`,
+		tables: true,
+		run:    runPreflight,
+	})
+	register(&command{
+		name:    "move",
+		summary: "move a cohort to a stage in the application's flagd file, gates first",
+		usage: `Usage: pgshift move --flags FILE COHORT --to STAGE [--force] [limits] [flags]
+       pgshift move --flags FILE --undo
+
+Changes the stage of one cohort in the flagd file the application reads
+(flags.NewFileEvaluator reloads it within tens of milliseconds). The cohort
+is one of:
+
+  --keys 123,456          routing keys (user or tenant ids): they get a rule
+                          of their own ahead of every other rule
+  --percent 10 --from off ten points of the fractional rollout's off bucket
+  --rule 2                the users the 2nd branch of the targeting "if" places
+  --default               everyone no rule places
+
+The gates of the move run first (see pgshift preflight); a gate not met
+refuses the move, naming it, unless --force. A move that skips a stage
+forward is refused even with --force. A backward move (rollback) is never
+refused and prints what to run before moving forward again.
+
+The file is written atomically (a temporary file renamed over it), checked
+as the application would check it, and the version it replaces is kept
+beside it (FILE.prev) for --undo.
+
+Examples:
+  pgshift move --flags flags.json --keys 123,456 --to dualwrite
+  pgshift move --flags flags.json --percent 10 --from dualwrite --to shadow
+  pgshift move --flags flags.json --rule 2 --to off        # roll a cohort back
+  pgshift move --flags flags.json --undo
+`,
+		tables: true,
+		run:    runMove,
+	})
+}
+
+// cohortFlags are the flags that name a flag file and a cohort in it.
+type cohortFlags struct {
+	file, flag string
+	keys       string
+	percent    int
+	rule       int
+	deflt      bool
+	from, to   string
+	limits     cutover.Limits
+}
+
+func (cf *cohortFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&cf.file, "flags", "", "the flagd file the application reads (flags.NewFileEvaluator)")
+	fs.StringVar(&cf.flag, "flag", flags.DefaultStageFlag, "the stage flag's key in the file")
+	fs.StringVar(&cf.keys, "keys", "", "the cohort: routing keys, comma-separated")
+	fs.IntVar(&cf.percent, "percent", 0, "the cohort: percentage points of the fractional rollout's --from bucket")
+	fs.IntVar(&cf.rule, "rule", 0, "the cohort: the Nth branch (from 1) of the flag's targeting \"if\"")
+	fs.BoolVar(&cf.deflt, "default", false, "the cohort: everyone no rule places")
+	fs.StringVar(&cf.from, "from", "", "the stage the cohort is in now (with --percent: the bucket to take from)")
+	fs.StringVar(&cf.to, "to", "", "the stage to move the cohort to: "+stageList())
+	fs.Int64Var(&cf.limits.MaxBacklog, "max-backlog", cutover.MaxBacklogDefault, "gate: most repair-log entries, both sides")
+	fs.DurationVar(&cf.limits.MaxBacklogAge, "max-backlog-age", cutover.MaxBacklogAgeDefault, "gate: oldest repair-log entry")
+	fs.DurationVar(&cf.limits.MaxVerifyAge, "max-verify-age", cutover.MaxVerifyAgeDefault, "gate: oldest a table's latest verify may be")
+	fs.Int64Var(&cf.limits.MinSequenceGap, "min-sequence-gap", cutover.MinSequenceGapDefault, "gate: how far new's sequences must be ahead of old's")
+	fs.DurationVar(&cf.limits.ShadowWindow, "shadow-window", cutover.ShadowWindowDefault, "gate: how far back shadow reads count")
+	fs.Int64Var(&cf.limits.MinShadowReads, "min-shadow-reads", cutover.MinShadowReadsDefault, "gate: fewest shadow reads in the window")
+	fs.Int64Var(&cf.limits.MaxMismatches, "max-mismatches", 0, "gate: most shadow-read mismatches in the window")
+}
+
+func stageList() string {
+	names := make([]string, 0, len(flags.AllStages()))
+	for _, s := range flags.AllStages() {
+		names = append(names, s.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+// cohortIsSet says a cohort flag was given.
+func (cf *cohortFlags) cohortIsSet() bool {
+	return cf.keys != "" || cf.percent != 0 || cf.rule != 0 || cf.deflt
+}
+
+func (cf *cohortFlags) flagFile() cutover.FlagFile {
+	return cutover.FlagFile{Path: cf.file, Flag: cf.flag}
+}
+
+// cohort is the cohort the flags name.
+func (cf *cohortFlags) cohort() (cutover.Cohort, error) {
+	c := cutover.Cohort{Percent: cf.percent, Rule: cf.rule, Default: cf.deflt}
+	if cf.keys != "" {
+		for k := range strings.SplitSeq(cf.keys, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.Keys = append(c.Keys, k)
+			}
+		}
+	}
+	if cf.percent != 0 {
+		if cf.from == "" {
+			return c, errors.New("--percent takes points from one stage's bucket: name it with --from")
+		}
+		from, err := flags.ParseStage(cf.from)
+		if err != nil {
+			return c, fmt.Errorf("--from: %w", err)
+		}
+		c.From = from
+	}
+	return c, nil
+}
+
+// stages returns the move's stages: --to, and --from or the cohort's stage
+// in the flag file.
+func (cf *cohortFlags) stages() (from, to flags.Stage, err error) {
+	if cf.to == "" {
+		return 0, 0, errors.New("name the stage to move to with --to (" + stageList() + ")")
+	}
+	if to, err = flags.ParseStage(cf.to); err != nil {
+		return 0, 0, fmt.Errorf("--to: %w", err)
+	}
+	if cf.file == "" || !cf.cohortIsSet() {
+		if cf.cohortIsSet() {
+			return 0, 0, errors.New("a cohort (--keys, --percent, --rule, --default) is read from a flag file: give --flags FILE")
+		}
+		if cf.from == "" {
+			return 0, 0, errors.New("say where the cohort is now: --from STAGE, or --flags FILE with the cohort (--keys, --percent, --rule, --default)")
+		}
+		from, err = flags.ParseStage(cf.from)
+		if err != nil {
+			return 0, 0, fmt.Errorf("--from: %w", err)
+		}
+		return from, to, nil
+	}
+	c, err := cf.cohort()
+	if err != nil {
+		return 0, 0, err
+	}
+	from, err = cf.flagFile().Stage(c)
+	return from, to, err
+}
+
+// preflightJSON is preflight's --json output.
+type preflightJSON struct {
+	Cohort string `json:"cohort,omitempty"`
+	*cutover.Report
+}
+
+func runPreflight(ctx context.Context, e *env, args []string) int {
+	c := commands["preflight"]
+	var cf cohortFlags
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, c.name, args, cf.bind)
+	if !ok {
+		return code
+	}
+	defer oldPool.Close()
+	defer newPool.Close()
+	rep, cohort, err := cf.check(ctx, com, oldPool, newPool)
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	if com.json {
+		err = writeJSON(e.stdout, preflightJSON{Cohort: cohort, Report: rep})
+	} else {
+		err = writeReport(e.stdout, cohort, rep)
+	}
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	if !rep.Ready {
+		return exitDifferences
+	}
+	return exitOK
+}
+
+// check measures the gates of the move the flags describe.
+func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool *pgxpool.Pool) (*cutover.Report, string, error) {
+	from, to, err := cf.stages()
+	if err != nil {
+		return nil, "", err
+	}
+	var cohort string
+	if cf.cohortIsSet() {
+		co, err := cf.cohort()
+		if err != nil {
+			return nil, "", err
+		}
+		cohort = co.String()
+	}
+	rep, err := cutover.Check(ctx, cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}, from, to, cf.limits)
+	return rep, cohort, err
+}
+
+// writeReport prints the gates as a table, then the verdict.
+func writeReport(w io.Writer, cohort string, r *cutover.Report) error {
+	who := "the cohort"
+	if cohort != "" {
+		who = cohort
+	}
+	fmt.Fprintf(w, "%s: %v -> %v\n", who, r.From, r.To)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, g := range r.Gates {
+		mark := "ok"
+		if !g.OK {
+			mark = "NOT MET"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tlimit: %s\n", mark, g.Name, g.Measured, g.Limit)
+		if !g.OK && g.Fix != "" {
+			fmt.Fprintf(tw, "  \t\tfix: %s\t\n", g.Fix)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case !r.Forward:
+		fmt.Fprintln(w, "ready: a backward move (rollback) is always allowed")
+		for _, b := range r.Before {
+			fmt.Fprintf(w, "before moving forward again: %s\n", b)
+		}
+	case r.Ready:
+		fmt.Fprintf(w, "ready: %d gates met\n", len(r.Gates))
+	default:
+		_, err := fmt.Fprintf(w, "not ready: %d of %d gates not met\n", len(r.Blocking()), len(r.Gates))
+		return err
+	}
+	return nil
+}
+
+func runMove(ctx context.Context, e *env, args []string) int {
+	c := commands["move"]
+	fs := newFlagSet(c, e)
+	com := &common{}
+	com.bind(fs, e, c)
+	var cf cohortFlags
+	cf.bind(fs)
+	var force, undo bool
+	fs.BoolVar(&force, "force", false, "move although a gate is not met (never past a skipped stage)")
+	fs.BoolVar(&undo, "undo", false, "put back the version of --flags the last move replaced")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if cf.file == "" {
+		return fail(e.stderr, c.name, errors.New("name the application's flag file with --flags FILE"))
+	}
+	ff := cf.flagFile()
+	if undo {
+		if cf.cohortIsSet() || cf.to != "" {
+			return fail(e.stderr, c.name, errors.New("--undo takes no cohort and no --to: it puts the whole previous file back"))
+		}
+		if err := ff.Undo(); err != nil {
+			return fail(e.stderr, c.name, err)
+		}
+		fmt.Fprintf(e.stdout, "%s: the version before the last move is back\n", ff.Path)
+		return exitOK
+	}
+	if !cf.cohortIsSet() {
+		return fail(e.stderr, c.name, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default"))
+	}
+	cohort, err := cf.cohort()
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	from, to, err := cf.stages()
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	if from == to {
+		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", cohort, to)
+		return exitOK
+	}
+	// A rollback needs no database: it must work when one is down.
+	var target cutover.Target
+	if to > from {
+		oldPool, newPool, err := com.connectBoth(ctx)
+		if err != nil {
+			return fail(e.stderr, c.name, err)
+		}
+		defer oldPool.Close()
+		defer newPool.Close()
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+	}
+	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
+	if err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	who := cohort.String()
+	if err := writeReport(e.stdout, who, rep); err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	if !rep.Ready {
+		skipped := rep.Forward && rep.To != rep.From+1
+		if !force || skipped {
+			how := "run what each fix says, or move anyway with --force"
+			if skipped {
+				how = fmt.Sprintf("move to %v first; --force never skips a stage", rep.From+1)
+			}
+			fmt.Fprintf(e.stderr, "pgshift move: refused: %s (%s); the flag file is unchanged\n", blocking(rep), how)
+			return exitDifferences
+		}
+		fmt.Fprintf(e.stderr, "pgshift move: moving although %s (--force)\n", blocking(rep))
+	}
+	if err := ff.Move(cohort, rep.To); err != nil {
+		return fail(e.stderr, c.name, err)
+	}
+	fmt.Fprintf(e.stdout, "moved %s from %v to %v in %s (undo: pgshift move --flags %s --undo)\n", who, rep.From, rep.To, ff.Path, ff.Path)
+	return exitOK
+}
+
+// blocking names the gates a report has not met.
+func blocking(r *cutover.Report) string {
+	var names []string
+	for _, g := range r.Blocking() {
+		names = append(names, fmt.Sprintf("%s (%s; limit %s)", g.Name, g.Measured, g.Limit))
+	}
+	return "gate not met: " + strings.Join(names, ", ")
+}

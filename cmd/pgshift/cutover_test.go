@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/cutover"
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+// testerFlags: testers 123 and 456 in a rule of their own, everyone else off.
+const testerFlags = `{
+  "$schema": "https://flagd.dev/schema/v0/flags.json",
+  "flags": {
+    "pgshift-stage": {
+      "state": "ENABLED",
+      "variants": {"off": "off", "dualwrite": "dualwrite"},
+      "defaultVariant": "off",
+      "targeting": {"if": [{"in": [{"var": "targetingKey"}, ["123", "456"]]}, "off", "off"]}
+    }
+  }
+}
+`
+
+// A cohort walks off -> dualwrite -> shadow through the gates: each move is
+// refused, naming the gate, until what the gate measures holds; a skip is
+// refused even with --force; a rollback is allowed and says what to run;
+// --undo puts the previous file back.
+func TestPreflightAndMoveGateACohort(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL)`)
+	}
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (name) SELECT 'u' || i FROM generate_series(1, 50) AS i`)
+	file := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(file, []byte(testerFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
+	testers := append([]string{"--flags", file, "--keys", "123,456"}, urls...)
+	stageNow := func() flags.Stage {
+		t.Helper()
+		s, err := cutover.FlagFile{Path: file}.Stage(cutover.Cohort{Keys: []string{"123", "456"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := pgshift(t, append(args, urls...)...)
+		if code != exitOK {
+			t.Fatalf("pgshift %v: code %d\n%s%s", args, code, out, errOut)
+		}
+		return out
+	}
+
+	// Into dualwrite: pgshift is not installed yet.
+	code, out, errOut := pgshift(t, append([]string{"move", "--to", "dualwrite"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "pgshift installed on old") ||
+		!strings.Contains(errOut, "refused: gate not met: pgshift installed on old (no; limit yes)") {
+		t.Fatalf("move before install: code %d\n%s%s", code, out, errOut)
+	}
+	if s := stageNow(); s != flags.StageOff {
+		t.Fatalf("a refused move changed the file: testers in %v", s)
+	}
+	// Skipping dualwrite is refused even with --force.
+	code, _, errOut = pgshift(t, append([]string{"move", "--to", "shadow", "--force"}, testers...)...)
+	if code != exitDifferences || !strings.Contains(errOut, "move to dualwrite first; --force never skips a stage") {
+		t.Fatalf("move off -> shadow --force: code %d, %s", code, errOut)
+	}
+	mustRun("install")
+	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "dualwrite"}, testers...)...); code != exitOK || !strings.Contains(out, "ready: 3 gates met") {
+		t.Fatalf("preflight after install: code %d\n%s", code, out)
+	}
+	out = mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	if !strings.Contains(out, "moved routing keys [123 456] from off to dualwrite") || stageNow() != flags.StageDualWrite {
+		t.Fatalf("move into dualwrite: %s; testers in %v", out, stageNow())
+	}
+
+	// Into shadow: nothing backfilled or verified yet.
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow", "--json"}, testers...)...)
+	var rep struct {
+		Cohort string
+		cutover.Report
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("preflight --json: %v\n%s", err, out)
+	}
+	notMet := map[string]string{}
+	for _, g := range rep.Blocking() {
+		notMet[g.Name] = g.Measured + " / " + g.Fix
+	}
+	if code != exitDifferences || rep.Ready || rep.From != flags.StageDualWrite || len(notMet) != 2 ||
+		notMet["backfill finished"] != "0 of 1 tables / pgshift backfill --table users" ||
+		notMet["verify equal"] != "0 of 1 tables equal (never verified: users) / pgshift verify --repair --table users" {
+		t.Fatalf("preflight into shadow before backfill: code %d, %+v", code, rep)
+	}
+	mustRun("backfill")
+	mustRun("verify")
+	out = mustRun(append([]string{"move", "--to", "shadow"}, testers[:4]...)...)
+	if !hasGate(out, "ok", "verify equal") || stageNow() != flags.StageShadow {
+		t.Fatalf("move into shadow: %s; testers in %v", out, stageNow())
+	}
+
+	// Into live: sequences not moved, no shadow reads recorded.
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "live"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "new's sequences ahead of old's") ||
+		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 3 gates not met") {
+		t.Fatalf("preflight into live: code %d\n%s", code, out)
+	}
+	mustRun("sync-sequences")
+	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "live"}, testers...)...); code != exitDifferences || !hasGate(out, "ok", "new's sequences ahead of old's") {
+		t.Fatalf("preflight into live after sync-sequences: code %d\n%s", code, out)
+	}
+
+	// The rollback is allowed, needs no database and says what to run.
+	code, out, _ = pgshift(t, "move", "--flags", file, "--keys", "123,456", "--to", "off", "--old", "postgres://nobody@127.0.0.1:1/none")
+	if code != exitOK || stageNow() != flags.StageOff || !strings.Contains(out, "before moving forward again: new takes no writes in off") {
+		t.Fatalf("rollback to off: code %d\n%s; testers in %v", code, out, stageNow())
+	}
+	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageShadow {
+		t.Fatalf("move --undo: code %d %s%s; testers in %v", code, out, errOut, stageNow())
+	}
+	if code, _, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitError || !strings.Contains(errOut, "nothing to undo") {
+		t.Fatalf("second --undo: code %d, %s", code, errOut)
+	}
+}
+
+// preflight for a flag service pgshift does not write: the stages are
+// given, nothing else.
+func TestPreflightWithoutAFlagFile(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
+	if code, out, errOut := pgshift(t, append([]string{"preflight", "--from", "off", "--to", "dualwrite"}, urls...)...); code != exitOK {
+		t.Fatalf("preflight off -> dualwrite: code %d\n%s%s", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "live"}, "say where the cohort is now: --from STAGE"},
+		{[]string{"--from", "off"}, "name the stage to move to with --to"},
+		{[]string{"--from", "off", "--to", "halfway"}, `--to: unknown migration stage "halfway": use one of off, dualwrite`},
+		{[]string{"--keys", "1", "--to", "live"}, "is read from a flag file: give --flags FILE"},
+	} {
+		code, _, errOut := pgshift(t, append(append([]string{"preflight"}, tc.args...), urls...)...)
+		if code != exitError || !strings.Contains(errOut, tc.want) {
+			t.Errorf("preflight %v: code %d, %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// hasGate says preflight's text output has a line for the gate name marked
+// mark ("ok" or "NOT MET").
+func hasGate(out, mark, name string) bool {
+	for line := range strings.Lines(out) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), mark)
+		if ok && strings.HasPrefix(strings.TrimSpace(rest), name) {
+			return true
+		}
+	}
+	return false
+}
