@@ -250,10 +250,11 @@ func writeReport(w io.Writer, cohort string, r *cutover.Report) error {
 		if !g.OK {
 			mark = "NOT MET"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\tlimit: %s\n", mark, g.Name, g.Measured, g.Limit)
+		fix := ""
 		if !g.OK && g.Fix != "" {
-			fmt.Fprintf(tw, "  \t\tfix: %s\t\n", g.Fix)
+			fix = "\tfix: " + g.Fix
 		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tlimit: %s%s\n", mark, g.Name, g.Measured, g.Limit, fix)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -351,10 +351,11 @@ func (c checker) sequencesAhead(ctx context.Context, r *Report) error {
 	if err != nil {
 		return err
 	}
-	least, behind := int64(-1), []string{}
-	for _, m := range moved {
+	var least int64
+	var behind []string
+	for i, m := range moved {
 		ahead := m.NewBefore - m.Old
-		if least < 0 || ahead < least {
+		if i == 0 || ahead < least {
 			least = ahead
 		}
 		if ahead < c.limits.MinSequenceGap {
@@ -362,7 +363,10 @@ func (c checker) sequencesAhead(ctx context.Context, r *Report) error {
 		}
 	}
 	measured := "no sequences"
-	if least >= 0 {
+	switch {
+	case len(moved) > 0 && least < 0:
+		measured = fmt.Sprintf("one behind by %d", -least)
+	case len(moved) > 0:
 		measured = fmt.Sprintf("the least ahead by %d", least)
 	}
 	r.Gates = append(r.Gates, Gate{Name: "new's sequences ahead of old's", Measured: measured,
