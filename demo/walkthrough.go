@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/cutover"
 	"github.com/pgshift/pgshift/internal/sequences"
 )
 
@@ -38,9 +39,12 @@ type walkOptions struct {
 // step is one step of the migration.
 type step struct {
 	name, what string
-	// flags is the flag file's targeting for this step; nil keeps the
-	// previous file.
-	flags []byte
+	// moves are the cohort moves of this step, made in the flag file as
+	// `pgshift move` makes them: gates first.
+	moves []move
+	// fix runs when a move is refused (a gate not met), before the move is
+	// tried once more.
+	fix func(ctx context.Context, a *app) (label, line string, err error)
 	// expect is the stage each account must be in once the file is loaded.
 	expect func(account) flags.Stage
 	// during runs while the load runs (backfill); after runs once the load
@@ -93,41 +97,150 @@ func everyone(s flags.Stage) func(account) flags.Stage {
 	return func(account) flags.Stage { return s }
 }
 
-// cohort puts the accounts in live that match, the others in shadow.
-func cohort(match func(account) bool) func(account) flags.Stage {
+// move is one cohort's move to a stage.
+type move struct {
+	cohort cutover.Cohort
+	to     flags.Stage
+}
+
+// who names the move's cohort for the report.
+func (m move) who() string {
+	switch {
+	case m.cohort.Rule > 0:
+		return fmt.Sprintf("IN/US pro users (rule %d)", m.cohort.Rule)
+	case m.cohort.Default:
+		return "everyone else (the default)"
+	}
+	return "testers " + strings.Join(m.cohort.Keys, ", ")
+}
+
+// The walkthrough's cohorts in its flag file. The pro users are the first
+// rule of the initial file, and the second once the testers have a rule of
+// their own (a move of routing keys puts theirs first).
+var (
+	testerKeys = cutover.Cohort{Keys: []string{"123", "456"}}
+	proFirst   = cutover.Cohort{Rule: 1}
+	proSecond  = cutover.Cohort{Rule: 2}
+	others     = cutover.Cohort{Default: true}
+)
+
+// walkLimits are the gates' limits in the walkthrough: the defaults, but
+// for the shadow reads a short run can gather before live.
+var walkLimits = cutover.Limits{MinShadowReads: 20}
+
+// initialFlags is the flag file the walkthrough starts from: the IN/US pro
+// users in a rule of their own, everyone off.
+func initialFlags() []byte {
+	variants := map[string]string{}
+	for _, s := range flags.AllStages() {
+		variants[s.String()] = s.String()
+	}
+	b, err := json.MarshalIndent(map[string]any{"flags": map[string]any{"pgshift-stage": map[string]any{
+		"state": "ENABLED", "variants": variants, "defaultVariant": "off",
+		"targeting": map[string]any{"if": []any{rulePro, "off", "off"}},
+	}}}, "", "  ")
+	if err != nil {
+		panic(err) // static data
+	}
+	return b
+}
+
+// byCohort is the stage of each account once testers, the pro users and
+// everyone else are in the stages given.
+func byCohort(tester, pro, other flags.Stage) func(account) flags.Stage {
 	return func(a account) flags.Stage {
-		if match(a) {
-			return flags.StageLive
+		switch {
+		case isTester(a):
+			return tester
+		case isPro(a):
+			return pro
 		}
-		return flags.StageShadow
+		return other
 	}
 }
 
 func steps() []step {
 	keep := func(s flags.Stage) func(account) flags.Stage { return everyone(s) }
+	all := func(to flags.Stage) []move {
+		return []move{{testerKeys, to}, {proSecond, to}, {others, to}}
+	}
 	return []step{
 		{name: "off", what: "the application before the migration: old only",
-			flags: flagFileFor(flags.StageOff), expect: everyone(flags.StageOff)},
+			expect: everyone(flags.StageOff)},
 		{name: "dualwrite", what: "every write goes to old, then new; new lacks the older rows",
-			flags: flagFileFor(flags.StageDualWrite), expect: everyone(flags.StageDualWrite)},
+			moves:  []move{{proFirst, flags.StageDualWrite}, {others, flags.StageDualWrite}},
+			expect: everyone(flags.StageDualWrite)},
 		{name: "backfill", what: "copy the rows new lacks, under load",
 			expect: keep(flags.StageDualWrite), during: stepBackfill},
-		{name: "verify", what: "prove both sides equal, repair what differs, move new's sequences",
-			expect: keep(flags.StageDualWrite), after: stepVerifyRepair, verify: true},
-		{name: "shadow", what: "reads served by old and compared with new",
-			flags: flagFileFor(flags.StageShadow), expect: everyone(flags.StageShadow), verify: true},
+		{name: "shadow", what: "reads served by old and compared with new, once verify proves both sides equal",
+			moves: []move{{proFirst, flags.StageShadow}, {others, flags.StageShadow}}, fix: stepVerifyRepair,
+			expect: everyone(flags.StageShadow), verify: true},
 		{name: "live: testers", what: "testers 123 and 456 read from new; everyone else in shadow",
-			flags: flagFileFor(flags.StageShadow, ruleTesters), expect: cohort(isTester), verify: true},
+			moves:  []move{{testerKeys, flags.StageLive}},
+			expect: byCohort(flags.StageLive, flags.StageShadow, flags.StageShadow), verify: true},
 		{name: "live: pro users", what: "and the IN/US pro users",
-			flags:  flagFileFor(flags.StageShadow, ruleTesters, rulePro),
-			expect: cohort(func(a account) bool { return isTester(a) || isPro(a) }), verify: true},
+			moves:  []move{{proSecond, flags.StageLive}},
+			expect: byCohort(flags.StageLive, flags.StageLive, flags.StageShadow), verify: true},
 		{name: "live: everyone", what: "new answers everyone; old still written and compared",
-			flags: flagFileFor(flags.StageLive), expect: everyone(flags.StageLive), verify: true},
+			moves: []move{{others, flags.StageLive}}, expect: everyone(flags.StageLive), verify: true},
 		{name: "rampdown", what: "new answers; old still written, no longer compared",
-			flags: flagFileFor(flags.StageRampdown), expect: everyone(flags.StageRampdown), verify: true},
+			moves: all(flags.StageRampdown), expect: everyone(flags.StageRampdown), verify: true},
 		{name: "complete", what: "new only; old is no longer written",
-			flags: flagFileFor(flags.StageComplete), expect: everyone(flags.StageComplete)},
+			moves: all(flags.StageComplete), expect: everyone(flags.StageComplete)},
 	}
+}
+
+// moveCohorts makes the step's moves as `pgshift move` does: the gates of
+// each move first. A refused move runs the step's fix once, then is tried
+// again; refused again, the walkthrough stops. It returns a report line per
+// refusal, fix and move.
+func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
+	ff := cutover.FlagFile{Path: a.flagsPath}
+	target := cutover.Target{Old: a.old, New: a.new, Schema: "public"}
+	var lines [][2]string
+	fixed := false
+	for _, m := range s.moves {
+		from, err := ff.Stage(m.cohort)
+		if err != nil {
+			return lines, err
+		}
+		rep, err := cutover.Check(ctx, target, from, m.to, walkLimits)
+		if err != nil {
+			return lines, err
+		}
+		if !rep.Ready {
+			lines = append(lines, [2]string{"move", fmt.Sprintf("%s %v -> %v refused: %s", m.who(), from, m.to, notMet(rep))})
+			if s.fix == nil || fixed {
+				return lines, fmt.Errorf("moving %s to %v: %s", m.cohort, m.to, notMet(rep))
+			}
+			label, line, err := s.fix(ctx, a)
+			if err != nil {
+				return lines, err
+			}
+			fixed = true
+			lines = append(lines, [2]string{label, line})
+			if rep, err = cutover.Check(ctx, target, from, m.to, walkLimits); err != nil {
+				return lines, err
+			}
+			if !rep.Ready {
+				return lines, fmt.Errorf("moving %s to %v after %s: %s", m.cohort, m.to, line, notMet(rep))
+			}
+		}
+		if err := ff.Move(m.cohort, m.to); err != nil {
+			return lines, err
+		}
+		lines = append(lines, [2]string{"move", fmt.Sprintf("%s %v -> %v: %d gates met", m.who(), from, m.to, len(rep.Gates))})
+	}
+	return lines, nil
+}
+
+// notMet names the gates a report has not met, with their measures.
+func notMet(r *cutover.Report) string {
+	var parts []string
+	for _, g := range r.Blocking() {
+		parts = append(parts, fmt.Sprintf("%s: %s (limit %s; fix: %s)", g.Name, g.Measured, g.Limit, g.Fix))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func stepBackfill(ctx context.Context, a *app) (string, string, error) {
@@ -205,7 +318,7 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 	defer func() { _ = os.RemoveAll(dir) }()
 	flagsPath := filepath.Join(dir, "flags.json")
 	all := steps()
-	if err := writeFileAtomic(flagsPath, all[0].flags); err != nil {
+	if err := writeFileAtomic(flagsPath, initialFlags()); err != nil {
 		return false, err
 	}
 	a, err := newApp(ctx, appConfig{
@@ -275,6 +388,7 @@ type stepReport struct {
 	missed, repaired   int64
 	backlog            dualwrite.Backlog
 	drainFailed        int
+	moves              [][2]string // label, line: the step's moves, refusals and fixes
 	extra              [][2]string // label, line
 	verify             *verifyReport
 }
@@ -292,6 +406,9 @@ func (r stepReport) print(w io.Writer) {
 	var parts []string
 	for _, n := range names {
 		parts = append(parts, fmt.Sprintf("%s %d", n, r.stages[n]))
+	}
+	for _, m := range r.moves {
+		fmt.Fprintf(w, "    %-9s %s\n", m[0], m[1])
 	}
 	fmt.Fprintf(w, "    users     %s\n", strings.Join(parts, ", "))
 	fmt.Fprintf(w, "    requests  %d, %d failed; answered by old %d, new %d\n", r.requests, r.failures, r.byOld, r.byNew)
@@ -316,10 +433,10 @@ func (r stepReport) print(w io.Writer) {
 // for d, stops the load, settles the repair log and verifies.
 func runStep(ctx context.Context, a *app, l *load, s step, d time.Duration) (stepReport, error) {
 	var rep stepReport
-	if s.flags != nil {
-		if err := writeFileAtomic(a.flagsPath, s.flags); err != nil {
-			return rep, err
-		}
+	lines, err := moveCohorts(ctx, a, s)
+	rep.moves = lines
+	if err != nil {
+		return rep, err
 	}
 	if err := waitForStages(ctx, a, s.expect); err != nil {
 		return rep, err

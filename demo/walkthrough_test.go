@@ -40,7 +40,7 @@ func TestWalkthroughShort(t *testing.T) {
 	if !ok {
 		t.Fatal("walkthrough failed; its report is above")
 	}
-	for _, want := range []string{"[1/10] off", "[3/10] backfill", "[10/10] complete", "PASS"} {
+	for _, want := range []string{"[1/9] off", "[3/9] backfill", "refused: verify equal", "[9/9] complete", "PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("report lacks %q", want)
 		}
