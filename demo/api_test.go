@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -174,5 +176,51 @@ func TestMetricsAndHealthz(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// /api/gates measures each stage's next step on the two databases: into
+// dualwrite holds (pgshift is installed), into shadow waits for backfill and
+// verify, and a verify --repair through the admin API clears the verify gate.
+func TestGatesPerStage(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	get := func() map[string]nextStep {
+		t.Helper()
+		res, err := http.Get(ta.url + "/api/gates")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Body.Close() }()
+		var steps []nextStep
+		if err := json.NewDecoder(res.Body).Decode(&steps); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]nextStep{}
+		for _, s := range steps {
+			out[s.Stage] = s
+		}
+		return out
+	}
+	blocking := func(s nextStep) []string {
+		var names []string
+		for _, g := range s.Blocking {
+			names = append(names, g.Name)
+		}
+		return names
+	}
+	steps := get()
+	if len(steps) != 5 || !steps["off"].Ready || steps["off"].Next != "dualwrite" {
+		t.Fatalf("gates: %+v; want 5 next steps, off -> dualwrite ready", steps)
+	}
+	if got := fmt.Sprint(blocking(steps["dualwrite"])); got != "[backfill finished verify equal]" {
+		t.Fatalf("dualwrite -> shadow blocked by %s, want backfill and verify", got)
+	}
+	if r := ta.do(t, "POST", "/admin/verify?repair=true", "", "Authorization: Bearer "+testToken); r.status != http.StatusOK {
+		t.Fatalf("verify --repair: %d %v", r.status, r.body)
+	}
+	time.Sleep(gatesTTL)
+	if got := fmt.Sprint(blocking(get()["dualwrite"])); got != "[backfill finished]" {
+		t.Fatalf("after verify --repair, dualwrite -> shadow blocked by %s, want backfill only", got)
 	}
 }

@@ -58,6 +58,7 @@ type app struct {
 	store    *repo.Store
 	activity *activity
 	verifies *verifyLog
+	gates    gateCache
 
 	meters   *sdkmetric.MeterProvider
 	registry *prometheus.Registry
@@ -143,6 +144,7 @@ func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
 	a.routeAPI(mux)
 	a.routeDashboard(mux)
+	a.routeGates(mux)
 	a.routeAdmin(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", a.healthz)

@@ -97,4 +97,17 @@ func TestDashboardShowsAPIRequest(t *testing.T) {
 	if !strings.Contains(out, "Pgshift-Stage: live") {
 		t.Fatalf("form output %q lacks the stage header", out)
 	}
+
+	// The gates panel says what blocks dualwrite -> shadow: nothing is
+	// verified in this set-up.
+	var gates string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#gates tr[data-gate="dualwrite"]`, chromedp.ByQuery),
+		chromedp.Text(`#gates tr[data-gate="dualwrite"]`, &gates, chromedp.ByQuery),
+	); err != nil {
+		t.Fatalf("the gates panel: %v", err)
+	}
+	if !strings.Contains(gates, "verify equal") || !strings.Contains(gates, "never verified") {
+		t.Fatalf("gates row dualwrite -> shadow %q does not name the verify gate", gates)
+	}
 }

@@ -64,6 +64,26 @@ function drawVerify(v) {
   }
 }
 
+function drawGates(steps) {
+  $("gates").replaceChildren(...steps.map((s) => {
+    let what;
+    if (s.error) what = el("span", { class: "status-err" }, s.error);
+    else if (s.ready) what = el("span", { class: "gate-ok" }, `nothing: ${s.gates} gates met`);
+    else what = el("ul", { class: "gate-list" }, ...s.blocking.map((g) =>
+      el("li", { title: "fix: " + g.fix }, el("b", {}, g.gate), `: ${g.measured} (limit ${g.limit})`)));
+    return el("tr", { "data-gate": s.stage }, el("td", {}, pill(s.stage)), el("td", {}, pill(s.next)), el("td", {}, what));
+  }));
+}
+
+async function pollGates() {
+  try {
+    const res = await fetch("/api/gates", { cache: "no-store" });
+    drawGates(await res.json());
+  } catch (e) {
+    // the dashboard's connection dot already says the demo is gone
+  }
+}
+
 async function poll() {
   try {
     const res = await fetch("/api/dashboard", { cache: "no-store" });
@@ -111,3 +131,5 @@ for (const b of document.querySelectorAll("[data-admin]")) {
 for (const o of document.querySelectorAll(".origin")) o.textContent = location.origin;
 poll();
 setInterval(poll, 1000);
+pollGates();
+setInterval(pollGates, 3000);
