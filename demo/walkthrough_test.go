@@ -12,11 +12,23 @@ import (
 )
 
 // A short walkthrough migrates the seeded application from off to complete
-// under load with no failed request and both sides equal at the end.
+// under load with no failed request and both sides equal at the end: with
+// the databases reached directly, and behind PgBouncer in transaction
+// pooling (the facade, the repair worker, backfill, verify and the gates
+// all through it).
 func TestWalkthroughShort(t *testing.T) {
 	t.Parallel()
+	for _, pooling := range pgtest.Poolings() {
+		t.Run(pooling.String(), func(t *testing.T) {
+			t.Parallel()
+			walkthroughShort(t, pooling)
+		})
+	}
+}
+
+func walkthroughShort(t *testing.T, pooling pgtest.Pooled) {
 	ctx := context.Background()
-	pair := pgtest.NewPair(t, pgtest.Empty)
+	pair := pgtest.NewPair(t, pgtest.Empty).Via(t, pooling)
 	dbs := &databases{urls: [2]string{pair.Old.URL, pair.New.URL}}
 	var err error
 	if dbs.old, err = openPool(ctx, "old", pair.Old.URL); err != nil {

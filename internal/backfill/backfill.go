@@ -466,6 +466,11 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 	if _, err := tx.Exec(ctx, "SELECT "+strings.Join(sets, ", "), append([]any{strconv.Itoa(c.size)}, args...)...); err != nil {
 		return 0, nil, err
 	}
+	// COPY's text is old's output form; new parses ISO dates, hex bytea and
+	// full-precision floats alike under any setting of its own.
+	if err := rowsync.SetSession(ctx, tx); err != nil {
+		return 0, nil, err
+	}
 	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT current_setting('pgshift.limit')::bigint) TO STDOUT",
 		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyList())
 	pr, pw := io.Pipe()

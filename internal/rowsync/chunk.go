@@ -83,6 +83,7 @@ func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) 
 // start) in key order, nil when there is none: one step down the primary
 // key index.
 func FirstKeyAfter(ctx context.Context, q pgshift.Querier, t *Table, after []string) ([]string, error) {
+	q = InSession(q)
 	r := Range{After: after}
 	if err := t.checkKey(r); err != nil {
 		return nil, err
@@ -128,6 +129,7 @@ func (t *Table) checkKey(r Range) error {
 // side's last key fall into it. It is keyset pagination: the server walks
 // the primary key index from after, never skipping rows with OFFSET.
 func NextChunk(ctx context.Context, q pgshift.Querier, t *Table, after []string, size int, hash bool) (Range, Summary, error) {
+	q = InSession(q)
 	r := Range{After: after}
 	if err := t.checkKey(r); err != nil {
 		return r, Summary{}, err
@@ -170,6 +172,7 @@ func chunkHash(rowText string) string {
 // HashRange returns the Summary of the rows of t in r, read in whatever
 // order the server likes (the chunk hash does not depend on it).
 func HashRange(ctx context.Context, q pgshift.Querier, t *Table, r Range) (Summary, error) {
+	q = InSession(q)
 	if err := t.checkKey(r); err != nil {
 		return Summary{}, err
 	}
@@ -191,6 +194,7 @@ type RowHash struct {
 // RowHashes returns the key and hash of every row of t in r, in key order:
 // the drill-down into a chunk whose hashes differ.
 func RowHashes(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]RowHash, error) {
+	q = InSession(q)
 	if err := t.checkKey(r); err != nil {
 		return nil, err
 	}
@@ -207,6 +211,7 @@ func RowHashes(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]Row
 // RowHashesOf returns the key and hash of the rows of t with the given keys
 // that exist, in key order.
 func RowHashesOf(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string) ([]RowHash, error) {
+	q = InSession(q)
 	if len(keys) == 0 {
 		return nil, nil
 	}

@@ -3,21 +3,27 @@ package rowsync
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Connect opens a pool of at most maxConns connections on url with
-// SessionParams, so that values read for copying and hashing have the same
-// text form on both sides, and checks that it works. Errors from pgx never
-// contain the password.
+// Connect opens a pool of at most maxConns connections on url for the row
+// engine, and checks that it works. It sends no session parameters at
+// start-up (PgBouncer refuses unknown ones): the row engine sets
+// SessionParams per transaction itself (InSession, SetSession). Unless url
+// names a default_query_exec_mode, statements run in pgx's cache_describe
+// mode, which needs no prepared statement to outlive a transaction and so
+// works behind PgBouncer in transaction pooling as well as directly. Errors
+// from pgx never contain the password.
 func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("bad connection string: %w", err)
 	}
-	for k, v := range SessionParams {
-		cfg.ConnConfig.RuntimeParams[k] = v
+	if !strings.Contains(url, "default_query_exec_mode") {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
 	cfg.MaxConns = int32(maxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -19,6 +19,7 @@ import (
 // upserted counts rows inserted or changed on dst (a row dst already holds
 // unchanged is not written again); deleted counts rows removed from dst.
 func CopyKeys(ctx context.Context, src, dst pgshift.Querier, t *Table, keys [][]string) (upserted, deleted int, err error) {
+	src, dst = InSession(src), InSession(dst)
 	if len(keys) == 0 {
 		return 0, 0, nil
 	}

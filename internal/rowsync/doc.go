@@ -45,8 +45,9 @@
 // *NoPrimaryKeyError). Generated columns are left out: each side computes
 // its own. Both sides must name the same types, and the text form of values
 // must not depend on session settings that differ between the two
-// connections: give both pools SessionParams (UTC time zone, ISO dates,
-// full float precision, hex bytea). Keys are ordered by the key columns'
+// connections: the engine sets SessionParams (UTC time zone, ISO dates,
+// full float precision, hex bytea) in the transaction of every statement it
+// runs, so any pool will do, behind PgBouncer too. Keys are ordered by the key columns'
 // collations; both servers must order them alike (use the same collation
 // provider and version, or "C"), or chunks of text keys will not line up.
 //

@@ -24,6 +24,7 @@ func CurrentXID(ctx context.Context, q pgshift.Querier) (string, error) {
 // inserted and nothing has changed since (their xmin is still xid): the rows
 // one backfill chunk's transaction put there itself.
 func InsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, r Range, xid string) ([][]string, error) {
+	q = InSession(q)
 	cond, args := t.where("t", r, 2)
 	sql := fmt.Sprintf("SELECT %s FROM %s AS t WHERE t.xmin = $1::xid AND %s", t.keyArray("t"), t.Ident(), cond)
 	rows, err := q.Query(ctx, sql, append([]any{xid}, args...)...)
@@ -41,6 +42,7 @@ func InsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, r Range, xid
 // the sum of a 64-bit hash of each. Two sides with the same fingerprint hold
 // the same keys in r, but for a hash collision (about 2^-64).
 func KeyFingerprint(ctx context.Context, q pgshift.Querier, t *Table, r Range) (string, error) {
+	q = InSession(q)
 	cond, args := t.where("t", r, 1)
 	sql := fmt.Sprintf("SELECT count(*) || ':' || coalesce(sum(hashtextextended(%s::text, 0)::numeric), 0) FROM %s AS t WHERE %s",
 		t.keyArray("t"), t.Ident(), cond)
@@ -53,6 +55,7 @@ func KeyFingerprint(ctx context.Context, q pgshift.Querier, t *Table, r Range) (
 
 // MissingKeys returns those of keys that q holds no row of t for.
 func MissingKeys(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string) ([][]string, error) {
+	q = InSession(q)
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -81,6 +84,7 @@ func MissingKeys(ctx context.Context, q pgshift.Querier, t *Table, keys [][]stri
 // transaction xid wrote and nothing has changed since (their xmin is still
 // xid): a row another writer touched meanwhile is that writer's business.
 func DeleteInsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, keys [][]string, xid string) (int64, error) {
+	q = InSession(q)
 	if len(keys) == 0 {
 		return 0, nil
 	}

@@ -246,7 +246,7 @@ var _ pgshift.Querier = (*pgx.Conn)(nil)
 var _ pgshift.Querier = pgx.Tx(nil)
 
 // KeyText of a Go value is the text the server prints for that value (sent
-// as a parameter of the column's type), on a connection with SessionParams:
+// as a parameter of the column's type), with SessionParams in force:
 // the repair log, the row engine and the server name a row alike.
 func TestKeyTextIsTheServersText(t *testing.T) {
 	t.Parallel()
@@ -292,7 +292,7 @@ func TestKeyTextIsTheServersText(t *testing.T) {
 	} {
 		want := rowsync.KeyText(tc.v)[0]
 		var got string
-		if err := conn.QueryRow(ctx, "SELECT ($1::"+tc.typ+")::text", tc.v).Scan(&got); err != nil {
+		if err := rowsync.InSession(conn).QueryRow(ctx, "SELECT ($1::"+tc.typ+")::text", tc.v).Scan(&got); err != nil {
 			t.Errorf("%s %#v: %v", tc.typ, tc.v, err)
 			continue
 		}

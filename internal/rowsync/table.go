@@ -12,10 +12,11 @@ import (
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
-// SessionParams are the run-time parameters both connections of a copy or a
-// comparison should have, so that the text form of every value is the same
-// on both sides and parses back exactly. Put them in
-// pgxpool.Config.ConnConfig.RuntimeParams.
+// SessionParams are the run-time parameters in force on both sides of a
+// copy or a comparison, so that the text form of every value is the same on
+// both sides and parses back exactly. The row engine sets them per
+// transaction (InSession, SetSession), which works behind a pooler in
+// transaction mode; capture triggers set them on their functions.
 var SessionParams = map[string]string{
 	"timezone":           "UTC",
 	"datestyle":          "ISO, YMD",
