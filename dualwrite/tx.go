@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
+	"github.com/pgshift/pgshift/internal/pgxrow"
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
@@ -237,11 +238,7 @@ func (tx *Tx) outcome(err error) error {
 
 // QueryRow runs a query that returns one row in the transaction.
 func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return errRow{err}
-	}
-	return rowFrom{rows}
+	return pgxrow.From(tx.Query(ctx, sql, args...))
 }
 
 // statementRunner is what runs a statement that needs no batch.
@@ -581,25 +578,3 @@ func (r *batchRows) Next() bool {
 	r.Close()
 	return false
 }
-
-// rowFrom is pgx's QueryRow over Rows of our own.
-type rowFrom struct{ rows pgx.Rows }
-
-func (r rowFrom) Scan(dest ...any) error {
-	defer r.rows.Close()
-	if !r.rows.Next() {
-		if err := r.rows.Err(); err != nil {
-			return err
-		}
-		return pgx.ErrNoRows
-	}
-	if err := r.rows.Scan(dest...); err != nil {
-		return err
-	}
-	r.rows.Close()
-	return r.rows.Err()
-}
-
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }

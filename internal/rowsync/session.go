@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshift/pgshift"
+	"github.com/pgshift/pgshift/internal/pgxrow"
 )
 
 // sessionSQL sets SessionParams for the current transaction only
@@ -108,8 +109,7 @@ func (s session) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 }
 
 func (s session) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	rows, err := s.Query(ctx, sql, args...)
-	return sessionRow{rows: rows, err: err}
+	return pgxrow.From(s.Query(ctx, sql, args...))
 }
 
 // sessionRows are a statement's rows; closing them ends the batch, which
@@ -143,28 +143,4 @@ func (r *sessionRows) Err() error {
 		return err
 	}
 	return r.err
-}
-
-// sessionRow is QueryRow's answer: the first row, or pgx.ErrNoRows.
-type sessionRow struct {
-	rows pgx.Rows
-	err  error
-}
-
-func (r sessionRow) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	defer r.rows.Close()
-	if !r.rows.Next() {
-		if err := r.rows.Err(); err != nil {
-			return err
-		}
-		return pgx.ErrNoRows
-	}
-	if err := r.rows.Scan(dest...); err != nil {
-		return err
-	}
-	r.rows.Close()
-	return r.rows.Err()
 }
