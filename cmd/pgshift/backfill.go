@@ -15,18 +15,28 @@ func init() {
 
 Copies every row of the tables from old to new with COPY, in chunks of
 primary keys. A row new already has is never overwritten: rows the
-application dual-writes are newer than what backfill reads. Progress is
-kept in new (pgshift.backfill_progress), so an interrupted backfill
+application dual-writes are newer than what backfill reads.
+
+Each table is split once into chunks of key ranges, kept in new
+(pgshift.backfill_chunks). --workers chunks are copied at once, of one
+table or several; and any number of pgshift backfill processes, on any
+machines, can work on the same tables: they lease chunks from new (FOR
+UPDATE SKIP LOCKED) and a chunk whose worker died is taken over when its
+lease expires, from the last piece it committed. An interrupted backfill
 resumes where it stopped; a finished table is skipped unless --restart.
 
 Tables are copied parents first (new's foreign keys). A row a dual write
 deletes while its chunk is in flight is deleted from new again once the
 chunk commits. Run "pgshift verify" afterwards to prove both sides equal.
+pgshift status shows a running backfill from any machine.
+
+Progress goes to stderr: a bar on a terminal, a line every 5 s otherwise,
+and with --json one JSON object per line a script can follow.
 
 Examples:
   export PGSHIFT_OLD_URL=postgres://app@old-db/app PGSHIFT_NEW_URL=postgres://app@new-db/app
   pgshift backfill                          # every table of schema public
-  pgshift backfill --table users --table posts --workers 2
+  pgshift backfill --table users --workers 4
   pgshift backfill --schema billing --json  # summary as JSON on stdout
 `,
 		tables: true,
@@ -37,6 +47,7 @@ Examples:
 type backfillTableJSON struct {
 	tableJSON
 	Chunks      int   `json:"chunks"`
+	Pieces      int   `json:"pieces"`
 	Rows        int64 `json:"rows"`
 	Inserted    int64 `json:"inserted"`
 	AlreadyDone bool  `json:"already_done"`
@@ -48,8 +59,9 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(c, e)
 	var com common
 	com.bind(fs, e, c)
-	workers := fs.Int("workers", 1, "tables copied at once")
-	chunk := fs.Int("chunk-size", 50000, "rows per chunk")
+	workers := fs.Int("workers", 2, "chunks copied at once by this process")
+	chunk := fs.Int("chunk-size", backfill.ChunkSizeDefault, "rows per chunk")
+	lease := fs.Duration("lease", backfill.LeaseDefault, "how long a chunk stays with a worker that commits nothing before another takes it over")
 	restart := fs.Bool("restart", false, "forget earlier progress and copy the tables again (still never overwriting)")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -59,9 +71,9 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	defer s.close()
-	prog := newProgress(e.stderr, e.terminal)
+	prog := newProgress(e.stderr, e.terminal, com.json)
 	results, err := backfill.Run(ctx, s.old, s.new, s.tables, backfill.Options{
-		Workers: *workers, ChunkSize: *chunk, Restart: *restart, Progress: prog.chunk, Logger: s.log,
+		Workers: *workers, ChunkSize: *chunk, Lease: *lease, Restart: *restart, Progress: prog.chunk, Logger: s.log,
 	})
 	prog.finish()
 	code := exitOK
@@ -78,7 +90,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 			continue // not started: interrupted
 		}
 		tables = append(tables, backfillTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
-			Chunks: r.Chunks, Rows: r.Rows, Inserted: r.Inserted, AlreadyDone: r.AlreadyDone, Resumed: r.Resumed})
+			Chunks: r.Chunks, Pieces: r.Pieces, Rows: r.Rows, Inserted: r.Inserted, AlreadyDone: r.AlreadyDone, Resumed: r.Resumed})
 		switch {
 		case r.Err != nil:
 			code = exitError
@@ -86,7 +98,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		case r.AlreadyDone && !com.json:
 			fmt.Fprintf(e.stderr, "%s: already backfilled (--restart copies it again)\n", r.Table)
 		case !com.json:
-			fmt.Fprintf(e.stderr, "%s: %d rows read in %d chunks, %d inserted, %d new already had\n", r.Table, r.Rows, r.Chunks, r.Inserted, r.Rows-r.Inserted)
+			fmt.Fprintf(e.stderr, "%s: %d rows read in %d pieces of its %d chunks, %d inserted, %d new already had\n", r.Table, r.Rows, r.Pieces, r.Chunks, r.Inserted, r.Rows-r.Inserted)
 		}
 	}
 	if err != nil {

@@ -6,13 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	runAsCLIChild()
+	pgtest.Main(m)
+}
 
 // shapes are tables of every shape the tools must handle, and one without a
 // primary key.
@@ -201,4 +206,40 @@ func TestHelpListsCommandsAndExamples(t *testing.T) {
 	if code, _, errOut := pgshift(t, "verify", "--old", ""); code != exitError || !strings.Contains(errOut, "PGSHIFT_OLD_URL") {
 		t.Errorf("no connection string: code %d, %q", code, errOut)
 	}
+}
+
+// cliChildEnv, set to a JSON array of arguments, makes the test binary run
+// pgshift with them instead of the tests: a real pgshift process that a
+// test can start several times and kill.
+const cliChildEnv = "PGSHIFT_CLI_CHILD_ARGS"
+
+// runAsCLIChild runs pgshift when the test binary was started as a child.
+func runAsCLIChild() {
+	raw := os.Getenv(cliChildEnv)
+	if raw == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		fmt.Fprintln(os.Stderr, "bad", cliChildEnv, err)
+		os.Exit(exitError)
+	}
+	os.Exit(runWith(context.Background(), args, &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+}
+
+// startCLI starts pgshift with args as a process of its own.
+func startCLI(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	raw, err := json.Marshal(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), cliChildEnv+"="+string(raw))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
 }

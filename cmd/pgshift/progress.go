@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -11,10 +12,12 @@ import (
 )
 
 // progress shows a backfill's progress on stderr: a bar redrawn in place on
-// a terminal, a plain line every few seconds otherwise.
+// a terminal, a plain line every few seconds otherwise, a JSON object per
+// line (every second) with --json.
 type progress struct {
 	w        io.Writer
 	terminal bool
+	json     bool
 	every    time.Duration
 
 	mu        sync.Mutex
@@ -25,12 +28,15 @@ type progress struct {
 	done      map[string]int64
 }
 
-func newProgress(w io.Writer, terminal bool) *progress {
+func newProgress(w io.Writer, terminal, asJSON bool) *progress {
 	every := 5 * time.Second
-	if terminal {
+	switch {
+	case asJSON:
+		terminal, every = false, time.Second
+	case terminal:
 		every = 200 * time.Millisecond
 	}
-	return &progress{w: w, terminal: terminal, every: every, start: time.Now(), estimates: map[string]int64{}, done: map[string]int64{}}
+	return &progress{w: w, terminal: terminal, json: asJSON, every: every, start: time.Now(), estimates: map[string]int64{}, done: map[string]int64{}}
 }
 
 // chunk records a committed chunk and redraws when it is time.
@@ -41,9 +47,6 @@ func (p *progress) chunk(c backfill.Progress) {
 	p.rows += c.Rows
 	p.done[name] += c.Rows
 	p.estimates[name] = c.Estimate
-	if c.Done {
-		p.estimates[name] = p.done[name] // the real count, now known
-	}
 	if now := time.Now(); now.Sub(p.last) >= p.every {
 		p.last = now
 		p.draw(now)
@@ -65,6 +68,17 @@ func (p *progress) draw(now time.Time) {
 	if rate > 0 {
 		eta = time.Duration(float64(total-p.rows) / rate * float64(time.Second)).Round(time.Second).String()
 	}
+	if p.json {
+		etaSeconds := -1.0
+		if rate > 0 {
+			etaSeconds = float64(total-p.rows) / rate
+		}
+		_ = json.NewEncoder(p.w).Encode(progressJSON{
+			Rows: p.rows, Total: total, Fraction: frac, RowsPerSecond: rate, ETASeconds: etaSeconds,
+			ElapsedSeconds: elapsed, Tables: p.tableRows(),
+		})
+		return
+	}
 	if p.terminal {
 		const width = 30
 		n := int(frac * width)
@@ -82,4 +96,32 @@ func (p *progress) finish() {
 	if p.terminal {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// progressJSON is one line of --json progress on stderr. ETASeconds is -1
+// before the rate is known.
+type progressJSON struct {
+	Rows           int64                    `json:"rows"`
+	Total          int64                    `json:"total"`
+	Fraction       float64                  `json:"fraction"`
+	RowsPerSecond  float64                  `json:"rows_per_second"`
+	ETASeconds     float64                  `json:"eta_seconds"`
+	ElapsedSeconds float64                  `json:"elapsed_seconds"`
+	Tables         map[string]tableProgress `json:"tables"`
+}
+
+// tableProgress is one table's rows copied by this process and its
+// estimated total.
+type tableProgress struct {
+	Rows  int64 `json:"rows"`
+	Total int64 `json:"total"`
+}
+
+// tableRows is each table's progress.
+func (p *progress) tableRows() map[string]tableProgress {
+	out := make(map[string]tableProgress, len(p.estimates))
+	for name, e := range p.estimates {
+		out[name] = tableProgress{Rows: p.done[name], Total: max(e, p.done[name])}
+	}
+	return out
 }

@@ -7,19 +7,28 @@
 //     dual-writing facade are newer than anything backfill read from old.
 //     Every chunk is written with INSERT semantics only, never UPDATE (see
 //     How a chunk is copied).
-//   - Resumable: each chunk commits on new in one transaction together with
-//     its row in pgshift.backfill_progress, so a backfill killed at any
-//     instant resumes after the last committed chunk and copies no chunk
-//     twice. A finished table is marked done (last_key = '{}') and skipped
-//     by later runs unless Options.Restart is set.
-//   - Keyset chunks (key > last key copied, ORDER BY key LIMIT size), never
-//     OFFSET; COPY in text format, so enums and arrays of them survive
-//     different type OIDs on the two servers. Options.Workers tables are
-//     copied at once.
+//   - Many workers, one job: a table is planned once into chunks of key
+//     ranges (pgshift.backfill_chunks on new, under a lock so concurrent
+//     processes plan it once). Workers of any number of processes lease
+//     chunks with FOR UPDATE SKIP LOCKED and an expiry (Options.Lease), so
+//     they never wait for each other and a chunk whose worker died is
+//     taken over when its lease runs out.
+//   - Resumable: a chunk is copied in pieces of at most ChunkSize rows, each
+//     committed on new in one transaction together with the chunk's
+//     progress (the last key copied) and the renewal of its lease, so a
+//     worker killed at any instant loses only its uncommitted piece and the
+//     next worker goes on from the last committed key; no piece is counted
+//     twice. A worker that lost its lease cannot record a piece: its
+//     transaction rolls back. Chunks finish in any order; a table whose
+//     chunks are all done is skipped by later runs unless Options.Restart.
+//   - Keyset ranges (key > after AND key <= upto, ORDER BY key LIMIT size),
+//     never OFFSET; COPY in text format, so enums and arrays of them survive
+//     different type OIDs on the two servers.
 //
 // # How a chunk is copied
 //
-// Old streams the chunk with COPY (SELECT ... ORDER BY key LIMIT size) TO
+// Below, "chunk" is one piece of a leased chunk. Old streams it with COPY
+// (SELECT ... ORDER BY key LIMIT size) TO
 // STDOUT straight into COPY ... FROM STDIN on new, 64 KiB per message; no
 // row is decoded in Go. The chunk's end is the key of the last row that
 // went through (parsed from the stream), so old is read once per chunk: no
@@ -68,12 +77,15 @@ package backfill
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -85,73 +97,109 @@ import (
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
+// The defaults of Options.
+const (
+	ChunkSizeDefault = 50_000
+	LeaseDefault     = time.Minute
+)
+
 // Options tune a backfill. The zero value works.
 type Options struct {
-	// Workers is how many tables are copied at once (default 1).
+	// Workers is how many chunks this process copies at once, of one table
+	// or of several tables of one foreign-key level (default 1). Other
+	// processes may work on the same tables at the same time.
 	Workers int
-	// ChunkSize is the number of rows per chunk (default 50,000: fewer
-	// chunks mean fewer pauses between one COPY and the next).
+	// ChunkSize is how many rows a chunk is planned with, and the most rows
+	// one piece of a chunk copies in one transaction (ChunkSizeDefault).
 	ChunkSize int
-	// Restart forgets earlier progress of the tables and copies them again
-	// (rows new has are still never overwritten).
+	// Lease is how long a worker holds a chunk without committing a piece
+	// of it before another worker may take the chunk over (LeaseDefault).
+	// It must exceed the time one piece takes.
+	Lease time.Duration
+	// Worker names this process in the chunks' leases (default: host name,
+	// process id and a random suffix); its workers add /1, /2, ...
+	Worker string
+	// Restart forgets the tables' plans and progress and copies them again
+	// (rows new has are still never overwritten). Run it with one process.
 	Restart bool
-	// Progress, when set, is called after every committed chunk, from the
+	// Progress, when set, is called after every committed piece, from the
 	// worker that copied it.
 	Progress func(Progress)
 	// Logger receives one line per table (default slog.Default()).
 	Logger *slog.Logger
 
-	// afterCopy, set by tests (WithAfterCopy), runs after a chunk's rows
+	// afterCopy, set by tests (WithAfterCopy), runs after a piece's rows
 	// reached new and before its transaction commits: where a concurrent
 	// delete races it.
 	afterCopy func(*rowsync.Table)
 }
 
-// Progress is reported after each chunk.
+func (o Options) withDefaults() Options {
+	if o.Workers < 1 {
+		o.Workers = 1
+	}
+	if o.ChunkSize < 1 {
+		o.ChunkSize = ChunkSizeDefault
+	}
+	if o.Lease <= 0 {
+		o.Lease = LeaseDefault
+	}
+	if o.Worker == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		o.Worker = fmt.Sprintf("%s:%d:%x", host, os.Getpid(), b)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Progress is reported after each committed piece of a chunk.
 type Progress struct {
 	Table *rowsync.Table
-	// Chunk is the chunk's number; Range its keys.
+	// Chunk is the chunk's number; Range the keys of this piece of it.
 	Chunk int
 	Range rowsync.Range
-	// Rows is the number of rows read from old in this chunk, Inserted the
+	// Rows is the number of rows read from old in this piece, Inserted the
 	// number of them new did not already have.
 	Rows, Inserted int64
 	// Estimate is the table's row count as old's statistics estimate it.
 	Estimate int64
-	// Done is set on the table's last chunk.
+	// Done is set when this piece finished the table's last chunk (every
+	// worker's chunks done).
 	Done bool
 }
 
 // Result is what a backfill did to one table.
 type Result struct {
 	Table *rowsync.Table
-	// Chunks, Rows and Inserted count this run's chunks, rows read from
-	// old and rows inserted into new (the rest new already had).
-	Chunks         int
+	// Chunks is the number of chunks in the table's plan; Pieces, Rows and
+	// Inserted count this process's committed pieces, rows read from old
+	// and rows inserted into new (the rest new already had).
+	Chunks, Pieces int
 	Rows, Inserted int64
-	// AlreadyDone is set when an earlier run had finished the table.
+	// AlreadyDone is set when every chunk was done before this run.
 	AlreadyDone bool
-	// Resumed is set when an earlier run had copied part of the table.
+	// Resumed is set when an earlier run (or another process) had copied
+	// part of the table.
 	Resumed bool
 	Err     error
 }
 
 // Run copies tables from old to new, parents before children: new's foreign
 // keys refuse a row whose parent has not been copied yet, so tables go level
-// by level of rowsync.ForeignKeyLevels (read on new), Options.Workers tables
-// of one level at once. A table's failure stops the levels after its own
-// (their rows may need it); the results then hold only the tables started.
-// The error is for what stops everything.
+// by level of rowsync.ForeignKeyLevels (read on new). Each table is split
+// into chunks of key ranges, planned once in pgshift.backfill_chunks on new;
+// Options.Workers workers of this process, and those of any other process
+// backfilling the same tables, lease the chunks of a level and copy them. A
+// level ends when all its chunks are done, whoever copied them. A table's
+// failure stops the levels after its own (their rows may need it); the
+// results then hold only the tables started. The error is for what stops
+// everything.
 func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
-	if opts.Workers < 1 {
-		opts.Workers = 1
-	}
-	if opts.ChunkSize < 1 {
-		opts.ChunkSize = 50_000
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	if err := pgshiftdb.Install(ctx, newDB); err != nil {
 		return nil, fmt.Errorf("backfill: on new: %w", err)
 	}
@@ -161,92 +209,232 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	}
 	var results []Result
 	for _, level := range levels {
-		res := make([]Result, len(level))
-		rowsync.ForEach(ctx, len(level), opts.Workers, func(i int) {
-			res[i] = table(ctx, oldDB, newDB, level[i], opts)
-		})
-		for _, r := range res {
-			if r.Table != nil {
-				results = append(results, r)
-			}
+		r := &runner{old: oldDB, new: newDB, opts: opts}
+		for _, t := range level {
+			r.jobs = append(r.jobs, r.plan(ctx, t))
+		}
+		var wg sync.WaitGroup
+		for i := range opts.Workers {
+			worker := fmt.Sprintf("%s/%d", opts.Worker, i+1)
+			wg.Go(func() { r.work(ctx, worker) })
+		}
+		wg.Wait()
+		failed := false
+		for _, j := range r.jobs {
+			results = append(results, j.res)
+			failed = failed || j.res.Err != nil
 		}
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
-		for _, r := range res {
-			if r.Err != nil {
-				return results, nil
-			}
+		if failed {
+			return results, nil
 		}
 	}
 	return results, nil
 }
 
-func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
-	res := Result{Table: t}
-	log := opts.Logger.With("op", "backfill", "table", t.String())
-	start := time.Now()
-	if opts.Restart {
-		if err := progress.ForgetBackfillProgress(ctx, newDB, pgshiftdb.ForgetBackfillProgressParams{TableSchema: t.Schema, TableName: t.Name}); err != nil {
-			res.Err = fmt.Errorf("backfill %s: forget progress: %w", t, err)
-			return res
+// runner is one level's backfill in this process.
+type runner struct {
+	old, new *pgxpool.Pool
+	opts     Options
+	jobs     []*job
+}
+
+// job is one table of a level.
+type job struct {
+	t        *rowsync.Table
+	estimate int64
+	log      *slog.Logger
+	start    time.Time
+
+	mu       sync.Mutex
+	res      Result
+	finished bool // every chunk done, by whichever worker
+}
+
+// over says the job needs no more work: finished or failed.
+func (j *job) over() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.finished || j.res.Err != nil
+}
+
+func (j *job) fail(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.res.Err == nil {
+		j.res.Err = err
+	}
+}
+
+// plan loads the table's chunks, planning them first when no process has:
+// under a lock on new, so that concurrent processes plan a table once.
+func (r *runner) plan(ctx context.Context, t *rowsync.Table) *job {
+	j := &job{t: t, res: Result{Table: t}, log: r.opts.Logger.With("op", "backfill", "table", t.String()), start: time.Now()}
+	err := pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
+		key := pgshiftdb.LockBackfillPlanParams{TableSchema: t.Schema, TableName: t.Name}
+		if err := progress.LockBackfillPlan(ctx, tx, key); err != nil {
+			return err
 		}
-	}
-	chunk, after, err := resumePoint(ctx, newDB, t)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	if chunk > 0 && after == nil {
-		res.AlreadyDone = true
-		log.Info("table already backfilled")
-		return res
-	}
-	res.Resumed = chunk > 0
-	estimate, err := estimateRows(ctx, oldDB, t)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	c := copier{old: oldDB, new: newDB, t: t, size: opts.ChunkSize, direct: true, afterCopy: opts.afterCopy}
-	for {
-		chunk++
-		r, rows, inserted, err := c.chunk(ctx, chunk, after)
+		if r.opts.Restart {
+			if err := progress.ForgetBackfill(ctx, tx, pgshiftdb.ForgetBackfillParams(key)); err != nil {
+				return err
+			}
+		}
+		p, err := progress.BackfillTableProgress(ctx, tx, pgshiftdb.BackfillTableProgressParams(key))
 		if err != nil {
-			res.Err = err
-			return res
+			return err
 		}
-		res.Chunks++
-		res.Rows += rows
-		res.Inserted += inserted
-		if opts.Progress != nil {
-			opts.Progress(Progress{Table: t, Chunk: chunk, Range: r, Rows: rows, Inserted: inserted, Estimate: estimate, Done: r.Last == nil})
+		if p.Chunks > 0 {
+			j.res.Chunks = int(p.Chunks)
+			j.res.AlreadyDone = p.Done == p.Chunks
+			j.res.Resumed = !j.res.AlreadyDone && p.RowsCopied > 0
+			return nil
 		}
-		if r.Last == nil {
-			log.Info("table backfilled", "chunks", res.Chunks, "rows", res.Rows, "inserted", res.Inserted, "resumed", res.Resumed, "seconds", time.Since(start).Seconds())
-			return res
+		// The plan walks old's key index once, chunk size rows at a time;
+		// rows old gains later fall into the chunk whose range holds them.
+		var after []string
+		for n := 1; ; n++ {
+			rg, _, err := rowsync.NextChunk(ctx, r.old, t, after, r.opts.ChunkSize, false)
+			if err != nil {
+				return fmt.Errorf("plan on old: %w", err)
+			}
+			if err := progress.PlanBackfillChunk(ctx, tx, pgshiftdb.PlanBackfillChunkParams{
+				TableSchema: t.Schema, TableName: t.Name, Chunk: int32(n), AfterKey: after, UptoKey: rg.Last,
+			}); err != nil {
+				return err
+			}
+			if rg.Last == nil {
+				j.res.Chunks = n
+				return nil
+			}
+			after = rg.Last
 		}
-		after = r.Last
-	}
-}
-
-// resumePoint is the number of the last chunk an earlier run committed and
-// its last key (nil with chunk > 0: the table is done).
-func resumePoint(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table) (chunk int, after []string, err error) {
-	p, err := progress.BackfillResumePoint(ctx, newDB, pgshiftdb.BackfillResumePointParams{TableSchema: t.Schema, TableName: t.Name})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil, nil
-	}
+	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("backfill %s: read progress: %w", t, err)
+		j.res.Err = fmt.Errorf("backfill %s: plan: %w", t, err)
+		return j
 	}
-	if len(p.LastKey) == 0 {
-		return int(p.Chunk), nil, nil
+	if j.res.AlreadyDone {
+		j.finished = true
+		j.log.Info("table already backfilled")
+		return j
 	}
-	return int(p.Chunk), p.LastKey, nil
+	if j.estimate, err = estimateRows(ctx, r.old, t); err != nil {
+		j.res.Err = err
+	}
+	return j
 }
 
-// progress runs the statements of pgshift.backfill_progress.
+// work leases chunks of the level's tables, first table first, and copies
+// them until every chunk is done. When the chunks left are leased by other
+// workers it waits: they finish them, or their leases expire and it takes
+// them over.
+func (r *runner) work(ctx context.Context, worker string) {
+	wait := min(max(r.opts.Lease/4, 50*time.Millisecond), 500*time.Millisecond)
+	for ctx.Err() == nil {
+		copied, pending := false, false
+		for _, j := range r.jobs {
+			if j.over() {
+				continue
+			}
+			l, err := progress.LeaseBackfillChunk(ctx, r.new, pgshiftdb.LeaseBackfillChunkParams{
+				Worker: worker, LeaseSeconds: r.opts.Lease.Seconds(), TableSchema: j.t.Schema, TableName: j.t.Name,
+			})
+			if errors.Is(err, pgx.ErrNoRows) {
+				finished, err := r.finished(ctx, j)
+				if err != nil {
+					j.fail(err)
+				}
+				pending = pending || !finished
+				continue
+			}
+			if err != nil {
+				j.fail(fmt.Errorf("backfill %s: lease a chunk: %w", j.t, err))
+				continue
+			}
+			r.copyChunk(ctx, j, l, worker)
+			copied = true
+			break
+		}
+		if !copied {
+			if !pending {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// finished says whether every chunk of j is done, and marks j so once.
+func (r *runner) finished(ctx context.Context, j *job) (bool, error) {
+	p, err := progress.BackfillTableProgress(ctx, r.new, pgshiftdb.BackfillTableProgressParams{TableSchema: j.t.Schema, TableName: j.t.Name})
+	if err != nil {
+		return false, fmt.Errorf("backfill %s: read progress: %w", j.t, err)
+	}
+	if p.Done < p.Chunks {
+		return false, nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.finished {
+		j.finished = true
+		j.log.Info("table backfilled", "chunks", p.Chunks, "rows", p.RowsCopied, "this_process_rows", j.res.Rows,
+			"inserted", j.res.Inserted, "resumed", j.res.Resumed, "seconds", time.Since(j.start).Seconds())
+	}
+	return true, nil
+}
+
+// copyChunk copies a leased chunk piece by piece from where it stands.
+func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfillChunkRow, worker string) {
+	c := copier{
+		old: r.old, new: r.new, t: j.t, size: r.opts.ChunkSize, direct: true, afterCopy: r.opts.afterCopy,
+		chunk: int(l.Chunk), upto: l.UptoKey, worker: worker, lease: r.opts.Lease,
+	}
+	after := l.AfterKey
+	if l.CopiedUpto != nil {
+		after = l.CopiedUpto
+		j.mu.Lock()
+		j.res.Resumed = true
+		j.mu.Unlock()
+	}
+	for {
+		rg, rows, inserted, done, err := c.piece(ctx, after)
+		if errors.Is(err, errLeaseLost) {
+			j.log.Warn("chunk taken over by another worker after its lease expired; leaving it", "chunk", l.Chunk)
+			return
+		}
+		if err != nil {
+			j.fail(err)
+			return
+		}
+		j.mu.Lock()
+		j.res.Pieces++
+		j.res.Rows += rows
+		j.res.Inserted += inserted
+		j.mu.Unlock()
+		tableDone := false
+		if done {
+			if tableDone, err = r.finished(ctx, j); err != nil {
+				j.fail(err)
+				return
+			}
+		}
+		if r.opts.Progress != nil {
+			r.opts.Progress(Progress{Table: j.t, Chunk: int(l.Chunk), Range: rg, Rows: rows, Inserted: inserted, Estimate: j.estimate, Done: tableDone})
+		}
+		if done {
+			return
+		}
+		after = rg.Last
+	}
+}
+
+// progress runs the statements of pgshift.backfill_chunks.
 var progress = pgshiftdb.New()
 
 func estimateRows(ctx context.Context, old *pgxpool.Pool, t *rowsync.Table) (int64, error) {
@@ -261,47 +449,70 @@ func estimateRows(ctx context.Context, old *pgxpool.Pool, t *rowsync.Table) (int
 	return n, nil
 }
 
-// copier copies one table's chunks from old to new.
+// errLeaseLost says another worker took the chunk over (this one's lease
+// expired): the piece rolled back, and the chunk is the other worker's.
+var errLeaseLost = errors.New("lease lost")
+
+// copier copies the pieces of one leased chunk from old to new.
 type copier struct {
 	old, new *pgxpool.Pool
 	t        *rowsync.Table
 	size     int
-	// direct is set while chunks are tried with a direct COPY; it is
-	// cleared when new turns out to hold rows where the next chunk goes and
-	// set again after a chunk whose rows new held none of.
+	// chunk and upto are the leased chunk's number and last key (nil: the
+	// table's end); worker and lease renew its lease with every piece.
+	chunk  int
+	upto   []string
+	worker string
+	lease  time.Duration
+	// direct is set while pieces are tried with a direct COPY; it is
+	// cleared when new turns out to hold rows where the next piece goes and
+	// set again after a piece whose rows new held none of.
 	direct bool
-	// xid is the transaction of the last committed chunk, for
+	// xid is the transaction of the last committed piece, for
 	// settleDeletes.
 	xid string
 	// afterCopy is Options.afterCopy.
 	afterCopy func(*rowsync.Table)
 }
 
-// chunk copies the up to c.size rows after key after (nil: from the
-// start) and records the chunk as number n, in one transaction on new. It
-// returns the chunk's range: Last is the last key copied, or nil when the
-// chunk ran to the table's end.
-func (c *copier) chunk(ctx context.Context, n int, after []string) (r rowsync.Range, rows, inserted int64, err error) {
+// piece copies the up to c.size rows of the chunk after key after (nil:
+// from the start) and records them with the chunk, in one transaction on
+// new. It returns the piece's range (Last: the last key copied) and done
+// when the piece reached the chunk's end.
+func (c *copier) piece(ctx context.Context, after []string) (r rowsync.Range, rows, inserted int64, done bool, err error) {
+	fail := func(err error) error {
+		if errors.Is(err, errLeaseLost) {
+			return err
+		}
+		return fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, c.chunk, after, err)
+	}
+	// settle closes the delete race over the keys the piece covered.
+	settle := func(r rowsync.Range, inserted int64) error {
+		if r.Last == nil {
+			r.Last = c.upto
+		}
+		return c.settleDeletes(ctx, r, inserted)
+	}
 	if c.direct {
-		r, rows, copied, err := c.copyDirect(ctx, n, after)
+		r, rows, copied, err := c.copyDirect(ctx, after)
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation: // a dual write got there first
 			c.direct = false
 		case err != nil:
-			return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
+			return r, 0, 0, false, fail(err)
 		case copied:
-			return r, rows, rows, c.settleDeletes(ctx, n, r, rows)
+			return r, rows, rows, r.Last == nil, settle(r, rows)
 		default: // new's next row follows after: nothing to copy directly
 			c.direct = false
 		}
 	}
-	r, rows, inserted, err = c.copySafe(ctx, n, after)
+	r, rows, inserted, err = c.copySafe(ctx, after)
 	if err != nil {
-		return r, 0, 0, fmt.Errorf("backfill %s: chunk %d after %v: %w", c.t, n, after, err)
+		return r, 0, 0, false, fail(err)
 	}
 	c.direct = inserted == rows
-	return r, rows, inserted, c.settleDeletes(ctx, n, r, inserted)
+	return r, rows, inserted, r.Last == nil, settle(r, inserted)
 }
 
 // noteOwn remembers, inside a chunk's transaction, its id: the rows it
@@ -322,12 +533,12 @@ func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx) error {
 // commits on old after this check finds the row on new itself. The common
 // case costs two index scans: when both sides hold the same keys in r
 // (KeyFingerprint) nothing was deleted.
-func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range, inserted int64) error {
+func (c *copier) settleDeletes(ctx context.Context, r rowsync.Range, inserted int64) error {
 	if inserted == 0 {
 		return nil // nothing of this chunk's can have come back
 	}
 	fail := func(what string, err error) error {
-		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, n, what, err)
+		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, c.chunk, what, err)
 	}
 	fpOld, err := rowsync.KeyFingerprint(ctx, c.old, c.t, r)
 	if err != nil {
@@ -358,14 +569,14 @@ func (c *copier) settleDeletes(ctx context.Context, n int, r rowsync.Range, inse
 // first key after it, straight into the table on new. It reports whether
 // it copied anything; when new's next row follows after immediately it
 // copies nothing (copied is false) and the caller takes the safe way.
-func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsync.Range, rows int64, copied bool, err error) {
+func (c *copier) copyDirect(ctx context.Context, after []string) (r rowsync.Range, rows int64, copied bool, err error) {
 	r.After = after
 	tx, err := c.new.Begin(ctx)
 	if err != nil {
 		return r, 0, false, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	before, err := rowsync.FirstKeyAfter(ctx, tx, c.t, after)
+	before, err := rowsync.FirstKeyIn(ctx, tx, c.t, rowsync.Range{After: after, Last: c.upto})
 	if err != nil {
 		return r, 0, false, err
 	}
@@ -387,7 +598,7 @@ func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsy
 	if err := c.noteOwn(ctx, tx); err != nil {
 		return r, 0, false, err
 	}
-	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
+	if err := c.record(ctx, tx, r, rows); err != nil {
 		return r, 0, false, err
 	}
 	return r, rows, true, tx.Commit(ctx)
@@ -395,7 +606,7 @@ func (c *copier) copyDirect(ctx context.Context, n int, after []string) (r rowsy
 
 // copySafe COPYs old's rows after key after, up to c.size, into a
 // temporary table on new and inserts those new does not have.
-func (c *copier) copySafe(ctx context.Context, n int, after []string) (r rowsync.Range, rows, inserted int64, err error) {
+func (c *copier) copySafe(ctx context.Context, after []string) (r rowsync.Range, rows, inserted int64, err error) {
 	r.After = after
 	tx, err := c.new.Begin(ctx)
 	if err != nil {
@@ -420,22 +631,25 @@ func (c *copier) copySafe(ctx context.Context, n int, after []string) (r rowsync
 	if err := c.noteOwn(ctx, tx); err != nil {
 		return r, 0, 0, err
 	}
-	if err := record(ctx, tx, c.t, n, r, rows); err != nil {
+	if err := c.record(ctx, tx, r, rows); err != nil {
 		return r, 0, 0, err
 	}
 	return r, rows, tag.RowsAffected(), tx.Commit(ctx)
 }
 
-// record writes chunk n's row in pgshift.backfill_progress.
-func record(ctx context.Context, tx pgx.Tx, t *rowsync.Table, n int, r rowsync.Range, rows int64) error {
-	last := r.Last
-	if last == nil {
-		last = []string{}
-	}
-	if err := progress.RecordBackfillChunk(ctx, tx, pgshiftdb.RecordBackfillChunkParams{
-		TableSchema: t.Schema, TableName: t.Name, Chunk: int32(n), LastKey: last, RowsCopied: rows,
-	}); err != nil {
+// record adds the piece r (Last nil: the chunk's end reached) to the
+// chunk's progress in the piece's transaction, and renews the lease:
+// errLeaseLost when another worker holds the chunk now.
+func (c *copier) record(ctx context.Context, tx pgx.Tx, r rowsync.Range, rows int64) error {
+	n, err := progress.RecordBackfillPiece(ctx, tx, pgshiftdb.RecordBackfillPieceParams{
+		CopiedUpto: r.Last, Rows: rows, LeaseSeconds: c.lease.Seconds(), Done: r.Last == nil,
+		TableSchema: c.t.Schema, TableName: c.t.Name, Chunk: int32(c.chunk), Worker: c.worker,
+	})
+	if err != nil {
 		return fmt.Errorf("record progress: %w", err)
+	}
+	if n == 0 {
+		return errLeaseLost
 	}
 	return nil
 }
@@ -454,7 +668,7 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 	// settings that the query reads with current_setting, so no value is
 	// ever formatted into SQL.
 	setting := func(i int) string { return fmt.Sprintf("current_setting('pgshift.key%d')", i) }
-	cond, args := c.t.RangeCond("t", rowsync.Range{After: after}, setting)
+	cond, args := c.t.RangeCond("t", rowsync.Range{After: after, Last: c.upto}, setting)
 	if before != nil {
 		cond2, args2 := c.t.KeyCond("t", "<", before, func(i int) string { return setting(len(args) + i) })
 		cond, args = cond+" AND "+cond2, append(args, args2...)

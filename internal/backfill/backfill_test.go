@@ -127,12 +127,12 @@ func TestBackfillKilledAndRerunCopiesNoChunkTwice(t *testing.T) {
 	}
 	chunks := 0
 	for deadline := time.Now().Add(30 * time.Second); chunks < 5 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		_ = p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_progress`).Scan(&chunks)
+		_ = p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_chunks WHERE done_at IS NOT NULL`).Scan(&chunks)
 	}
 	_ = child.Process.Kill()
 	_ = child.Wait()
 	var before int
-	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_progress`).Scan(&before); err != nil || before < 5 || before >= 30 {
+	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_chunks WHERE done_at IS NOT NULL`).Scan(&before); err != nil || before < 5 || before >= 30 {
 		t.Fatalf("child committed %d of 30 chunks before it was killed (err %v); want it killed mid-way", before, err)
 	}
 	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{ChunkSize: 20})
@@ -142,13 +142,12 @@ func TestBackfillKilledAndRerunCopiesNoChunkTwice(t *testing.T) {
 	if !res[0].Resumed || res[0].Inserted != res[0].Rows {
 		t.Errorf("rerun %+v: want resumed, every row it read new to new (no chunk read twice)", res[0])
 	}
-	var chunks2, rows int64
-	var distinct int64
-	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*), sum(rows_copied), count(DISTINCT last_key) FROM pgshift.backfill_progress`).Scan(&chunks2, &rows, &distinct); err != nil {
+	var chunks2, done, rows int64
+	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*), count(done_at), sum(rows_copied) FROM pgshift.backfill_chunks`).Scan(&chunks2, &done, &rows); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 600 || distinct != chunks2 {
-		t.Errorf("progress holds %d chunks (%d distinct ends) with %d rows copied; want 600 rows, each chunk once", chunks2, distinct, rows)
+	if rows != 600 || chunks2 != 31 || done != 31 {
+		t.Errorf("the plan holds %d chunks, %d done, with %d rows copied; want 31 chunks done (30 of 20 rows, and the open end), 600 rows, each copied once", chunks2, done, rows)
 	}
 	requireEqual(t, p)
 }

@@ -9,69 +9,246 @@ import (
 	"context"
 )
 
-const backfillResumePoint = `-- name: BackfillResumePoint :one
-SELECT chunk, last_key FROM pgshift.backfill_progress
+const backfillChunkCount = `-- name: BackfillChunkCount :one
+SELECT count(*) FROM pgshift.backfill_chunks
 WHERE table_schema = $1 AND table_name = $2
-ORDER BY chunk DESC
-LIMIT 1
 `
 
-type BackfillResumePointParams struct {
+type BackfillChunkCountParams struct {
 	TableSchema string `json:"table_schema"`
 	TableName   string `json:"table_name"`
 }
 
-type BackfillResumePointRow struct {
-	Chunk   int32    `json:"chunk"`
-	LastKey []string `json:"last_key"`
+func (q *Queries) BackfillChunkCount(ctx context.Context, db DBTX, arg BackfillChunkCountParams) (int64, error) {
+	row := db.QueryRow(ctx, backfillChunkCount, arg.TableSchema, arg.TableName)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
 }
 
-// The last chunk an earlier backfill of the table committed, and its last
-// key ('{}' when the table is done).
-func (q *Queries) BackfillResumePoint(ctx context.Context, db DBTX, arg BackfillResumePointParams) (BackfillResumePointRow, error) {
-	row := db.QueryRow(ctx, backfillResumePoint, arg.TableSchema, arg.TableName)
-	var i BackfillResumePointRow
-	err := row.Scan(&i.Chunk, &i.LastKey)
+const backfillJobs = `-- name: BackfillJobs :many
+SELECT table_schema, table_name,
+       count(*) FILTER (WHERE done_at IS NOT NULL) AS done,
+       count(*) FILTER (WHERE done_at IS NULL AND lease_until > now()) AS leased,
+       count(*) AS chunks,
+       coalesce(sum(rows_copied), 0)::bigint AS rows_copied,
+       count(DISTINCT leased_by) FILTER (WHERE done_at IS NULL AND lease_until > now()) AS workers
+FROM pgshift.backfill_chunks
+GROUP BY table_schema, table_name
+ORDER BY table_schema, table_name
+`
+
+type BackfillJobsRow struct {
+	TableSchema string `json:"table_schema"`
+	TableName   string `json:"table_name"`
+	Done        int64  `json:"done"`
+	Leased      int64  `json:"leased"`
+	Chunks      int64  `json:"chunks"`
+	RowsCopied  int64  `json:"rows_copied"`
+	Workers     int64  `json:"workers"`
+}
+
+// Every table with a backfill plan, and how far it is: for status.
+func (q *Queries) BackfillJobs(ctx context.Context, db DBTX) ([]BackfillJobsRow, error) {
+	rows, err := db.Query(ctx, backfillJobs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BackfillJobsRow
+	for rows.Next() {
+		var i BackfillJobsRow
+		if err := rows.Scan(
+			&i.TableSchema,
+			&i.TableName,
+			&i.Done,
+			&i.Leased,
+			&i.Chunks,
+			&i.RowsCopied,
+			&i.Workers,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const backfillTableProgress = `-- name: BackfillTableProgress :one
+SELECT count(*) FILTER (WHERE done_at IS NOT NULL) AS done,
+       count(*) FILTER (WHERE done_at IS NULL AND lease_until > now()) AS leased,
+       count(*) AS chunks,
+       coalesce(sum(rows_copied), 0)::bigint AS rows_copied
+FROM pgshift.backfill_chunks
+WHERE table_schema = $1 AND table_name = $2
+`
+
+type BackfillTableProgressParams struct {
+	TableSchema string `json:"table_schema"`
+	TableName   string `json:"table_name"`
+}
+
+type BackfillTableProgressRow struct {
+	Done       int64 `json:"done"`
+	Leased     int64 `json:"leased"`
+	Chunks     int64 `json:"chunks"`
+	RowsCopied int64 `json:"rows_copied"`
+}
+
+// How far the table's backfill is, over every worker: chunks done, leased
+// (lease not expired) and in all; rows copied.
+func (q *Queries) BackfillTableProgress(ctx context.Context, db DBTX, arg BackfillTableProgressParams) (BackfillTableProgressRow, error) {
+	row := db.QueryRow(ctx, backfillTableProgress, arg.TableSchema, arg.TableName)
+	var i BackfillTableProgressRow
+	err := row.Scan(
+		&i.Done,
+		&i.Leased,
+		&i.Chunks,
+		&i.RowsCopied,
+	)
 	return i, err
 }
 
-const forgetBackfillProgress = `-- name: ForgetBackfillProgress :exec
-DELETE FROM pgshift.backfill_progress
+const forgetBackfill = `-- name: ForgetBackfill :exec
+DELETE FROM pgshift.backfill_chunks
 WHERE table_schema = $1 AND table_name = $2
 `
 
-type ForgetBackfillProgressParams struct {
+type ForgetBackfillParams struct {
 	TableSchema string `json:"table_schema"`
 	TableName   string `json:"table_name"`
 }
 
-func (q *Queries) ForgetBackfillProgress(ctx context.Context, db DBTX, arg ForgetBackfillProgressParams) error {
-	_, err := db.Exec(ctx, forgetBackfillProgress, arg.TableSchema, arg.TableName)
+func (q *Queries) ForgetBackfill(ctx context.Context, db DBTX, arg ForgetBackfillParams) error {
+	_, err := db.Exec(ctx, forgetBackfill, arg.TableSchema, arg.TableName)
 	return err
 }
 
-const recordBackfillChunk = `-- name: RecordBackfillChunk :exec
-INSERT INTO pgshift.backfill_progress (table_schema, table_name, chunk, last_key, rows_copied)
+const leaseBackfillChunk = `-- name: LeaseBackfillChunk :one
+UPDATE pgshift.backfill_chunks c
+SET leased_by = $1::text, lease_until = now() + make_interval(secs => $2::float8)
+WHERE (c.table_schema, c.table_name, c.chunk) = (
+    SELECT f.table_schema, f.table_name, f.chunk FROM pgshift.backfill_chunks f
+    WHERE f.table_schema = $3 AND f.table_name = $4 AND f.done_at IS NULL
+      AND (f.lease_until IS NULL OR f.lease_until < now())
+    ORDER BY f.chunk
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING c.chunk, c.after_key, c.upto_key, c.copied_upto
+`
+
+type LeaseBackfillChunkParams struct {
+	Worker       string  `json:"worker"`
+	LeaseSeconds float64 `json:"lease_seconds"`
+	TableSchema  string  `json:"table_schema"`
+	TableName    string  `json:"table_name"`
+}
+
+type LeaseBackfillChunkRow struct {
+	Chunk      int32    `json:"chunk"`
+	AfterKey   []string `json:"after_key"`
+	UptoKey    []string `json:"upto_key"`
+	CopiedUpto []string `json:"copied_upto"`
+}
+
+// Leases the first chunk of the table that is not done and not leased by
+// another worker (or whose lease expired); chunks other workers hold locked
+// at this instant are skipped, not waited for.
+func (q *Queries) LeaseBackfillChunk(ctx context.Context, db DBTX, arg LeaseBackfillChunkParams) (LeaseBackfillChunkRow, error) {
+	row := db.QueryRow(ctx, leaseBackfillChunk,
+		arg.Worker,
+		arg.LeaseSeconds,
+		arg.TableSchema,
+		arg.TableName,
+	)
+	var i LeaseBackfillChunkRow
+	err := row.Scan(
+		&i.Chunk,
+		&i.AfterKey,
+		&i.UptoKey,
+		&i.CopiedUpto,
+	)
+	return i, err
+}
+
+const lockBackfillPlan = `-- name: LockBackfillPlan :exec
+SELECT pg_advisory_xact_lock(hashtextextended('pgshift.backfill ' || $1::text || '.' || $2::text, 0))
+`
+
+type LockBackfillPlanParams struct {
+	TableSchema string `json:"table_schema"`
+	TableName   string `json:"table_name"`
+}
+
+// Serialises the planning of one table's chunks among backfill processes,
+// until the end of the transaction.
+func (q *Queries) LockBackfillPlan(ctx context.Context, db DBTX, arg LockBackfillPlanParams) error {
+	_, err := db.Exec(ctx, lockBackfillPlan, arg.TableSchema, arg.TableName)
+	return err
+}
+
+const planBackfillChunk = `-- name: PlanBackfillChunk :exec
+INSERT INTO pgshift.backfill_chunks (table_schema, table_name, chunk, after_key, upto_key)
 VALUES ($1, $2, $3, $4, $5)
 `
 
-type RecordBackfillChunkParams struct {
+type PlanBackfillChunkParams struct {
 	TableSchema string   `json:"table_schema"`
 	TableName   string   `json:"table_name"`
 	Chunk       int32    `json:"chunk"`
-	LastKey     []string `json:"last_key"`
-	RowsCopied  int64    `json:"rows_copied"`
+	AfterKey    []string `json:"after_key"`
+	UptoKey     []string `json:"upto_key"`
 }
 
-// Written in the chunk's own transaction on new, so a committed chunk is
-// always recorded and a recorded chunk always committed.
-func (q *Queries) RecordBackfillChunk(ctx context.Context, db DBTX, arg RecordBackfillChunkParams) error {
-	_, err := db.Exec(ctx, recordBackfillChunk,
+func (q *Queries) PlanBackfillChunk(ctx context.Context, db DBTX, arg PlanBackfillChunkParams) error {
+	_, err := db.Exec(ctx, planBackfillChunk,
 		arg.TableSchema,
 		arg.TableName,
 		arg.Chunk,
-		arg.LastKey,
-		arg.RowsCopied,
+		arg.AfterKey,
+		arg.UptoKey,
 	)
 	return err
+}
+
+const recordBackfillPiece = `-- name: RecordBackfillPiece :execrows
+UPDATE pgshift.backfill_chunks
+SET copied_upto = $1, rows_copied = rows_copied + $2,
+    lease_until = now() + make_interval(secs => $3::float8),
+    done_at = CASE WHEN $4::bool THEN now() END
+WHERE table_schema = $5 AND table_name = $6 AND chunk = $7 AND leased_by = $8::text
+`
+
+type RecordBackfillPieceParams struct {
+	CopiedUpto   []string `json:"copied_upto"`
+	Rows         int64    `json:"rows"`
+	LeaseSeconds float64  `json:"lease_seconds"`
+	Done         bool     `json:"done"`
+	TableSchema  string   `json:"table_schema"`
+	TableName    string   `json:"table_name"`
+	Chunk        int32    `json:"chunk"`
+	Worker       string   `json:"worker"`
+}
+
+// Written in the transaction that copied the piece, so committed rows are
+// always recorded and recorded rows always committed. It also renews the
+// lease; no row is updated when the lease went to another worker.
+func (q *Queries) RecordBackfillPiece(ctx context.Context, db DBTX, arg RecordBackfillPieceParams) (int64, error) {
+	result, err := db.Exec(ctx, recordBackfillPiece,
+		arg.CopiedUpto,
+		arg.Rows,
+		arg.LeaseSeconds,
+		arg.Done,
+		arg.TableSchema,
+		arg.TableName,
+		arg.Chunk,
+		arg.Worker,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

@@ -11,9 +11,11 @@ import (
 )
 
 const backfilledTables = `-- name: BackfilledTables :many
-SELECT DISTINCT table_name::text AS table_name
-FROM pgshift.backfill_progress
-WHERE table_schema = $1 AND last_key = '{}'
+SELECT table_name::text AS table_name
+FROM pgshift.backfill_chunks
+WHERE table_schema = $1
+GROUP BY table_name
+HAVING bool_and(done_at IS NOT NULL)
 `
 
 // The tables of a schema whose backfill finished.

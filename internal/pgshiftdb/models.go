@@ -10,13 +10,17 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-type PgshiftBackfillProgress struct {
-	TableSchema string    `json:"table_schema"`
-	TableName   string    `json:"table_name"`
-	Chunk       int32     `json:"chunk"`
-	LastKey     []string  `json:"last_key"`
-	RowsCopied  int64     `json:"rows_copied"`
-	DoneAt      time.Time `json:"done_at"`
+type PgshiftBackfillChunk struct {
+	TableSchema string             `json:"table_schema"`
+	TableName   string             `json:"table_name"`
+	Chunk       int32              `json:"chunk"`
+	AfterKey    []string           `json:"after_key"`
+	UptoKey     []string           `json:"upto_key"`
+	CopiedUpto  []string           `json:"copied_upto"`
+	RowsCopied  int64              `json:"rows_copied"`
+	LeasedBy    pgtype.Text        `json:"leased_by"`
+	LeaseUntil  pgtype.Timestamptz `json:"lease_until"`
+	DoneAt      pgtype.Timestamptz `json:"done_at"`
 }
 
 type PgshiftRepairLog struct {

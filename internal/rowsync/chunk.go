@@ -79,12 +79,10 @@ func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) 
 	return fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")), args
 }
 
-// FirstKeyAfter is the first key of t after key after (nil: from the
-// start) in key order, nil when there is none: one step down the primary
-// key index.
-func FirstKeyAfter(ctx context.Context, q pgshift.Querier, t *Table, after []string) ([]string, error) {
+// FirstKeyIn is the first key of t in r in key order, nil when there is
+// none: one step down the primary key index.
+func FirstKeyIn(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]string, error) {
 	q = InSession(q)
-	r := Range{After: after}
 	if err := t.checkKey(r); err != nil {
 		return nil, err
 	}
@@ -96,7 +94,7 @@ func FirstKeyAfter(ctx context.Context, q pgshift.Querier, t *Table, after []str
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: first key after %v: %w", t, after, err)
+		return nil, fmt.Errorf("%s: first key in %v: %w", t, r, err)
 	}
 	return key, nil
 }

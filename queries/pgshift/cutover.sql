@@ -11,9 +11,11 @@ ORDER BY table_name, finished_at DESC;
 
 -- name: BackfilledTables :many
 -- The tables of a schema whose backfill finished.
-SELECT DISTINCT table_name::text AS table_name
-FROM pgshift.backfill_progress
-WHERE table_schema = @table_schema AND last_key = '{}';
+SELECT table_name::text AS table_name
+FROM pgshift.backfill_chunks
+WHERE table_schema = @table_schema
+GROUP BY table_name
+HAVING bool_and(done_at IS NOT NULL);
 
 -- name: RecordShadowReads :exec
 -- Adds shadow-read counts to their minute and operation.

@@ -51,16 +51,27 @@ CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
 CREATE INDEX IF NOT EXISTS repair_log_row_idx
     ON pgshift.repair_log (table_schema, table_name, key) WHERE NOT pull;
 
--- backfill_progress records the chunks `pgshift backfill` has finished, on the
--- new database, so that an interrupted backfill resumes where it stopped.
-CREATE TABLE IF NOT EXISTS pgshift.backfill_progress (
+-- backfill_chunks are the key ranges a table's backfill is split into, on the
+-- new database. The first `pgshift backfill` to reach a table plans them; any
+-- number of processes, on any machines, then lease them (FOR UPDATE SKIP
+-- LOCKED, with an expiry) and copy them. A chunk is copied in pieces, each
+-- committed with its progress (copied_upto) in one transaction on new, so a
+-- worker that dies loses nothing: when its lease expires another worker goes
+-- on from copied_upto.
+CREATE TABLE IF NOT EXISTS pgshift.backfill_chunks (
     table_schema text        NOT NULL,
     table_name   text        NOT NULL,
     chunk        integer     NOT NULL,
-    -- the last primary key of the chunk, in text form
-    last_key     text[]      NOT NULL,
-    rows_copied  bigint      NOT NULL,
-    done_at      timestamptz NOT NULL DEFAULT now(),
+    -- the keys of the chunk, in text form: after after_key (NULL: from the
+    -- table's start) up to and including upto_key (NULL: to its end)
+    after_key    text[],
+    upto_key     text[],
+    -- the last key copied so far (NULL: none yet)
+    copied_upto  text[],
+    rows_copied  bigint      NOT NULL DEFAULT 0,
+    leased_by    text,
+    lease_until  timestamptz,
+    done_at      timestamptz,
     PRIMARY KEY (table_schema, table_name, chunk)
 );
 
