@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -46,10 +47,27 @@ func TestBackfillProcessesShareATableAndSurviveAKill(t *testing.T) {
 		_ = p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pgshift.backfill_chunks WHERE done_at IS NOT NULL`).Scan(&n)
 		return n
 	}
-	// Kill the victim while it holds a chunk, after the run is under way.
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL, "--table", "big"}
+	// Kill the victim while it holds a chunk, after the run is under way;
+	// status, from outside, shows the running backfill first.
 	killed := false
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		if done() >= 3 && holds() > 0 {
+			code, out, errOut := pgshift(t, append([]string{"status", "--json"}, urls...)...)
+			var st struct {
+				Backfills []struct {
+					Table   string
+					Done    int64 `json:"chunks_done"`
+					Chunks  int64
+					Workers int64
+				}
+			}
+			if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || len(st.Backfills) != 1 {
+				t.Fatalf("status during the backfill: code %d, %v\n%s%s", code, err, out, errOut)
+			}
+			if b := st.Backfills[0]; b.Table != `"public"."big"` || b.Workers < 1 || b.Done >= b.Chunks {
+				t.Fatalf("status during the backfill: %+v; want big, under way, with its workers", b)
+			}
 			if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -81,9 +99,12 @@ func TestBackfillProcessesShareATableAndSurviveAKill(t *testing.T) {
 	if err := p.New.Pool.QueryRow(ctx, `SELECT count(DISTINCT split_part(leased_by, ':', 2)) FROM pgshift.backfill_chunks`).Scan(&workers); err != nil || workers < 2 {
 		t.Fatalf("chunks were last leased by %d processes (err %v); want the work shared", workers, err)
 	}
-	code, out, errOut := pgshift(t, "verify", "--old", p.Old.URL, "--new", p.New.URL, "--table", "big")
+	code, out, errOut := pgshift(t, append([]string{"verify"}, urls...)...)
 	if code != exitOK || !strings.Contains(out, "equal") {
 		t.Fatalf("verify after the shared backfill: code %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := pgshift(t, append([]string{"status"}, urls...)...); code != exitOK || !strings.Contains(out, "(finished)") {
+		t.Fatalf("status after the backfill: code %d\n%s", code, out)
 	}
 }
 

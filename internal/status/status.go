@@ -70,7 +70,21 @@ type TableCount struct {
 type Report struct {
 	Schema  string            `json:"schema"`
 	Backlog dualwrite.Backlog `json:"backlog"`
-	Tables  []TableCount      `json:"tables"`
+	// Backfills are the tables of any schema with a backfill plan on new,
+	// running or finished, as every worker's progress records them.
+	Backfills []Backfill   `json:"backfills"`
+	Tables    []TableCount `json:"tables"`
+}
+
+// Backfill is one table's backfill: its chunks done, leased by a live
+// worker, and in all; the rows copied; the processes working on it now.
+type Backfill struct {
+	Table   string `json:"table"`
+	Done    int64  `json:"chunks_done"`
+	Leased  int64  `json:"chunks_leased"`
+	Chunks  int64  `json:"chunks"`
+	Rows    int64  `json:"rows_copied"`
+	Workers int64  `json:"workers"`
 }
 
 // Collect reads both sides' repair backlog and the row counts of tables in
@@ -94,6 +108,17 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 	}
 	if r.Backlog.New, err = dualwrite.ReadBacklog(ctx, newDB); err != nil {
 		return nil, fmt.Errorf("status: on new: %w", err)
+	}
+	r.Backfills = []Backfill{}
+	if r.Backlog.New.Installed {
+		jobs, err := pgshiftdb.New().BackfillJobs(ctx, newDB)
+		if err != nil {
+			return nil, fmt.Errorf("status: backfills on new: %w", err)
+		}
+		for _, j := range jobs {
+			r.Backfills = append(r.Backfills, Backfill{Table: pgx.Identifier{j.TableSchema, j.TableName}.Sanitize(), Done: j.Done, Leased: j.Leased,
+				Chunks: j.Chunks, Rows: j.RowsCopied, Workers: j.Workers})
+		}
 	}
 	if len(tables) == 0 {
 		if tables, err = allTables(ctx, oldDB, newDB, schema); err != nil {
@@ -162,6 +187,16 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, ta
 func (r *Report) Write(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Backlog.Old, r.Backlog.New)
+	if len(r.Backfills) > 0 {
+		fmt.Fprintf(&b, "\nbackfill\tchunks done\tleased\trows copied\tworkers\n")
+		for _, j := range r.Backfills {
+			state := fmt.Sprintf("%d of %d", j.Done, j.Chunks)
+			if j.Done == j.Chunks {
+				state += " (finished)"
+			}
+			fmt.Fprintf(&b, "%s\t%s\t%d\t%d\t%d\n", j.Table, state, j.Leased, j.Rows, j.Workers)
+		}
+	}
 	fmt.Fprintf(&b, "\nschema %s\told\tnew\n", r.Schema)
 	for _, t := range r.Tables {
 		fmt.Fprintf(&b, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
