@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -37,7 +38,7 @@ func benchTable(b *testing.B) (*pgtest.Pair, *rowsync.Table) {
 
 func emptyNew(b *testing.B, p *pgtest.Pair) {
 	b.Helper()
-	pgtest.Exec(b, p.New.Pool, `TRUNCATE bench; DELETE FROM pgshift.backfill_progress WHERE table_name = 'bench'`)
+	pgtest.Exec(b, p.New.Pool, `TRUNCATE bench; DELETE FROM pgshift.backfill_chunks WHERE table_name = 'bench'`)
 }
 
 func tool(b *testing.B, name string) string {
@@ -62,26 +63,28 @@ func shell(b *testing.B, cmd *exec.Cmd) {
 }
 
 // BenchmarkBackfillVsPgDump copies a 1,000,000-row table from old to new
-// with backfill and with pg_dump --data-only | psql, into an empty table
-// each time.
+// with backfill (one worker, and four workers sharing the table's chunks)
+// and with pg_dump --data-only | psql, into an empty table each time.
 func BenchmarkBackfillVsPgDump(b *testing.B) {
 	p, t := benchTable(b)
 	ctx := context.Background()
 	if err := pgshiftdb.Install(ctx, p.New.Pool); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("backfill", func(b *testing.B) {
-		for b.Loop() {
-			b.StopTimer()
-			emptyNew(b, p)
-			b.StartTimer()
-			res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, backfill.Options{})
-			if err != nil || res[0].Err != nil || res[0].Inserted != benchRows {
-				b.Fatal(err, res[0].Err, res[0].Inserted)
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("backfill-%d-workers", workers), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				emptyNew(b, p)
+				b.StartTimer()
+				res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, backfill.Options{Workers: workers})
+				if err != nil || res[0].Err != nil || res[0].Inserted != benchRows {
+					b.Fatal(err, res[0].Err, res[0].Inserted)
+				}
 			}
-		}
-		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	})
+			b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
 	b.Run("pg_dump|psql", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()

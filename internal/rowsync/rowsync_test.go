@@ -77,7 +77,13 @@ func setup(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
 
 func allKeys(t *testing.T, q pgshift.Querier, tbl *rowsync.Table) [][]string {
 	t.Helper()
-	rows, err := q.Query(context.Background(), `SELECT ARRAY["Tenant", "line No"::text] FROM `+tbl.Ident())
+	return allKeysBy(t, q, `SELECT ARRAY["Tenant", "line No"::text] FROM `+tbl.Ident())
+}
+
+// allKeysBy returns the keys query selects, one text array per row.
+func allKeysBy(t *testing.T, q pgshift.Querier, query string) [][]string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +127,11 @@ func TestLoadTableReadsColumnsTypesAndKeyOrder(t *testing.T) {
 func TestLoadTableWithoutPrimaryKeyNamesTableAndFix(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Empty)
-	pgtest.Exec(t, p.Old.Pool, `CREATE TABLE "Log Lines" (msg text)`)
+	// Unique indexes that cannot key rows: on a nullable column, partial,
+	// on an expression.
+	pgtest.Exec(t, p.Old.Pool, `CREATE TABLE "Log Lines" (msg text, at timestamptz NOT NULL, n int NOT NULL);
+		CREATE UNIQUE INDEX ON "Log Lines" (msg); CREATE UNIQUE INDEX ON "Log Lines" (at) WHERE n > 0;
+		CREATE UNIQUE INDEX ON "Log Lines" ((n + 1))`)
 	_, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "Log Lines")
 	var npk *rowsync.NoPrimaryKeyError
 	if !errors.As(err, &npk) || !errors.Is(err, rowsync.ErrNoPrimaryKey) {
@@ -134,6 +144,45 @@ func TestLoadTableWithoutPrimaryKeyNamesTableAndFix(t *testing.T) {
 	}
 	if _, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "missing"); !errors.Is(err, rowsync.ErrNoTable) {
 		t.Errorf("missing table: err = %v, want ErrNoTable", err)
+	}
+}
+
+// A table without a primary key is keyed by its unique index on NOT NULL
+// columns with the fewest columns (INCLUDE columns are not part of it), and
+// the row engine copies and compares it like any other.
+func TestLoadTableWithoutPrimaryKeyUsesUniqueIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE accounts (region text NOT NULL, no int NOT NULL, email text, note text);
+			CREATE UNIQUE INDEX accounts_email ON accounts (email);
+			CREATE UNIQUE INDEX accounts_wide ON accounts (region, no, note);
+			CREATE UNIQUE INDEX accounts_key ON accounts (region, no) INCLUDE (note)`)
+	}
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO accounts SELECT 'r' || i % 3, i, 'e' || i, 'n' FROM generate_series(1, 50) AS i`)
+	tbl, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "accounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key []string
+	for _, c := range tbl.Key {
+		key = append(key, c.Name)
+	}
+	if tbl.KeyIndex != "accounts_key" || !slices.Equal(key, []string{"region", "no"}) {
+		t.Fatalf("keyed by %s %v, want accounts_key (region, no)", tbl.KeyIndex, key)
+	}
+	keys := allKeysBy(t, p.Old.Pool, `SELECT ARRAY[region, no::text] FROM accounts`)
+	if up, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, keys); err != nil || up != 50 {
+		t.Fatalf("CopyKeys: %d upserted, %v; want 50", up, err)
+	}
+	_, o, err := rowsync.NextChunk(ctx, p.Old.Pool, tbl, nil, 100, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, err := rowsync.NextChunk(ctx, p.New.Pool, tbl, nil, 100, true)
+	if err != nil || o != n || o.Rows != 50 {
+		t.Fatalf("old %v, new %v (err %v); want the same 50 rows", o, n, err)
 	}
 }
 

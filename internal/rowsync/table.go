@@ -38,7 +38,7 @@ type NoPrimaryKeyError struct {
 }
 
 func (e *NoPrimaryKeyError) Error() string {
-	return fmt.Sprintf("table %s has no primary key: pgshift identifies rows by primary key; add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or leave the table out by naming the others with --table",
+	return fmt.Sprintf("table %s has no primary key and no unique index on NOT NULL columns: pgshift identifies rows by key; add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or leave the table out by naming the others with --table",
 		pgx.Identifier{e.Schema, e.Name}.Sanitize(), pgx.Identifier{e.Schema, e.Name}.Sanitize())
 }
 
@@ -65,8 +65,12 @@ type Table struct {
 	Schema, Name string
 	// Columns are the stored (non-generated) columns in table order.
 	Columns []Column
-	// Key are the primary key columns in key order.
+	// Key are the columns that identify a row, in key order: the primary
+	// key's, or, for a table without one, those of KeyIndex.
 	Key []Column
+	// KeyIndex names the unique index on NOT NULL columns that keys a
+	// table without a primary key; "" when the primary key does.
+	KeyIndex string
 }
 
 // Ident is the table's quoted, schema-qualified name for SQL.
@@ -75,8 +79,10 @@ func (t *Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitiz
 // String is the table's name for messages (quoted like in SQL).
 func (t *Table) String() string { return t.Ident() }
 
-// LoadTable reads table schema.name's columns and primary key from the
-// catalog of the database q is connected to.
+// LoadTable reads table schema.name's columns and key from the catalog of
+// the database q is connected to: its primary key, or else its unique index
+// on NOT NULL columns with the fewest columns (not partial, no
+// expressions). A table with neither is a *NoPrimaryKeyError.
 func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Table, error) {
 	t := &Table{Schema: schema, Name: name}
 	var oid uint32
@@ -113,6 +119,29 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`, oid)
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: primary key: %w", t, err)
+	}
+	if len(keys) == 0 {
+		// Without a primary key, a unique index on NOT NULL columns
+		// identifies rows as well: the one with fewest columns, then by
+		// name. Partial and expression indexes do not (they leave rows out
+		// or key them by computed values).
+		if err := q.QueryRow(ctx, `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+			  AND NOT EXISTS (SELECT FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
+			    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE NOT a.attnotnull)
+			ORDER BY i.indnkeyatts, c.relname LIMIT 1`, oid).Scan(&t.KeyIndex); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("load table %s: unique indexes: %w", t, err)
+		}
+		if t.KeyIndex != "" {
+			keys, err = collectStrings(ctx, q, `SELECT a.attname
+				FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+				CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+				WHERE i.indrelid = $1 AND c.relname = $2 ORDER BY k.ord`, oid, t.KeyIndex)
+			if err != nil {
+				return nil, fmt.Errorf("load table %s: key of index %s: %w", t, t.KeyIndex, err)
+			}
+		}
 	}
 	if len(keys) == 0 {
 		return nil, &NoPrimaryKeyError{Schema: schema, Name: name}
