@@ -30,6 +30,11 @@ deletes while its chunk is in flight is deleted from new again once the
 chunk commits. Run "pgshift verify" afterwards to prove both sides equal.
 pgshift status shows a running backfill from any machine.
 
+Gentle on production: --max-rate caps the rows per second, --piece-target
+sizes each committed piece to a duration (about 0.5s keeps every
+transaction short), --max-old-active waits while old serves more active
+sessions than the limit. No snapshot is held longer than one piece.
+
 Progress goes to stderr: a bar on a terminal, a line every 5 s otherwise,
 and with --json one JSON object per line a script can follow.
 
@@ -37,6 +42,7 @@ Examples:
   export PGSHIFT_OLD_URL=postgres://app@old-db/app PGSHIFT_NEW_URL=postgres://app@new-db/app
   pgshift backfill                          # every table of schema public
   pgshift backfill --table users --workers 4
+  pgshift backfill --max-rate 20000 --piece-target 500ms --max-old-active 40
   pgshift backfill --schema billing --json  # summary as JSON on stdout
 `,
 		tables: true,
@@ -62,6 +68,9 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	workers := fs.Int("workers", 2, "chunks copied at once by this process")
 	chunk := fs.Int("chunk-size", backfill.ChunkSizeDefault, "rows per chunk")
 	lease := fs.Duration("lease", backfill.LeaseDefault, "how long a chunk stays with a worker that commits nothing before another takes it over")
+	maxRate := fs.Float64("max-rate", 0, "at most this many rows per second from this process (0: no limit)")
+	pieceTarget := fs.Duration("piece-target", 0, "size each committed piece to take about this long, e.g. 500ms (0: --chunk-size rows)")
+	maxActive := fs.Int("max-old-active", 0, "wait while old has more active client sessions than this (0: never wait)")
 	restart := fs.Bool("restart", false, "forget earlier progress and copy the tables again (still never overwriting)")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -74,6 +83,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	prog := newProgress(e.stderr, e.terminal, com.json)
 	results, err := backfill.Run(ctx, s.old, s.new, s.tables, backfill.Options{
 		Workers: *workers, ChunkSize: *chunk, Lease: *lease, Restart: *restart, Progress: prog.chunk, Logger: s.log,
+		MaxRate: *maxRate, PieceTarget: *pieceTarget, MaxOldActive: *maxActive,
 	})
 	prog.finish()
 	code := exitOK

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pgshift/pgshift/internal/backfill"
 	"github.com/pgshift/pgshift/internal/pglaunch"
@@ -98,7 +99,10 @@ func BenchmarkBackfillVsPgDump(b *testing.B) {
 }
 
 // BenchmarkVerifyVsPgDump compares identical 1,000,000-row tables with
-// verify and dumps the table from both servers at once with pg_dump.
+// verify (key-hash buckets, the default, and key chunks) and dumps the
+// table from both servers at once with pg_dump; then compares them again
+// with 1,000 scattered rows changed on new. The re-check delay is 1 ms
+// (the default 500 ms wait for in-flight writes is a pause, not work).
 func BenchmarkVerifyVsPgDump(b *testing.B) {
 	p, t := benchTable(b)
 	ctx := context.Background()
@@ -106,15 +110,20 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 		b.Fatal(err, res[0].Err)
 	}
 	pgtest.Exec(b, p.New.Pool, `VACUUM ANALYZE bench`)
-	b.Run("verify", func(b *testing.B) {
-		for b.Loop() {
-			res, err := verify.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, verify.Options{})
-			if err != nil || res[0].Err != nil || res[0].Differences() != 0 || res[0].Rows != benchRows {
-				b.Fatal(err, res[0].Err, res[0])
+	verifyRun := func(name string, opts verify.Options, differences int) {
+		b.Run(name, func(b *testing.B) {
+			opts.RecheckDelay = time.Millisecond
+			for b.Loop() {
+				res, err := verify.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, opts)
+				if err != nil || res[0].Err != nil || res[0].Differences() != differences || res[0].Rows != benchRows {
+					b.Fatal(err, res[0].Err, res[0].Differences())
+				}
 			}
-		}
-		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	})
+			b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+	verifyRun("verify-buckets", verify.Options{}, 0)
+	verifyRun("verify-chunks", verify.Options{Buckets: -1}, 0)
 	b.Run("pg_dump-both", func(b *testing.B) {
 		for b.Loop() {
 			var wg sync.WaitGroup
@@ -127,4 +136,8 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 		}
 		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
+	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'changed' WHERE id % 1000 = 7`)
+	verifyRun("verify-buckets-1000-differences", verify.Options{}, 1000)
+	verifyRun("verify-chunks-1000-differences", verify.Options{Buckets: -1}, 1000)
+	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'name ' || id WHERE id % 1000 = 7`)
 }

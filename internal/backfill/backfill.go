@@ -119,6 +119,19 @@ type Options struct {
 	// Worker names this process in the chunks' leases (default: host name,
 	// process id and a random suffix); its workers add /1, /2, ...
 	Worker string
+	// MaxRate caps the rows per second this process copies, over all its
+	// workers (0: no cap). Pieces are then at most half a second's worth.
+	MaxRate float64
+	// PieceTarget, when set, sizes each piece so that it takes about this
+	// long (half a second is gentle on a busy server), between 500 rows and
+	// four times ChunkSize, instead of ChunkSize rows each; a chunk's first
+	// piece, to measure by, is a tenth of ChunkSize.
+	PieceTarget time.Duration
+	// MaxOldActive, when set, holds every piece back while old has more
+	// active client sessions than this, checking once a second: old's own
+	// traffic goes first. Sessions named "pgshift" (application_name, as
+	// rowsync.Connect names them) do not count.
+	MaxOldActive int
 	// Restart forgets the tables' plans and progress and copies them again
 	// (rows new has are still never overwritten). Run it with one process.
 	Restart bool
@@ -209,7 +222,7 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	}
 	var results []Result
 	for _, level := range levels {
-		r := &runner{old: oldDB, new: newDB, opts: opts}
+		r := &runner{old: oldDB, new: newDB, opts: opts, rate: newLimiter(opts.MaxRate)}
 		for _, t := range level {
 			r.jobs = append(r.jobs, r.plan(ctx, t))
 		}
@@ -239,6 +252,7 @@ type runner struct {
 	old, new *pgxpool.Pool
 	opts     Options
 	jobs     []*job
+	rate     *limiter
 }
 
 // job is one table of a level.
@@ -395,6 +409,9 @@ func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfil
 		old: r.old, new: r.new, t: j.t, size: r.opts.ChunkSize, direct: true, afterCopy: r.opts.afterCopy,
 		chunk: int(l.Chunk), upto: l.UptoKey, worker: worker, lease: r.opts.Lease,
 	}
+	if r.opts.PieceTarget > 0 {
+		c.size = max(r.opts.ChunkSize/10, 500) // a first piece to measure by
+	}
 	after := l.AfterKey
 	if l.CopiedUpto != nil {
 		after = l.CopiedUpto
@@ -403,6 +420,11 @@ func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfil
 		j.mu.Unlock()
 	}
 	for {
+		if err := r.gentle(ctx, j, &c); err != nil {
+			j.fail(err)
+			return
+		}
+		started := time.Now()
 		rg, rows, inserted, done, err := c.piece(ctx, after)
 		if errors.Is(err, errLeaseLost) {
 			j.log.Warn("chunk taken over by another worker after its lease expired; leaving it", "chunk", l.Chunk)
@@ -412,6 +434,7 @@ func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfil
 			j.fail(err)
 			return
 		}
+		r.resize(&c, rows, time.Since(started))
 		j.mu.Lock()
 		j.res.Pieces++
 		j.res.Rows += rows
@@ -432,6 +455,76 @@ func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfil
 		}
 		after = rg.Last
 	}
+}
+
+// gentle holds the next piece back while old is busier than
+// Options.MaxOldActive allows, and sizes it for Options.MaxRate.
+func (r *runner) gentle(ctx context.Context, j *job, c *copier) error {
+	if r.opts.MaxRate > 0 {
+		c.size = max(min(c.size, int(r.opts.MaxRate/2)), 1)
+	}
+	warned := false
+	for r.opts.MaxOldActive > 0 {
+		var active int
+		if err := r.old.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+			  AND application_name <> 'pgshift'`).Scan(&active); err != nil {
+			return fmt.Errorf("backfill %s: count old's active sessions: %w", j.t, err)
+		}
+		if active <= r.opts.MaxOldActive {
+			return nil
+		}
+		if !warned {
+			j.log.Info("old is busy: waiting before the next piece", "active_sessions", active, "limit", r.opts.MaxOldActive)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// resize waits out Options.MaxRate for the piece just copied, and sizes the
+// next one for Options.PieceTarget.
+func (r *runner) resize(c *copier, rows int64, took time.Duration) {
+	r.rate.take(rows)
+	if r.opts.PieceTarget > 0 && rows > 0 && took > 0 {
+		next := float64(rows) * float64(r.opts.PieceTarget) / float64(took)
+		c.size = int(min(max(next, 500), float64(4*r.opts.ChunkSize)))
+	}
+}
+
+// limiter spaces pieces so that rows go at most rate per second.
+type limiter struct {
+	rate float64
+	mu   sync.Mutex
+	next time.Time
+}
+
+func newLimiter(rate float64) *limiter {
+	if rate <= 0 {
+		return nil
+	}
+	return &limiter{rate: rate}
+}
+
+// take charges rows and sleeps until the rate allows more.
+func (l *limiter) take(rows int64) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	l.next = l.next.Add(time.Duration(float64(rows) / l.rate * float64(time.Second)))
+	wait := time.Until(l.next)
+	l.mu.Unlock()
+	time.Sleep(wait)
 }
 
 // progress runs the statements of pgshift.backfill_chunks.

@@ -265,3 +265,62 @@ func TestBackfillDoesNotResurrectRowsDeletedInFlight(t *testing.T) {
 		t.Fatalf("new has %d rows, old %d (err %v)", n, onOld, err)
 	}
 }
+
+// MaxRate spaces the pieces: 3,000 rows at 3,000 rows/s take most of a
+// second, in pieces of at most half a second's worth (1,500 rows).
+func TestBackfillMaxRate(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 3000)
+	start := time.Now()
+	res, err := backfill.Run(context.Background(), p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{MaxRate: 3000})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if took := time.Since(start); took < 800*time.Millisecond || res[0].Pieces < 2 {
+		t.Fatalf("3,000 rows at 3,000 rows/s: %v in %d pieces; want most of a second, pieces of at most 1,500 rows", took, res[0].Pieces)
+	}
+	requireEqual(t, p)
+}
+
+// PieceTarget sizes pieces by time: with a target far below what any piece
+// takes, the one chunk is copied in a first piece of 5,000 rows (a tenth of
+// the chunk size) and then pieces of 500.
+func TestBackfillPieceTarget(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 6000)
+	res, err := backfill.Run(context.Background(), p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{PieceTarget: time.Microsecond})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if r := res[0]; r.Chunks != 1 || r.Pieces != 4 || r.Rows != 6000 {
+		t.Fatalf("%+v; want one chunk copied in 4 pieces: 5,000 rows, 500, 500, and an empty one that finds the end", r)
+	}
+	requireEqual(t, p)
+}
+
+// MaxOldActive holds the backfill back while old serves more active
+// sessions than the limit, and lets it go when they finish.
+func TestBackfillWaitsWhileOldIsBusy(t *testing.T) {
+	t.Parallel()
+	p, tbl := setup(t, 200)
+	ctx := context.Background()
+	busy := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := p.Old.Pool.Exec(ctx, `SELECT pg_sleep(1.5)`); busy <- err }()
+	}
+	time.Sleep(200 * time.Millisecond) // both sessions active
+	start := time.Now()
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{MaxOldActive: 1})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("the backfill went ahead in %v while old had 2 active sessions over a limit of 1", took)
+	}
+	for range 2 {
+		if err := <-busy; err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireEqual(t, p)
+}

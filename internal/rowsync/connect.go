@@ -15,8 +15,9 @@ import (
 // SessionParams per transaction itself (InSession, SetSession). Unless url
 // names a default_query_exec_mode, statements run in pgx's cache_describe
 // mode, which needs no prepared statement to outlive a transaction and so
-// works behind PgBouncer in transaction pooling as well as directly. Errors
-// from pgx never contain the password.
+// works behind PgBouncer in transaction pooling as well as directly. Its
+// sessions are named "pgshift" (application_name, which PgBouncer passes
+// on) unless url names them. Errors from pgx never contain the password.
 func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -24,6 +25,9 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 	}
 	if !strings.Contains(url, "default_query_exec_mode") {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "pgshift"
 	}
 	cfg.MaxConns = int32(maxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

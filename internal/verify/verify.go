@@ -3,6 +3,17 @@
 //
 // # How
 //
+// By default both sides hash the whole table at the same time: each reads
+// it in one sequential pass, renders every row as text and adds a 64-bit
+// hash of it to one sum, in any order, with no index walked and nothing
+// sorted; only the sums cross the wire. Equal tables end there. When the
+// sums differ, both sides sum their rows into key-hash buckets (65,536 of
+// them), and the buckets whose sums differ are read again: both sides send
+// the key and md5 of each row of those buckets, and the rows are diffed by
+// key. The price: each side's pass is one query, one snapshot for as long
+// as the table takes to read (as long as pg_dump's). Options.Buckets < 0
+// walks the key in chunks instead, a short transaction each:
+//
 // Old walks a table's primary key in chunks and hashes each chunk in the
 // same pass (rowsync.NextChunk); new hashes the same key range
 // (rowsync.HashRange) while old walks and hashes the next one, so both
@@ -42,9 +53,22 @@ import (
 	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
+// The defaults of Options.
+const (
+	BucketsDefault   = 1 << 16
+	ChunkSizeDefault = 10_000
+)
+
 // Options tune a verification. The zero value compares without repairing.
 type Options struct {
-	// ChunkSize is the number of rows per chunk (default 10,000).
+	// Buckets is how many key-hash buckets a table's rows are summed in
+	// when the whole-table sums differ (a power of two, BucketsDefault
+	// when zero); only buckets whose sums differ are read again row by
+	// row. A negative value walks the key in chunks instead (see
+	// ChunkSize): short transactions, for tables too big for one snapshot.
+	Buckets int
+	// ChunkSize is the number of rows per chunk when Buckets is negative
+	// (ChunkSizeDefault when zero).
 	ChunkSize int
 	// Workers is how many tables are compared at once (default 1).
 	Workers int
@@ -70,8 +94,9 @@ type Examples struct {
 // Result is the comparison of one table.
 type Result struct {
 	Table *rowsync.Table
-	// Rows is the number of rows on old; Chunks the chunks compared and
-	// ChunksDiffering those whose hashes differed.
+	// Rows is the number of rows on old; Chunks the chunks (or the whole
+	// table and its buckets) compared and ChunksDiffering those whose
+	// hashes differed.
 	Rows                    int64
 	Chunks, ChunksDiffering int
 	// Missing (on new), Extra (on new) and Different count the rows that
@@ -93,7 +118,13 @@ func (r Result) Differences() int { return r.Missing + r.Extra + r.Different }
 // results (the other tables continue).
 func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Table, opts Options) ([]Result, error) {
 	if opts.ChunkSize < 1 {
-		opts.ChunkSize = 10_000
+		opts.ChunkSize = ChunkSizeDefault
+	}
+	if opts.Buckets == 0 {
+		opts.Buckets = BucketsDefault
+	}
+	if opts.Buckets > 0 && opts.Buckets&(opts.Buckets-1) != 0 {
+		return nil, fmt.Errorf("verify: %d buckets: want a power of two (or a negative number for chunks)", opts.Buckets)
 	}
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -130,7 +161,13 @@ type chunk struct {
 func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
 	res := Result{Table: t}
 	start := time.Now()
-	candidates, err := compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res)
+	var candidates [][]string
+	var err error
+	if opts.Buckets > 0 {
+		candidates, err = compareBuckets(ctx, oldDB, newDB, t, opts.Buckets, &res)
+	} else {
+		candidates, err = compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res)
+	}
 	if err != nil {
 		res.Err = fmt.Errorf("verify %s: %w", t, err)
 		return res
@@ -233,6 +270,59 @@ func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, 
 		return nil
 	})
 	return keys, g.Wait()
+}
+
+// compareBuckets has both sides hash the whole table at once, one
+// sequential pass each; when the sums differ, both sum their rows into
+// key-hash buckets, and the buckets whose sums differ are drilled into. It
+// returns the keys of the rows that differ.
+func compareBuckets(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, buckets int, res *Result) ([][]string, error) {
+	// The whole table first: one sum per side, no grouping. Equal tables
+	// (the common case) end here.
+	var whole [2]rowsync.Summary
+	var g errgroup.Group
+	for i, db := range []*pgxpool.Pool{oldDB, newDB} {
+		g.Go(func() (err error) { whole[i], err = rowsync.HashRange(ctx, db, t, rowsync.Range{}); return err })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if whole[0] == whole[1] {
+		res.Rows, res.Chunks = whole[0].Rows, 1
+		return nil, nil
+	}
+	var o, n map[int64]rowsync.Summary
+	g.Go(func() (err error) { o, err = rowsync.BucketHashes(ctx, oldDB, t, buckets); return err })
+	g.Go(func() (err error) { n, err = rowsync.BucketHashes(ctx, newDB, t, buckets); return err })
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var differing []int64
+	for b, s := range o {
+		res.Rows += s.Rows
+		if n[b] != s {
+			differing = append(differing, b)
+		}
+	}
+	for b := range n {
+		if _, ok := o[b]; !ok {
+			differing = append(differing, b)
+		}
+	}
+	res.Chunks, res.ChunksDiffering = 1+buckets, 1+len(differing)
+	var keys [][]string
+	for len(differing) > 0 {
+		batch := differing[:min(len(differing), 4096)]
+		differing = differing[len(batch):]
+		d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
+			return rowsync.RowHashesInBuckets(ctx, q, t, buckets, batch)
+		})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, d.Keys()...)
+	}
+	return keys, nil
 }
 
 // diff reads rows from both sides at once and diffs them old -> new.

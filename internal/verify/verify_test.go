@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,32 +51,58 @@ func run(t *testing.T, p *pgtest.Pair, tbl *rowsync.Table, opts verify.Options) 
 	return res[0]
 }
 
+// modes are verify's two ways of comparing: key-hash buckets (the
+// default) and key chunks.
+var modes = []struct {
+	name string
+	opts verify.Options
+}{{"buckets", verify.Options{Buckets: 64}}, {"chunks", verify.Options{Buckets: -1}}}
+
 func TestVerifyEqualTablesReportsNothing(t *testing.T) {
 	t.Parallel()
 	p, tbl := setup(t)
-	r := run(t, p, tbl, verify.Options{})
+	r := run(t, p, tbl, verify.Options{Buckets: -1})
 	if r.Differences() != 0 || r.ChunksDiffering != 0 || r.Rows != 120 || r.Chunks != 5 {
-		t.Fatalf("result %+v, want 120 rows in 5 chunks, no differences", r)
+		t.Fatalf("chunks: %+v, want 120 rows in 5 chunks, no differences", r)
+	}
+	r = run(t, p, tbl, verify.Options{Buckets: 64})
+	if r.Differences() != 0 || r.ChunksDiffering != 0 || r.Rows != 120 || r.Chunks != 1 {
+		t.Fatalf("buckets: %+v, want 120 rows compared as a whole, no differences", r)
+	}
+	if _, err := verify.Run(context.Background(), p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, verify.Options{Buckets: 100}); err == nil ||
+		!strings.Contains(err.Error(), "want a power of two") {
+		t.Fatalf("100 buckets: %v, want an error asking for a power of two", err)
 	}
 }
 
 func TestVerifyCountsMissingExtraDifferentWithKeysAndRepairs(t *testing.T) {
 	t.Parallel()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			testVerifyCountsAndRepairs(t, m.opts)
+		})
+	}
+}
+
+func testVerifyCountsAndRepairs(t *testing.T, mode verify.Options) {
 	p, tbl := setup(t)
 	pgtest.Exec(t, p.New.Pool, `DELETE FROM "Ops"."Tasks" WHERE id IN (5, 6);
 		UPDATE "Ops"."Tasks" SET tags = '{x}' WHERE id = 50;
 		UPDATE "Ops"."Tasks" SET kind = 'a' WHERE id = 51;
 		INSERT INTO "Ops"."Tasks" ("Team", id) VALUES ('team 0', 1000), ('zzz', 1)`)
-	r := run(t, p, tbl, verify.Options{})
+	r := run(t, p, tbl, mode)
 	got := fmt.Sprint(r.Missing, r.Extra, r.Different, r.Examples.Missing, r.Examples.Extra, r.Examples.Different)
 	if want := "2 2 2 [[team 1 5] [team 2 6]] [[team 0 1000] [zzz 1]] [[team 2 50] [team 3 51]]"; got != want {
 		t.Fatalf("missing extra different = %s, want %s", got, want)
 	}
-	r = run(t, p, tbl, verify.Options{Repair: true})
+	repair := mode
+	repair.Repair = true
+	r = run(t, p, tbl, repair)
 	if r.Upserted != 4 || r.Deleted != 2 {
 		t.Errorf("repair upserted %d deleted %d, want 4 and 2", r.Upserted, r.Deleted)
 	}
-	if r := run(t, p, tbl, verify.Options{}); r.Differences() != 0 {
+	if r := run(t, p, tbl, mode); r.Differences() != 0 {
 		t.Fatalf("after repair: %+v, want equal", r)
 	}
 }
