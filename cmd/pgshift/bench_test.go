@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +19,14 @@ import (
 	"github.com/pgshift/pgshift/internal/verify"
 )
 
-// benchRows is the size of the benchmark table.
-const benchRows = 1_000_000
+// benchRows is the size of the benchmark table: 1,000,000 rows, or
+// PGSHIFT_BENCH_ROWS (BENCHMARKS.md runs 5,000,000 too, for cost growth).
+var benchRows = func() int64 {
+	if n, err := strconv.ParseInt(os.Getenv("PGSHIFT_BENCH_ROWS"), 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return 1_000_000
+}()
 
 // benchTable creates the benchmark table on both sides and fills old.
 func benchTable(b *testing.B) (*pgtest.Pair, *rowsync.Table) {
@@ -136,8 +144,8 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 		}
 		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
-	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'changed' WHERE id % 1000 = 7`)
+	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'changed' WHERE id % ($1::bigint / 1000) = 7`, benchRows)
 	verifyRun("verify-buckets-1000-differences", verify.Options{}, 1000)
 	verifyRun("verify-chunks-1000-differences", verify.Options{Buckets: -1}, 1000)
-	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'name ' || id WHERE id % 1000 = 7`)
+	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'name ' || id WHERE id % ($1::bigint / 1000) = 7`, benchRows)
 }

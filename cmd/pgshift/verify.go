@@ -15,9 +15,14 @@ func init() {
 		summary: "prove old and new hold the same rows; --repair makes them so",
 		usage: `Usage: pgshift verify [--repair [--source old|new]] [flags]
 
-Compares the tables of old and new chunk by chunk: both servers hash their
-rows at once and only differing chunks are read row by row. Each difference
-is read again after --recheck so writes still in flight are not reported.
+Compares the tables of old and new: both servers hash every table at once,
+one sequential pass each, and equal tables end there. When the hashes
+differ, both sum their rows into --buckets key-hash buckets and only the
+rows of differing buckets are read, key and hash. With --chunks, tables are
+walked in key order in chunks of --chunk-size rows instead, a short
+transaction each (for tables too big to read under one snapshot). Each
+difference is read again after --recheck so writes still in flight are not
+reported.
 Prints per table the rows missing on new, extra on new and different, with
 example keys. Exit status 1 when differences remain (after --repair: when
 the repair failed).
@@ -53,7 +58,9 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	repair := fs.Bool("repair", false, "copy each difference from --source to the other side")
 	source := fs.String("source", "old", "the side --repair copies from: old or new")
 	workers := fs.Int("workers", 1, "tables compared at once")
-	chunk := fs.Int("chunk-size", 10000, "rows per chunk")
+	buckets := fs.Int("buckets", verify.BucketsDefault, "key-hash buckets to find differences in (a power of two)")
+	chunks := fs.Bool("chunks", false, "walk the key in chunks of --chunk-size rows, a short transaction each, instead of one pass per table")
+	chunk := fs.Int("chunk-size", verify.ChunkSizeDefault, "rows per chunk with --chunks")
 	recheck := fs.Duration("recheck", 500*time.Millisecond, "wait before re-reading a difference")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -67,8 +74,11 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	defer s.close()
+	if *chunks {
+		*buckets = -1
+	}
 	results, err := verify.Run(ctx, s.old, s.new, s.tables, verify.Options{
-		ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Repair: *repair, Source: *source, Logger: s.log,
+		Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Repair: *repair, Source: *source, Logger: s.log,
 	})
 	code := exitOK
 	if s.reportSkipped(e.stderr) {
