@@ -77,7 +77,7 @@ func (d *deleter) delete(side flags.Side, ids []int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.f.cfg.OtherTimeout)
 	defer cancel()
-	if _, err := ownSQL.DeleteRepairEntries(ctx, d.f.pool(side), ids); err != nil {
+	if err := ownSQL.DeleteRepairEntries(ctx, d.f.pool(side), ids); err != nil {
 		d.f.log.Debug("deleting confirmed repair log entries failed; the repair worker will re-copy them",
 			"side", side, "entries", len(ids), "err", err)
 	}

@@ -94,7 +94,7 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 		return nil
 	}
 	if !ok {
-		return fmt.Errorf("dualwrite: the %s database has no pgshift.repair_log: run `pgshift install` (or dualwrite.Install) on it", side)
+		return fmt.Errorf("dualwrite: the %s database lacks pgshift's tables, or has those of an earlier pgshift: run `pgshift install` (or dualwrite.Install) on it", side)
 	}
 	if f.cfg.Capture || f.cfg.Strict {
 		captured, err := ownSQL.CaptureInstalled(ctx, f.pool(side))

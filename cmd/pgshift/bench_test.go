@@ -109,27 +109,35 @@ func BenchmarkBackfillVsPgDump(b *testing.B) {
 // BenchmarkVerifyVsPgDump compares identical 1,000,000-row tables with
 // verify (key-hash buckets, the default, and key chunks) and dumps the
 // table from both servers at once with pg_dump; then compares them again
-// with 1,000 scattered rows changed on new. The re-check delay is 1 ms
-// (the default 500 ms wait for in-flight writes is a pause, not work).
+// with 1,000 scattered rows changed on new; and with --changed, which
+// compares only the rows the dual-write history names (1,000 and 10,000).
+// The re-check delay is 1 ms (the default 500 ms wait for in-flight writes
+// is a pause, not work).
 func BenchmarkVerifyVsPgDump(b *testing.B) {
 	p, t := benchTable(b)
 	ctx := context.Background()
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		if err := pgshiftdb.Install(ctx, db.Pool); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, backfill.Options{}); err != nil || res[0].Err != nil {
 		b.Fatal(err, res[0].Err)
 	}
 	pgtest.Exec(b, p.New.Pool, `VACUUM ANALYZE bench`)
-	verifyRun := func(name string, opts verify.Options, differences int) {
+	verifyRows := func(name string, opts verify.Options, rows int64, differences int) {
 		b.Run(name, func(b *testing.B) {
 			opts.RecheckDelay = time.Millisecond
 			for b.Loop() {
 				res, err := verify.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{t}, opts)
-				if err != nil || res[0].Err != nil || res[0].Differences() != differences || res[0].Rows != benchRows {
-					b.Fatal(err, res[0].Err, res[0].Differences())
+				if err != nil || res[0].Err != nil || res[0].Differences() != differences || res[0].Rows != rows {
+					b.Fatal(err, res[0].Err, res[0].Differences(), res[0].Rows)
 				}
 			}
-			b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		})
 	}
+	verifyRun := func(name string, opts verify.Options, differences int) { verifyRows(name, opts, benchRows, differences) }
 	verifyRun("verify-buckets", verify.Options{}, 0)
 	verifyRun("verify-chunks", verify.Options{Buckets: -1}, 0)
 	b.Run("pg_dump-both", func(b *testing.B) {
@@ -144,7 +152,23 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 		}
 		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	})
+	// verify --changed after 1,000 and 10,000 scattered rows were dual
+	// written since the full verifies above: the dual-write history names
+	// them on old, as the facade leaves it once new confirms each write.
+	history := func(every int64) {
+		pgtest.Exec(b, p.Old.Pool, `TRUNCATE pgshift.changed_rows`)
+		pgtest.Exec(b, p.Old.Pool, `INSERT INTO pgshift.changed_rows (table_schema, table_name, key)
+			SELECT 'public', 'bench', ARRAY[id::text] FROM bench WHERE id % ($1::bigint / $2::bigint) = 7`, benchRows, every)
+	}
+	history(1000)
+	verifyRows("verify-changed-1000-rows", verify.Options{Changed: true}, 1000, 0)
+	history(10_000)
+	verifyRows("verify-changed-10000-rows", verify.Options{Changed: true}, 10_000, 0)
+	history(1000)
 	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'changed' WHERE id % ($1::bigint / 1000) = 7`, benchRows)
+	// (before the full verifies that find the differences: --changed
+	// stands on the last full verify that found the table equal)
+	verifyRows("verify-changed-1000-rows-1000-differences", verify.Options{Changed: true}, 1000, 1000)
 	verifyRun("verify-buckets-1000-differences", verify.Options{}, 1000)
 	verifyRun("verify-chunks-1000-differences", verify.Options{Buckets: -1}, 1000)
 	pgtest.Exec(b, p.New.Pool, `UPDATE bench SET name = 'name ' || id WHERE id % ($1::bigint / 1000) = 7`, benchRows)

@@ -82,3 +82,34 @@ func TestSyncSequencesOnlyMovesNamedTables(t *testing.T) {
 		t.Fatalf("b's sequence on new gave %d (err %v), want 1: it was not named", bNext, err)
 	}
 }
+
+// verify --changed compares the rows changed since the last full verify and
+// says so in its output; it refuses to run without a full verify to start
+// from, and next to --chunks.
+func TestVerifyChanged(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL, "--table", "users"}
+	if code, out, errOut := pgshift(t, append([]string{"verify", "--changed"}, urls...)...); code != exitError ||
+		!strings.Contains(errOut, "no full verify") || !strings.Contains(errOut, "run pgshift verify --table users (without --changed) first") {
+		t.Fatalf("verify --changed before a full verify: code %d, want %d and the fix\n%s%s", code, exitError, out, errOut)
+	}
+	if code, out, errOut := pgshift(t, append([]string{"verify"}, urls...)...); code != exitOK {
+		t.Fatalf("verify: code %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := pgshift(t, append([]string{"verify", "--changed"}, urls...)...)
+	if code != exitOK || !strings.Contains(out, `"public"."users": equal (0 rows changed since the last full verify)`) {
+		t.Fatalf("verify --changed: code %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = pgshift(t, append([]string{"verify", "--changed", "--json"}, urls...)...)
+	var got struct {
+		Equal  bool
+		Tables []struct{ Kind string }
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != exitOK || !got.Equal || len(got.Tables) != 1 || got.Tables[0].Kind != "changed" {
+		t.Fatalf("verify --changed --json: code %d, %+v (%v)\n%s%s", code, got, err, out, errOut)
+	}
+	if code, _, errOut := pgshift(t, append([]string{"verify", "--changed", "--chunks"}, urls...)...); code != exitError || !strings.Contains(errOut, "give one of them") {
+		t.Fatalf("verify --changed --chunks: code %d, want %d\n%s", code, exitError, errOut)
+	}
+}

@@ -13,7 +13,7 @@ func init() {
 	register(&command{
 		name:    "verify",
 		summary: "prove old and new hold the same rows; --repair makes them so",
-		usage: `Usage: pgshift verify [--repair [--source old|new]] [flags]
+		usage: `Usage: pgshift verify [--changed] [--repair [--source old|new]] [flags]
 
 Compares the tables of old and new: both servers hash every table at once,
 one sequential pass each, and equal tables end there. When the hashes
@@ -23,6 +23,11 @@ walked in key order in chunks of --chunk-size rows instead, a short
 transaction each (for tables too big to read under one snapshot). Each
 difference is read again after --recheck so writes still in flight are not
 reported.
+With --changed, only the rows dual writes changed since a table's last full
+verify are compared (the facade's dual-write history and the repair logs),
+in time proportional to those rows; it needs a full verify that found the
+table equal, and no backfill since. Writes that reached one side only (a
+cohort in off or complete, writes outside the facade) need a full verify.
 Prints per table the rows missing on new, extra on new and different, with
 example keys. Exit status 1 when differences remain (after --repair: when
 the repair failed).
@@ -31,6 +36,7 @@ Examples:
   pgshift verify --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift verify --table users --json
   pgshift verify --repair                  # make new equal to old
+  pgshift verify --changed                 # only the rows written since the last full verify
   pgshift verify --repair --source new     # make old equal to new (rollback after live)
 `,
 		tables: true,
@@ -40,6 +46,7 @@ Examples:
 
 type verifyTableJSON struct {
 	tableJSON
+	Kind      string          `json:"kind"`
 	Rows      int64           `json:"rows"`
 	Missing   int             `json:"missing_on_new"`
 	Extra     int             `json:"extra_on_new"`
@@ -59,6 +66,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	source := fs.String("source", "old", "the side --repair copies from: old or new")
 	workers := fs.Int("workers", 1, "tables compared at once")
 	buckets := fs.Int("buckets", verify.BucketsDefault, "key-hash buckets to find differences in (a power of two)")
+	changed := fs.Bool("changed", false, "compare only the rows dual writes changed since each table's last full verify")
 	chunks := fs.Bool("chunks", false, "walk the key in chunks of --chunk-size rows, a short transaction each, instead of one pass per table")
 	chunk := fs.Int("chunk-size", verify.ChunkSizeDefault, "rows per chunk with --chunks")
 	recheck := fs.Duration("recheck", 500*time.Millisecond, "wait before re-reading a difference")
@@ -74,11 +82,15 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	defer s.close()
+	if *changed && *chunks {
+		fmt.Fprintf(e.stderr, "pgshift verify: --changed and --chunks: --changed reads rows by key; give one of them\n")
+		return exitError
+	}
 	if *chunks {
 		*buckets = -1
 	}
 	results, err := verify.Run(ctx, s.old, s.new, s.tables, verify.Options{
-		Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Repair: *repair, Source: *source, Logger: s.log,
+		Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Changed: *changed, Repair: *repair, Source: *source, Logger: s.log,
 	})
 	code := exitOK
 	if s.reportSkipped(e.stderr) {
@@ -94,7 +106,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 			continue
 		}
 		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
-			Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
+			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
 			Examples: r.Examples, Upserted: r.Upserted, Deleted: r.Deleted})
 		if r.Err != nil {
 			code = exitError
@@ -132,11 +144,18 @@ func hasDifferences(results []verify.Result) bool {
 }
 
 func printVerify(w io.Writer, r verify.Result, repair bool, source string) {
+	rows := fmt.Sprintf("%d rows", r.Rows)
+	if r.Kind == verify.KindChanged {
+		rows = fmt.Sprintf("%d rows changed since the last full verify", r.Rows)
+	}
 	if r.Differences() == 0 {
-		fmt.Fprintf(w, "%s: equal (%d rows)\n", r.Table, r.Rows)
+		fmt.Fprintf(w, "%s: equal (%s)\n", r.Table, rows)
 		return
 	}
-	fmt.Fprintf(w, "%s: %d rows on old; missing on new %d, extra on new %d, different %d\n", r.Table, r.Rows, r.Missing, r.Extra, r.Different)
+	if r.Kind == verify.KindFull {
+		rows += " on old"
+	}
+	fmt.Fprintf(w, "%s: %s; missing on new %d, extra on new %d, different %d\n", r.Table, rows, r.Missing, r.Extra, r.Different)
 	for _, k := range []struct {
 		kind string
 		keys [][]string

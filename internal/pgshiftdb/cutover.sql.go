@@ -10,6 +10,33 @@ import (
 	"time"
 )
 
+const backfillFinishedAt = `-- name: BackfillFinishedAt :one
+SELECT (count(*) > 0)::boolean AS planned, coalesce(bool_and(done_at IS NOT NULL), false)::boolean AS done,
+       coalesce(max(done_at), 'epoch')::timestamptz AS finished_at
+FROM pgshift.backfill_chunks
+WHERE table_schema = $1 AND table_name = $2
+`
+
+type BackfillFinishedAtParams struct {
+	TableSchema string `json:"table_schema"`
+	TableName   string `json:"table_name"`
+}
+
+type BackfillFinishedAtRow struct {
+	Planned    bool      `json:"planned"`
+	Done       bool      `json:"done"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// Whether one table's backfill has chunks (planned), whether all of them
+// are done, and when the last one finished (the epoch when none has).
+func (q *Queries) BackfillFinishedAt(ctx context.Context, db DBTX, arg BackfillFinishedAtParams) (BackfillFinishedAtRow, error) {
+	row := db.QueryRow(ctx, backfillFinishedAt, arg.TableSchema, arg.TableName)
+	var i BackfillFinishedAtRow
+	err := row.Scan(&i.Planned, &i.Done, &i.FinishedAt)
+	return i, err
+}
+
 const backfilledTables = `-- name: BackfilledTables :many
 SELECT table_name::text AS table_name
 FROM pgshift.backfill_chunks
@@ -39,8 +66,91 @@ func (q *Queries) BackfilledTables(ctx context.Context, db DBTX, tableSchema str
 	return items, nil
 }
 
+const changedKeys = `-- name: ChangedKeys :many
+SELECT c.key FROM pgshift.changed_rows AS c
+WHERE c.table_schema = $1::text AND c.table_name = $2::text AND c.changed_at >= $3::timestamptz
+UNION
+SELECT l.key FROM pgshift.repair_log AS l
+WHERE l.table_schema = $1::text AND l.table_name = $2::text
+`
+
+type ChangedKeysParams struct {
+	TableSchema string    `json:"table_schema"`
+	TableName   string    `json:"table_name"`
+	Since       time.Time `json:"since"`
+}
+
+// The keys of one table's rows that dual writes changed since a time (the
+// dual-write history), and those still waiting in the repair log.
+func (q *Queries) ChangedKeys(ctx context.Context, db DBTX, arg ChangedKeysParams) ([][]string, error) {
+	rows, err := db.Query(ctx, changedKeys, arg.TableSchema, arg.TableName, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items [][]string
+	for rows.Next() {
+		var key []string
+		if err := rows.Scan(&key); err != nil {
+			return nil, err
+		}
+		items = append(items, key)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const forgetChangedRows = `-- name: ForgetChangedRows :execrows
+DELETE FROM pgshift.changed_rows
+WHERE table_schema = $1 AND table_name = $2 AND changed_at < $3
+`
+
+type ForgetChangedRowsParams struct {
+	TableSchema string    `json:"table_schema"`
+	TableName   string    `json:"table_name"`
+	Before      time.Time `json:"before"`
+}
+
+// Drops one table's dual-write history from before a time (a full verify
+// that began after it has compared those rows).
+func (q *Queries) ForgetChangedRows(ctx context.Context, db DBTX, arg ForgetChangedRowsParams) (int64, error) {
+	result, err := db.Exec(ctx, forgetChangedRows, arg.TableSchema, arg.TableName, arg.Before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const lastFullVerify = `-- name: LastFullVerify :one
+SELECT started_at, equal
+FROM pgshift.verify_runs
+WHERE table_schema = $1 AND table_name = $2 AND kind = 'full'
+ORDER BY finished_at DESC
+LIMIT 1
+`
+
+type LastFullVerifyParams struct {
+	TableSchema string `json:"table_schema"`
+	TableName   string `json:"table_name"`
+}
+
+type LastFullVerifyRow struct {
+	StartedAt time.Time `json:"started_at"`
+	Equal     bool      `json:"equal"`
+}
+
+// The latest full verify of one table.
+func (q *Queries) LastFullVerify(ctx context.Context, db DBTX, arg LastFullVerifyParams) (LastFullVerifyRow, error) {
+	row := db.QueryRow(ctx, lastFullVerify, arg.TableSchema, arg.TableName)
+	var i LastFullVerifyRow
+	err := row.Scan(&i.StartedAt, &i.Equal)
+	return i, err
+}
+
 const latestVerifyRuns = `-- name: LatestVerifyRuns :many
-SELECT DISTINCT ON (table_name) table_name, started_at, finished_at, rows_checked, differences, repaired, equal
+SELECT DISTINCT ON (table_name) table_name, kind, started_at, finished_at, rows_checked, differences, repaired, equal
 FROM pgshift.verify_runs
 WHERE table_schema = $1
 ORDER BY table_name, finished_at DESC
@@ -48,6 +158,7 @@ ORDER BY table_name, finished_at DESC
 
 type LatestVerifyRunsRow struct {
 	TableName   string    `json:"table_name"`
+	Kind        string    `json:"kind"`
 	StartedAt   time.Time `json:"started_at"`
 	FinishedAt  time.Time `json:"finished_at"`
 	RowsChecked int64     `json:"rows_checked"`
@@ -56,7 +167,7 @@ type LatestVerifyRunsRow struct {
 	Equal       bool      `json:"equal"`
 }
 
-// The latest verify of each table of a schema.
+// The latest verify (full or of the changed rows) of each table of a schema.
 func (q *Queries) LatestVerifyRuns(ctx context.Context, db DBTX, tableSchema string) ([]LatestVerifyRunsRow, error) {
 	rows, err := db.Query(ctx, latestVerifyRuns, tableSchema)
 	if err != nil {
@@ -68,6 +179,7 @@ func (q *Queries) LatestVerifyRuns(ctx context.Context, db DBTX, tableSchema str
 		var i LatestVerifyRunsRow
 		if err := rows.Scan(
 			&i.TableName,
+			&i.Kind,
 			&i.StartedAt,
 			&i.FinishedAt,
 			&i.RowsChecked,
@@ -106,13 +218,14 @@ func (q *Queries) RecordShadowReads(ctx context.Context, db DBTX, arg RecordShad
 }
 
 const recordVerifyRun = `-- name: RecordVerifyRun :exec
-INSERT INTO pgshift.verify_runs (table_schema, table_name, started_at, rows_checked, differences, repaired, equal)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO pgshift.verify_runs (table_schema, table_name, kind, started_at, rows_checked, differences, repaired, equal)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 `
 
 type RecordVerifyRunParams struct {
 	TableSchema string    `json:"table_schema"`
 	TableName   string    `json:"table_name"`
+	Kind        string    `json:"kind"`
 	StartedAt   time.Time `json:"started_at"`
 	RowsChecked int64     `json:"rows_checked"`
 	Differences int64     `json:"differences"`
@@ -124,6 +237,7 @@ func (q *Queries) RecordVerifyRun(ctx context.Context, db DBTX, arg RecordVerify
 	_, err := db.Exec(ctx, recordVerifyRun,
 		arg.TableSchema,
 		arg.TableName,
+		arg.Kind,
 		arg.StartedAt,
 		arg.RowsChecked,
 		arg.Differences,

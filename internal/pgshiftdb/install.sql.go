@@ -10,10 +10,11 @@ import (
 )
 
 const installed = `-- name: Installed :one
-SELECT (to_regclass('pgshift.repair_log') IS NOT NULL)::boolean AS installed
+SELECT (to_regclass('pgshift.repair_log') IS NOT NULL AND to_regclass('pgshift.changed_rows') IS NOT NULL)::boolean AS installed
 `
 
-// Whether pgshift's schema is installed on this database.
+// Whether pgshift's schema is installed on this database, as this version
+// of pgshift installs it (its newest table is there).
 func (q *Queries) Installed(ctx context.Context, db DBTX) (bool, error) {
 	row := db.QueryRow(ctx, installed)
 	var installed bool

@@ -23,6 +23,13 @@ type PgshiftBackfillChunk struct {
 	DoneAt      pgtype.Timestamptz `json:"done_at"`
 }
 
+type PgshiftChangedRow struct {
+	TableSchema string    `json:"table_schema"`
+	TableName   string    `json:"table_name"`
+	Key         []string  `json:"key"`
+	ChangedAt   time.Time `json:"changed_at"`
+}
+
 type PgshiftRepairLog struct {
 	ID            int64       `json:"id"`
 	TableSchema   string      `json:"table_schema"`
@@ -55,4 +62,5 @@ type PgshiftVerifyRun struct {
 	Differences int64     `json:"differences"`
 	Repaired    int64     `json:"repaired"`
 	Equal       bool      `json:"equal"`
+	Kind        string    `json:"kind"`
 }

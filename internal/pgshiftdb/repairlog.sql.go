@@ -106,36 +106,49 @@ func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepa
 	return items, nil
 }
 
-const deleteRepairEntries = `-- name: DeleteRepairEntries :execrows
-DELETE FROM pgshift.repair_log
-WHERE id IN (
-    SELECT id FROM pgshift.repair_log
-    WHERE id = ANY($1::bigint[])
-    FOR UPDATE SKIP LOCKED
+const deleteRepairEntries = `-- name: DeleteRepairEntries :exec
+WITH settled AS (
+    DELETE FROM pgshift.repair_log
+    WHERE id IN (
+        SELECT id FROM pgshift.repair_log
+        WHERE id = ANY($1::bigint[])
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING table_schema, table_name, key
 )
+INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
+SELECT DISTINCT table_schema, table_name, key FROM settled
+ORDER BY 1, 2, 3
+ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
+WHERE c.changed_at < now() - interval '10 seconds'
 `
 
-// Deletes confirmed entries; entries a repair worker holds are skipped (it
-// settles them itself).
-func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) (int64, error) {
-	result, err := db.Exec(ctx, deleteRepairEntries, ids)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Deletes confirmed entries and keeps their rows in the dual-write history
+// (changed_rows); entries a repair worker holds are skipped (it settles them
+// itself). Rows are upserted in key order, so two of these never wait for
+// each other in a cycle.
+func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) error {
+	_, err := db.Exec(ctx, deleteRepairEntries, ids)
+	return err
 }
 
-const deleteRepairEntriesHeld = `-- name: DeleteRepairEntriesHeld :execrows
-DELETE FROM pgshift.repair_log WHERE id = ANY($1::bigint[])
+const deleteRepairEntriesHeld = `-- name: DeleteRepairEntriesHeld :exec
+WITH settled AS (
+    DELETE FROM pgshift.repair_log WHERE id = ANY($1::bigint[])
+    RETURNING table_schema, table_name, key
+)
+INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
+SELECT DISTINCT table_schema, table_name, key FROM settled
+ORDER BY 1, 2, 3
+ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
+WHERE c.changed_at < now() - interval '10 seconds'
 `
 
-// Deletes entries this worker holds locked.
-func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []int64) (int64, error) {
-	result, err := db.Exec(ctx, deleteRepairEntriesHeld, ids)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Deletes entries this worker holds locked, keeping their rows in the
+// dual-write history as DeleteRepairEntries does.
+func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []int64) error {
+	_, err := db.Exec(ctx, deleteRepairEntriesHeld, ids)
+	return err
 }
 
 const lockRow = `-- name: LockRow :one

@@ -289,3 +289,19 @@ func DiffRows(src, dst []RowHash) Diff {
 // keyString is a map key for a key: its values joined by a byte that text
 // values cannot hold.
 func keyString(k []string) string { return strings.Join(k, "\x00") }
+
+// UniqueKeys is the keys of all the lists, each once, in the order first
+// seen.
+func UniqueKeys(lists ...[][]string) [][]string {
+	seen := make(map[string]bool)
+	var out [][]string
+	for _, keys := range lists {
+		for _, k := range keys {
+			if s := keyString(k); !seen[s] {
+				seen[s] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}

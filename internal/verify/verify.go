@@ -37,14 +37,33 @@
 //   - With Options.Repair, the differing keys are copied from
 //     Options.Source to the other side with rowsync.CopyKeys (upsert or
 //     delete), so the sides are equal for those keys afterwards.
+//
+// # Changed rows only
+//
+// With Options.Changed a table is compared only at the rows dual writes
+// changed since its last full verify: the keys of the dual-write history
+// (pgshift.changed_rows, where the facade and the repair worker keep the
+// rows of every repair-log entry they settle) and of the entries still in
+// the repair logs, on both sides. Both sides read those rows by key, so the
+// work is proportional to the rows written, not to the table. It needs a
+// full verify that found the table equal (or repaired it) to start from, and
+// no backfill of the table running or finished since, and it sees only what
+// went through the facade's dual writes: a write that reached one side only
+// (a cohort in off or complete, a write outside the facade) is found by a
+// full verify alone. A full verify that finds a table equal forgets the
+// table's history from before it began. Timestamps of the history come from
+// each server's clock and are compared with the full verify's start with
+// ClockSkew to spare.
 package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
@@ -57,6 +76,17 @@ import (
 const (
 	BucketsDefault   = 1 << 16
 	ChunkSizeDefault = 10_000
+)
+
+// ClockSkew is how far apart the clocks of the client and the two servers
+// may be for Options.Changed: rows changed up to this long before the last
+// full verify began are compared again.
+const ClockSkew = time.Minute
+
+// The kinds of verify recorded in pgshift.verify_runs.
+const (
+	KindFull    = "full"
+	KindChanged = "changed"
 )
 
 // Options tune a verification. The zero value compares without repairing.
@@ -78,6 +108,10 @@ type Options struct {
 	// Examples is how many keys of each kind of difference to keep
 	// (default 5).
 	Examples int
+	// Changed compares only the rows dual writes changed since each
+	// table's last full verify (see the package documentation). Buckets and
+	// ChunkSize do not apply.
+	Changed bool
 	// Repair makes the other side equal to Source for every difference.
 	Repair bool
 	// Source is the side Repair copies from: "old" (default) or "new".
@@ -94,9 +128,12 @@ type Examples struct {
 // Result is the comparison of one table.
 type Result struct {
 	Table *rowsync.Table
-	// Rows is the number of rows on old; Chunks the chunks (or the whole
-	// table and its buckets) compared and ChunksDiffering those whose
-	// hashes differed.
+	// Kind is KindFull or KindChanged.
+	Kind string
+	// Rows is the number of rows on old (with Options.Changed: the number
+	// of changed keys compared); Chunks the chunks (or the whole table and
+	// its buckets) compared and ChunksDiffering those whose hashes
+	// differed.
 	Rows                    int64
 	Chunks, ChunksDiffering int
 	// Missing (on new), Extra (on new) and Different count the rows that
@@ -159,13 +196,17 @@ type chunk struct {
 }
 
 func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
-	res := Result{Table: t}
+	res := Result{Table: t, Kind: KindFull}
 	start := time.Now()
 	var candidates [][]string
 	var err error
-	if opts.Buckets > 0 {
+	switch {
+	case opts.Changed:
+		res.Kind = KindChanged
+		candidates, err = compareChanged(ctx, oldDB, newDB, t, &res)
+	case opts.Buckets > 0:
 		candidates, err = compareBuckets(ctx, oldDB, newDB, t, opts.Buckets, &res)
-	} else {
+	default:
 		candidates, err = compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res)
 	}
 	if err != nil {
@@ -194,16 +235,16 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 			}
 		}
 	}
-	opts.Logger.Info("table verified", "op", "verify", "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
+	opts.Logger.Info("table verified", "op", "verify", "kind", res.Kind, "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
 		"missing", res.Missing, "extra", res.Extra, "different", res.Different, "transient", res.Transient,
 		"upserted", res.Upserted, "deleted", res.Deleted, "seconds", time.Since(start).Seconds())
-	record(ctx, newDB, t, start, res, opts)
+	record(ctx, oldDB, newDB, t, start, res, opts)
 	return res
 }
 
 // record keeps the table's result in pgshift.verify_runs on new, for the
 // cutover gates; a database without pgshift's schema keeps nothing.
-func record(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) {
+func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) {
 	q := pgshiftdb.New()
 	if ok, err := q.Installed(ctx, newDB); err != nil || !ok {
 		return
@@ -212,13 +253,107 @@ func record(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table, start ti
 	if opts.Repair {
 		repaired = int64(res.Differences())
 	}
+	equal := res.Differences() == 0 || opts.Repair
 	err := q.RecordVerifyRun(ctx, newDB, pgshiftdb.RecordVerifyRunParams{
-		TableSchema: t.Schema, TableName: t.Name, StartedAt: start, RowsChecked: res.Rows,
-		Differences: int64(res.Differences()), Repaired: repaired, Equal: res.Differences() == 0 || opts.Repair,
+		TableSchema: t.Schema, TableName: t.Name, Kind: res.Kind, StartedAt: start, RowsChecked: res.Rows,
+		Differences: int64(res.Differences()), Repaired: repaired, Equal: equal,
 	})
 	if err != nil {
 		opts.Logger.Warn("verify: could not record the result on new (pgshift preflight will not see it)", "table", t.String(), "err", err)
+		return
 	}
+	if res.Kind != KindFull || !equal {
+		return
+	}
+	// Both sides held the same rows when this verify began (ClockSkew
+	// earlier, to spare the clocks): the history from before then is
+	// compared, and a later verify --changed starts from here.
+	for _, db := range []*pgxpool.Pool{oldDB, newDB} {
+		if _, err := q.ForgetChangedRows(ctx, db, pgshiftdb.ForgetChangedRowsParams{
+			TableSchema: t.Schema, TableName: t.Name, Before: start.Add(-ClockSkew),
+		}); err != nil {
+			opts.Logger.Warn("verify: could not forget the compared dual-write history (verify --changed will compare more rows)", "table", t.String(), "err", err)
+		}
+	}
+}
+
+// compareChanged compares the rows of t that dual writes changed since its
+// last full verify, and returns the keys of those that differ.
+func compareChanged(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, res *Result) ([][]string, error) {
+	since, err := changedSince(ctx, newDB, t)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := changedKeys(ctx, oldDB, newDB, t, since.Add(-ClockSkew))
+	if err != nil {
+		return nil, err
+	}
+	res.Rows = int64(len(keys))
+	var differ [][]string
+	for batch := range batches(keys, 1000) {
+		res.Chunks++
+		d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
+			return rowsync.RowHashesOf(ctx, q, t, batch)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if d.Len() > 0 {
+			res.ChunksDiffering++
+			differ = append(differ, d.Keys()...)
+		}
+	}
+	return differ, nil
+}
+
+// changedSince is when t's last full verify began, refusing when a changed
+// verify cannot stand on it: none recorded, one that left differences, or a
+// backfill of t running or finished after it (backfill writes new outside
+// the dual-write history).
+func changedSince(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table) (time.Time, error) {
+	q := pgshiftdb.New()
+	if ok, err := q.Installed(ctx, newDB); err != nil {
+		return time.Time{}, err
+	} else if !ok {
+		return time.Time{}, fmt.Errorf("--changed needs pgshift's schema on new, where verify runs are recorded: run pgshift install, then a full verify")
+	}
+	full, err := q.LastFullVerify(ctx, newDB, pgshiftdb.LastFullVerifyParams{TableSchema: t.Schema, TableName: t.Name})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("--changed: no full verify of %s is recorded to start from: run pgshift verify --table %s (without --changed) first", t, t.Name)
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !full.Equal {
+		return time.Time{}, fmt.Errorf("--changed: the last full verify of %s (%s) left differences: run pgshift verify --repair --table %s first", t, full.StartedAt.Format(time.RFC3339), t.Name)
+	}
+	bf, err := q.BackfillFinishedAt(ctx, newDB, pgshiftdb.BackfillFinishedAtParams{TableSchema: t.Schema, TableName: t.Name})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if bf.Planned && (!bf.Done || bf.FinishedAt.After(full.StartedAt)) {
+		return time.Time{}, fmt.Errorf("--changed: a backfill of %s ran after its last full verify (%s), and backfill writes outside the dual-write history: run a full pgshift verify --table %s", t, full.StartedAt.Format(time.RFC3339), t.Name)
+	}
+	return full.StartedAt, nil
+}
+
+// changedKeys is the union of both sides' changed keys of t since since.
+func changedKeys(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, since time.Time) ([][]string, error) {
+	var sides [2][][]string
+	var g errgroup.Group
+	for i, db := range []*pgxpool.Pool{oldDB, newDB} {
+		g.Go(func() (err error) {
+			sides[i], err = pgshiftdb.New().ChangedKeys(ctx, db, pgshiftdb.ChangedKeysParams{TableSchema: t.Schema, TableName: t.Name, Since: since})
+			if err != nil {
+				return fmt.Errorf("changed rows on %s: %w", [2]string{"old", "new"}[i], err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return rowsync.UniqueKeys(sides[0], sides[1]), nil
 }
 
 // compare walks t on old in chunks, hashing each chunk as it goes

@@ -1,10 +1,10 @@
 -- name: RecordVerifyRun :exec
-INSERT INTO pgshift.verify_runs (table_schema, table_name, started_at, rows_checked, differences, repaired, equal)
-VALUES (@table_schema, @table_name, @started_at, @rows_checked, @differences, @repaired, @equal);
+INSERT INTO pgshift.verify_runs (table_schema, table_name, kind, started_at, rows_checked, differences, repaired, equal)
+VALUES (@table_schema, @table_name, @kind, @started_at, @rows_checked, @differences, @repaired, @equal);
 
 -- name: LatestVerifyRuns :many
--- The latest verify of each table of a schema.
-SELECT DISTINCT ON (table_name) table_name, started_at, finished_at, rows_checked, differences, repaired, equal
+-- The latest verify (full or of the changed rows) of each table of a schema.
+SELECT DISTINCT ON (table_name) table_name, kind, started_at, finished_at, rows_checked, differences, repaired, equal
 FROM pgshift.verify_runs
 WHERE table_schema = @table_schema
 ORDER BY table_name, finished_at DESC;
@@ -29,3 +29,34 @@ SET reads = pgshift.shadow_reads.reads + EXCLUDED.reads,
 SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::bigint AS mismatches
 FROM pgshift.shadow_reads
 WHERE minute >= date_trunc('minute', @since::timestamptz);
+
+-- name: LastFullVerify :one
+-- The latest full verify of one table.
+SELECT started_at, equal
+FROM pgshift.verify_runs
+WHERE table_schema = @table_schema AND table_name = @table_name AND kind = 'full'
+ORDER BY finished_at DESC
+LIMIT 1;
+
+-- name: BackfillFinishedAt :one
+-- Whether one table's backfill has chunks (planned), whether all of them
+-- are done, and when the last one finished (the epoch when none has).
+SELECT (count(*) > 0)::boolean AS planned, coalesce(bool_and(done_at IS NOT NULL), false)::boolean AS done,
+       coalesce(max(done_at), 'epoch')::timestamptz AS finished_at
+FROM pgshift.backfill_chunks
+WHERE table_schema = @table_schema AND table_name = @table_name;
+
+-- name: ChangedKeys :many
+-- The keys of one table's rows that dual writes changed since a time (the
+-- dual-write history), and those still waiting in the repair log.
+SELECT c.key FROM pgshift.changed_rows AS c
+WHERE c.table_schema = @table_schema::text AND c.table_name = @table_name::text AND c.changed_at >= @since::timestamptz
+UNION
+SELECT l.key FROM pgshift.repair_log AS l
+WHERE l.table_schema = @table_schema::text AND l.table_name = @table_name::text;
+
+-- name: ForgetChangedRows :execrows
+-- Drops one table's dual-write history from before a time (a full verify
+-- that began after it has compared those rows).
+DELETE FROM pgshift.changed_rows
+WHERE table_schema = @table_schema AND table_name = @table_name AND changed_at < @before;

@@ -29,15 +29,25 @@ FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
 ORDER BY t.n
 RETURNING id;
 
--- name: DeleteRepairEntries :execrows
--- Deletes confirmed entries; entries a repair worker holds are skipped (it
--- settles them itself).
-DELETE FROM pgshift.repair_log
-WHERE id IN (
-    SELECT id FROM pgshift.repair_log
-    WHERE id = ANY(@ids::bigint[])
-    FOR UPDATE SKIP LOCKED
-);
+-- name: DeleteRepairEntries :exec
+-- Deletes confirmed entries and keeps their rows in the dual-write history
+-- (changed_rows); entries a repair worker holds are skipped (it settles them
+-- itself). Rows are upserted in key order, so two of these never wait for
+-- each other in a cycle.
+WITH settled AS (
+    DELETE FROM pgshift.repair_log
+    WHERE id IN (
+        SELECT id FROM pgshift.repair_log
+        WHERE id = ANY(@ids::bigint[])
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING table_schema, table_name, key
+)
+INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
+SELECT DISTINCT table_schema, table_name, key FROM settled
+ORDER BY 1, 2, 3
+ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
+WHERE c.changed_at < now() - interval '10 seconds';
 
 -- name: ClaimRepairEntries :many
 -- Due entries older than the grace period (writes still in flight confirm
@@ -61,9 +71,18 @@ JOIN pgshift.repair_log AS l
  AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
 GROUP BY t.n;
 
--- name: DeleteRepairEntriesHeld :execrows
--- Deletes entries this worker holds locked.
-DELETE FROM pgshift.repair_log WHERE id = ANY(@ids::bigint[]);
+-- name: DeleteRepairEntriesHeld :exec
+-- Deletes entries this worker holds locked, keeping their rows in the
+-- dual-write history as DeleteRepairEntries does.
+WITH settled AS (
+    DELETE FROM pgshift.repair_log WHERE id = ANY(@ids::bigint[])
+    RETURNING table_schema, table_name, key
+)
+INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
+SELECT DISTINCT table_schema, table_name, key FROM settled
+ORDER BY 1, 2, 3
+ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
+WHERE c.changed_at < now() - interval '10 seconds';
 
 -- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log

@@ -130,6 +130,26 @@ CREATE TABLE IF NOT EXISTS pgshift.verify_runs (
 CREATE INDEX IF NOT EXISTS verify_runs_table_idx
     ON pgshift.verify_runs (table_schema, table_name, finished_at);
 
+-- kind is 'full' (every row compared) or 'changed' (only the rows written
+-- since the table's last full verify, pgshift verify --changed). Installs of
+-- an earlier pgshift lack it; their runs were all full.
+ALTER TABLE pgshift.verify_runs ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'full';
+
+-- changed_rows is the dual-write history, on each side: the rows whose
+-- repair-log entries were settled (confirmed by the other side, or
+-- repaired), with when. Together with the entries still in repair_log it
+-- names every row a dual write changed, so verify --changed compares only
+-- those. A full verify of a table forgets the rows changed before it began.
+-- changed_at is refreshed at most every ten seconds per row, so hot rows
+-- do not rewrite it on every write.
+CREATE TABLE IF NOT EXISTS pgshift.changed_rows (
+    table_schema text        NOT NULL,
+    table_name   text        NOT NULL,
+    key          text[]      NOT NULL,
+    changed_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_schema, table_name, key)
+);
+
 -- shadow_reads counts, on new, the shadow reads the facades made and how
 -- many of them disagreed, per minute and operation, written in batches:
 -- the cutover gate into live reads the last window of it.
