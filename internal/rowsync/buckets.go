@@ -8,11 +8,15 @@ import (
 )
 
 // bucketOf is the SQL bucket of alias's row among buckets (a power of
-// two, the parameter $n): a 64-bit hash of its key's text form, masked.
-// Both sides compute the same bucket for the same key, whatever their
-// physical order.
+// two, the parameter $n): a 64-bit hash of its key (its text form, or with
+// t.TypedHash its values as rowHash hashes them), masked. Both sides
+// compute the same bucket for the same key, whatever their physical order.
 func (t *Table) bucketOf(alias string, n int) string {
-	return fmt.Sprintf("(hashtextextended(%s::text, 8) & ($%d::bigint - 1))", t.keyArray(alias), n)
+	key := fmt.Sprintf("hashtextextended(%s::text, 8)", t.keyArray(alias))
+	if t.TypedHash {
+		key = fmt.Sprintf("hash_record_extended(%s, 8)", typedRow(t.Key, alias))
+	}
+	return fmt.Sprintf("(%s & ($%d::bigint - 1))", key, n)
 }
 
 // checkBuckets accepts a power of two from 2 up.
@@ -34,8 +38,8 @@ func BucketHashes(ctx context.Context, q pgshift.Querier, t *Table, buckets int)
 	if err := checkBuckets(buckets); err != nil {
 		return nil, err
 	}
-	sql := fmt.Sprintf(`SELECT b, count(*), %s FROM (SELECT %s AS b, %s AS r FROM %s AS t) AS s GROUP BY b`,
-		chunkHash("s.r"), t.bucketOf("t", 1), t.rowText("t"), t.Ident())
+	sql := fmt.Sprintf(`SELECT b, count(*), %s FROM (SELECT %s AS b, %s AS h FROM %s AS t) AS s GROUP BY b`,
+		chunkHash("s.h"), t.bucketOf("t", 1), t.rowHash("t"), t.Ident())
 	rows, err := q.Query(ctx, sql, buckets)
 	if err != nil {
 		return nil, fmt.Errorf("%s: bucket hashes: %w", t, err)

@@ -100,9 +100,39 @@ func FirstKeyIn(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]st
 }
 
 // rowText is the text form of alias's row (its stored columns in table
-// order), what chunk and row hashes are computed from.
+// order), what row hashes (md5) are computed from, and chunk hashes unless
+// t.TypedHash.
 func (t *Table) rowText(alias string) string {
 	return "ROW(" + columnList(t.Columns, alias, "") + ")::text"
+}
+
+// rowHash is the 64-bit hash of alias's row that chunk hashes add up:
+// of its text form, or with t.TypedHash of its values by their types' hash
+// functions (the columns that are not Hashable as text).
+func (t *Table) rowHash(alias string) string {
+	if !t.TypedHash {
+		return "hashtextextended(" + t.rowText(alias) + ", 0)"
+	}
+	return "hash_record_extended(" + typedRow(t.Columns, alias) + ", 0)"
+}
+
+// typedRow is ROW(...) of alias's cols, those that are not Hashable cast to
+// text under the "C" collation (a cast keeps the column's collation, and a
+// nondeterministic one would hash 'a' and 'A' alike).
+func typedRow(cols []Column, alias string) string {
+	var b strings.Builder
+	b.WriteString("ROW(")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(alias + "." + c.ident())
+		if !c.Hashable {
+			b.WriteString(`::text COLLATE "C"`)
+		}
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // keyArray is ARRAY[k1::text, ...] of alias's key.
@@ -135,7 +165,7 @@ func NextChunk(ctx context.Context, q pgshift.Querier, t *Table, after []string,
 	cond, args := t.where("t", r, 2)
 	hashExpr, rowExpr := "''", ""
 	if hash {
-		hashExpr, rowExpr = chunkHash("c.r"), ", "+t.rowText("t")+" AS r"
+		hashExpr, rowExpr = chunkHash("c.h"), ", "+t.rowHash("t")+" AS h"
 	}
 	var keyCols, keyText, desc []string
 	for i, c := range t.Key {
@@ -158,13 +188,13 @@ SELECT count(*), %[6]s, (SELECT ARRAY[%[7]s] FROM c ORDER BY %[8]s LIMIT 1) FROM
 	return r, s, nil
 }
 
-// chunkHash is the SQL aggregate of the chunk hash over the row texts
-// rowText: the sum of hashtextextended(row, 0), a 64-bit hash of each row,
-// "" for no rows. sum(bigint) adds in 128 bits and returns numeric, so it
-// is exact and never overflows. A sum does not depend on the order rows
-// are read in, so the server neither sorts nor concatenates a chunk's rows.
-func chunkHash(rowText string) string {
-	return fmt.Sprintf("coalesce(sum(hashtextextended(%s, 0))::text, '')", rowText)
+// chunkHash is the SQL aggregate of the chunk hash over the row hashes
+// rowHash: their sum, "" for no rows. sum(bigint) adds in 128 bits and
+// returns numeric, so it is exact and never overflows. A sum does not
+// depend on the order rows are read in, so the server neither sorts nor
+// concatenates a chunk's rows.
+func chunkHash(rowHash string) string {
+	return fmt.Sprintf("coalesce(sum(%s)::text, '')", rowHash)
 }
 
 // HashRange returns the Summary of the rows of t in r, read in whatever
@@ -175,7 +205,7 @@ func HashRange(ctx context.Context, q pgshift.Querier, t *Table, r Range) (Summa
 		return Summary{}, err
 	}
 	cond, args := t.where("t", r, 1)
-	sql := fmt.Sprintf(`SELECT count(*), %s FROM %s AS t WHERE %s`, chunkHash(t.rowText("t")), t.Ident(), cond)
+	sql := fmt.Sprintf(`SELECT count(*), %s FROM %s AS t WHERE %s`, chunkHash(t.rowHash("t")), t.Ident(), cond)
 	var s Summary
 	if err := q.QueryRow(ctx, sql, args...).Scan(&s.Rows, &s.Hash); err != nil {
 		return s, fmt.Errorf("%s: hash chunk %v: %w", t, r, err)

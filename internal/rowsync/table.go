@@ -55,7 +55,24 @@ type Column struct {
 	// are copied when a row is inserted but PostgreSQL refuses to update them,
 	// so an update leaves them as they are.
 	AlwaysIdentity bool
+	// Hashable is set for columns whose type's own hash function tells
+	// values apart exactly as their text forms do, and hashes alike on
+	// every server (see TypedHash): built-in types in hashableTypes, or
+	// arrays of them, numeric and character only with a modifier (which
+	// fixes the scale or the padding), text types only under a
+	// deterministic collation.
+	Hashable bool
 }
+
+// hashableTypes are the built-in types whose hash functions are exact (equal
+// hashes where the text forms are equal, under the caller's modifier and
+// collation rules) and stable across servers and major versions (hash
+// partitioning depends on them). Enums are not among them: their hash is of
+// the label's OID, which differs between databases; nor are floats (0 and
+// -0 hash alike, print apart), intervals ('1 day' and '24 hours') and jsonb
+// (its hash skips the structure: '{}', '[]' and NULL all hash to 0).
+var hashableTypes = []string{"bool", "int2", "int4", "int8", "text", "varchar", "bpchar", "bytea", "uuid",
+	"date", "time", "timestamp", "timestamptz", "numeric"}
 
 // ident is the column's quoted name.
 func (c Column) ident() string { return pgx.Identifier{c.Name}.Sanitize() }
@@ -71,6 +88,13 @@ type Table struct {
 	// KeyIndex names the unique index on NOT NULL columns that keys a
 	// table without a primary key; "" when the primary key does.
 	KeyIndex string
+	// TypedHash makes chunk, table and bucket hashes hash each row with
+	// the column types' own hash functions (hash_record_extended, with
+	// the columns that are not Hashable as text) instead of rendering the
+	// whole row as text first, which is most of a hash's cost. Set it only
+	// when both servers have hash_record_extended (PostgreSQL 14 and
+	// later; SupportsTypedHash), and on the Table both sides hash with.
+	TypedHash bool
 }
 
 // Ident is the table's quoted, schema-qualified name for SQL.
@@ -94,16 +118,22 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", t, err)
 	}
-	rows, err := q.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod), attidentity = 'a' FROM pg_attribute
-		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-		ORDER BY attnum`, oid)
+	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a',
+		  coalesce(e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($2::text[])
+		    AND (e.typname NOT IN ('numeric', 'bpchar') OR a.atttypmod >= 0)
+		    AND (a.attcollation = 0 OR (SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation)), false)
+		FROM pg_attribute a
+		JOIN pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_type e ON e.oid = CASE WHEN ty.typcategory = 'A' AND ty.typelem <> 0 THEN ty.typelem ELSE ty.oid END
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`, oid, hashableTypes)
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 	}
 	byName := map[string]Column{}
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity, &c.Hashable); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 		}
@@ -200,4 +230,14 @@ func columnList(cols []Column, alias, suffix string) string {
 		b.WriteString(suffix)
 	}
 	return b.String()
+}
+
+// SupportsTypedHash reports whether the server q is connected to can hash
+// rows with Table.TypedHash (PostgreSQL 14 and later).
+func SupportsTypedHash(ctx context.Context, q pgshift.Querier) (bool, error) {
+	var ok bool
+	if err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int >= 140000`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("server version: %w", err)
+	}
+	return ok, nil
 }

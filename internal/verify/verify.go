@@ -4,9 +4,15 @@
 // # How
 //
 // By default both sides hash the whole table at the same time: each reads
-// it in one sequential pass, renders every row as text and adds a 64-bit
-// hash of it to one sum, in any order, with no index walked and nothing
-// sorted; only the sums cross the wire. Equal tables end there. When the
+// it in one sequential pass and adds a 64-bit hash of every row to one sum,
+// in any order, with no index walked and nothing sorted; only the sums
+// cross the wire. Where both servers are PostgreSQL 14 or later, a row is
+// hashed by its column types' own hash functions (hash_record_extended)
+// without rendering it as text, which is most of the cost of a pass; the
+// columns whose types' hashes are not exact or not the same on every
+// server (enums, floats, intervals, domains, unconstrained numeric, text
+// under a nondeterministic collation, ...) are hashed as text
+// (rowsync.Table.TypedHash). Older servers hash every row's text. Equal tables end there. When the
 // sums differ, both sides sum their rows into key-hash buckets (65,536 of
 // them), and the buckets whose sums differ are read again: both sides send
 // the key and md5 of each row of those buckets, and the rows are diffed by
@@ -182,11 +188,34 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	typed, err := typedHash(ctx, oldDB, newDB)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	results := make([]Result, len(tables))
 	rowsync.ForEach(ctx, len(tables), opts.Workers, func(i int) {
-		results[i] = table(ctx, oldDB, newDB, tables[i], opts)
+		t := *tables[i]
+		t.TypedHash = typed
+		results[i] = table(ctx, oldDB, newDB, &t, opts)
+		results[i].Table = tables[i]
 	})
 	return results, ctx.Err()
+}
+
+// typedHash reports whether both servers hash rows by their types' own hash
+// functions (rowsync.Table.TypedHash): when one is older than PostgreSQL 14,
+// both render rows as text instead.
+func typedHash(ctx context.Context, oldDB, newDB *pgxpool.Pool) (bool, error) {
+	for i, db := range []*pgxpool.Pool{oldDB, newDB} {
+		ok, err := rowsync.SupportsTypedHash(ctx, db)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", [2]string{"old", "new"}[i], err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // chunk is a range of keys and old's Summary of it.

@@ -1,0 +1,93 @@
+package rowsync_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/rowsync"
+)
+
+// typedDDL has a column of each kind the typed hash treats apart: types it
+// hashes by value, and those it must hash as text because their own hash
+// is not exact (floats, intervals, unconstrained numeric, case-insensitive
+// text, jsonb) or differs between databases (enums hash their labels'
+// OIDs).
+const typedDDL = `
+CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE typed (
+	id bigint PRIMARY KEY,
+	n numeric(10,2), u uuid, ts timestamptz, d date, b bool, j jsonb, arr int[], t text, by bytea,
+	mood mood, f float8, iv interval, free numeric, ci text COLLATE ci, js json, dom positive
+)`
+
+// TestTypedHashTellsApartWhatTextDoes hashes identical rows alike on two
+// servers whose enum OIDs differ, and tells apart every pair of values whose
+// text forms differ, even where the type's own hash would not.
+func TestTypedHashTellsApartWhatTextDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	// On new the enum is made after another type, so its labels' OIDs
+	// differ from old's.
+	pgtest.Exec(t, p.New.Pool, `CREATE TYPE spare AS ENUM ('x', 'y', 'z')`)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TYPE mood AS ENUM ('sad', 'ok')`)
+		pgtest.Exec(t, db.Pool, `CREATE DOMAIN positive AS integer CHECK (VALUE > 0)`)
+		pgtest.Exec(t, db.Pool, typedDDL)
+		pgtest.Exec(t, db.Pool, `INSERT INTO typed VALUES (1, 1.5, '5b9f2c1e-8a38-4a36-9d45-8a2f6c1e0b11', '2025-01-01 10:00+00', '2025-01-01', true,
+			'{}', '{1,2}', 'x', '\x01', 'ok', 0, '1 day', 1.0, 'Abc', '{"a":1}', 3)`)
+	}
+	tbl, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "typed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashable := map[string]bool{}
+	for _, c := range tbl.Columns {
+		hashable[c.Name] = c.Hashable
+	}
+	for _, name := range []string{"id", "n", "u", "ts", "d", "b", "arr", "t", "by"} {
+		if !hashable[name] {
+			t.Errorf("column %s is not Hashable, want its type's hash used", name)
+		}
+	}
+	for _, name := range []string{"mood", "f", "iv", "free", "ci", "js", "dom", "j"} {
+		if hashable[name] {
+			t.Errorf("column %s is Hashable, want it hashed as text", name)
+		}
+	}
+	tbl.TypedHash = true
+	hash := func(db *pgtest.DB) rowsync.Summary {
+		t.Helper()
+		s, err := rowsync.HashRange(ctx, db.Pool, tbl, rowsync.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if o, n := hash(p.Old), hash(p.New); o != n {
+		t.Fatalf("identical rows: old %+v, new %+v; want equal hashes", o, n)
+	}
+	// Each change keeps the value equal by its type's own equality (so its
+	// own hash would not see it) or changes it plainly; all print apart.
+	for _, change := range []string{
+		`f = '-0'`, `iv = '24 hours'`, `free = 1.00`, `ci = 'ABC'`, `js = '{"a": 1}'`, `j = '[]'`, `j = NULL`,
+		`n = 1.51`, `ts = '2025-01-01 10:00:00.000001+00'`, `j = '{"a": 2}'`, `arr = '{2,1}'`, `t = 'x '`, `by = '\x0100'`, `mood = 'sad'`, `dom = 4`,
+	} {
+		pgtest.Exec(t, p.New.Pool, `UPDATE typed SET `+change)
+		if o, n := hash(p.Old), hash(p.New); o == n {
+			t.Errorf("SET %s on new: hashes equal, want them to differ", change)
+		}
+		pgtest.Exec(t, p.New.Pool, `DELETE FROM typed`)
+		if _, _, err := rowsync.CopyKeys(ctx, p.Old.Pool, p.New.Pool, tbl, [][]string{{"1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if o, n := hash(p.Old), hash(p.New); o != n {
+			t.Fatalf("after copying the row back: old %+v, new %+v; want equal", o, n)
+		}
+	}
+	ok, err := rowsync.SupportsTypedHash(ctx, p.Old.Pool)
+	if err != nil || !ok {
+		t.Fatalf("SupportsTypedHash on PostgreSQL 15 = %v, %v; want true", ok, err)
+	}
+}
