@@ -137,7 +137,9 @@ func BenchmarkVerifyVsPgDump(b *testing.B) {
 			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		})
 	}
-	verifyRun := func(name string, opts verify.Options, differences int) { verifyRows(name, opts, benchRows, differences) }
+	verifyRun := func(name string, opts verify.Options, differences int) {
+		verifyRows(name, opts, benchRows, differences)
+	}
 	verifyRun("verify-buckets", verify.Options{}, 0)
 	verifyRun("verify-chunks", verify.Options{Buckets: -1}, 0)
 	b.Run("pg_dump-both", func(b *testing.B) {

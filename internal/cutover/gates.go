@@ -321,7 +321,7 @@ func (c checker) verified(ctx context.Context, r *Report) error {
 	}
 	r.Gates = append(r.Gates, Gate{Name: "verify equal", Measured: measured,
 		Limit: fmt.Sprintf("every table, within %s (a full verify, or one of the rows changed since)", c.limits.MaxVerifyAge),
-		OK: len(fixes) == 0, Fix: strings.Join(fixes, "; ")})
+		OK:    len(fixes) == 0, Fix: strings.Join(fixes, "; ")})
 	return nil
 }
 
