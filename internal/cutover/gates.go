@@ -319,9 +319,13 @@ func (c checker) verified(ctx context.Context, r *Report) error {
 	if len(stale) > 0 {
 		fixes = append(fixes, "pgshift verify --changed"+tableFlags(stale))
 	}
-	r.Gates = append(r.Gates, Gate{Name: "verify equal", Measured: measured,
-		Limit: fmt.Sprintf("every table, within %s (a full verify, or one of the rows changed since)", c.limits.MaxVerifyAge),
-		OK:    len(fixes) == 0, Fix: strings.Join(fixes, "; ")})
+	r.Gates = append(r.Gates, Gate{
+		Name:     "verify equal",
+		Measured: measured,
+		Limit:    fmt.Sprintf("every table, within %s (a full verify, or one of the rows changed since)", c.limits.MaxVerifyAge),
+		OK:       len(fixes) == 0,
+		Fix:      strings.Join(fixes, "; "),
+	})
 	return nil
 }
 
