@@ -284,9 +284,15 @@ func (j *job) fail(err error) {
 
 // plan loads the table's chunks, planning them first when no process has:
 // under a lock on new, so that concurrent processes plan a table once.
-func (r *runner) plan(ctx context.Context, t *rowsync.Table) *job {
-	j := &job{t: t, res: Result{Table: t}, log: r.opts.Logger.With("op", "backfill", "table", t.String()), start: time.Now()}
-	err := pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
+func (r *runner) plan(ctx context.Context, table *rowsync.Table) *job {
+	j := &job{res: Result{Table: table}, log: r.opts.Logger.With("op", "backfill", "table", table.String()), start: time.Now()}
+	t, err := alignKeyOrder(ctx, r.new, table, j.log)
+	if err != nil {
+		j.res.Err = fmt.Errorf("backfill %s: %w", table, err)
+		return j
+	}
+	j.t = t
+	err = pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
 		key := pgshiftdb.LockBackfillPlanParams{TableSchema: t.Schema, TableName: t.Name}
 		if err := progress.LockBackfillPlan(ctx, tx, key); err != nil {
 			return err
@@ -779,7 +785,7 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 		return 0, nil, err
 	}
 	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT current_setting('pgshift.limit')::bigint) TO STDOUT",
-		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyList())
+		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyOrder())
 	pr, pw := io.Pipe()
 	var sent int64
 	var sendErr error
@@ -815,4 +821,21 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 		}
 	}
 	return sent, last, tx.Commit(ctx)
+}
+
+// alignKeyOrder returns a copy of t (loaded from old) whose key order new
+// shares (rowsync.AlignKeyOrder): chunks are key ranges planned on old and
+// applied on new, so both must sort keys alike. It warns when that costs
+// the key index.
+func alignKeyOrder(ctx context.Context, newDB *pgxpool.Pool, t *rowsync.Table, log *slog.Logger) (*rowsync.Table, error) {
+	aligned := *t
+	unmatched, err := rowsync.AlignKeyOrder(ctx, newDB, &aligned)
+	if err != nil {
+		return nil, err
+	}
+	if len(unmatched) > 0 {
+		log.Warn("the key's collations differ between old and new (or their versions are unknown): keys are compared in byte order, which the key index cannot serve, so each chunk scans the table",
+			"columns", unmatched)
+	}
+	return &aligned, nil
 }

@@ -76,7 +76,7 @@ func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) 
 		params[i] = fmt.Sprintf("(%s)::%s", placeholder(i), c.Type)
 		args[i] = key[i]
 	}
-	return fmt.Sprintf("(%s) %s (%s)", t.keyList(alias), op, strings.Join(params, ", ")), args
+	return fmt.Sprintf("(%s) %s (%s)", t.orderList(alias), op, strings.Join(params, ", ")), args
 }
 
 // FirstKeyIn is the first key of t in r in key order, nil when there is
@@ -89,7 +89,7 @@ func FirstKeyIn(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]st
 	cond, args := t.where("t", r, 1)
 	var key []string
 	err := q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT 1",
-		t.keyArray("t"), t.Ident(), cond, t.keyList("t")), args...).Scan(&key)
+		t.keyArray("t"), t.Ident(), cond, t.orderList("t")), args...).Scan(&key)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -171,12 +171,12 @@ func NextChunk(ctx context.Context, q pgshift.Querier, t *Table, after []string,
 	for i, c := range t.Key {
 		keyCols = append(keyCols, fmt.Sprintf("t.%s AS k%d", c.ident(), i+1))
 		keyText = append(keyText, fmt.Sprintf("c.k%d::text", i+1))
-		desc = append(desc, fmt.Sprintf("c.k%d DESC", i+1))
+		desc = append(desc, fmt.Sprintf("c.k%d%s DESC", i+1, t.collate(c)))
 	}
 	// only the last row's key is turned into text
 	sql := fmt.Sprintf(`WITH c AS MATERIALIZED (SELECT %[1]s%[2]s FROM %[3]s AS t WHERE %[4]s ORDER BY %[5]s LIMIT $1)
 SELECT count(*), %[6]s, (SELECT ARRAY[%[7]s] FROM c ORDER BY %[8]s LIMIT 1) FROM c`,
-		strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.keyList("t"), hashExpr, strings.Join(keyText, ", "), strings.Join(desc, ", "))
+		strings.Join(keyCols, ", "), rowExpr, t.Ident(), cond, t.orderList("t"), hashExpr, strings.Join(keyText, ", "), strings.Join(desc, ", "))
 	var s Summary
 	var last []string
 	if err := q.QueryRow(ctx, sql, append([]any{size}, args...)...).Scan(&s.Rows, &s.Hash, &last); err != nil {
@@ -228,7 +228,7 @@ func RowHashes(ctx context.Context, q pgshift.Querier, t *Table, r Range) ([]Row
 	}
 	cond, args := t.where("t", r, 1)
 	sql := fmt.Sprintf(`SELECT %s, md5(%s) FROM %s AS t WHERE %s ORDER BY %s`,
-		t.keyArray("t"), t.rowText("t"), t.Ident(), cond, t.keyList("t"))
+		t.keyArray("t"), t.rowText("t"), t.Ident(), cond, t.orderList("t"))
 	out, err := collectRowHashes(ctx, q, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: rows of chunk %v: %w", t, r, err)
@@ -248,7 +248,7 @@ func RowHashesOf(ctx context.Context, q pgshift.Querier, t *Table, keys [][]stri
 		return nil, err
 	}
 	sql := fmt.Sprintf(`SELECT %s, md5(%s) FROM %s AS t JOIN %s ON %s ORDER BY %s`,
-		t.keyArray("t"), t.rowText("t"), t.Ident(), t.keySet(1, "k"), t.keyMatch("t", "k"), t.keyList("t"))
+		t.keyArray("t"), t.rowText("t"), t.Ident(), t.keySet(1, "k"), t.keyMatch("t", "k"), t.orderList("t"))
 	out, err := collectRowHashes(ctx, q, sql, keyArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: rows of %d keys: %w", t, len(keys), err)

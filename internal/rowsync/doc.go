@@ -51,9 +51,12 @@
 // must not depend on session settings that differ between the two
 // connections: the engine sets SessionParams (UTC time zone, ISO dates,
 // full float precision, hex bytea) in the transaction of every statement it
-// runs, so any pool will do, behind PgBouncer too. Keys are ordered by the key columns'
-// collations; both servers must order them alike (use the same collation
-// provider and version, or "C"), or chunks of text keys will not line up.
+// runs, so any pool will do, behind PgBouncer too. Ranges of keys are
+// compared by the key columns' collations where both servers' collations
+// are shown to sort alike (same provider, locale and library version: see
+// AlignKeyOrder); otherwise in byte order (Table.KeyOrderC), which lines
+// ranges up on both sides whatever their collations, at the cost of the
+// key index.
 //
 // # Example
 //

@@ -62,6 +62,11 @@ type Column struct {
 	// fixes the scale or the padding), text types only under a
 	// deterministic collation.
 	Hashable bool
+	// Collation describes how the column's values sort on its server: ""
+	// for a type without collation, "C" for byte order, else provider,
+	// locale, determinism and version (collationOf). Two servers whose key
+	// columns have the same Collation order keys alike.
+	Collation string
 }
 
 // hashableTypes are the built-in types whose hash functions are exact (equal
@@ -95,6 +100,12 @@ type Table struct {
 	// when both servers have hash_record_extended (PostgreSQL 14 and
 	// later; SupportsTypedHash), and on the Table both sides hash with.
 	TypedHash bool
+	// KeyOrderC compares and sorts the key's text columns in byte order
+	// (COLLATE "C") instead of by their collations. AlignKeyOrder sets it
+	// when the two servers' key collations cannot be shown to sort alike,
+	// because ranges planned on one side must hold the same keys on the
+	// other. It costs the primary key index: each range is found by a scan.
+	KeyOrderC bool
 }
 
 // Ident is the table's quoted, schema-qualified name for SQL.
@@ -118,7 +129,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", t, err)
 	}
-	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a',
+	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a', `+collationOf+`,
 		  coalesce(e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($2::text[])
 		    AND (e.typname NOT IN ('numeric', 'bpchar') OR a.atttypmod >= 0)
 		    AND (a.attcollation = 0 OR (SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation)), false)
@@ -133,7 +144,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 	byName := map[string]Column{}
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity, &c.Hashable); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity, &c.Collation, &c.Hashable); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 		}
@@ -207,10 +218,6 @@ func collectStrings(ctx context.Context, q pgshift.Querier, sql string, args ...
 // ColumnList is the quoted names of the stored columns, comma-separated.
 func (t *Table) ColumnList() string { return columnList(t.Columns, "", "") }
 
-// KeyList is the quoted names of the key columns in key order,
-// comma-separated: an ORDER BY clause or a conflict target.
-func (t *Table) KeyList() string { return columnList(t.Key, "", "") }
-
 // keyList is "k1", "k2" of the key columns, qualified with alias when given.
 func (t *Table) keyList(alias string) string { return columnList(t.Key, alias, "") }
 
@@ -241,3 +248,85 @@ func SupportsTypedHash(ctx context.Context, q pgshift.Querier) (bool, error) {
 	}
 	return ok, nil
 }
+
+// collationOf is the SQL of Column.Collation for pg_attribute a: byte order
+// ("C") for libc's C, POSIX and C.UTF-8; else provider, locale,
+// determinism and the collation's version (of the library that sorts:
+// glibc or ICU), "unversioned" where the server cannot tell it. The
+// database's default collation is described by the database's locale.
+// Catalog columns that differ between major versions are read through
+// to_jsonb, so the same text works on every supported server.
+const collationOf = `(SELECT CASE WHEN a.attcollation = 0 THEN ''
+	WHEN x.prov = 'c' AND x.loc IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8') THEN 'C'
+	ELSE x.prov || ':' || coalesce(x.loc, '') || CASE WHEN x.det THEN '' ELSE ':nondeterministic' END || ':' || coalesce(nullif(x.ver, ''), 'unversioned') END
+	FROM (SELECT
+		CASE WHEN co.oid = 100 THEN coalesce(d.j->>'datlocprovider', 'c') ELSE co.collprovider::text END AS prov,
+		CASE WHEN co.oid <> 100 THEN coalesce(to_jsonb(co)->>'colliculocale', to_jsonb(co)->>'colllocale', co.collcollate)
+			WHEN coalesce(d.j->>'datlocprovider', 'c') = 'c' THEN d.j->>'datcollate'
+			ELSE coalesce(d.j->>'daticulocale', d.j->>'datlocale') END AS loc,
+		co.collisdeterministic AS det,
+		CASE WHEN co.oid <> 100 THEN pg_collation_actual_version(co.oid)
+			ELSE coalesce(d.j->>'datcollversion', (SELECT pg_collation_actual_version(l.oid) FROM pg_collation l
+				WHERE l.collprovider = 'c' AND l.collcollate = d.j->>'datcollate' LIMIT 1)) END AS ver
+		FROM pg_collation co, (SELECT to_jsonb(db) AS j FROM pg_database db WHERE db.datname = current_database()) AS d
+		WHERE co.oid = CASE WHEN a.attcollation = 0 THEN 100 ELSE a.attcollation END) AS x)`
+
+// AlignKeyOrder makes t's key order one that the database other (the side t
+// was not loaded from) shares: t's own when the key columns' collations
+// are the same there and versioned, byte order (KeyOrderC) otherwise. It
+// returns the key columns whose collations could not be shown to match.
+func AlignKeyOrder(ctx context.Context, other pgshift.Querier, t *Table) ([]string, error) {
+	theirs, err := LoadTable(ctx, other, t.Schema, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("key order of %s on the other side: %w", t, err)
+	}
+	collations := map[string]string{}
+	for _, c := range theirs.Columns {
+		collations[c.Name] = c.Collation
+	}
+	var unmatched []string
+	for _, c := range t.Key {
+		ours, theirs := c.Collation, collations[c.Name]
+		if ours != theirs || strings.HasSuffix(ours, ":unversioned") {
+			unmatched = append(unmatched, fmt.Sprintf("%s (%s here, %s there)", c.Name, describeCollation(ours), describeCollation(theirs)))
+		}
+	}
+	t.KeyOrderC = len(unmatched) > 0
+	return unmatched, nil
+}
+
+func describeCollation(c string) string {
+	if c == "" {
+		return "no collation"
+	}
+	return c
+}
+
+// orderList is the key columns of alias as ORDER BY and comparisons use
+// them: in byte order where t.KeyOrderC and the column has a collation.
+// (keyList is the plain list, for conflict targets and equality joins.)
+func (t *Table) orderList(alias string) string {
+	var b strings.Builder
+	for i, c := range t.Key {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if alias != "" {
+			b.WriteString(alias + ".")
+		}
+		b.WriteString(c.ident() + t.collate(c))
+	}
+	return b.String()
+}
+
+// collate is ` COLLATE "C"` where t compares c in byte order, else "".
+func (t *Table) collate(c Column) string {
+	if t.KeyOrderC && c.Collation != "" && c.Collation != "C" {
+		return ` COLLATE "C"`
+	}
+	return ""
+}
+
+// KeyOrder is the key columns in key order for an ORDER BY clause (see
+// KeyOrderC).
+func (t *Table) KeyOrder() string { return t.orderList("") }
