@@ -80,7 +80,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	defer s.close()
-	prog := newProgress(e.stderr, e.terminal, com.json)
+	prog := newProgress(e.stderr, c.name, e.terminal, com.json)
 	results, err := backfill.Run(ctx, s.old, s.new, s.tables, backfill.Options{
 		Workers: *workers, ChunkSize: *chunk, Lease: *lease, Restart: *restart, Progress: prog.chunk, Logger: s.log,
 		MaxRate: *maxRate, PieceTarget: *pieceTarget, MaxOldActive: *maxActive,

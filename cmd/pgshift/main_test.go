@@ -136,6 +136,36 @@ func TestBackfillShowsProgressWithRateAndETA(t *testing.T) {
 	}
 }
 
+// verify shows its progress as backfill does: rows/s and ETA on stderr, a
+// bar on a terminal, and with --json one JSON object per line with the
+// rows compared per table.
+func TestVerifyShowsProgress(t *testing.T) {
+	t.Parallel()
+	p := setup(t)
+	args := []string{"--old", p.Old.URL, "--new", p.New.URL, "--schema", "Big Co", "--table", "events"}
+	if code, out, errOut := pgshift(t, append([]string{"backfill"}, args...)...); code != exitOK {
+		t.Fatalf("backfill: code %d\n%s%s", code, out, errOut)
+	}
+	for _, terminal := range []bool{true, false} {
+		var out, errOut bytes.Buffer
+		e := &env{stdout: &out, stderr: &errOut, getenv: func(string) string { return "" }, terminal: terminal}
+		code := runWith(context.Background(), append([]string{"verify", "--chunks", "--chunk-size", "7"}, args...), e)
+		bar := strings.Contains(errOut.String(), "\r[")
+		if code != exitOK || !strings.Contains(errOut.String(), "30/30 rows") || !strings.Contains(errOut.String(), "ETA") || bar != terminal {
+			t.Errorf("terminal %v: code %d, stderr %q; want 30/30 rows and an ETA, a bar only on a terminal", terminal, code, errOut.String())
+		}
+	}
+	code, out, errOut := pgshift(t, append([]string{"verify", "--json"}, args...)...)
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	var last progressJSON
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitOK {
+		t.Fatalf("verify --json: code %d, last stderr line %q (%v)\n%s", code, lines[len(lines)-1], err, out)
+	}
+	if tp := last.Tables[`"Big Co"."events"`]; last.Rows != 30 || tp.Rows != 30 || last.Fraction != 1 {
+		t.Fatalf("verify --json progress = %+v, want 30 rows of events compared, fraction 1", last)
+	}
+}
+
 func TestPasswordNeverInOutput(t *testing.T) {
 	t.Parallel()
 	const secret = "Sup3rSecretPw"

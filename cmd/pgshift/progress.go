@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/internal/backfill"
+	"github.com/pgshift/pgshift/internal/verify"
 )
 
-// progress shows a backfill's progress on stderr: a bar redrawn in place on
-// a terminal, a plain line every few seconds otherwise, a JSON object per
-// line (every second) with --json.
+// progress shows a backfill's or a verify's progress on stderr: a bar
+// redrawn in place on a terminal, a plain line every few seconds otherwise,
+// a JSON object per line (every second) with --json.
 type progress struct {
 	w        io.Writer
+	what     string // the command, for the plain lines
 	terminal bool
 	json     bool
 	every    time.Duration
@@ -28,7 +30,7 @@ type progress struct {
 	done      map[string]int64
 }
 
-func newProgress(w io.Writer, terminal, asJSON bool) *progress {
+func newProgress(w io.Writer, what string, terminal, asJSON bool) *progress {
 	every := 5 * time.Second
 	switch {
 	case asJSON:
@@ -36,17 +38,22 @@ func newProgress(w io.Writer, terminal, asJSON bool) *progress {
 	case terminal:
 		every = 200 * time.Millisecond
 	}
-	return &progress{w: w, terminal: terminal, json: asJSON, every: every, start: time.Now(), estimates: map[string]int64{}, done: map[string]int64{}}
+	return &progress{w: w, what: what, terminal: terminal, json: asJSON, every: every, start: time.Now(), estimates: map[string]int64{}, done: map[string]int64{}}
 }
 
-// chunk records a committed chunk and redraws when it is time.
-func (p *progress) chunk(c backfill.Progress) {
+// chunk records a backfill's committed chunk.
+func (p *progress) chunk(c backfill.Progress) { p.add(c.Table.String(), c.Rows, c.Estimate) }
+
+// compared records rows a verify compared.
+func (p *progress) compared(c verify.Progress) { p.add(c.Table.String(), c.Rows, c.Estimate) }
+
+// add records rows of a table done and redraws when it is time.
+func (p *progress) add(table string, rows, estimate int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	name := c.Table.String()
-	p.rows += c.Rows
-	p.done[name] += c.Rows
-	p.estimates[name] = c.Estimate
+	p.rows += rows
+	p.done[table] += rows
+	p.estimates[table] = estimate
 	if now := time.Now(); now.Sub(p.last) >= p.every {
 		p.last = now
 		p.draw(now)
@@ -85,7 +92,7 @@ func (p *progress) draw(now time.Time) {
 		fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %d/%d rows %.0f rows/s ETA %s ", strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100, p.rows, total, rate, eta)
 		return
 	}
-	fmt.Fprintf(p.w, "backfill: %d/%d rows (%.0f%%), %.0f rows/s, ETA %s\n", p.rows, total, frac*100, rate, eta)
+	fmt.Fprintf(p.w, "%s: %d/%d rows (%.0f%%), %.0f rows/s, ETA %s\n", p.what, p.rows, total, frac*100, rate, eta)
 }
 
 // finish draws the final state and ends the bar's line.
@@ -110,8 +117,8 @@ type progressJSON struct {
 	Tables         map[string]tableProgress `json:"tables"`
 }
 
-// tableProgress is one table's rows copied by this process and its
-// estimated total.
+// tableProgress is one table's rows copied (or compared) by this process
+// and its estimated total.
 type tableProgress struct {
 	Rows  int64 `json:"rows"`
 	Total int64 `json:"total"`

@@ -29,7 +29,8 @@ in time proportional to those rows; it needs a full verify that found the
 table equal, and no backfill since. Writes that reached one side only (a
 cohort in off or complete, writes outside the facade) need a full verify.
 Prints per table the rows missing on new, extra on new and different, with
-example keys. Exit status 1 when differences remain (after --repair: when
+example keys. Progress goes to stderr as backfill's does: a bar on a
+terminal, a line every 5 s otherwise, JSON lines with --json. Exit status 1 when differences remain (after --repair: when
 the repair failed).
 
 Examples:
@@ -89,9 +90,12 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 	if *chunks {
 		*buckets = -1
 	}
+	prog := newProgress(e.stderr, c.name, e.terminal, com.json)
 	results, err := verify.Run(ctx, s.old, s.new, s.tables, verify.Options{
-		Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Changed: *changed, Repair: *repair, Source: *source, Logger: s.log,
+		Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Changed: *changed, Repair: *repair, Source: *source,
+		Logger: s.log, Progress: prog.compared,
 	})
+	prog.finish()
 	code := exitOK
 	if s.reportSkipped(e.stderr) {
 		code = exitError

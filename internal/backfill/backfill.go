@@ -341,8 +341,8 @@ func (r *runner) plan(ctx context.Context, table *rowsync.Table) *job {
 		j.log.Info("table already backfilled")
 		return j
 	}
-	if j.estimate, err = estimateRows(ctx, r.old, t); err != nil {
-		j.res.Err = err
+	if j.estimate, err = rowsync.EstimateRows(ctx, r.old, t); err != nil {
+		j.res.Err = fmt.Errorf("backfill %w", err)
 	}
 	return j
 }
@@ -535,18 +535,6 @@ func (l *limiter) take(rows int64) {
 
 // progress runs the statements of pgshift.backfill_chunks.
 var progress = pgshiftdb.New()
-
-func estimateRows(ctx context.Context, old *pgxpool.Pool, t *rowsync.Table) (int64, error) {
-	var n int64
-	err := old.QueryRow(ctx, `SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass`, t.Ident()).Scan(&n)
-	if err == nil && n == 0 {
-		err = old.QueryRow(ctx, `SELECT count(*) FROM `+t.Ident()).Scan(&n)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("backfill %s: estimate rows: %w", t, err)
-	}
-	return n, nil
-}
 
 // errLeaseLost says another worker took the chunk over (this one's lease
 // expired): the piece rolled back, and the chunk is the other worker's.

@@ -330,3 +330,17 @@ func (t *Table) collate(c Column) string {
 // KeyOrder is the key columns in key order for an ORDER BY clause (see
 // KeyOrderC).
 func (t *Table) KeyOrder() string { return t.orderList("") }
+
+// EstimateRows is t's row count on q as its statistics estimate it (for
+// progress and ETAs), counted when the table was never analyzed.
+func EstimateRows(ctx context.Context, q pgshift.Querier, t *Table) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass`, t.Ident()).Scan(&n)
+	if err == nil && n == 0 {
+		err = q.QueryRow(ctx, `SELECT count(*) FROM `+t.Ident()).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: estimate rows: %w", t, err)
+	}
+	return n, nil
+}

@@ -124,6 +124,21 @@ type Options struct {
 	Source string
 	// Logger receives one line per table (default slog.Default()).
 	Logger *slog.Logger
+	// Progress, when set, is called as rows are compared: after each
+	// table's pass, each chunk (Buckets < 0) or each batch of changed keys
+	// (Changed). Calls may come from several goroutines at once (Workers).
+	Progress func(Progress)
+}
+
+// Progress reports rows compared.
+type Progress struct {
+	Table *rowsync.Table
+	// Rows is the number of rows compared since the last call for the
+	// table; Estimate the table's rows as old's statistics estimate them
+	// (with Options.Changed: the changed keys to compare).
+	Rows, Estimate int64
+	// Done is set on the table's last call.
+	Done bool
 }
 
 // Examples are a few keys of each kind of difference.
@@ -227,14 +242,21 @@ type chunk struct {
 func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options) Result {
 	res := Result{Table: t, Kind: KindFull}
 	start := time.Now()
+	prog := &reporter{fn: opts.Progress, t: t}
+	if prog.fn != nil && !opts.Changed {
+		// best effort: a table without an estimate shows no ETA
+		prog.estimate, _ = rowsync.EstimateRows(ctx, oldDB, t)
+	}
+	defer prog.done()
 	var candidates [][]string
 	var err error
 	switch {
 	case opts.Changed:
 		res.Kind = KindChanged
-		candidates, err = compareChanged(ctx, oldDB, newDB, t, &res)
+		candidates, err = compareChanged(ctx, oldDB, newDB, t, &res, prog)
 	case opts.Buckets > 0:
 		candidates, err = compareBuckets(ctx, oldDB, newDB, t, opts.Buckets, &res)
+		prog.add(res.Rows)
 	default:
 		// Chunks are key ranges walked on old and hashed on new: both
 		// must sort keys alike.
@@ -246,7 +268,7 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 			opts.Logger.Warn("verify: the key's collations differ between old and new (or their versions are unknown): chunks compare keys in byte order, which the key index cannot serve",
 				"table", t.String(), "columns", unmatched)
 		}
-		candidates, err = compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res)
+		candidates, err = compare(ctx, oldDB, newDB, t, opts.ChunkSize, &res, prog)
 	}
 	if err != nil {
 		res.Err = fmt.Errorf("verify %s: %w", t, err)
@@ -318,7 +340,7 @@ func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, s
 
 // compareChanged compares the rows of t that dual writes changed since its
 // last full verify, and returns the keys of those that differ.
-func compareChanged(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, res *Result) ([][]string, error) {
+func compareChanged(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, res *Result, prog *reporter) ([][]string, error) {
 	since, err := changedSince(ctx, newDB, t)
 	if err != nil {
 		return nil, err
@@ -328,8 +350,10 @@ func compareChanged(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.
 		return nil, err
 	}
 	res.Rows = int64(len(keys))
+	prog.estimate = res.Rows
 	var differ [][]string
 	for batch := range batches(keys, 1000) {
+		prog.add(int64(len(batch)))
 		res.Chunks++
 		d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
 			return rowsync.RowHashesOf(ctx, q, t, batch)
@@ -398,7 +422,7 @@ func changedKeys(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Tab
 // compare walks t on old in chunks, hashing each chunk as it goes
 // (rowsync.NextChunk), and has new hash the same range while old already
 // walks the next one; it returns the keys of the rows that differ.
-func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, size int, res *Result) ([][]string, error) {
+func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, size int, res *Result, prog *reporter) ([][]string, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	chunks := make(chan chunk, 2)
 	g.Go(func() error {
@@ -429,6 +453,7 @@ func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, 
 			}
 			res.Chunks++
 			res.Rows += c.old.Rows
+			prog.add(c.old.Rows)
 			if c.old == n {
 				continue
 			}
@@ -549,3 +574,22 @@ func batches(keys [][]string, n int) func(func([][]string) bool) {
 }
 
 func first(keys [][]string, n int) [][]string { return keys[:min(n, len(keys))] }
+
+// reporter sends one table's Progress to Options.Progress, if set.
+type reporter struct {
+	fn       func(Progress)
+	t        *rowsync.Table
+	estimate int64
+}
+
+func (r *reporter) add(rows int64) {
+	if r.fn != nil && rows > 0 {
+		r.fn(Progress{Table: r.t, Rows: rows, Estimate: r.estimate})
+	}
+}
+
+func (r *reporter) done() {
+	if r.fn != nil {
+		r.fn(Progress{Table: r.t, Estimate: r.estimate, Done: true})
+	}
+}
