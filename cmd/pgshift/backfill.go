@@ -61,10 +61,7 @@ type backfillTableJSON struct {
 }
 
 func runBackfill(ctx context.Context, e *env, args []string) int {
-	c := commands["backfill"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e, c)
+	c, fs, com := flagsFor("backfill", e)
 	workers := fs.Int("workers", 2, "chunks copied at once by this process")
 	chunk := fs.Int("chunk-size", backfill.ChunkSizeDefault, "rows per chunk")
 	lease := fs.Duration("lease", backfill.LeaseDefault, "how long a chunk stays with a worker that commits nothing before another takes it over")

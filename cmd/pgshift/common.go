@@ -25,6 +25,15 @@ type common struct {
 
 // bind defines the flags command cmd takes: --old, --new, --json and -v
 // always, --schema and --table when it works on tables.
+// flagsFor is command name's flag set with the common flags bound.
+func flagsFor(name string, e *env) (*command, *flag.FlagSet, *common) {
+	c := commands[name]
+	fs := newFlagSet(c, e)
+	com := &common{}
+	com.bind(fs, e, c)
+	return c, fs, com
+}
+
 func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 	fs.StringVar(&c.old, "old", e.getenv("PGSHIFT_OLD_URL"), "connection string of the old database (env PGSHIFT_OLD_URL)")
 	fs.StringVar(&c.new, "new", e.getenv("PGSHIFT_NEW_URL"), "connection string of the new database (env PGSHIFT_NEW_URL)")
@@ -185,10 +194,7 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 // both databases. When ok is false the command ends with code; otherwise
 // the caller closes the pools.
 func catalogCommand(ctx context.Context, e *env, name string, args []string, own func(*flag.FlagSet)) (com *common, oldPool, newPool *pgxpool.Pool, code int, ok bool) {
-	c := commands[name]
-	fs := newFlagSet(c, e)
-	com = &common{}
-	com.bind(fs, e, c)
+	_, fs, com := flagsFor(name, e)
 	if own != nil {
 		own(fs)
 	}

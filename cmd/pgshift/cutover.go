@@ -275,10 +275,7 @@ func writeReport(w io.Writer, cohort string, r *cutover.Report) error {
 }
 
 func runMove(ctx context.Context, e *env, args []string) int {
-	c := commands["move"]
-	fs := newFlagSet(c, e)
-	com := &common{}
-	com.bind(fs, e, c)
+	c, fs, com := flagsFor("move", e)
 	var cf cohortFlags
 	cf.bind(fs)
 	var force, undo bool

@@ -64,10 +64,7 @@ type sideJSON struct {
 }
 
 func runInstall(ctx context.Context, e *env, args []string) int {
-	c := commands["install"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e, c)
+	c, fs, com := flagsFor("install", e)
 	capture := fs.Bool("capture", false, "also install the capture triggers on the tables of --schema (or --table)")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -75,7 +72,7 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 	if !*capture && (len(com.tables) > 0 || com.schema != "public") {
 		return fail(e.stderr, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
 	}
-	return eachSide(ctx, e, c, &com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
+	return eachSide(ctx, e, c, com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
 		out := sideJSON{Schema: pgshiftdb.Schema, Installed: true}
 		if !*capture {
 			return out, dualwrite.Install(ctx, pool)
@@ -92,15 +89,12 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 }
 
 func runUninstall(ctx context.Context, e *env, args []string) int {
-	c := commands["uninstall"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e, c)
+	c, fs, com := flagsFor("uninstall", e)
 	force := fs.Bool("force", false, "uninstall even while a repair log holds entries (they are lost)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	return eachSide(ctx, e, c, &com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
+	return eachSide(ctx, e, c, com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
 		b, err := dualwrite.ReadBacklog(ctx, pool)
 		if err != nil {
 			return sideJSON{}, err

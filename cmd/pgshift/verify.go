@@ -59,10 +59,7 @@ type verifyTableJSON struct {
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
-	c := commands["verify"]
-	fs := newFlagSet(c, e)
-	var com common
-	com.bind(fs, e, c)
+	c, fs, com := flagsFor("verify", e)
 	repair := fs.Bool("repair", false, "copy each difference from --source to the other side")
 	source := fs.String("source", "old", "the side --repair copies from: old or new")
 	workers := fs.Int("workers", 1, "tables compared at once")

@@ -22,11 +22,7 @@ import (
 func TestVerifyChangedComparesOnlyRowsDualWritesChanged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := pgtest.NewPair(t, pgtest.Domain)
-	users, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "users")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, users := domainUsers(t)
 	changed := func() verify.Result {
 		t.Helper()
 		return run(t, p, users, verify.Options{Changed: true})
@@ -107,11 +103,7 @@ func TestVerifyChangedComparesOnlyRowsDualWritesChanged(t *testing.T) {
 func TestVerifyChangedNeedsAnEqualFullVerifyAndNoBackfillSince(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := pgtest.NewPair(t, pgtest.Domain)
-	users, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "users")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, users := domainUsers(t)
 	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name, country, plan, created_at) VALUES (gen_random_uuid(), 'a@example.com', 'a', 'IN', 'free', now())`)
 	run(t, p, users, verify.Options{})
 	changedErr := func() string {
@@ -136,4 +128,16 @@ func TestVerifyChangedNeedsAnEqualFullVerifyAndNoBackfillSince(t *testing.T) {
 	if got := changedErr(); !strings.Contains(got, `a backfill of "public"."users" ran after its last full verify`) {
 		t.Fatalf("after a backfill: %q, want a refusal asking for a full verify", got)
 	}
+}
+
+// domainUsers is a fresh pair with the reference domain and pgshift
+// installed, and its users table.
+func domainUsers(t *testing.T) (*pgtest.Pair, *rowsync.Table) {
+	t.Helper()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	users, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, users
 }
