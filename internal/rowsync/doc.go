@@ -45,8 +45,8 @@
 //
 // # Requirements
 //
-// A table must have a primary key (a table without one gives a
-// *NoPrimaryKeyError). Generated columns are left out: each side computes
+// A table must have a primary key, or a unique index on NOT NULL columns
+// that keys it instead (a table with neither gives a *NoPrimaryKeyError). Generated columns are left out: each side computes
 // its own. Both sides must name the same types, and the text form of values
 // must not depend on session settings that differ between the two
 // connections: the engine sets SessionParams (UTC time zone, ISO dates,
