@@ -60,9 +60,10 @@ type Config struct {
 	// longer is left to the repair worker.
 	OtherTimeout time.Duration
 	// ShadowRecheck is how long a shadow read that found a difference waits
-	// before reading both sides again; only a difference that is still there
-	// counts as a mismatch. ShadowRecheckDefault when zero; negative counts
-	// every difference at once.
+	// before reading both sides again; it reads them up to four times,
+	// waiting twice as long each time, and only a difference that is still
+	// there counts as a mismatch. ShadowRecheckDefault when zero; negative
+	// counts every difference at once.
 	ShadowRecheck time.Duration
 	// Repair tunes the repair worker the facade runs (Facade.Repairer). Its
 	// pools, logger and meter provider are the facade's; its Grace is

@@ -480,11 +480,13 @@ func TestGlobalOpsFollowGlobalStage(t *testing.T) {
 }
 
 // TestShadowRecheckDropsTransientDifferences makes the sides differ only
-// until just after the first comparison, as a write in flight would: the
-// re-read finds them equal, so no mismatch is counted.
+// until after the first comparison, as a write in flight would: the
+// re-reads find them equal, so no mismatch is counted. The difference
+// outlives the first re-read (at 50 ms, the others follow 100, 200 and
+// 400 ms later), as a write on a loaded machine does.
 func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.ShadowRecheck = 500 * time.Millisecond })
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) { c.ShadowRecheck = 50 * time.Millisecond })
 	ctx := userCtx("r")
 	u, err := b.store.Users.Create(ctx, repo.NewUser{Email: "r@example.com", Name: "same"})
 	if err != nil {
@@ -507,6 +509,7 @@ func TestShadowRecheckDropsTransientDifferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-compared
+	time.Sleep(120 * time.Millisecond)
 	pgtest.Exec(t, b.pair.New.Pool, "UPDATE users SET name = 'same' WHERE id = $1", u.ID)
 	b.facade.Wait()
 	if st := b.facade.Stats(); st.ShadowMismatches != 0 || st.ShadowTransient != 1 {

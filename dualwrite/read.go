@@ -23,9 +23,9 @@ type Comparator[T any] func(authoritative, other T) bool
 // returns its answer. In shadow and live it also runs fn on the other side,
 // concurrently, and compares the two answers with reflect.DeepEqual; the
 // other side's latency and errors never reach the caller. A difference is
-// read again on both sides after Config.ShadowRecheck before it counts as a
-// mismatch, so a write of the same rows in flight between the two reads is
-// not reported.
+// read again on both sides after Config.ShadowRecheck, and again after twice
+// as long each time (four times in all), before it counts as a mismatch, so
+// a write of the same rows in flight between the two reads is not reported.
 func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, error) {
 	return ReadCompare(ctx, f, op, fn, nil)
 }
@@ -98,7 +98,7 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 		if agree(a, answer[T]{ov, oerr}, equal) {
 			return
 		}
-		if f.cfg.ShadowRecheck > 0 && recheckAgrees(sctx, f, p, stage, fn, equal) {
+		if f.cfg.ShadowRecheck > 0 && recheckAgrees(context.WithoutCancel(ctx), f, p, stage, fn, equal) {
 			// A write of the same rows was in flight between the two
 			// reads; both sides agree now.
 			f.m.stats.shadowTransient.Add(1)
@@ -127,21 +127,36 @@ func agree[T any](a, o answer[T], equal Comparator[T]) bool {
 	return reflect.DeepEqual(a.v, o.v)
 }
 
-// recheckAgrees reads both sides again, after Config.ShadowRecheck, and
-// reports whether they agree now.
+// shadowRechecks is how many times a difference is read again before it
+// counts: after Config.ShadowRecheck, then after twice as long each time
+// (100, 200, 400 and 800 ms by default), so that a write whose other side
+// commits late (a loaded machine, a slow network) is not reported.
+const shadowRechecks = 4
+
+// recheckAgrees reads both sides again, up to shadowRechecks times with a
+// doubling wait from Config.ShadowRecheck, and reports whether they came to
+// agree. Each pair of reads has Config.OtherTimeout of its own.
 func recheckAgrees[T any](ctx context.Context, f *Facade, p *pools, stage flags.Stage, fn ReadFunc[T], equal Comparator[T]) bool {
-	select {
-	case <-time.After(f.cfg.ShadowRecheck):
-	case <-ctx.Done():
-		return false
-	}
 	auth := stage.Plan().Authoritative
-	av, aerr := fn(ctx, p.side(auth))
-	ov, oerr := fn(ctx, p.side(auth.Other()))
-	for _, err := range []error{aerr, oerr} {
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	delay := f.cfg.ShadowRecheck
+	for range shadowRechecks {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
 			return false
 		}
+		delay *= 2
+		rctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
+		av, aerr := fn(rctx, p.side(auth))
+		ov, oerr := fn(rctx, p.side(auth.Other()))
+		cancel()
+		failed := false
+		for _, err := range []error{aerr, oerr} {
+			failed = failed || (err != nil && !errors.Is(err, pgx.ErrNoRows))
+		}
+		if !failed && agree(answer[T]{av, aerr}, answer[T]{ov, oerr}, equal) {
+			return true
+		}
 	}
-	return agree(answer[T]{av, aerr}, answer[T]{ov, oerr}, equal)
+	return false
 }
