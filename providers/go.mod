@@ -251,4 +251,9 @@ require (
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
 
+// go-feature-flag's relay proxy, which the tests start (internal/relayproxy).
+// It builds against this module's versions: go.opentelemetry.io/otel/sdk/log
+// and its exporters (otlplog, stdoutlog) are raised to the ones that match
+// the otel/log v1.47.0 pgshift's core selects; go-feature-flag v1.40.0's own
+// (sdk/log v0.8.0) do not compile against it.
 tool github.com/thomaspoignant/go-feature-flag/cmd/relayproxy
