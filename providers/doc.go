@@ -31,11 +31,10 @@
 //
 // Neither go-feature-flag's in-process provider nor the OFREP provider
 // reports configuration changes, so the decision cache needs a lifetime,
-// flags.WithCacheTTL: a change reaches decisions within the TTL plus the
-// provider's own refresh (go-feature-flag's polling interval; for the relay
-// proxy, its polling interval of the flag file). The TTL also paces a flag
-// server that is down: each user costs one failed request per TTL, answered
-// from the last good decision. Give the OFREP provider a timeout
+// flags.WithCacheTTL: a change reaches decisions within the TTL plus
+// go-feature-flag's polling interval (in process, or in the relay proxy).
+// The TTL also paces a flag server that is down: each user costs one failed
+// request per TTL, answered from the last good decision. Give the OFREP provider a timeout
 // (ofrep.WithTimeout) well below a request's budget: an evaluation is an
 // HTTP request, made on the caller's path for every cache miss.
 //
