@@ -278,13 +278,6 @@ func (p *Proxy) Stop() error {
 	return nil
 }
 
-// Running reports whether the relay proxy process is up.
-func (p *Proxy) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.proc != nil
-}
-
 // Pid is the relay proxy's process id, 0 when it is stopped.
 func (p *Proxy) Pid() int {
 	p.mu.Lock()

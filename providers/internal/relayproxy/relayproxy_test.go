@@ -73,8 +73,8 @@ func TestStopRestartClose(t *testing.T) {
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if p.Running() {
-		t.Error("Running() after Stop")
+	if pid := p.Pid(); pid != 0 {
+		t.Errorf("Pid() = %d after Stop, want 0", pid)
 	}
 	if _, err := evaluate(ctx, p.URL()); err == nil {
 		t.Fatal("a stopped relay proxy answered")
