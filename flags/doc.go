@@ -27,13 +27,14 @@
 // Each evaluator built from a provider or a file has an OpenFeature API of
 // its own: several live in one process without touching the global one.
 //
-// The module github.com/pgshift/pgshift/providers runs the reference
-// cohorts through go-feature-flag in process and through go-feature-flag's
-// relay proxy, a flag server many application servers share, read with the
-// OFREP provider (OpenFeature's remote evaluation protocol over HTTP). It is
-// a module of its own so that an application on flagd files downloads none
-// of their dependencies. Neither provider reports configuration changes:
-// give them WithCacheTTL (see the decision cache below).
+// The module github.com/pgshift/pgshift/providers holds the cohorts of
+// this package's tests to the same decisions through go-feature-flag in
+// process and through go-feature-flag's relay proxy, a flag server many
+// application servers share, read with the OFREP provider (OpenFeature's
+// remote evaluation protocol over HTTP). It is a module of its own so that
+// an application on flagd files downloads none of their dependencies.
+// Neither provider reports configuration changes: give them WithCacheTTL
+// (see the decision cache below).
 //
 //	provider := ofrep.NewProvider("http://flags.internal:1031", ofrep.WithTimeout(time.Second))
 //	ev, err := flags.NewProviderEvaluator(ctx, provider, flags.WithCacheTTL(5*time.Second))
