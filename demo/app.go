@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/open-feature/go-sdk-contrib/providers/ofrep"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,8 +28,12 @@ import (
 type appConfig struct {
 	// Old and New are the two databases, with the schema applied.
 	Old, New *pgxpool.Pool
-	// FlagsPath is the flagd file deciding each user's stage.
+	// FlagsPath is the flagd file deciding each user's stage, unless
+	// FlagsOFREP is set.
 	FlagsPath string
+	// FlagsOFREP is the OFREP endpoint of a flag server (go-feature-flag's
+	// relay proxy, ...) deciding each user's stage instead of a file.
+	FlagsOFREP string
 	// Accounts are the simulated accounts the data was seeded with.
 	Accounts []account
 	// Token guards the admin endpoints; a random one when empty.
@@ -46,7 +51,9 @@ type appConfig struct {
 // app is the demo application: the flags, the facade, the repositories over
 // it, what it has served, and its HTTP handler.
 type app struct {
-	old, new  *pgxpool.Pool
+	old, new *pgxpool.Pool
+	// flagsPath is where the flags come from: the flag file, or "OFREP "
+	// and the flag server's endpoint.
 	flagsPath string
 	accounts  []account
 	byKey     map[string]account
@@ -65,6 +72,27 @@ type app struct {
 	started  time.Time
 }
 
+// OFREP decisions are cached for ofrepTTL (the flag server reports no
+// changes), and an evaluation the cache does not hold waits at most
+// ofrepTimeout for the server.
+const (
+	ofrepTTL     = time.Second
+	ofrepTimeout = 500 * time.Millisecond
+)
+
+// newStages returns the evaluator deciding each user's stage, from the
+// OFREP endpoint when cfg names one, else from the flag file, and says
+// where its flags come from (for the dashboard).
+func newStages(ctx context.Context, cfg appConfig, opts ...flags.Option) (*flags.Evaluator, string, error) {
+	if cfg.FlagsOFREP == "" {
+		ev, err := flags.NewFileEvaluator(ctx, cfg.FlagsPath, opts...)
+		return ev, cfg.FlagsPath, err
+	}
+	provider := ofrep.NewProvider(cfg.FlagsOFREP, ofrep.WithTimeout(ofrepTimeout))
+	ev, err := flags.NewProviderEvaluator(ctx, provider, append(opts, flags.WithCacheTTL(ofrepTTL))...)
+	return ev, "OFREP " + cfg.FlagsOFREP, err
+}
+
 // newApp wires flags, facade and repositories over the two pools.
 func newApp(ctx context.Context, cfg appConfig) (*app, error) {
 	if cfg.Logger == nil {
@@ -72,13 +100,12 @@ func newApp(ctx context.Context, cfg appConfig) (*app, error) {
 	}
 	a := &app{
 		old: cfg.Old, new: cfg.New,
-		flagsPath: cfg.FlagsPath,
-		accounts:  cfg.Accounts,
-		byKey:     make(map[string]account, len(cfg.Accounts)),
-		token:     cfg.Token,
-		log:       cfg.Logger,
-		verifies:  &verifyLog{},
-		started:   time.Now(),
+		accounts: cfg.Accounts,
+		byKey:    make(map[string]account, len(cfg.Accounts)),
+		token:    cfg.Token,
+		log:      cfg.Logger,
+		verifies: &verifyLog{},
+		started:  time.Now(),
 	}
 	for _, acc := range cfg.Accounts {
 		a.byKey[acc.Key] = acc
@@ -105,8 +132,7 @@ func newApp(ctx context.Context, cfg appConfig) (*app, error) {
 		return nil, err
 	}
 
-	a.stages, err = flags.NewFileEvaluator(ctx, cfg.FlagsPath,
-		flags.WithLogger(a.log), flags.WithMeterProvider(a.meters))
+	a.stages, a.flagsPath, err = newStages(ctx, cfg, flags.WithLogger(a.log), flags.WithMeterProvider(a.meters))
 	if err != nil {
 		_ = a.meters.Shutdown(ctx)
 		return nil, err

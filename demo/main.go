@@ -7,7 +7,11 @@
 // Without PGSHIFT_OLD_URL and PGSHIFT_NEW_URL it starts two throwaway
 // PostgreSQL servers from the local binaries (internal/pglaunch) and stops
 // them on exit. The stage of each user comes from the flagd file
-// demo/flags.json (PGSHIFT_FLAGS names another), re-read when it changes.
+// demo/flags.json (PGSHIFT_FLAGS names another), re-read when it changes,
+// or, when PGSHIFT_FLAGS_OFREP (-ofrep) names an OFREP endpoint, from that
+// flag server: go-feature-flag's relay proxy serving the same rollout, as
+// the README's "Using your flag service" starts it, shows the rollout driven
+// remotely. Its decisions are cached for a second.
 //
 // The application's API takes the caller from request headers, a stand-in
 // for real authentication: X-User-ID is the account id and the routing key
@@ -29,6 +33,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -99,6 +104,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fs.SetOutput(e.stderr)
 	addr := fs.String("addr", envOr(e, "PGSHIFT_ADDR", "127.0.0.1:8080"), "listen address (env PGSHIFT_ADDR)")
 	flagsPath := fs.String("flags", e.getenv("PGSHIFT_FLAGS"), "flagd flag file (env PGSHIFT_FLAGS; default demo/flags.json)")
+	ofrepURL := fs.String("ofrep", e.getenv("PGSHIFT_FLAGS_OFREP"), "OFREP endpoint of a flag server to take the flags from instead of a file, e.g. http://127.0.0.1:1031 (env PGSHIFT_FLAGS_OFREP)")
 	users := fs.Int("users", 60, "number of seeded accounts (the two testers included)")
 	verbose := fs.Bool("v", false, "log at info level")
 	fs.Usage = func() {
@@ -110,7 +116,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	log := newLogger(e.stderr, *verbose)
 
-	path, err := flagFile(*flagsPath)
+	path, err := flagSource(*flagsPath, *ofrepURL)
 	if err != nil {
 		return err
 	}
@@ -124,7 +130,7 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	a, err := newApp(ctx, appConfig{
-		Old: dbs.old, New: dbs.new, FlagsPath: path, Accounts: accounts,
+		Old: dbs.old, New: dbs.new, FlagsPath: path, FlagsOFREP: *ofrepURL, Accounts: accounts,
 		Token: e.getenv("PGSHIFT_DEMO_TOKEN"), Strict: true, Logger: log,
 	})
 	if err != nil {
@@ -142,7 +148,11 @@ func serve(ctx context.Context, args []string, e env) error {
 
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, "pgshift demo: old %s, new %s\n", dbs.describe(flags.SideOld), dbs.describe(flags.SideNew))
-	fmt.Fprintf(e.stdout, "flag file:    %s (edit it: cohorts move without a restart)\n", path)
+	if *ofrepURL != "" {
+		fmt.Fprintf(e.stdout, "flags:        OFREP %s (change the flag server's flags: cohorts move within its polling interval plus %v)\n", *ofrepURL, ofrepTTL)
+	} else {
+		fmt.Fprintf(e.stdout, "flag file:    %s (edit it: cohorts move without a restart)\n", path)
+	}
 	fmt.Fprintf(e.stdout, "dashboard:    %s/\n", url)
 	fmt.Fprintf(e.stdout, "try:          curl -i -H 'X-User-ID: 123' %s/api/me\n", url)
 	if e.getenv("PGSHIFT_DEMO_TOKEN") == "" {
@@ -167,6 +177,22 @@ func envOr(e env, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// flagSource checks that at most one source of flags is named and returns
+// the flag file when the flags do not come from an OFREP endpoint.
+func flagSource(file, ofrepURL string) (string, error) {
+	if ofrepURL == "" {
+		return flagFile(file)
+	}
+	if file != "" {
+		return "", errors.New("both a flag file (PGSHIFT_FLAGS or -flags) and a flag server (PGSHIFT_FLAGS_OFREP or -ofrep) are named: unset one")
+	}
+	u, err := url.Parse(ofrepURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("OFREP endpoint %q (PGSHIFT_FLAGS_OFREP or -ofrep): want the flag server's base URL, such as http://127.0.0.1:1031", ofrepURL)
+	}
+	return "", nil
 }
 
 // flagFile returns the flag file to use: the one named, else demo/flags.json

@@ -11,7 +11,8 @@ import (
 )
 
 // BenchmarkStage compares a decision evaluated through OpenFeature and
-// flagd (the cache off) with one served from the cache, for a user with two
+// flagd (the cache off) with one served from the cache (cached-ttl: with
+// WithCacheTTL, which reads the clock on every hit), for a user with two
 // attributes matched by the cohort file's targeting.
 //
 // The evaluators start before the sub-benchmarks: flagd's in-process
@@ -31,10 +32,12 @@ func BenchmarkStage(b *testing.B) {
 		}
 		return ev
 	}
-	uncached, cached := start(flags.WithoutCache()), start()
+	uncached, cached, ttl := start(flags.WithoutCache()), start(), start(flags.WithCacheTTL(time.Hour))
 	// Let the provider's start-up events pass, then warm.
-	for cached.Decide(ctx).Origin != flags.OriginCached {
-		time.Sleep(time.Millisecond)
+	for _, ev := range []*flags.Evaluator{cached, ttl} {
+		for ev.Decide(ctx).Origin != flags.OriginCached {
+			time.Sleep(time.Millisecond)
+		}
 	}
 
 	b.Run("uncached", func(b *testing.B) {
@@ -47,6 +50,12 @@ func BenchmarkStage(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			cached.Stage(ctx)
+		}
+	})
+	b.Run("cached-ttl", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ttl.Stage(ctx)
 		}
 	})
 	b.Run("cached-parallel", func(b *testing.B) {

@@ -22,10 +22,22 @@
 //	stage := ev.Stage(r.Context())
 //
 // NewProviderEvaluator takes any other OpenFeature provider (a flagd daemon,
-// DevCycle, LaunchDarkly, ...) and NewEvaluator an OpenFeature client, so a
-// fleet of servers can share one control plane. Each evaluator built from a
-// provider or a file has an OpenFeature API of its own: several live in one
-// process without touching the global one.
+// go-feature-flag, DevCycle, LaunchDarkly, ...) and NewEvaluator an
+// OpenFeature client, so a fleet of servers can share one control plane.
+// Each evaluator built from a provider or a file has an OpenFeature API of
+// its own: several live in one process without touching the global one.
+//
+// The module github.com/pgshift/pgshift/providers holds the cohorts of
+// this package's tests to the same decisions through go-feature-flag in
+// process and through go-feature-flag's relay proxy, a flag server many
+// application servers share, read with the OFREP provider (OpenFeature's
+// remote evaluation protocol over HTTP). It is a module of its own so that
+// an application on flagd files downloads none of their dependencies.
+// Neither provider reports configuration changes: give them WithCacheTTL
+// (see the decision cache below).
+//
+//	provider := ofrep.NewProvider("http://flags.internal:1031", ofrep.WithTimeout(time.Second))
+//	ev, err := flags.NewProviderEvaluator(ctx, provider, flags.WithCacheTTL(5*time.Second))
 //
 // # Flag schemes
 //
@@ -50,15 +62,27 @@
 // evicting an arbitrary entry when full; each entry holds the encoded
 // routing key and attributes and a Decision. Every entry turns stale at
 // once when the provider reports a configuration change or becomes ready;
-// a decision evaluated while the configuration changed is not cached.
-// WithoutCache evaluates every call.
+// a decision evaluated while the configuration changed is not cached. A
+// provider that reports no changes (a remote flag server over OFREP,
+// go-feature-flag in process) needs WithCacheTTL(d): a decision is then
+// served from the cache for at most d after it was evaluated, so a change
+// reaches decisions within d plus the provider's own refresh; checking the
+// age costs a clock read per hit (tens of nanoseconds). Without a TTL such
+// a provider's decisions last until evicted. WithoutCache evaluates every
+// call.
 //
 // # When the provider cannot decide
 //
-// Provider not ready or failing, flag missing, disabled or of the wrong
-// type, a value that names no stage: the answer is the last good decision
-// for that user (kept even when stale), else the default stage
-// (WithDefaultStage, StageOff unless set). Every such answer adds one to the
+// Provider not ready or failing (an error, or a value with the reason
+// ERROR), flag missing, disabled or of the wrong type, a value that names no
+// stage: the answer is the last good decision for that user (kept even when
+// stale), else the default stage (WithDefaultStage, StageOff unless set).
+// Providers that need a targeting key (go-feature-flag, DevCycle,
+// LaunchDarkly) fail for a request without a routing key, which therefore
+// gets the default stage. With WithCacheTTL a failure is remembered for the
+// TTL: the user's answer comes from the last good decision without asking
+// the provider again, so a remote flag server that is down costs one failed
+// request per user and TTL. Every such answer adds one to the
 // OpenTelemetry counter pgshift.flags.fallbacks (attributes cause and flag;
 // WithMeterProvider), and each cause is logged once per flag with log/slog
 // (WithLogger), never once per request. Decide reports where an answer came

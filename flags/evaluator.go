@@ -111,6 +111,9 @@ type fallbackKey struct {
 // provider stay the caller's.
 func NewEvaluator(client *openfeature.Client, opts ...Option) (*Evaluator, error) {
 	cfg := newConfig(opts)
+	if cfg.cacheTTL < 0 {
+		return nil, fmt.Errorf("flags: cache TTL %v: give a positive duration to WithCacheTTL, or 0 for decisions that last until the provider reports a change", cfg.cacheTTL)
+	}
 	if !cfg.def.Valid() {
 		return nil, fmt.Errorf("flags: default stage %v: %w", cfg.def, ErrUnknownStage)
 	}
@@ -128,7 +131,7 @@ func NewEvaluator(client *openfeature.Client, opts ...Option) (*Evaluator, error
 	e := &Evaluator{
 		client:    client,
 		cfg:       cfg,
-		cache:     newDecisions(cfg.cacheSize),
+		cache:     newDecisions(cfg.cacheSize, cfg.cacheTTL),
 		fallbacks: fallbacks,
 	}
 	// A new configuration may decide differently, and a provider that
@@ -186,32 +189,35 @@ func (e *Evaluator) Close() error {
 func (e *Evaluator) Stage(ctx context.Context) Stage { return e.Decide(ctx).Stage }
 
 // Decide returns the stage of the user in ctx and where it came from. A
-// decision made under the current flag configuration is served from the
-// cache without allocating; otherwise the flags are evaluated. When the
-// provider cannot decide, the answer is the user's last good decision, else
-// the default stage; the cause is counted every time and logged once per
-// cause and flag for the life of the evaluator.
+// decision made under the current flag configuration (and, with
+// WithCacheTTL, less than the TTL ago) is served from the cache without
+// allocating; otherwise the flags are evaluated. When the provider cannot
+// decide, the answer is the user's last good decision, else the default
+// stage; the cause is counted every time and logged once per cause and flag
+// for the life of the evaluator.
 func (e *Evaluator) Decide(ctx context.Context) Decision {
 	u := userFrom(ctx)
 	if !e.cfg.noCache {
-		if d, fresh, _ := e.cache.get(u.cacheKey); fresh {
-			d.Origin = OriginCached
-			return d
+		if c, fresh, _ := e.cache.get(u.cacheKey); fresh {
+			if c.fail == nil {
+				d := c.d
+				d.Origin = OriginCached
+				return d
+			}
+			// The provider failed for this user less than the TTL ago:
+			// answer as it did then, without asking again.
+			return e.fellBack(ctx, c, c.fail)
 		}
 	}
-	gen := e.cache.generation()
+	s := e.cache.begin()
 	d, fail := e.evaluate(ctx, u)
 	if fail == nil {
-		e.cache.put(u.cacheKey, d, gen)
+		e.cache.put(u.cacheKey, d, s)
 		return d
 	}
-	e.fellBack(ctx, fail)
-	if last, _, found := e.cache.get(u.cacheKey); found {
-		last.Origin = OriginLastGood
-		last.Cause = fail.cause
-		return last
-	}
-	return Decision{Stage: e.cfg.def, Origin: OriginDefault, Cause: fail.cause}
+	e.cache.putFailure(u.cacheKey, fail, s)
+	last, _, _ := e.cache.get(u.cacheKey)
+	return e.fellBack(ctx, last, fail)
 }
 
 // failure is why an evaluation produced no decision.
@@ -229,8 +235,8 @@ func (e *Evaluator) evaluate(ctx context.Context, u *user) (Decision, *failure) 
 		return e.evaluateBooleans(ctx, u.ec)
 	}
 	det, err := e.client.StringValueDetails(ctx, e.cfg.stageFlag, "", u.ec)
-	if err != nil {
-		return Decision{}, resolutionFailure(e.cfg.stageFlag, det.ResolutionDetail, err)
+	if f := resolutionFailure(e.cfg.stageFlag, det.ResolutionDetail, err); f != nil {
+		return Decision{}, f
 	}
 	if det.Reason == openfeature.DisabledReason {
 		return Decision{}, &failure{CauseFlagDisabled, e.cfg.stageFlag, "the flag is disabled"}
@@ -246,12 +252,12 @@ func (e *Evaluator) evaluate(ctx context.Context, u *user) (Decision, *failure) 
 // as false, OpenFeature's default for it, which is the safe side of both.
 func (e *Evaluator) evaluateBooleans(ctx context.Context, ec openfeature.EvaluationContext) (Decision, *failure) {
 	w, err := e.client.BooleanValueDetails(ctx, e.cfg.writeFlag, false, ec)
-	if err != nil {
-		return Decision{}, resolutionFailure(e.cfg.writeFlag, w.ResolutionDetail, err)
+	if f := resolutionFailure(e.cfg.writeFlag, w.ResolutionDetail, err); f != nil {
+		return Decision{}, f
 	}
 	r, err := e.client.BooleanValueDetails(ctx, e.cfg.readFlag, false, ec)
-	if err != nil {
-		return Decision{}, resolutionFailure(e.cfg.readFlag, r.ResolutionDetail, err)
+	if f := resolutionFailure(e.cfg.readFlag, r.ResolutionDetail, err); f != nil {
+		return Decision{}, f
 	}
 	s, ok := stageFromBooleans(w.Value, r.Value, e.cfg.readWithoutWrite)
 	if !ok {
@@ -283,7 +289,22 @@ func stageFromBooleans(write, read bool, readWithoutWrite *Stage) (Stage, bool) 
 	}
 }
 
+// resolutionFailure returns why an evaluation gave no value, or nil when it
+// gave one. Besides an error, a value with the reason ERROR is a failure:
+// some providers (go-feature-flag's in-process one, for errors it has no
+// OpenFeature code for) answer the default value that way without an error
+// code, and that default must not be taken, or cached, as a decision.
 func resolutionFailure(flag string, rd openfeature.ResolutionDetail, err error) *failure {
+	if err == nil {
+		if rd.Reason != openfeature.ErrorReason {
+			return nil
+		}
+		detail := "the provider answered with reason ERROR and no error code"
+		if rd.ErrorMessage != "" {
+			detail = rd.ErrorMessage
+		}
+		return &failure{CauseProviderError, flag, detail}
+	}
 	cause := CauseProviderError
 	switch rd.ErrorCode {
 	case openfeature.ProviderNotReadyCode:
@@ -300,23 +321,31 @@ func resolutionFailure(flag string, rd openfeature.ResolutionDetail, err error) 
 	return &failure{cause, flag, detail}
 }
 
-// fellBack counts a fallback and logs its cause the first time it is seen.
-// Not re-armed by configuration changes: providers report one as they start
-// (flagd does), which would log every cause twice; the counter tells whether
-// a cause persists.
-func (e *Evaluator) fellBack(ctx context.Context, f *failure) {
+// fellBack answers for a user the provider could not decide for: last's
+// good decision if it has one, else the default stage. It counts the
+// fallback and logs its cause the first time it is seen. Not re-armed by
+// configuration changes: providers report one as they start (flagd does),
+// which would log every cause twice; the counter tells whether a cause
+// persists.
+func (e *Evaluator) fellBack(ctx context.Context, last entry, f *failure) Decision {
 	e.fallbacks.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("cause", string(f.cause)),
 		attribute.String("flag", f.flag),
 	))
-	if _, seen := e.logged.LoadOrStore(fallbackKey{f.cause, f.flag}, struct{}{}); seen {
-		return
+	if _, seen := e.logged.LoadOrStore(fallbackKey{f.cause, f.flag}, struct{}{}); !seen {
+		e.cfg.log.LogAttrs(ctx, slog.LevelWarn,
+			"flags: cannot decide the migration stage; using the last good decision per user, else the default stage (logged once per cause and flag; pgshift.flags.fallbacks counts every one)",
+			slog.String("flag", f.flag),
+			slog.String("cause", string(f.cause)),
+			slog.String("detail", f.detail),
+			slog.String("default_stage", e.cfg.def.String()),
+		)
 	}
-	e.cfg.log.LogAttrs(ctx, slog.LevelWarn,
-		"flags: cannot decide the migration stage; using the last good decision per user, else the default stage (logged once per cause and flag; pgshift.flags.fallbacks counts every one)",
-		slog.String("flag", f.flag),
-		slog.String("cause", string(f.cause)),
-		slog.String("detail", f.detail),
-		slog.String("default_stage", e.cfg.def.String()),
-	)
+	if last.good {
+		d := last.d
+		d.Origin = OriginLastGood
+		d.Cause = f.cause
+		return d
+	}
+	return Decision{Stage: e.cfg.def, Origin: OriginDefault, Cause: f.cause}
 }

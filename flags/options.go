@@ -2,6 +2,7 @@ package flags
 
 import (
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -30,6 +31,7 @@ type config struct {
 
 	def       Stage
 	cacheSize int
+	cacheTTL  time.Duration
 	noCache   bool
 	log       *slog.Logger
 	meter     metric.MeterProvider
@@ -112,6 +114,33 @@ func WithDefaultStage(s Stage) Option {
 // good ones used when the provider fails.
 func WithCacheSize(n int) Option {
 	return func(c *config) { c.cacheSize = n }
+}
+
+// WithCacheTTL bounds how long a decision is served from the cache to d,
+// for providers that do not report configuration changes (OpenFeature's
+// PROVIDER_CONFIGURATION_CHANGED event), such as the OFREP provider (a
+// remote flag server like go-feature-flag's relay proxy) and
+// go-feature-flag's in-process provider. A change then reaches decisions
+// within d plus the provider's
+// own refresh (its polling interval, or none for a remote evaluation).
+// After d a user's next call asks the provider again; its answer replaces
+// the cached one.
+//
+// d also paces a provider that fails: after a failed evaluation the user's
+// last good decision (else the default stage) is answered for d without
+// asking the provider again, counted as a fallback each time, so a flag
+// server that is down or slow costs each user one failed request per d,
+// not one per query.
+//
+// 0, the default, keeps decisions until the provider reports a
+// configuration change (or becomes ready again), which is right for
+// providers that report changes, such as the flag file of
+// NewFileEvaluator; with a provider that reports none, a decision then
+// lasts until it is evicted. A negative d is an error from the
+// constructor. Checking the age costs a clock read on every cache hit
+// (BENCHMARKS.md has the figures).
+func WithCacheTTL(d time.Duration) Option {
+	return func(c *config) { c.cacheTTL = d }
 }
 
 // WithoutCache makes every call evaluate the flags. Last good decisions are
