@@ -234,6 +234,17 @@ func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
 	return lines, nil
 }
 
+// comparesReads says some account is in a stage that compares reads
+// (shadow, live) during step s.
+func comparesReads(a *app, s step) bool {
+	for _, acc := range a.accounts {
+		if s.expect(acc).Plan().CompareReads {
+			return true
+		}
+	}
+	return false
+}
+
 // notMet names the gates a report has not met, with their measures.
 func notMet(r *cutover.Report) string {
 	var parts []string
@@ -460,6 +471,16 @@ func runStep(ctx context.Context, a *app, l *load, s step, d time.Duration) (ste
 	select {
 	case <-time.After(time.Until(deadline)):
 	case <-ctx.Done():
+	}
+	// The gate into live wants walkLimits.MinShadowReads shadow reads: a
+	// step that compares reads keeps its load on until it has made that many,
+	// as an operator keeps a cohort in shadow longer, with traffic (a short
+	// run on a loaded machine may not get there in its time).
+	if comparesReads(a, s) {
+		for extra := time.Now().Add(time.Minute); a.facade.Stats().ShadowReads-st0.ShadowReads < walkLimits.MinShadowReads &&
+			time.Now().Before(extra) && ctx.Err() == nil; {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	stop()
 	if ctx.Err() != nil {
