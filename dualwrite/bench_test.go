@@ -46,9 +46,9 @@ type variant struct {
 	settle func()
 }
 
-// interleaved runs rounds of blocks of every variant and reports each
-// variant's time per operation, and its allocations per operation measured
-// once beforehand. An op that makes writes writes counts as that many
+// interleaved runs rounds of blocks of every variant, in an order that
+// rotates from round to round, and reports each variant's time per
+// operation, and its allocations per operation measured once beforehand. An op that makes writes writes counts as that many
 // operations.
 func interleaved(b *testing.B, block, writes int, variants ...variant) {
 	b.Helper()
@@ -62,8 +62,13 @@ func interleaved(b *testing.B, block, writes int, variants ...variant) {
 	}
 	elapsed := make([]time.Duration, len(variants))
 	b.ResetTimer()
-	for range b.N {
-		for i, v := range variants {
+	for round := range b.N {
+		// Each round starts one variant further on, so that no variant
+		// always follows the same one (and its after-effects on a server:
+		// a side left idle, or busy with the last block's settled work).
+		for k := range variants {
+			i := (round + k) % len(variants)
+			v := variants[i]
 			start := time.Now()
 			for range block {
 				if err := v.op(); err != nil {
