@@ -98,7 +98,7 @@ func StartBouncer(ctx context.Context, opts BouncerOptions) (*Bouncer, error) {
 	b := &Bouncer{name: opts.Name, dir: dir}
 	var startErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if b.port, startErr = freePort(); startErr != nil {
+		if b.port, startErr = FreePort(); startErr != nil {
 			continue
 		}
 		if startErr = b.start(ctx, bin, cred, opts); startErr == nil {
@@ -145,7 +145,7 @@ func (b *Bouncer) start(ctx context.Context, bin string, cred *syscall.Credentia
 	}
 	cmd := exec.CommandContext(context.Background(), bin, ini)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-	proc, done, err := startChild(cmd, syscall.SIGTERM)
+	proc, done, err := StartChild(cmd, syscall.SIGTERM)
 	if err != nil {
 		return fmt.Errorf("pglaunch %s: start pgbouncer: %w", b.name, err)
 	}

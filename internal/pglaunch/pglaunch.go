@@ -23,12 +23,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	var startErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if s.port, startErr = freePort(); startErr != nil {
+		if s.port, startErr = FreePort(); startErr != nil {
 			continue
 		}
 		if startErr = s.Start(ctx); startErr == nil {
@@ -225,7 +223,7 @@ func (s *Server) initdb(ctx context.Context) error {
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pglaunch %s: initdb: %w: %s", s.name, err, lastLines(string(out), 5))
+		return fmt.Errorf("pglaunch %s: initdb: %w: %s", s.name, err, LastLines(string(out), 5))
 	}
 	return nil
 }
@@ -259,7 +257,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	cmd := s.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	proc, done, err := startChild(cmd, syscall.SIGQUIT)
+	proc, done, err := StartChild(cmd, syscall.SIGQUIT)
 	if err != nil {
 		return fmt.Errorf("pglaunch %s: start postgres: %w", s.name, err)
 	}
@@ -271,35 +269,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-// startChild starts cmd with a parent-death signal, so the child ends with
-// this process however it ends. The signal is tied to the thread that forked
-// the child, so the fork happens on a locked thread that lives exactly as
-// long as the child. done is closed when the child has exited.
-func startChild(cmd *exec.Cmd, deathSignal syscall.Signal) (*os.Process, chan struct{}, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = deathSignal
-	started := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(done)
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(done)
-	}()
-	if err := <-started; err != nil {
-		return nil, nil, err
-	}
-	return cmd.Process, done, nil
 }
 
 func (s *Server) waitReady(ctx context.Context, done chan struct{}) error {
@@ -321,28 +290,15 @@ func waitReady(ctx context.Context, name, url string, done chan struct{}, logPat
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("pglaunch %s: exited during start-up: %s", name, logTail(logPath))
+			return fmt.Errorf("pglaunch %s: exited during start-up: %s", name, LogTail(logPath))
 		case <-ctx.Done():
 			return fmt.Errorf("pglaunch %s: waiting for start-up: %w", name, ctx.Err())
 		case <-time.After(15 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pglaunch %s: not ready after 30s: %s", name, logTail(logPath))
+			return fmt.Errorf("pglaunch %s: not ready after 30s: %s", name, LogTail(logPath))
 		}
 	}
-}
-
-func logTail(path string) string {
-	b, _ := os.ReadFile(path)
-	return lastLines(string(b), 5)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // Stop shuts the server down cleanly (PostgreSQL's fast shutdown: open
@@ -397,15 +353,6 @@ func (s *Server) Dir() string { return s.dir }
 // URL is the connection string of database db as user postgres over TCP.
 func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
-}
-
-func freePort() (int, error) {
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // sweepStale removes the directories of servers whose owning process is gone

@@ -13,7 +13,8 @@
 // configuration and log in a directory of its own, and runs with an empty
 // environment, because the relay proxy reads every environment variable as
 // configuration. However the process that started it ends, the relay proxy
-// ends with it: it is started with a parent-death signal.
+// ends with it: it is started by pgshift's launcher (internal/pglaunch,
+// StartChild) with a parent-death signal.
 package relayproxy
 
 import (
@@ -21,17 +22,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgshift/pgshift/internal/pglaunch"
 )
 
 // ErrBuild is returned (wrapped) when the relay proxy cannot be built.
@@ -60,7 +61,7 @@ func goToolPath() (string, error) {
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("%w: `go tool -n relayproxy` failed (%w: %s); run `go mod download` in the providers module once with access to the Go module proxy, then run again",
-			ErrBuild, err, lastLines(stderr.String(), 3))
+			ErrBuild, err, pglaunch.LastLines(stderr.String(), 3))
 	}
 	path := strings.TrimSpace(string(out))
 	if fi, err := os.Stat(path); err != nil || fi.IsDir() {
@@ -125,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	// The port is free when chosen but may be taken before the relay proxy
 	// binds it; try another then.
 	for attempt := 0; attempt < 5; attempt++ {
-		if p.port, err = freePort(); err != nil {
+		if p.port, err = pglaunch.FreePort(); err != nil {
 			continue
 		}
 		if err = p.writeConfig(flagsFile, interval); err != nil {
@@ -180,7 +181,7 @@ func (p *Proxy) Restart(ctx context.Context) error {
 	cmd.Env = []string{} // every variable would be read as configuration
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	proc, done, err := startOrphanSafe(cmd)
+	proc, done, err := pglaunch.StartChild(cmd, syscall.SIGKILL)
 	if err != nil {
 		return fmt.Errorf("relayproxy: start %s: %w", p.bin, err)
 	}
@@ -191,31 +192,6 @@ func (p *Proxy) Restart(ctx context.Context) error {
 	}
 	p.proc, p.done = proc, done
 	return nil
-}
-
-// startOrphanSafe starts cmd so that it receives SIGKILL when this process
-// ends, however it ends. Linux sends the parent-death signal when the
-// thread that forked the child exits, so the fork happens on a goroutine
-// locked to its thread until the child has exited. done is closed then.
-func startOrphanSafe(cmd *exec.Cmd) (*os.Process, chan struct{}, error) {
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	started := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			_ = cmd.Wait()
-		}
-	}()
-	if err := <-started; err != nil {
-		<-done
-		return nil, nil, err
-	}
-	return cmd.Process, done, nil
 }
 
 // waitReady waits until the relay proxy answers its health check, exits or
@@ -254,11 +230,10 @@ func (p *Proxy) healthy(ctx context.Context, client *http.Client) bool {
 }
 
 func (p *Proxy) logTail() string {
-	b, _ := os.ReadFile(p.logPath())
-	if len(bytes.TrimSpace(b)) == 0 {
-		return "its log " + p.logPath() + " is empty"
+	if tail := pglaunch.LogTail(p.logPath()); tail != "" {
+		return tail
 	}
-	return lastLines(string(b), 5)
+	return "its log " + p.logPath() + " is empty"
 }
 
 // Stop ends the relay proxy, as a crash or a lost machine would (it keeps no
@@ -299,21 +274,4 @@ func (p *Proxy) removeDir() {
 	if p.ownDir {
 		_ = os.RemoveAll(p.dir)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
