@@ -68,7 +68,10 @@
 // Writes of rows whose keys were made for the call ([Op].NewRows: inserts of
 // application-made UUIDv7s) need no ordering: both sides run at once, each
 // with its records (authoritative on one, pull on the other), each
-// committing on its own. [Op].OneStatement puts COMMIT in the same round trip
+// committing on its own. So when the authoritative side fails, the caller
+// gets the error and the other side may already hold the row, with the pull
+// record that has the repair worker remove it once the authoritative side is
+// back; reads, served by the authoritative side, never see it. [Op].OneStatement puts COMMIT in the same round trip
 // as the statement wherever that is safe, and makes off and complete a single
 // autocommit statement, as on pgx directly.
 //
