@@ -71,9 +71,10 @@
 // committing on its own. So when the authoritative side fails, the caller
 // gets the error and the other side may already hold the row, with the pull
 // record that has the repair worker remove it once the authoritative side is
-// back; reads, answered by the authoritative side, never return it. [Op].OneStatement puts COMMIT in the same round trip
-// as the statement wherever that is safe, and makes off and complete a single
-// autocommit statement, as on pgx directly.
+// back; reads, answered by the authoritative side, never return it.
+// [Op].OneStatement puts COMMIT in the same round trip as the statement
+// wherever that is safe, and makes off and complete a single autocommit
+// statement, as on pgx directly.
 //
 // A COMMIT whose answer never arrives returns [ErrCommitUnknown]: the write
 // may or may not have committed, and converges either way.
