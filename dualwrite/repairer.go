@@ -298,7 +298,7 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		return 0, 0, fmt.Errorf("repair %s: commit: %w", dst, err)
 	}
 	if len(settled) > 0 {
-		if err := ownSQL.DeleteRepairEntriesHeld(ctx, stx, settled); err != nil {
+		if err := ownSQL.DeleteRepairEntries(ctx, stx, settled); err != nil {
 			return 0, 0, fmt.Errorf("repair from %s: delete settled entries: %w", src, err)
 		}
 	}

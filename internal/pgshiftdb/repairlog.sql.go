@@ -123,31 +123,14 @@ ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
 WHERE c.changed_at < now() - interval '10 seconds'
 `
 
-// Deletes confirmed entries and keeps their rows in the dual-write history
-// (changed_rows); entries a repair worker holds are skipped (it settles them
-// itself). Rows are upserted in key order, so two of these never wait for
-// each other in a cycle.
+// Deletes settled entries and keeps their rows in the dual-write history
+// (changed_rows): the facade's confirmed entries, and the repair worker's
+// repaired ones, which its own transaction holds locked (SKIP LOCKED skips
+// only other transactions' locks). Entries another repair worker holds are
+// skipped (it settles them itself). Rows are upserted in key order, so two
+// of these never wait for each other in a cycle.
 func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) error {
 	_, err := db.Exec(ctx, deleteRepairEntries, ids)
-	return err
-}
-
-const deleteRepairEntriesHeld = `-- name: DeleteRepairEntriesHeld :exec
-WITH settled AS (
-    DELETE FROM pgshift.repair_log WHERE id = ANY($1::bigint[])
-    RETURNING table_schema, table_name, key
-)
-INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
-SELECT DISTINCT table_schema, table_name, key FROM settled
-ORDER BY 1, 2, 3
-ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
-WHERE c.changed_at < now() - interval '10 seconds'
-`
-
-// Deletes entries this worker holds locked, keeping their rows in the
-// dual-write history as DeleteRepairEntries does.
-func (q *Queries) DeleteRepairEntriesHeld(ctx context.Context, db DBTX, ids []int64) error {
-	_, err := db.Exec(ctx, deleteRepairEntriesHeld, ids)
 	return err
 }
 

@@ -30,10 +30,12 @@ ORDER BY t.n
 RETURNING id;
 
 -- name: DeleteRepairEntries :exec
--- Deletes confirmed entries and keeps their rows in the dual-write history
--- (changed_rows); entries a repair worker holds are skipped (it settles them
--- itself). Rows are upserted in key order, so two of these never wait for
--- each other in a cycle.
+-- Deletes settled entries and keeps their rows in the dual-write history
+-- (changed_rows): the facade's confirmed entries, and the repair worker's
+-- repaired ones, which its own transaction holds locked (SKIP LOCKED skips
+-- only other transactions' locks). Entries another repair worker holds are
+-- skipped (it settles them itself). Rows are upserted in key order, so two
+-- of these never wait for each other in a cycle.
 WITH settled AS (
     DELETE FROM pgshift.repair_log
     WHERE id IN (
@@ -70,19 +72,6 @@ JOIN pgshift.repair_log AS l
   ON l.table_schema = (@table_schemas::text[])[t.n] AND l.table_name = (@table_names::text[])[t.n]
  AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
 GROUP BY t.n;
-
--- name: DeleteRepairEntriesHeld :exec
--- Deletes entries this worker holds locked, keeping their rows in the
--- dual-write history as DeleteRepairEntries does.
-WITH settled AS (
-    DELETE FROM pgshift.repair_log WHERE id = ANY(@ids::bigint[])
-    RETURNING table_schema, table_name, key
-)
-INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
-SELECT DISTINCT table_schema, table_name, key FROM settled
-ORDER BY 1, 2, 3
-ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
-WHERE c.changed_at < now() - interval '10 seconds';
 
 -- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
