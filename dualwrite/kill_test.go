@@ -33,12 +33,13 @@ func TestKilledWriterConverges(t *testing.T) {
 	for _, pooling := range pgtest.Poolings() {
 		t.Run(pooling.String(), func(t *testing.T) {
 			t.Parallel()
-			testKilledWriterConverges(t, pgtest.NewPair(t, pgtest.Domain).Via(t, pooling))
+			direct := pgtest.NewPair(t, pgtest.Domain)
+			testKilledWriterConverges(t, direct, direct.Via(t, pooling))
 		})
 	}
 }
 
-func testKilledWriterConverges(t *testing.T, pair *pgtest.Pair) {
+func testKilledWriterConverges(t *testing.T, direct, pair *pgtest.Pair) {
 	acked := map[string]bool{}
 	for round := 0; round < 5; round++ {
 		stage := []string{"dualwrite", "live"}[round%2]
@@ -98,6 +99,11 @@ func testKilledWriterConverges(t *testing.T, pair *pgtest.Pair) {
 	if len(acked) < 5 {
 		t.Fatalf("only %d acknowledged writes over 5 rounds", len(acked))
 	}
+	// The last child is dead, but a server may still be running what it
+	// sent before it died (a pipelined batch ending in COMMIT, behind
+	// PgBouncer too): traffic has stopped only once no session of either
+	// database is busy.
+	waitQuiet(t, direct)
 	// A fresh process's facade repairs whatever the killed ones left.
 	b := setupOn(t, pair, flags.StageDualWrite)
 	if _, err := b.facade.Repairer().Drain(context.Background()); err != nil {
@@ -159,6 +165,25 @@ func TestChildWriter(t *testing.T) {
 			if _, err := store.Posts.Create(ctx, repo.NewPost{UserID: u.ID, Title: "t"}); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// waitQuiet waits until no session of either database of pair (connected
+// to directly) is running a statement or holding a transaction open.
+func waitQuiet(t *testing.T, pair *pgtest.Pair) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+		for {
+			busy := count(t, db.Pool, "pg_stat_activity", "datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state <> 'idle'")
+			if busy == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("database %s: %d sessions still busy 30s after the last writer was killed", db.Name, busy)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
