@@ -9,40 +9,25 @@ import (
 	"github.com/open-feature/go-sdk/openfeature/memprovider"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/flagtest"
 )
 
 func TestCohortsFromOneFlagdFile(t *testing.T) {
 	t.Parallel()
-	for _, scheme := range []struct {
-		name   string
-		opt    flags.Option
-		shadow flags.Stage // what the pro plan in IN/US gets: the boolean scheme has no Shadow
-	}{
-		{"string flag", flags.WithStageFlag(""), flags.StageShadow},
-		{"boolean pair", flags.WithBooleanFlags("", ""), flags.StageOff},
-	} {
-		t.Run(scheme.name, func(t *testing.T) {
+	for _, scheme := range flagtest.Schemes() {
+		t.Run(scheme.Name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, cohorts, scheme.opt)
-			for _, tc := range []struct {
-				key   string
-				attrs map[string]any
-				want  flags.Stage
-			}{
-				{"123", nil, flags.StageLive},
-				{"456", map[string]any{"country": "DE", "plan": "free"}, flags.StageLive},
-				{"123", map[string]any{"country": "IN", "plan": "pro"}, flags.StageLive}, // testers win
-				{"789", map[string]any{"country": "IN", "plan": "pro"}, scheme.shadow},
-				{"5", map[string]any{"country": "US", "plan": "pro"}, scheme.shadow},
-				{"1", map[string]any{"country": "US", "plan": "free"}, flags.StageOff},
-				{"1", map[string]any{"country": "DE", "plan": "pro"}, flags.StageOff},
-				{"2", nil, flags.StageDualWrite}, // in the 10% rollout
-				{"3", map[string]any{"country": "FR"}, flags.StageDualWrite},
-				{"4", nil, flags.StageOff},
-				{"", nil, flags.StageOff}, // no routing key: the flag's default
-			} {
-				if got := b.ev.Stage(user(tc.key, tc.attrs)); got != tc.want {
-					t.Errorf("user %q %v: stage %v, want %v", tc.key, tc.attrs, got, tc.want)
+			b := setup(t, cohorts, scheme.Opt)
+			for _, tc := range append(flagtest.RuleCases(scheme.Shadow), []flagtest.Case{
+				{Key: "1", Attrs: map[string]any{"country": "US", "plan": "free"}, Want: flags.StageOff},
+				{Key: "1", Attrs: map[string]any{"country": "DE", "plan": "pro"}, Want: flags.StageOff},
+				{Key: "2", Attrs: nil, Want: flags.StageDualWrite}, // in the 10% rollout
+				{Key: "3", Attrs: map[string]any{"country": "FR"}, Want: flags.StageDualWrite},
+				{Key: "4", Attrs: nil, Want: flags.StageOff},
+				{Key: "", Attrs: nil, Want: flags.StageOff}, // no routing key: the flag's default
+			}...) {
+				if got := b.ev.Stage(user(tc.Key, tc.Attrs)); got != tc.Want {
+					t.Errorf("user %q %v: stage %v, want %v", tc.Key, tc.Attrs, got, tc.Want)
 				}
 			}
 			if got := b.fallbacks(t); len(got) != 0 {

@@ -6,21 +6,8 @@ import (
 	"testing"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/flagtest"
 )
-
-// scheme is one of the two ways flags read a stage.
-type scheme struct {
-	name string
-	opt  flags.Option
-	// shadow is what the pro plan in IN and US gets: the boolean pair has
-	// no shadow, and the cohort files leave those users off in it.
-	shadow flags.Stage
-}
-
-var schemes = []scheme{
-	{"string flag", flags.WithStageFlag(""), flags.StageShadow},
-	{"boolean pair", flags.WithBooleanFlags("", ""), flags.StageOff},
-}
 
 // TestCohorts runs the reference cohorts through each provider in both
 // schemes, beside the flagd file they are written after: testers and
@@ -29,25 +16,15 @@ var schemes = []scheme{
 func TestCohorts(t *testing.T) {
 	t.Parallel()
 	for _, src := range append([]source{flagdFile}, providers...) {
-		for _, sc := range schemes {
-			t.Run(src.name+"/"+sc.name, func(t *testing.T) {
+		for _, sc := range flagtest.Schemes() {
+			t.Run(src.name+"/"+sc.Name, func(t *testing.T) {
 				t.Parallel()
 				o, opts := observe()
-				ev := src.start(t, src.cohorts, append(opts, sc.opt)...)
-				for _, tc := range []struct {
-					key   string
-					attrs map[string]any
-					want  flags.Stage
-				}{
-					{"123", nil, flags.StageLive},
-					{"456", map[string]any{"country": "DE", "plan": "free"}, flags.StageLive},
-					{"123", map[string]any{"country": "IN", "plan": "pro"}, flags.StageLive}, // testers win
-					{"789", map[string]any{"country": "IN", "plan": "pro"}, sc.shadow},
-					{"5", map[string]any{"country": "US", "plan": "pro"}, sc.shadow},
-				} {
-					d := ev.Decide(user(tc.key, tc.attrs))
-					if d.Stage != tc.want || d.Origin != flags.OriginEvaluated {
-						t.Errorf("user %q %v: %+v, want %v, evaluated", tc.key, tc.attrs, d, tc.want)
+				ev := src.start(t, src.cohorts, append(opts, sc.Opt)...)
+				for _, tc := range flagtest.RuleCases(sc.Shadow) {
+					d := ev.Decide(user(tc.Key, tc.Attrs))
+					if d.Stage != tc.Want || d.Origin != flags.OriginEvaluated {
+						t.Errorf("user %q %v: %+v, want %v, evaluated", tc.Key, tc.Attrs, d, tc.Want)
 					}
 				}
 				for _, tc := range []struct {
@@ -91,11 +68,11 @@ func TestRolloutPercentage(t *testing.T) {
 	t.Parallel()
 	const n = 10_000
 	for _, src := range providers {
-		for _, sc := range schemes {
-			t.Run(src.name+"/"+sc.name, func(t *testing.T) {
+		for _, sc := range flagtest.Schemes() {
+			t.Run(src.name+"/"+sc.Name, func(t *testing.T) {
 				t.Parallel()
 				o, opts := observe()
-				ev := src.start(t, src.cohorts, append(opts, sc.opt, flags.WithoutCache())...)
+				ev := src.start(t, src.cohorts, append(opts, sc.Opt, flags.WithoutCache())...)
 				first := decideAll(t, ev, n)
 				dual := 0
 				for i, s := range first {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/flagtest"
 )
 
 // failTTL is the cache lifetime of the failure tests: how long a
@@ -54,11 +55,11 @@ func TestFailureKeepsLastGood(t *testing.T) {
 				func() { replaceFile(t, path, good) }
 		}},
 	} {
-		for _, sc := range schemes {
-			t.Run(tc.name+"/"+sc.name, func(t *testing.T) {
+		for _, sc := range flagtest.Schemes() {
+			t.Run(tc.name+"/"+sc.Name, func(t *testing.T) {
 				t.Parallel()
 				o, opts := observe()
-				ev, breakIt, mend := tc.start(t, append(opts, sc.opt, flags.WithCacheTTL(failTTL), flags.WithDefaultStage(flags.StageOff))...)
+				ev, breakIt, mend := tc.start(t, append(opts, sc.Opt, flags.WithCacheTTL(failTTL), flags.WithDefaultStage(flags.StageOff))...)
 				known := knownUsers()
 				want := make([]flags.Stage, len(known))
 				for i, ctx := range known {
