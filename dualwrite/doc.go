@@ -77,7 +77,31 @@
 // statement, as on pgx directly.
 //
 // A COMMIT whose answer never arrives returns [ErrCommitUnknown]: the write
-// may or may not have committed, and converges either way.
+// may or may not have committed, and converges either way. Once a COMMIT may
+// have reached the authoritative server, any error after it (reading a log
+// record's result, a cancelled context, a broken connection) is
+// ErrCommitUnknown; a plain error means the server's answer proved the
+// rollback.
+//
+// # Keys the database makes
+//
+// An insert whose key comes from the authoritative side (an identity or
+// serial column, a default, RETURNING) Touches its row after the statement,
+// from the returned key, and on the other side writes that key explicitly
+// (prev holds the authoritative result). Its repair-log record must commit
+// with the row, so with [Op].OneStatement the facade sends the COMMIT with
+// the statement only when the write Touched rows before it; a write that
+// Touches none before its statement keeps its COMMIT until the function
+// returns (one more round trip), and so does the other side's copy of it, so
+// that a function which finds the other side made a different key can
+// return ErrDiverged before that side commits anything. Touching rows both
+// before and after such a statement returns [ErrTouchAfterCommit]. See
+// ExampleWrite_returning.
+//
+// In dualwrite and shadow the other side's copies of one routing key's
+// writes apply in the order the writes were acknowledged (a child after its
+// parent), off the caller's path; writes without a routing key are not
+// ordered against each other.
 //
 // Connections are taken canonical side (new) first, everywhere, so two calls
 // never wait for each other's pools in opposite orders.

@@ -78,6 +78,66 @@ func ExampleWrite() {
 	// Ada Lovelace
 }
 
+// An insert whose key the database makes (an identity column) learns it from
+// RETURNING: Touch the row after the statement, and on the other side write
+// the key the authoritative side made (prev). The facade keeps the COMMIT
+// until the function returns, so the row's repair-log record commits with
+// it, and new gets the event even if it is down right now.
+func ExampleWrite_returning() {
+	ctx := context.Background()
+	oldPool, newPool := connect(ctx)
+	defer oldPool.Close()
+	defer newPool.Close()
+	f, err := dualwrite.New(ctx, dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(flags.StageDualWrite)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+
+	user := "0190f3a4-0000-7000-8000-0000000000e1"
+	ctx = flags.WithUser(ctx, user, nil)
+	err = dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create", NewRows: true, OneStatement: true},
+		func(ctx context.Context, tx *dualwrite.Tx) error {
+			tx.Touch("users", user)
+			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name) VALUES ($1, 'hopper@example.com', 'Grace')", user)
+			return err
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+	id, err := dualwrite.Write(ctx, f, dualwrite.Op{Name: "events.create", OneStatement: true},
+		func(ctx context.Context, tx *dualwrite.Tx, prev *int64) (int64, error) {
+			var id int64
+			var err error
+			if prev != nil { // the other side: the key the authoritative side made
+				err = tx.QueryRow(ctx, "INSERT INTO events (id, user_id, kind) VALUES ($1, $2, 'signup') RETURNING id",
+					*prev, user).Scan(&id)
+			} else {
+				err = tx.QueryRow(ctx, "INSERT INTO events (user_id, kind) VALUES ($1, 'signup') RETURNING id",
+					user).Scan(&id)
+			}
+			if err != nil {
+				return 0, err
+			}
+			tx.Touch("events", id) // after the statement: the key came from RETURNING
+			return id, nil
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+	f.Wait()
+	for _, side := range []*pgxpool.Pool{oldPool, newPool} {
+		var n int
+		if err := side.QueryRow(ctx, "SELECT count(*) FROM events WHERE id = $1 AND user_id = $2", id, user).Scan(&n); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("events with that id:", n)
+	}
+	// Output:
+	// events with that id: 1
+	// events with that id: 1
+}
+
 // Reads are served by the authoritative side; in shadow and live the other
 // side answers too, off the caller's path, and the two are compared.
 // WithOutcome tells which side served the call.

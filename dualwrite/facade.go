@@ -25,6 +25,7 @@ type Facade struct {
 	repairer *Repairer
 	deletes  *deleter
 	shadows  *shadowLog
+	follows  *follows
 	closed   atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight
@@ -42,7 +43,8 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite")}
+	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite"),
+		follows: newFollows()}
 	var err error
 	if f.m, err = newInstruments(cfg.MeterProvider); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)

@@ -21,6 +21,17 @@ import (
 // promised OneStatement: the first one has already committed.
 var ErrNotOneStatement = errors.New("dualwrite: a write marked Op.OneStatement ran a second statement; drop the mark or split the write")
 
+// ErrTouchAfterCommit is returned by a write whose function Touched a row
+// after a statement whose COMMIT had already gone with it: an Op.OneStatement
+// write that Touched some rows before its statement (so the facade sent the
+// COMMIT with it) and more after it. The write has committed; the facade
+// recorded the late rows in the repair log in a statement of their own right
+// after, so they still reach the other side, but a process that dies in
+// between would lose them. Fix the write function: Touch every row before the
+// statement, or Touch none before it (keys from RETURNING: the facade then
+// holds the COMMIT until the function returns), or drop Op.OneStatement.
+var ErrTouchAfterCommit = errors.New("dualwrite: a write Touched a row after its statement had committed")
+
 // Tx is what a write function runs its statements on: a transaction on one
 // side. It satisfies pgshift.Querier and the DBTX interface sqlc generates,
 // so generated queries run on it unchanged.
@@ -46,14 +57,18 @@ type Tx struct {
 
 	begun      bool
 	done       bool  // COMMIT sent (inline or by commit)
+	inlined    bool  // the COMMIT went with the statement
 	commitErr  error // the inline COMMIT's result
 	statements int
 	prefix     []queued // the facade's statements, sent ahead of the next one
 
 	touched []touchedRow // rows reported with Touch
 	logged  int          // touched[:logged] have their repair-log record queued or sent
-	logIDs  []int64      // the repair-log entries this Tx wrote
-	marked  bool         // the capture mark is queued or sent
+	// lateTouch says a row was Touched after the COMMIT had gone inline:
+	// its record could not go with the write (ErrTouchAfterCommit).
+	lateTouch bool
+	logIDs    []int64 // the repair-log entries this Tx wrote
+	marked    bool    // the capture mark is queued or sent
 }
 
 // captures reports whether the capture triggers record this Tx's changes:
@@ -170,11 +185,45 @@ func (tx *Tx) Authoritative() bool { return tx.authoritative }
 // uuid.UUID, time.Time, []byte, bool, floats, pgtype values), written as
 // rowsync.KeyText writes them: the text the server itself prints for them.
 // In stages that write one side Touch does nothing.
+//
+// A row touched after a statement of an Op.OneStatement write keeps the
+// write's COMMIT back until the write function returns (its record must be
+// in the same transaction), so such a write costs one more round trip than
+// one whose rows were touched before the statement. Touching rows both
+// before and after that statement is an error: see ErrTouchAfterCommit.
 func (tx *Tx) Touch(table string, key ...any) {
 	if !tx.w.logs || (!tx.authoritative && !tx.w.op.NewRows) {
 		return
 	}
+	if tx.statements > 0 {
+		tx.w.lateKeys = true
+	}
+	if tx.done {
+		tx.lateTouch = true
+	}
 	tx.touched = append(tx.touched, touchedRow{schema: tx.w.f.cfg.Schema, table: table, key: rowsync.KeyText(key...)})
+}
+
+// mayInline reports whether the COMMIT may go in the same round trip as the
+// statement about to be sent (Op.OneStatement): only when nothing the write
+// function may still do would have to be in the same transaction. On a side
+// whose rows are logged (the authoritative side; both with NewRows) that is
+// when rows were touched before the statement: a write that touches none
+// before it learns its keys from the statement (RETURNING), and their records
+// must commit with it. On the other side it is when the authoritative side
+// knew its keys before its statement: a write whose keys the database made
+// can make different ones here (a sequence), and the write function must be
+// able to refuse that result (ErrDiverged) before it commits unrecorded.
+func (tx *Tx) mayInline() bool {
+	switch {
+	case !tx.commitInline:
+		return false
+	case !tx.w.logs:
+		return true
+	case tx.authoritative || tx.w.op.NewRows:
+		return len(tx.touched) > 0
+	}
+	return !tx.w.lateKeys
 }
 
 // Exec runs a statement in the transaction.
@@ -230,7 +279,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 // one whose COMMIT went with it (inline, or autocommit) and its answer was
 // lost rather than refused by the server.
 func (tx *Tx) outcome(err error) error {
-	if err == nil || !tx.autocommit && (!tx.commitInline || !tx.done) {
+	if err == nil || !tx.autocommit && !tx.inlined {
 		return err
 	}
 	return commitError(err)
@@ -254,16 +303,13 @@ type statementRunner interface {
 // the connection mid-transaction), or nil when it must go through send.
 func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 	tx.statements++
+	if tx.w.op.OneStatement && tx.statements > 1 {
+		return nil, ErrNotOneStatement
+	}
 	if tx.done {
-		if tx.commitInline {
-			return nil, ErrNotOneStatement
-		}
 		return nil, errors.New("dualwrite: statement after the transaction ended")
 	}
 	if tx.autocommit {
-		if tx.statements > 1 {
-			return nil, ErrNotOneStatement
-		}
 		return tx.pool, nil
 	}
 	if !tx.begun && !tx.marked && tx.captures() {
@@ -282,7 +328,7 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 	case tx.w.op.NewRows:
 		tx.queueLog(true)
 	}
-	if tx.begun && len(tx.prefix) == 0 && !tx.commitInline {
+	if tx.begun && len(tx.prefix) == 0 && !tx.mayInline() {
 		return tx.conn, nil
 	}
 	if err := tx.acquire(ctx); err != nil {
@@ -326,10 +372,10 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 	}
 	if stmt != nil {
 		b.Queue(stmt.sql, stmt.args...)
-		if tx.commitInline {
+		if tx.mayInline() {
 			tx.beforeCommit()
 			b.Queue("COMMIT")
-			tx.done = true
+			tx.done, tx.inlined = true, true
 		}
 	}
 	tx.begun = true
@@ -352,7 +398,7 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 // closeBatch reads what follows the statement (the inline COMMIT) and
 // closes the batch.
 func (tx *Tx) closeBatch(br pgx.BatchResults) error {
-	if tx.commitInline && tx.done && tx.commitErr == nil {
+	if tx.inlined && tx.commitErr == nil {
 		ct, err := br.Exec()
 		if err == nil && ct.String() != "COMMIT" {
 			err = pgx.ErrTxCommitRollback
@@ -441,8 +487,16 @@ func (tx *Tx) flush(ctx context.Context) error {
 // commit ends the transaction, sending the queued statements (late log
 // records) with the COMMIT. A transaction that never began commits
 // trivially; one whose COMMIT went inline returns that COMMIT's result.
+//
+// Once the COMMIT is on its way, every error is ErrCommitUnknown unless the
+// server's answer proves the rollback: an error reading a log record's result
+// (a cancelled context, a broken connection) says nothing about the COMMIT
+// behind it.
 func (tx *Tx) commit(ctx context.Context) error {
 	if tx.done {
+		if tx.commitErr == nil && tx.lateTouch {
+			return tx.logAfterCommit(ctx)
+		}
 		return tx.commitErr
 	}
 	if !tx.begun && len(tx.prefix) == 0 {
@@ -467,12 +521,12 @@ func (tx *Tx) commit(ctx context.Context) error {
 	err := func() error {
 		if !tx.begun {
 			if _, err := br.Exec(); err != nil {
-				return err
+				return commitError(err)
 			}
 		}
 		for _, q := range prefix {
 			if err := q.read(br); err != nil {
-				return err
+				return commitError(err)
 			}
 		}
 		ct, err := br.Exec()
@@ -487,6 +541,30 @@ func (tx *Tx) commit(ctx context.Context) error {
 	}
 	tx.commitErr = err
 	return err
+}
+
+// logAfterCommit records the rows touched after an inline COMMIT, in a
+// transaction of their own, and reports the write function's mistake.
+func (tx *Tx) logAfterCommit(ctx context.Context) error {
+	tx.lateTouch = false
+	pull := !tx.authoritative
+	tx.queueLogOf(tx.touched, pull)
+	prefix := tx.prefix
+	tx.prefix = nil
+	b := &pgx.Batch{}
+	for _, q := range prefix {
+		b.Queue(q.sql, q.args...)
+	}
+	err := tx.pool.SendBatch(context.WithoutCancel(ctx), b).Close()
+	if err != nil {
+		err = fmt.Errorf("record the rows touched after the COMMIT on %s: %w", tx.side, err)
+		tx.w.f.log.Error("a write Touched rows after its COMMIT and their repair-log records failed: run pgshift verify --repair",
+			"op", tx.w.op.Name, "side", tx.side, "err", err)
+		return fmt.Errorf("%s: %w (their records failed too: %w)", tx.w.op.Name, ErrTouchAfterCommit, err)
+	}
+	tx.w.f.log.Error("a write Touched rows after its COMMIT: Touch them before the statement, or drop Op.OneStatement",
+		"op", tx.w.op.Name, "side", tx.side)
+	return fmt.Errorf("%s: %w; it committed, and its late rows were recorded for repair", tx.w.op.Name, ErrTouchAfterCommit)
 }
 
 // beforeCommit runs the test hook of that name, if any.

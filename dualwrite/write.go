@@ -53,6 +53,9 @@ type write struct {
 	lockFailed bool
 	// kXID is the id of lockTx's transaction once it holds a lock.
 	kXID pgtype.Int8
+	// lateKeys says the write function Touched a row after a statement
+	// (its key came from RETURNING): the other side may make other keys.
+	lateKeys bool
 }
 
 func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
@@ -255,9 +258,12 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	}
 	follow = true
 	w.pools.holdMore()
+	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
 	f.bg.Go(func() {
 		defer w.pools.release()
+		defer done()
 		defer otx.end(ctx)
+		wait()
 		w.settle(ctx, atx, otx, writeOther(ctx, w, otx, nil, fn, &res))
 	})
 	return res, nil
@@ -330,6 +336,11 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	var wg sync.WaitGroup
 	if oerr == nil {
 		wg.Go(func() {
+			if auth != lockSide {
+				// New's copies of the key's earlier writes may still be
+				// on their way: this one may depend on them.
+				f.follows.wait(w.routingKey, f.cfg.OtherTimeout)
+			}
 			ostart := time.Now()
 			if _, oerr = fn(octx, otx, nil); oerr == nil {
 				oerr = otx.takeCaptured(octx)

@@ -16,9 +16,10 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu    sync.Mutex
-	conns map[*proxied]struct{}
-	total int
+	mu      sync.Mutex
+	conns   map[*proxied]struct{}
+	total   int
+	refused bool // new connections are closed at once, as a server that is down
 }
 
 // Connections is how many connections the proxy has forwarded so far.
@@ -64,6 +65,13 @@ func (p *Proxy) accept() {
 		client, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		refused := p.refused
+		p.mu.Unlock()
+		if refused {
+			_ = client.Close()
+			continue
 		}
 		server, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", p.target)
 		if err != nil {
@@ -125,4 +133,28 @@ func (p *Proxy) LoseAnswers(after time.Duration) {
 			_ = c.server.Close()
 		}
 	})
+}
+
+// Down cuts every connection open now and closes each new one at once, as
+// a server that went down does to its clients (what the server had not
+// committed of a cut connection's work it rolls back), until Up.
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	p.refused = true
+	cs := make([]*proxied, 0, len(p.conns))
+	for c := range p.conns {
+		cs = append(cs, c)
+	}
+	p.mu.Unlock()
+	for _, c := range cs {
+		_ = c.client.Close()
+		_ = c.server.Close()
+	}
+}
+
+// Up lets connections through again after Down.
+func (p *Proxy) Up() {
+	p.mu.Lock()
+	p.refused = false
+	p.mu.Unlock()
 }
