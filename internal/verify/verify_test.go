@@ -171,3 +171,28 @@ func TestVerifyRejectsUnknownSource(t *testing.T) {
 		t.Fatal("source both accepted")
 	}
 }
+
+// TestVerifyTellsArraysOfDifferentShapesApart: PostgreSQL's array hash
+// ignores dimensions and lower bounds, so the typed row hash must add them:
+// '{1,2}' and '{{1,2}}', '{3}' and '[5:5]={3}' differ.
+func TestVerifyTellsArraysOfDifferentShapesApart(t *testing.T) {
+	t.Parallel()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			p := pgtest.NewPair(t, pgtest.Empty)
+			for _, db := range []*pgtest.DB{p.Old, p.New} {
+				pgtest.Exec(t, db.Pool, `CREATE TABLE shapes (id int PRIMARY KEY, a int[], t text[])`)
+			}
+			pgtest.Exec(t, p.Old.Pool, `INSERT INTO shapes VALUES (1, '{1,2}', '{x}'), (2, '{3}', '{y}'), (3, '{4}', '{z}')`)
+			pgtest.Exec(t, p.New.Pool, `INSERT INTO shapes VALUES (1, '{{1,2}}', '{x}'), (2, '[5:5]={3}', '{y}'), (3, '{4}', '[0:0]={z}')`)
+			tbl, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "shapes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := run(t, p, tbl, m.opts); r.Different != 3 {
+				t.Fatalf("verify found %d rows different (%+v); want 3", r.Different, r.Examples)
+			}
+		})
+	}
+}
