@@ -36,7 +36,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
@@ -329,13 +328,13 @@ func (c checker) verified(ctx context.Context, r *Report) error {
 	return nil
 }
 
-func (c checker) backlog(ctx context.Context) (dualwrite.Backlog, error) {
-	var b dualwrite.Backlog
+func (c checker) backlog(ctx context.Context) (pgshiftdb.Backlog, error) {
+	var b pgshiftdb.Backlog
 	var err error
-	if b.Old, err = dualwrite.ReadBacklog(ctx, c.Old); err != nil {
+	if b.Old, err = pgshiftdb.ReadBacklog(ctx, c.Old); err != nil {
 		return b, fmt.Errorf("old: %w", err)
 	}
-	if b.New, err = dualwrite.ReadBacklog(ctx, c.New); err != nil {
+	if b.New, err = pgshiftdb.ReadBacklog(ctx, c.New); err != nil {
 		return b, fmt.Errorf("new: %w", err)
 	}
 	return b, nil
