@@ -182,7 +182,7 @@ func inSavepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {
 	}
 	if err := f(sp); err != nil {
 		if rerr := sp.Rollback(ctx); rerr != nil {
-			return fatalError{fmt.Errorf("%w (and rolling back its savepoint: %v)", err, rerr)}
+			return fatalError{fmt.Errorf("%w (and rolling back its savepoint: %w)", err, rerr)}
 		}
 		return err
 	}
