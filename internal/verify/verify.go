@@ -53,10 +53,11 @@
 // rows of every repair-log entry they settle) and of the entries still in
 // the repair logs, on both sides. Both sides read those rows by key, so the
 // work is proportional to the rows written, not to the table. It needs a
-// full verify that found the table equal (or repaired it) to start from, and
-// no backfill of the table running or finished since, and it sees only what
-// went through the facade's dual writes: a write that reached one side only
-// (a cohort in off or complete, a write outside the facade) is found by a
+// full verify that found the table equal (after a repair: the verify after
+// the drain) to start from, and no backfill of the table running or
+// finished since, and it sees only what went through the facade's dual
+// writes: a write that reached one side only (a cohort in off or complete,
+// a write outside the facade) is found by a
 // full verify alone. A full verify that finds a table equal forgets the
 // table's history from before it began. Timestamps of the history come from
 // each server's clock and are compared with the full verify's start with
