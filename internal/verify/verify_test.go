@@ -196,3 +196,31 @@ func TestVerifyTellsArraysOfDifferentShapesApart(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyThatRepairedIsRecordedRepairedNotEqual: a verify that entered
+// its differences in the repair log has not shown the sides equal; the
+// gates (pgshift.verify_runs) want the verify after the drain.
+func TestVerifyThatRepairedIsRecordedRepairedNotEqual(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p, tbl := setup(t)
+	installPgshift(t, p)
+	pgtest.Exec(t, p.New.Pool, `UPDATE "Ops"."Tasks" SET score = -1 WHERE id = 7`)
+	latest := func() (differences, repaired int64, equal bool) {
+		t.Helper()
+		if err := p.New.Pool.QueryRow(ctx, `SELECT differences, repaired, equal FROM pgshift.verify_runs
+			WHERE table_schema = 'Ops' AND table_name = 'Tasks' ORDER BY id DESC LIMIT 1`).Scan(&differences, &repaired, &equal); err != nil {
+			t.Fatal(err)
+		}
+		return differences, repaired, equal
+	}
+	run(t, p, tbl, verify.Options{Repair: true})
+	if d, r, eq := latest(); d != 1 || r != 1 || eq {
+		t.Fatalf("verify --repair recorded %d differences, %d repaired, equal %v; want 1, 1, not equal", d, r, eq)
+	}
+	drain(t, p)
+	run(t, p, tbl, verify.Options{})
+	if d, _, eq := latest(); d != 0 || !eq {
+		t.Fatalf("the verify after the drain recorded %d differences, equal %v; want 0, equal", d, eq)
+	}
+}
