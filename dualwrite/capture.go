@@ -33,7 +33,11 @@ const (
 // keys of an update that changes the key. Outside such transactions it
 // records nothing. The table also gets a TRUNCATE trigger that refuses
 // TRUNCATE (which fires no row triggers, and would empty one side only)
-// unless the transaction set pgshift.allow_truncate to on.
+// unless the transaction set pgshift.allow_truncate to on, and so does each
+// of its partitions (PostgreSQL clones row triggers to partitions, not
+// TRUNCATE triggers). A partition attached later has none until
+// InstallCapture runs again; the cutover gates refuse to move while one
+// lacks it (PartitionsWithoutTruncateTrigger).
 func InstallCapture(ctx context.Context, q pgshift.Querier, schema string, tables []string) ([]string, error) {
 	if schema == "" {
 		schema = SchemaDefault
@@ -58,6 +62,9 @@ func InstallCapture(ctx context.Context, q pgshift.Querier, schema string, table
 		}
 		if _, err := q.Exec(ctx, captureDDL(t)); err != nil {
 			return covered, fmt.Errorf("dualwrite: install capture on %s: %w", t, err)
+		}
+		if err := refuseTruncateOfPartitions(ctx, q, t); err != nil {
+			return covered, err
 		}
 		covered = append(covered, t.String())
 	}
@@ -118,6 +125,28 @@ CREATE TRIGGER %[10]s BEFORE TRUNCATE ON %[9]s FOR EACH STATEMENT EXECUTE FUNCTI
 		fn, strings.Join(settings, " "), keys("OLD"), keys("NEW"), record("OLD"), record("NEW"),
 		quoteLiteral("pgshift capture trigger of "+ident), pgx.Identifier{captureTrigger}.Sanitize(), ident,
 		pgx.Identifier{truncateTrigger}.Sanitize())
+}
+
+// refuseTruncateOfPartitions puts the TRUNCATE trigger on every partition of
+// t, at every level.
+func refuseTruncateOfPartitions(ctx context.Context, q pgshift.Querier, t *rowsync.Table) error {
+	parts, err := ownSQL.Partitions(ctx, q, t.Ident())
+	if err != nil {
+		return fmt.Errorf("dualwrite: install capture on %s: list partitions: %w", t, err)
+	}
+	for _, p := range parts {
+		if _, err := q.Exec(ctx, refuseTruncateDDL(pgx.Identifier{p.TableSchema, p.TableName}.Sanitize())); err != nil {
+			return fmt.Errorf("dualwrite: install capture on partition %s of %s: %w", pgx.Identifier{p.TableSchema, p.TableName}.Sanitize(), t, err)
+		}
+	}
+	return nil
+}
+
+// refuseTruncateDDL (re)creates the TRUNCATE trigger on the table ident.
+func refuseTruncateDDL(ident string) string {
+	tr := pgx.Identifier{truncateTrigger}.Sanitize()
+	return fmt.Sprintf(`DROP TRIGGER IF EXISTS %[1]s ON %[2]s;
+CREATE TRIGGER %[1]s BEFORE TRUNCATE ON %[2]s FOR EACH STATEMENT EXECUTE FUNCTION pgshift.refuse_truncate();`, tr, ident)
 }
 
 // quoteLiteral quotes s as an SQL string literal, for DDL, which takes no

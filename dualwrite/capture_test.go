@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -203,5 +204,64 @@ func TestCaptureInstallUninstall(t *testing.T) {
 		+ (SELECT count(*) FROM pg_namespace WHERE nspname = 'pgshift')
 		+ (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgshift')`).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("%d pgshift objects left after Uninstall (err %v)", left, err)
+	}
+}
+
+// TestTruncateOfEveryPartitionIsRefused: PostgreSQL does not clone TRUNCATE
+// triggers to partitions, so InstallCapture puts one on every partition, at
+// every level; a partition attached later is reported by
+// PartitionsWithoutTruncateTrigger (a cutover gate) until InstallCapture
+// runs again.
+func TestTruncateOfEveryPartitionIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, func() *pgtest.Server { s, _ := pgtest.Servers(t); return s }(), pgtest.Domain)
+	pgtest.Exec(t, db.Pool, `CREATE TABLE m (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE m1 PARTITION OF m FOR VALUES FROM (0) TO (10);
+		CREATE TABLE m2 PARTITION OF m FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (id);
+		CREATE TABLE m2a PARTITION OF m2 FOR VALUES FROM (10) TO (20);
+		INSERT INTO m VALUES (1), (11)`)
+	if _, err := dualwrite.InstallCapture(ctx, db.Pool, "", []string{"m"}); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(table string) {
+		t.Helper()
+		_, err := db.Pool.Exec(ctx, "TRUNCATE "+table)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || !strings.Contains(pgErr.Message, "is refused") {
+			t.Fatalf("TRUNCATE %s: err %v, want pgshift's refusal", table, err)
+		}
+	}
+	for _, table := range []string{"m", "m1", "m2", "m2a"} {
+		refused(table)
+	}
+	missing := func() []string {
+		t.Helper()
+		rows, err := pgshiftdb.New().PartitionsWithoutTruncateTrigger(ctx, db.Pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.TableName)
+		}
+		return names
+	}
+	if got := missing(); len(got) != 0 {
+		t.Fatalf("partitions without the trigger after install: %v, want none", got)
+	}
+	pgtest.Exec(t, db.Pool, `CREATE TABLE m3 PARTITION OF m FOR VALUES FROM (20) TO (30)`)
+	if got := missing(); fmt.Sprint(got) != "[m3]" {
+		t.Fatalf("partitions without the trigger after attaching m3: %v, want [m3]", got)
+	}
+	if _, err := dualwrite.InstallCapture(ctx, db.Pool, "", []string{"m"}); err != nil {
+		t.Fatal(err)
+	}
+	refused("m3")
+	if got := missing(); len(got) != 0 {
+		t.Fatalf("partitions without the trigger after installing again: %v, want none", got)
+	}
+	if n := count(t, db.Pool, "m", "true"); n != 2 {
+		t.Fatalf("m holds %d rows, want its 2", n)
 	}
 }

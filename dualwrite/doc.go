@@ -34,7 +34,12 @@
 // X". A pull record says "this side has committed a write its authoritative
 // side may not have: copy the row into this side". The repair worker
 // ([Repairer]) copies current rows rather than replaying commands, so a
-// repair is idempotent and blind to ordering.
+// repair is idempotent and blind to ordering. Within a pass it writes
+// deletes before upserts, children before parents for deletes and parents
+// before children for upserts, and rows swapping a unique value together; a
+// row the other side refuses is postponed alone. It is the one repair path:
+// `pgshift repair`, `pgshift verify --repair` (which enters the rows it
+// finds different in the log) and the facade's worker all go through it.
 //
 // When old is authoritative (dualwrite, shadow) a write is:
 //

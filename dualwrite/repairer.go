@@ -280,19 +280,9 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
 	}
 
-	var settled, failed []int64
-	var lastErr error
-	for _, g := range groupTables(rows) {
-		from, to := stx, dtx
-		if g.pull {
-			from, to = dtx, stx
-		}
-		if err := r.copyGroup(ctx, from, to, g); err != nil {
-			failed = append(failed, g.ids...)
-			lastErr = err
-			continue
-		}
-		settled = append(settled, g.ids...)
+	settled, failed, lastErr, err := r.copyRows(ctx, stx, dtx, rows)
+	if err != nil {
+		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
 	}
 	if err := dtx.Commit(ctx); err != nil {
 		return 0, 0, fmt.Errorf("repair %s: commit: %w", dst, err)
@@ -446,16 +436,18 @@ func newer(aXID int64, aTime time.Time, bXID int64, bTime time.Time) bool {
 type tableGroup struct {
 	schema, table string
 	pull          bool
-	keys          [][]string
-	ids           []int64 // every entry settled by the group, skipped rows' too
+	rows          []*loggedRow // to copy, in first-seen order
 }
 
-// groupTables groups rows by table and direction, in first-seen order;
-// skipped rows add their entries but no key.
+// groupTables groups the rows to copy by table and direction, in first-seen
+// order; skipped rows are in no group.
 func groupTables(rows []*loggedRow) []*tableGroup {
 	var groups []*tableGroup
 	byTable := map[string]*tableGroup{}
 	for _, lr := range rows {
+		if lr.skip {
+			continue
+		}
 		id := fmt.Sprintf("%t\x00%s\x00%s", lr.pull, lr.schema, lr.table)
 		g := byTable[id]
 		if g == nil {
@@ -463,40 +455,99 @@ func groupTables(rows []*loggedRow) []*tableGroup {
 			byTable[id] = g
 			groups = append(groups, g)
 		}
-		g.ids = append(g.ids, lr.ids...)
-		if !lr.skip {
-			g.keys = append(g.keys, lr.key)
-		}
+		g.rows = append(g.rows, lr)
 	}
 	return groups
 }
 
-// copyGroup copies one table's rows inside a savepoint on each side, so that
-// one table's failure (a foreign key whose parent has not arrived yet, a key
-// that does not cast to its column's type) undoes neither the other tables'
-// copies nor the transaction that settles the entries.
-func (r *Repairer) copyGroup(ctx context.Context, from, to pgx.Tx, g *tableGroup) error {
-	if len(g.keys) == 0 {
-		return nil
+// copyRows copies the rows that still call for a copy (authoritative rows
+// from stx to dtx, pull rows from dtx to stx) and sorts the rows' entries
+// into settled and failed, with the last failure's error. Skipped rows'
+// entries are settled. A row that fails (its table unreadable, a value its
+// destination refuses) fails alone: the others are written in the same
+// pass, in the order rowsync.Apply finds (deletes first, foreign keys
+// followed). The error is for a side failing as a whole.
+func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) (settled, failed []int64, lastErr error, err error) {
+	for _, lr := range rows {
+		if lr.skip {
+			settled = append(settled, lr.ids...)
+		}
 	}
+	fail := func(lrs []*loggedRow, err error) {
+		for _, lr := range lrs {
+			failed = append(failed, lr.ids...)
+		}
+		lastErr = err
+	}
+	// Each destination gets its tables' rows at once, so Apply can order
+	// them by its foreign keys.
+	type batch struct {
+		sources []*rowsync.Source
+		rows    map[*rowsync.Source][]*loggedRow
+	}
+	toDtx := batch{rows: map[*rowsync.Source][]*loggedRow{}}
+	toStx := batch{rows: map[*rowsync.Source][]*loggedRow{}}
+	for _, g := range groupTables(rows) {
+		from, b := stx, &toDtx
+		if g.pull {
+			from, b = dtx, &toStx
+		}
+		s, err := r.readGroup(ctx, from, g)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, nil, ctx.Err()
+			}
+			fail(g.rows, fmt.Errorf("copy %s.%s: %w", g.schema, g.table, err))
+			continue
+		}
+		b.sources = append(b.sources, s)
+		b.rows[s] = g.rows
+	}
+	for _, d := range []struct {
+		to pgx.Tx
+		b  batch
+	}{{dtx, toDtx}, {stx, toStx}} {
+		keyErrs, err := rowsync.Apply(ctx, d.to, d.b.sources)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("copy rows: %w", err)
+		}
+		bad := map[*loggedRow]bool{}
+		for _, ke := range keyErrs {
+			lr := d.b.rows[ke.Source][ke.Index]
+			bad[lr] = true
+			lastErr = ke.Err
+		}
+		for _, s := range d.b.sources {
+			for _, lr := range d.b.rows[s] {
+				if bad[lr] {
+					failed = append(failed, lr.ids...)
+				} else {
+					settled = append(settled, lr.ids...)
+				}
+			}
+		}
+	}
+	return settled, failed, lastErr, nil
+}
+
+// readGroup reads the source rows of one group in a savepoint of from, so
+// that a table that cannot be read (a key that does not cast to its
+// column's type) leaves the transaction usable.
+func (r *Repairer) readGroup(ctx context.Context, from pgx.Tx, g *tableGroup) (*rowsync.Source, error) {
 	t, err := r.table(ctx, from, g.schema, g.table)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fsp, err := from.Begin(ctx)
+	sp, err := from.Begin(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = fsp.Rollback(ctx) }() // read only: nothing to keep
-	tsp, err := to.Begin(ctx)
-	if err != nil {
-		return err
+	defer func() { _ = sp.Rollback(ctx) }() // read only: nothing to keep
+	keys := make([][]string, len(g.rows))
+	for i, lr := range g.rows {
+		keys[i] = lr.key
 	}
-	if _, _, err := rowsync.CopyKeys(ctx, fsp, tsp, t, g.keys); err != nil {
-		_ = tsp.Rollback(ctx)
-		return fmt.Errorf("copy %s.%s: %w", g.schema, g.table, err)
-	}
-	return tsp.Commit(ctx)
+	return rowsync.ReadKeys(ctx, sp, t, keys)
 }
 
 func (r *Repairer) table(ctx context.Context, q pgshift.Querier, schema, name string) (*rowsync.Table, error) {

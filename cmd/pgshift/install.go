@@ -25,7 +25,9 @@ With --capture it also puts pgshift's capture triggers on the application's
 tables (every table of --schema with a primary key, or those --table names):
 in writes of a facade with Config.Capture or Config.Strict they record every
 row a statement changes, so write functions need not Touch rows (see the
-README: Touch or capture). A captured table refuses TRUNCATE. Without
+README: Touch or capture). A captured table refuses TRUNCATE, and so does
+each of its partitions; run install --capture again after attaching a
+partition (pgshift preflight refuses every move until then). Without
 --capture the application's tables are not touched, and --schema and --table
 are refused.
 

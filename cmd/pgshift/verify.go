@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/internal/verify"
 )
 
@@ -30,8 +32,13 @@ table equal, and no backfill since. Writes that reached one side only (a
 cohort in off or complete, writes outside the facade) need a full verify.
 Prints per table the rows missing on new, extra on new and different, with
 example keys. Progress goes to stderr as backfill's does: a bar on a
-terminal, a line every 5 s otherwise, JSON lines with --json. Exit status 1 when differences remain (after --repair: when
-the repair failed).
+terminal, a line every 5 s otherwise, JSON lines with --json.
+With --repair, verify copies no row itself: it enters each difference in
+the repair log of --source (pgshift install first), drains the logs as
+pgshift repair does (under the rows' locks, from their current values, so
+a write that lands meanwhile is never overwritten) and verifies the
+differing tables again; what it prints is that re-check. Exit status 1
+when differences remain (after --repair: in the re-check).
 
 Examples:
   pgshift verify --old postgres://app@old-db/app --new postgres://app@new-db/app
@@ -54,13 +61,12 @@ type verifyTableJSON struct {
 	Different int             `json:"different"`
 	Transient int             `json:"transient"`
 	Examples  verify.Examples `json:"examples"`
-	Upserted  int             `json:"repaired_upserted"`
-	Deleted   int             `json:"repaired_deleted"`
+	Logged    int             `json:"repair_logged"`
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
 	c, fs, com := flagsFor("verify", e)
-	repair := fs.Bool("repair", false, "copy each difference from --source to the other side")
+	repair := fs.Bool("repair", false, "repair each difference from --source to the other side (through the repair log), then verify again")
 	source := fs.String("source", "old", "the side --repair copies from: old or new")
 	workers := fs.Int("workers", 1, "tables compared at once")
 	buckets := fs.Int("buckets", verify.BucketsDefault, "key-hash buckets to find differences in (a power of two)")
@@ -93,6 +99,11 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		Logger: s.log, Progress: prog.compared,
 	})
 	prog.finish()
+	if err == nil && *repair {
+		results, err = repairAndRecheck(ctx, e, s, results, verify.Options{
+			Buckets: *buckets, ChunkSize: *chunk, Workers: *workers, RecheckDelay: *recheck, Changed: *changed, Logger: s.log,
+		})
+	}
 	code := exitOK
 	if s.reportSkipped(e.stderr) {
 		code = exitError
@@ -108,13 +119,13 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
 			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
-			Examples: r.Examples, Upserted: r.Upserted, Deleted: r.Deleted})
+			Examples: r.Examples, Logged: r.Logged})
 		if r.Err != nil {
 			code = exitError
 			fmt.Fprintf(e.stderr, "pgshift verify: %v\n", r.Err)
 			continue
 		}
-		if r.Differences() > 0 && !*repair {
+		if r.Differences() > 0 {
 			differ = true
 		}
 		if !com.json {
@@ -165,7 +176,45 @@ func printVerify(w io.Writer, r verify.Result, repair bool, source string) {
 			fmt.Fprintf(w, "  %s, e.g. %v\n", k.kind, k.keys)
 		}
 	}
-	if repair {
-		fmt.Fprintf(w, "  repaired from %s: %d rows written, %d deleted\n", source, r.Upserted, r.Deleted)
+	if repair && r.Logged > 0 {
+		fmt.Fprintf(w, "  %d entered in %s's repair log\n", r.Logged, source)
 	}
+}
+
+// repairAndRecheck drains the repair logs verify entered the differences
+// in (the one repair path: under the rows' locks, from their current
+// values) and verifies again the tables that differed. Each table's result
+// is the re-check's, with the count of entries verify logged.
+func repairAndRecheck(ctx context.Context, e *env, s *session, results []verify.Result, opts verify.Options) ([]verify.Result, error) {
+	var again []*rowsync.Table
+	var at []int
+	for i, r := range results {
+		if r.Table != nil && r.Err == nil && r.Logged > 0 {
+			again = append(again, r.Table)
+			at = append(at, i)
+		}
+	}
+	if len(again) == 0 {
+		return results, nil
+	}
+	rep, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: s.old, New: s.new, Logger: s.log})
+	if err != nil {
+		return results, err
+	}
+	drained, err := rep.Drain(ctx)
+	if err != nil {
+		return results, fmt.Errorf("repair: %w", err)
+	}
+	if drained.Postponed > 0 {
+		fmt.Fprintf(e.stderr, "pgshift verify: repair postponed %d entries: see pgshift.repair_log.last_error, fix the cause, run pgshift repair\n", drained.Postponed)
+	}
+	rechecked, err := verify.Run(ctx, s.old, s.new, again, opts)
+	for j, i := range at {
+		if j < len(rechecked) && rechecked[j].Table != nil {
+			logged := results[i].Logged
+			results[i] = rechecked[j]
+			results[i].Logged = logged
+		}
+	}
+	return results, err
 }

@@ -17,6 +17,9 @@
 //   - into complete: both repair logs empty; every table's latest verify
 //     equal and recent.
 //
+// Every forward move also wants each partition of a captured table to
+// refuse TRUNCATE (a gate shown only when it is not met).
+//
 // A forward move that skips a stage is refused whatever the gates say.
 // Backward moves (the rollback) are always allowed; Check says what to run
 // before moving forward again.
@@ -36,7 +39,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
@@ -205,10 +207,34 @@ type checker struct {
 
 // run runs gates in order, each appending what it measured.
 func (c checker) run(ctx context.Context, r *Report, gates ...func(context.Context, *Report) error) error {
-	for _, g := range gates {
+	for _, g := range append(gates, c.truncateRefused) {
 		if err := g(ctx, r); err != nil {
 			return fmt.Errorf("cutover: %w", err)
 		}
+	}
+	return nil
+}
+
+// truncateRefused is a gate of every forward move, reported only when it is
+// not met: a partition of a captured table attached after pgshift install
+// --capture lacks the trigger that refuses TRUNCATE, so a TRUNCATE of it
+// would empty one side only.
+func (c checker) truncateRefused(ctx context.Context, r *Report) error {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		parts, err := c.q.PartitionsWithoutTruncateTrigger(ctx, c.pool(side))
+		if err != nil {
+			return fmt.Errorf("%s: partitions of captured tables: %w", side, err)
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		names := make([]string, len(parts))
+		for i, p := range parts {
+			names[i] = p.TableSchema + "." + p.TableName
+		}
+		r.Gates = append(r.Gates, Gate{Name: "TRUNCATE refused on every partition on " + side.String(),
+			Measured: fmt.Sprintf("%d without it (%s)", len(parts), strings.Join(names, ", ")), Limit: "0",
+			Fix: "pgshift install --capture (again: it covers the partitions attached since)"})
 	}
 	return nil
 }
@@ -329,13 +355,13 @@ func (c checker) verified(ctx context.Context, r *Report) error {
 	return nil
 }
 
-func (c checker) backlog(ctx context.Context) (dualwrite.Backlog, error) {
-	var b dualwrite.Backlog
+func (c checker) backlog(ctx context.Context) (pgshiftdb.Backlog, error) {
+	var b pgshiftdb.Backlog
 	var err error
-	if b.Old, err = dualwrite.ReadBacklog(ctx, c.Old); err != nil {
+	if b.Old, err = pgshiftdb.ReadBacklog(ctx, c.Old); err != nil {
 		return b, fmt.Errorf("old: %w", err)
 	}
-	if b.New, err = dualwrite.ReadBacklog(ctx, c.New); err != nil {
+	if b.New, err = pgshiftdb.ReadBacklog(ctx, c.New); err != nil {
 		return b, fmt.Errorf("new: %w", err)
 	}
 	return b, nil

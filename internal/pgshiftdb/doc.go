@@ -1,8 +1,10 @@
 // Package pgshiftdb is pgshift's own schema ("pgshift") on each database: the
 // repair log the dualwrite facade writes and drains, and the backfill's
 // progress. Every statement pgshift runs on these tables is in
-// queries/pgshift/*.sql and compiled by sqlc into this package; this file
-// and export.go are the only hand-written ones.
+// queries/pgshift/*.sql and compiled by sqlc into this package; this file,
+// export.go and backlog.go (the repair logs' backlog, which the facade,
+// `pgshift status` and the cutover gates read) are the only hand-written
+// ones.
 package pgshiftdb
 
 import (

@@ -118,7 +118,8 @@ func (t *Table) rowHash(alias string) string {
 
 // typedRow is ROW(...) of alias's cols, those that are not Hashable cast to
 // text under the "C" collation (a cast keeps the column's collation, and a
-// nondeterministic one would hash 'a' and 'A' alike).
+// nondeterministic one would hash 'a' and 'A' alike), each Hashable array
+// followed by its array_dims (the array hash ignores the shape).
 func typedRow(cols []Column, alias string) string {
 	var b strings.Builder
 	b.WriteString("ROW(")
@@ -129,6 +130,8 @@ func typedRow(cols []Column, alias string) string {
 		b.WriteString(alias + "." + c.ident())
 		if !c.Hashable {
 			b.WriteString(`::text COLLATE "C"`)
+		} else if c.Array {
+			b.WriteString(", array_dims(" + alias + "." + c.ident() + `) COLLATE "C"`)
 		}
 	}
 	b.WriteString(")")

@@ -10,32 +10,161 @@ import (
 )
 
 // CopyKeys makes the rows of table t with the given primary keys on dst equal
-// to those on src: a key src holds is inserted into dst, or updated there
-// (every non-key column but GENERATED ALWAYS identities, which PostgreSQL
-// keeps), a key src lacks is deleted from dst. Each key holds
-// the key columns' values in text form in key order (KeyText makes them;
-// the repair log stores them so). All keys take one query on each side.
+// to those on src: a key src lacks is deleted from dst, then a key src holds
+// is inserted into dst, or updated there (every non-key column but GENERATED
+// ALWAYS identities, which PostgreSQL keeps). Deletes go first, so a row
+// that takes over a unique value from a deleted one arrives after it is
+// gone. Each key holds the key columns' values in text form in key order
+// (KeyText makes them; the repair log stores them so). It takes one read
+// and two writes; give it a transaction as dst for all or nothing.
 //
 // upserted counts rows inserted or changed on dst (a row dst already holds
 // unchanged is not written again); deleted counts rows removed from dst.
+// The repair path copies through ReadKeys and Apply instead, which isolate
+// a failing row and follow foreign keys.
 func CopyKeys(ctx context.Context, src, dst pgshift.Querier, t *Table, keys [][]string) (upserted, deleted int, err error) {
-	src, dst = InSession(src), InSession(dst)
 	if len(keys) == 0 {
 		return 0, 0, nil
 	}
-	keyArgs, err := t.keyColumnsOf(keys)
+	s, err := ReadKeys(ctx, src, t, keys)
 	if err != nil {
 		return 0, 0, err
 	}
-	values, err := readRows(ctx, src, t, keyArgs)
+	if deleted, err = s.Delete(ctx, dst, s.Absent()); err != nil {
+		return 0, deleted, err
+	}
+	upserted, err = s.Upsert(ctx, dst, s.Present())
+	return upserted, deleted, err
+}
+
+// Source is what the source side holds of a set of keys of one table, read
+// once (ReadKeys) and written to a destination in parts: deletes apart from
+// upserts, a few keys or one at a time.
+type Source struct {
+	t    *Table
+	keys [][]string
+	rows [][]*string // per key: its row's columns in text form; nil where src lacks the key
+}
+
+// ReadKeys reads the rows of t with the given keys (as CopyKeys takes them)
+// from src.
+func ReadKeys(ctx context.Context, src pgshift.Querier, t *Table, keys [][]string) (*Source, error) {
+	keyArgs, err := t.keyColumnsOf(keys)
 	if err != nil {
-		return 0, 0, fmt.Errorf("copy %s: read source: %w", t, err)
+		return nil, err
 	}
-	args := append(values, keyArgs...)
-	if err := dst.QueryRow(ctx, t.writeSQL(), args...).Scan(&upserted, &deleted); err != nil {
-		return 0, 0, fmt.Errorf("copy %s: write destination (%d keys, first %v): %w", t, len(keys), keys[0], err)
+	s := &Source{t: t, keys: keys, rows: make([][]*string, len(keys))}
+	if len(keys) == 0 {
+		return s, nil
 	}
-	return upserted, deleted, nil
+	if err := s.read(ctx, InSession(src), keyArgs); err != nil {
+		return nil, fmt.Errorf("copy %s: read source: %w", t, err)
+	}
+	return s, nil
+}
+
+// Table is the table the rows are of.
+func (s *Source) Table() *Table { return s.t }
+
+// Key is the i-th key, as ReadKeys was given it.
+func (s *Source) Key(i int) []string { return s.keys[i] }
+
+// Present lists the indexes of the keys the source holds: rows to upsert.
+func (s *Source) Present() []int { return s.indexes(true) }
+
+// Absent lists the indexes of the keys the source lacks: rows to delete.
+func (s *Source) Absent() []int { return s.indexes(false) }
+
+func (s *Source) indexes(present bool) []int {
+	var out []int
+	for i, r := range s.rows {
+		if (r != nil) == present {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Delete deletes the keys idx (of keys the source lacks) from dst and
+// returns how many rows it removed.
+func (s *Source) Delete(ctx context.Context, dst pgshift.Querier, idx []int) (int, error) {
+	if len(idx) == 0 {
+		return 0, nil
+	}
+	keyArgs, err := s.t.keyColumnsOf(s.pick(idx))
+	if err != nil {
+		return 0, err
+	}
+	sql := fmt.Sprintf("DELETE FROM %s AS d USING %s WHERE %s", s.t.Ident(), s.t.keySet(1, "k"), s.t.keyMatch("d", "k"))
+	tag, err := InSession(dst).Exec(ctx, sql, keyArgs...)
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: delete on destination (%d keys, first %v): %w", s.t, len(idx), s.keys[idx[0]], err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Upsert inserts or updates the source's rows of keys idx (of keys the
+// source holds) on dst and returns how many rows it wrote.
+func (s *Source) Upsert(ctx context.Context, dst pgshift.Querier, idx []int) (int, error) {
+	if len(idx) == 0 {
+		return 0, nil
+	}
+	tag, err := InSession(dst).Exec(ctx, s.t.upsertSQL(), s.columns(idx)...)
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: write destination (%d keys, first %v): %w", s.t, len(idx), s.keys[idx[0]], err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Replace deletes the rows of keys idx (of keys the source holds) from dst
+// and inserts the source's rows in their place, in one statement: rows that
+// trade unique values among themselves (a swap), which no order of upserts
+// can write, arrive together. It refuses a table that foreign keys with an
+// ON DELETE action reference, since the delete would reach the referencing
+// rows; foreign keys without one (NO ACTION) are checked after the
+// statement, when the rows are back.
+func (s *Source) Replace(ctx context.Context, dst pgshift.Querier, idx []int) (int, error) {
+	if len(idx) == 0 {
+		return 0, nil
+	}
+	var actions bool
+	if err := dst.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+		WHERE contype = 'f' AND confrelid = $1::regclass AND confdeltype IN ('c', 'n', 'd'))`, s.t.Ident()).Scan(&actions); err != nil {
+		return 0, fmt.Errorf("copy %s: read foreign keys on destination: %w", s.t, err)
+	}
+	if actions {
+		return 0, fmt.Errorf("copy %s: cannot replace %d rows that trade unique values: foreign keys with ON DELETE CASCADE, SET NULL or SET DEFAULT reference the table, so deleting them would change other rows; copy them by hand (first %v)", s.t, len(idx), s.keys[idx[0]])
+	}
+	tag, err := InSession(dst).Exec(ctx, s.t.replaceSQL(), s.columns(idx)...)
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: replace on destination (%d keys, first %v): %w", s.t, len(idx), s.keys[idx[0]], err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+func (s *Source) pick(idx []int) [][]string {
+	keys := make([][]string, len(idx))
+	for i, k := range idx {
+		keys[i] = s.keys[k]
+	}
+	return keys
+}
+
+// columns transposes the rows of keys idx into one text array per column,
+// the parameters of upsertSQL and replaceSQL.
+func (s *Source) columns(idx []int) []any {
+	cols := make([][]*string, len(s.t.Columns))
+	for c := range cols {
+		cols[c] = make([]*string, len(idx))
+		for i, k := range idx {
+			cols[c][i] = s.rows[k][c]
+		}
+	}
+	out := make([]any, len(cols))
+	for i, c := range cols {
+		out[i] = c
+	}
+	return out
 }
 
 // keyColumnsOf transposes keys into one text array per key column, the
@@ -94,58 +223,55 @@ func numbered(prefix string, n int) string {
 // textColumns is "a.c1::text, a.c2::text, ..." of the table's columns.
 func (t *Table) textColumns(alias string) string { return columnList(t.Columns, alias, "::text") }
 
-// readRows reads the rows of t with the keys in keyArgs from q, in text
-// form, transposed: one text array per column (nil elements for NULLs).
-func readRows(ctx context.Context, q pgshift.Querier, t *Table, keyArgs []any) ([]any, error) {
-	sql := fmt.Sprintf("SELECT %s FROM %s AS t JOIN %s ON %s",
-		t.textColumns("t"), t.Ident(), t.keySet(1, "k"), t.keyMatch("t", "k"))
+// read reads the rows of the keys in keyArgs from q, in text form, into
+// s.rows by the keys' positions.
+func (s *Source) read(ctx context.Context, q pgshift.Querier, keyArgs []any) error {
+	t := s.t
+	var arrays, casts []string
+	for i, c := range t.Key {
+		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		casts = append(casts, fmt.Sprintf("u.k%d::%s AS k%d", i+1, c.Type, i+1))
+	}
+	sql := fmt.Sprintf("SELECT k.n::text, %s FROM %s AS t JOIN (SELECT %s, u.n FROM unnest(%s) WITH ORDINALITY AS u(%s, n)) AS k ON %s",
+		t.textColumns("t"), t.Ident(), strings.Join(casts, ", "), strings.Join(arrays, ", "), numbered("k", len(t.Key)), t.keyMatch("t", "k"))
 	rows, err := q.Query(ctx, sql, keyArgs...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	cols := make([][]*string, len(t.Columns))
 	for rows.Next() {
-		for i, raw := range rows.RawValues() {
-			if raw == nil {
-				cols[i] = append(cols[i], nil)
-				continue
+		raw := rows.RawValues()
+		n, err := strconv.Atoi(string(raw[0]))
+		if err != nil || n < 1 || n > len(s.keys) {
+			return fmt.Errorf("key position %q out of range", raw[0])
+		}
+		row := make([]*string, len(raw)-1)
+		for i, v := range raw[1:] {
+			if v != nil {
+				text := string(v)
+				row[i] = &text
 			}
-			s := string(raw)
-			cols[i] = append(cols[i], &s)
 		}
+		s.rows[n-1] = row
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]any, len(cols))
-	for i, c := range cols {
-		if c == nil {
-			c = []*string{}
-		}
-		out[i] = c
-	}
-	return out, nil
+	return rows.Err()
 }
 
-// writeSQL upserts the rows given as one text array per column ($1..$n) and
-// deletes the keys given after them that are not among those rows; it
-// returns (upserted, deleted).
-func (t *Table) writeSQL() string {
-	n := len(t.Columns)
-	var arrays, casts []string
+// sourceRows is the FROM item s(c1, ..., cn) of rows given as one text
+// array per column in $1..$n, and the casts of its columns back to their
+// types.
+func (t *Table) sourceRows() (from string, casts []string) {
+	var arrays []string
 	for i, c := range t.Columns {
 		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
 		casts = append(casts, fmt.Sprintf("s.c%d::%s", i+1, c.Type))
 	}
-	var keyOfSrc []string
-	for _, k := range t.Key {
-		for i, c := range t.Columns {
-			if c.Name == k.Name {
-				keyOfSrc = append(keyOfSrc, fmt.Sprintf("s.c%d::%s", i+1, c.Type))
-			}
-		}
-	}
+	return fmt.Sprintf("unnest(%s) AS s(%s)", strings.Join(arrays, ", "), numbered("c", len(t.Columns))), casts
+}
+
+// upsertSQL upserts the rows given as one text array per column ($1..$n).
+func (t *Table) upsertSQL() string {
+	from, casts := t.sourceRows()
 	var nonKey []Column
 	for _, c := range t.Columns {
 		if !t.isKey(c.Name) && !c.AlwaysIdentity {
@@ -161,13 +287,28 @@ func (t *Table) writeSQL() string {
 		conflict = fmt.Sprintf("DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)",
 			strings.Join(sets, ", "), columnList(nonKey, "d", "::text"), columnList(nonKey, "EXCLUDED", "::text"))
 	}
-	return fmt.Sprintf(`WITH s AS (SELECT * FROM unnest(%[1]s) AS s(%[2]s)),
-ins AS (INSERT INTO %[3]s AS d (%[4]s) OVERRIDING SYSTEM VALUE SELECT %[5]s FROM s ON CONFLICT (%[6]s) %[7]s RETURNING 1),
-del AS (DELETE FROM %[3]s AS d USING %[8]s WHERE %[9]s AND NOT EXISTS (SELECT 1 FROM s WHERE (%[10]s) = (%[11]s)) RETURNING 1)
-SELECT (SELECT count(*) FROM ins)::int, (SELECT count(*) FROM del)::int`,
-		strings.Join(arrays, ", "), numbered("c", n), t.Ident(), columnList(t.Columns, "", ""),
-		strings.Join(casts, ", "), t.keyList(""), conflict,
-		t.keySet(n+1, "k"), t.keyMatch("d", "k"), strings.Join(keyOfSrc, ", "), numbered("k.k", len(t.Key)))
+	return fmt.Sprintf("INSERT INTO %s AS d (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s ON CONFLICT (%s) %s",
+		t.Ident(), columnList(t.Columns, "", ""), strings.Join(casts, ", "), from, t.keyList(""), conflict)
+}
+
+// replaceSQL deletes the rows with the keys of the rows given as upsertSQL
+// takes them, then inserts those rows: the insert reads the delete's count
+// first, so the delete has run (and freed the unique values) before the
+// first row is inserted.
+func (t *Table) replaceSQL() string {
+	from, casts := t.sourceRows()
+	var keyOfSrc []string
+	for _, k := range t.Key {
+		for i, c := range t.Columns {
+			if c.Name == k.Name {
+				keyOfSrc = append(keyOfSrc, casts[i])
+			}
+		}
+	}
+	return fmt.Sprintf(`WITH s AS (SELECT * FROM %[1]s),
+del AS (DELETE FROM %[2]s AS d USING s WHERE (%[3]s) = (%[4]s) RETURNING 1)
+INSERT INTO %[2]s (%[5]s) OVERRIDING SYSTEM VALUE SELECT %[6]s FROM s WHERE (SELECT count(*) FROM del) >= 0`,
+		from, t.Ident(), t.keyList("d"), strings.Join(keyOfSrc, ", "), columnList(t.Columns, "", ""), strings.Join(casts, ", "))
 }
 
 func (t *Table) isKey(name string) bool {

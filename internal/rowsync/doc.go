@@ -15,10 +15,15 @@
 //     arrays, unnested on the server); identifiers are quoted with
 //     pgx.Identifier.Sanitize; type names come from the catalog's format_type.
 //   - CopyKeys converges the destination to the source for the keys it is
-//     given: a key the source holds is inserted or updated on the destination
-//     (every non-key column), a key the source lacks is deleted there. Running
-//     it again changes nothing, and the order keys are copied in does not
-//     matter: it copies current state, it does not replay commands.
+//     given: a key the source lacks is deleted on the destination, then a
+//     key the source holds is inserted or updated there (every non-key
+//     column). Running it again changes nothing: it copies current state,
+//     it does not replay commands.
+//   - Apply (on rows read once with ReadKeys) is the repair path's copy:
+//     deletes before upserts, children before parents for deletes and
+//     parents before children for upserts (ForeignKeyLevels), a failing
+//     row isolated in a savepoint while the others are written, and rows
+//     swapping a unique value replaced together.
 //   - Chunks are ranges of primary keys (keyset pagination, never OFFSET).
 //     A chunk's hash is computed by the server from its rows, so both
 //     servers hash the same chunk at once and only differing chunks are

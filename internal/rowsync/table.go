@@ -62,6 +62,10 @@ type Column struct {
 	// fixes the scale or the padding), text types only under a
 	// deterministic collation.
 	Hashable bool
+	// Array is set for array types. PostgreSQL's array hash ignores an
+	// array's dimensions and lower bounds ('{1,2}' and '{{1,2}}', '{3}'
+	// and '[5:5]={3}' hash alike), so a typed hash adds array_dims.
+	Array bool
 	// Collation describes how the column's values sort on its server: ""
 	// for a type without collation, "C" for byte order, else provider,
 	// locale, determinism and version (collationOf). Two servers whose key
@@ -130,6 +134,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		return nil, fmt.Errorf("load table %s: %w", t, err)
 	}
 	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a', `+collationOf+`,
+		  ty.typcategory = 'A' AND ty.typelem <> 0,
 		  coalesce(e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($2::text[])
 		    AND (e.typname NOT IN ('numeric', 'bpchar') OR a.atttypmod >= 0)
 		    AND (a.attcollation = 0 OR (SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation)), false)
@@ -144,7 +149,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 	byName := map[string]Column{}
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity, &c.Collation, &c.Hashable); err != nil {
+		if err := rows.Scan(&c.Name, &c.Type, &c.AlwaysIdentity, &c.Collation, &c.Array, &c.Hashable); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 		}

@@ -34,7 +34,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshift/pgshift"
-	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
@@ -69,7 +68,7 @@ type TableCount struct {
 // Report is the result of Collect.
 type Report struct {
 	Schema  string            `json:"schema"`
-	Backlog dualwrite.Backlog `json:"backlog"`
+	Backlog pgshiftdb.Backlog `json:"backlog"`
 	// Backfills are the tables of any schema with a backfill plan on new,
 	// running or finished, as every worker's progress records them.
 	Backfills []Backfill   `json:"backfills"`
@@ -103,10 +102,10 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 	}
 	r := &Report{Schema: schema, Tables: []TableCount{}}
 	var err error
-	if r.Backlog.Old, err = dualwrite.ReadBacklog(ctx, oldDB); err != nil {
+	if r.Backlog.Old, err = pgshiftdb.ReadBacklog(ctx, oldDB); err != nil {
 		return nil, fmt.Errorf("status: on old: %w", err)
 	}
-	if r.Backlog.New, err = dualwrite.ReadBacklog(ctx, newDB); err != nil {
+	if r.Backlog.New, err = pgshiftdb.ReadBacklog(ctx, newDB); err != nil {
 		return nil, fmt.Errorf("status: on new: %w", err)
 	}
 	r.Backfills = []Backfill{}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/status"
 )
@@ -51,7 +51,7 @@ func TestBacklogWithoutRepairLogIsNotInstalled(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Empty)
 	r := collect(t, p, "public", nil, status.Options{})
-	for _, b := range []dualwrite.SideBacklog{r.Backlog.Old, r.Backlog.New} {
+	for _, b := range []pgshiftdb.SideBacklog{r.Backlog.Old, r.Backlog.New} {
 		if b.Installed || b.Entries != 0 || b.String() != "not installed" {
 			t.Fatalf("backlog %+v (%s), want not installed", b, b)
 		}
@@ -116,7 +116,7 @@ func TestReportRendersForPeopleAndJSON(t *testing.T) {
 	t.Parallel()
 	r := &status.Report{
 		Schema:  "public",
-		Backlog: dualwrite.Backlog{Old: dualwrite.SideBacklog{Installed: true, Entries: 2, OldestAge: 90 * time.Second}},
+		Backlog: pgshiftdb.Backlog{Old: pgshiftdb.SideBacklog{Installed: true, Entries: 2, OldestAge: 90 * time.Second}},
 		Tables:  []status.TableCount{{Table: "big", Old: status.Count{Rows: 2000000, Estimate: true}, New: status.Count{Missing: true}}},
 	}
 	var b bytes.Buffer

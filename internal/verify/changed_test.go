@@ -121,8 +121,13 @@ func TestVerifyChangedNeedsAnEqualFullVerifyAndNoBackfillSince(t *testing.T) {
 		t.Fatalf("after an unequal full verify: %q, want a refusal naming the fix", got)
 	}
 	run(t, p, users, verify.Options{Repair: true})
+	if got := changedErr(); !strings.Contains(got, "left differences") {
+		t.Fatalf("after a full verify that entered its differences in the repair log: %q, want a refusal until a verify finds the table equal", got)
+	}
+	drain(t, p)
+	run(t, p, users, verify.Options{})
 	if got := changedErr(); got != "" {
-		t.Fatalf("after a full verify that repaired: %q, want --changed to run", got)
+		t.Fatalf("after the repair drained and a full verify found the table equal: %q, want --changed to run", got)
 	}
 	pgtest.Exec(t, p.New.Pool, `INSERT INTO pgshift.backfill_chunks (table_schema, table_name, chunk, done_at) VALUES ('public', 'users', 0, now() + interval '1 second')`)
 	if got := changedErr(); !strings.Contains(got, `a backfill of "public"."users" ran after its last full verify`) {

@@ -40,9 +40,10 @@
 //   - Counts are exact and oriented old -> new: Missing rows are on old but
 //     not on new, Extra rows on new but not on old, Different rows on both
 //     with other values. Examples holds up to Options.Examples keys of each.
-//   - With Options.Repair, the differing keys are copied from
-//     Options.Source to the other side with rowsync.CopyKeys (upsert or
-//     delete), so the sides are equal for those keys afterwards.
+//   - With Options.Repair, the differing keys are entered in the repair log
+//     of Options.Source; verify copies no row. A dualwrite.Repairer's Drain
+//     repairs them (`pgshift verify --repair` drains and verifies again),
+//     under the rows' locks, as every other repair.
 //
 // # Changed rows only
 //
@@ -52,10 +53,11 @@
 // rows of every repair-log entry they settle) and of the entries still in
 // the repair logs, on both sides. Both sides read those rows by key, so the
 // work is proportional to the rows written, not to the table. It needs a
-// full verify that found the table equal (or repaired it) to start from, and
-// no backfill of the table running or finished since, and it sees only what
-// went through the facade's dual writes: a write that reached one side only
-// (a cohort in off or complete, a write outside the facade) is found by a
+// full verify that found the table equal (after a repair: the verify after
+// the drain) to start from, and no backfill of the table running or
+// finished since, and it sees only what went through the facade's dual
+// writes: a write that reached one side only (a cohort in off or complete,
+// a write outside the facade) is found by a
 // full verify alone. A full verify that finds a table equal forgets the
 // table's history from before it began. Timestamps of the history come from
 // each server's clock and are compared with the full verify's start with
@@ -64,6 +66,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,7 +121,14 @@ type Options struct {
 	// table's last full verify (see the package documentation). Buckets and
 	// ChunkSize do not apply.
 	Changed bool
-	// Repair makes the other side equal to Source for every difference.
+	// Repair enters every difference in the repair log of Source (pgshift's
+	// schema must be installed), as an entry to copy from Source to the
+	// other side. verify writes no row itself: rows are copied on the one
+	// repair path, a dualwrite.Repairer's Drain (or the facade's worker),
+	// under the rows' locks from their current values, so a write that
+	// lands after verify read a row is never overwritten by verify's stale
+	// copy. The table is recorded as repaired, not equal: verify again
+	// after the drain to prove it equal.
 	Repair bool
 	// Source is the side Repair copies from: "old" (default) or "new".
 	Source string
@@ -163,10 +173,10 @@ type Result struct {
 	// Transient counts differences that were gone when re-checked.
 	Transient int
 	Examples  Examples
-	// Upserted and Deleted count the repair's writes to the side that is
-	// not the source.
-	Upserted, Deleted int
-	Err               error
+	// Logged counts the differences Options.Repair entered in the repair
+	// log of Options.Source, for a repair worker's Drain to repair.
+	Logged int
+	Err    error
 }
 
 // Differences is the number of rows that differ.
@@ -283,22 +293,20 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 	res.Transient = len(candidates) - d.Len()
 	res.Examples = Examples{Missing: first(d.Missing, opts.Examples), Extra: first(d.Extra, opts.Examples), Different: first(d.Different, opts.Examples)}
 	if opts.Repair && d.Len() > 0 {
-		src, dst := pgshift.Querier(oldDB), pgshift.Querier(newDB)
+		src := oldDB
 		if opts.Source == "new" {
-			src, dst = dst, src
+			src = newDB
 		}
-		for keys := range batches(d.Keys(), 1000) {
-			up, del, err := rowsync.CopyKeys(ctx, src, dst, t, keys)
-			res.Upserted, res.Deleted = res.Upserted+up, res.Deleted+del
-			if err != nil {
-				res.Err = fmt.Errorf("verify %s: repair from %s: %w", t, opts.Source, err)
-				return res
-			}
+		n, err := logDifferences(ctx, src, t, d.Keys())
+		res.Logged = n
+		if err != nil {
+			res.Err = fmt.Errorf("verify %s: enter differences in %s's repair log: %w", t, opts.Source, err)
+			return res
 		}
 	}
 	opts.Logger.Info("table verified", "op", "verify", "kind", res.Kind, "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
 		"missing", res.Missing, "extra", res.Extra, "different", res.Different, "transient", res.Transient,
-		"upserted", res.Upserted, "deleted", res.Deleted, "seconds", time.Since(start).Seconds())
+		"logged", res.Logged, "seconds", time.Since(start).Seconds())
 	record(ctx, oldDB, newDB, t, start, res, opts)
 	return res
 }
@@ -310,14 +318,12 @@ func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, s
 	if ok, err := q.Installed(ctx, newDB); err != nil || !ok {
 		return
 	}
-	repaired := int64(0)
-	if opts.Repair {
-		repaired = int64(res.Differences())
-	}
-	equal := res.Differences() == 0 || opts.Repair
+	// Differences entered in the repair log are repaired, not equal: the
+	// verify after the drain proves them equal.
+	equal := res.Differences() == 0
 	err := q.RecordVerifyRun(ctx, newDB, pgshiftdb.RecordVerifyRunParams{
 		TableSchema: t.Schema, TableName: t.Name, Kind: res.Kind, StartedAt: start, RowsChecked: res.Rows,
-		Differences: int64(res.Differences()), Repaired: repaired, Equal: equal,
+		Differences: int64(res.Differences()), Repaired: int64(res.Logged), Equal: equal,
 	})
 	if err != nil {
 		opts.Logger.Warn("verify: could not record the result on new (pgshift preflight will not see it)", "table", t.String(), "err", err)
@@ -592,4 +598,31 @@ func (r *reporter) done() {
 	if r.fn != nil {
 		r.fn(Progress{Table: r.t, Estimate: r.estimate, Done: true})
 	}
+}
+
+// logDifferences enters keys of t in the repair log on src.
+func logDifferences(ctx context.Context, src *pgxpool.Pool, t *rowsync.Table, keys [][]string) (int, error) {
+	q := pgshiftdb.New()
+	if ok, err := q.Installed(ctx, src); err != nil {
+		return 0, err
+	} else if !ok {
+		return 0, errors.New("pgshift's schema is not installed there: run pgshift install, then verify --repair again")
+	}
+	total := 0
+	for batch := range batches(keys, 1000) {
+		js := make([]string, len(batch))
+		for i, k := range batch {
+			b, err := json.Marshal(k)
+			if err != nil {
+				return total, err
+			}
+			js[i] = string(b)
+		}
+		n, err := q.LogVerifyDifferences(ctx, src, pgshiftdb.LogVerifyDifferencesParams{TableSchema: t.Schema, TableName: t.Name, Keys: js})
+		total += int(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/internal/verify"
@@ -98,10 +100,12 @@ func testVerifyCountsAndRepairs(t *testing.T, mode verify.Options) {
 	}
 	repair := mode
 	repair.Repair = true
+	installPgshift(t, p)
 	r = run(t, p, tbl, repair)
-	if r.Upserted != 4 || r.Deleted != 2 {
-		t.Errorf("repair upserted %d deleted %d, want 4 and 2", r.Upserted, r.Deleted)
+	if r.Logged != 6 {
+		t.Errorf("repair logged %d differences, want 6", r.Logged)
 	}
+	drain(t, p)
 	if r := run(t, p, tbl, mode); r.Differences() != 0 {
 		t.Fatalf("after repair: %+v, want equal", r)
 	}
@@ -111,7 +115,9 @@ func TestVerifyRepairFromNewChangesOld(t *testing.T) {
 	t.Parallel()
 	p, tbl := setup(t)
 	pgtest.Exec(t, p.New.Pool, `UPDATE "Ops"."Tasks" SET score = -1 WHERE id = 7; INSERT INTO "Ops"."Tasks" ("Team", id) VALUES ('new only', 1)`)
+	installPgshift(t, p)
 	run(t, p, tbl, verify.Options{Repair: true, Source: "new"})
+	drain(t, p)
 	var score float64
 	var n int
 	if err := p.Old.Pool.QueryRow(context.Background(), `SELECT (SELECT score FROM "Ops"."Tasks" WHERE id = 7), (SELECT count(*) FROM "Ops"."Tasks")`).Scan(&score, &n); err != nil || score != -1 || n != 121 {
@@ -135,9 +141,86 @@ func TestVerifyDoesNotReportAWriteInFlight(t *testing.T) {
 	}
 }
 
+// installPgshift installs pgshift's schema on both sides, for the repair
+// log.
+func installPgshift(t *testing.T, p *pgtest.Pair) {
+	t.Helper()
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		if err := pgshiftdb.Install(context.Background(), db.Pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// drain repairs what the repair logs hold, as `pgshift verify --repair`
+// does after verify.
+func drain(t *testing.T, p *pgtest.Pair) {
+	t.Helper()
+	r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: p.Old.Pool, New: p.New.Pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := r.Drain(context.Background()); err != nil || rep.Postponed != 0 {
+		t.Fatalf("drain: %+v, %v", rep, err)
+	}
+}
+
 func TestVerifyRejectsUnknownSource(t *testing.T) {
 	t.Parallel()
 	if _, err := verify.Run(context.Background(), nil, nil, nil, verify.Options{Source: "both"}); err == nil {
 		t.Fatal("source both accepted")
+	}
+}
+
+// TestVerifyTellsArraysOfDifferentShapesApart: PostgreSQL's array hash
+// ignores dimensions and lower bounds, so the typed row hash must add them:
+// '{1,2}' and '{{1,2}}', '{3}' and '[5:5]={3}' differ.
+func TestVerifyTellsArraysOfDifferentShapesApart(t *testing.T) {
+	t.Parallel()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			p := pgtest.NewPair(t, pgtest.Empty)
+			for _, db := range []*pgtest.DB{p.Old, p.New} {
+				pgtest.Exec(t, db.Pool, `CREATE TABLE shapes (id int PRIMARY KEY, a int[], t text[])`)
+			}
+			pgtest.Exec(t, p.Old.Pool, `INSERT INTO shapes VALUES (1, '{1,2}', '{x}'), (2, '{3}', '{y}'), (3, '{4}', '{z}')`)
+			pgtest.Exec(t, p.New.Pool, `INSERT INTO shapes VALUES (1, '{{1,2}}', '{x}'), (2, '[5:5]={3}', '{y}'), (3, '{4}', '[0:0]={z}')`)
+			tbl, err := rowsync.LoadTable(context.Background(), p.Old.Pool, "public", "shapes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := run(t, p, tbl, m.opts); r.Different != 3 {
+				t.Fatalf("verify found %d rows different (%+v); want 3", r.Different, r.Examples)
+			}
+		})
+	}
+}
+
+// TestVerifyThatRepairedIsRecordedRepairedNotEqual: a verify that entered
+// its differences in the repair log has not shown the sides equal; the
+// gates (pgshift.verify_runs) want the verify after the drain.
+func TestVerifyThatRepairedIsRecordedRepairedNotEqual(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p, tbl := setup(t)
+	installPgshift(t, p)
+	pgtest.Exec(t, p.New.Pool, `UPDATE "Ops"."Tasks" SET score = -1 WHERE id = 7`)
+	latest := func() (differences, repaired int64, equal bool) {
+		t.Helper()
+		if err := p.New.Pool.QueryRow(ctx, `SELECT differences, repaired, equal FROM pgshift.verify_runs
+			WHERE table_schema = 'Ops' AND table_name = 'Tasks' ORDER BY id DESC LIMIT 1`).Scan(&differences, &repaired, &equal); err != nil {
+			t.Fatal(err)
+		}
+		return differences, repaired, equal
+	}
+	run(t, p, tbl, verify.Options{Repair: true})
+	if d, r, eq := latest(); d != 1 || r != 1 || eq {
+		t.Fatalf("verify --repair recorded %d differences, %d repaired, equal %v; want 1, 1, not equal", d, r, eq)
+	}
+	drain(t, p)
+	run(t, p, tbl, verify.Options{})
+	if d, _, eq := latest(); d != 0 || !eq {
+		t.Fatalf("the verify after the drain recorded %d differences, equal %v; want 0, equal", d, eq)
 	}
 }

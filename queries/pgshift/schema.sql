@@ -113,8 +113,9 @@ $$;
 
 -- verify_runs records, on new, what each verify found per table, so that
 -- the cutover gates (pgshift preflight) can tell whether the sides were
--- proven equal, and when. equal means no difference remained: none found,
--- or all repaired.
+-- proven equal, and when. equal means no difference was found. A verify
+-- --repair enters its differences in the repair log and records them in
+-- repaired, not equal: the verify after the drain proves the table equal.
 CREATE TABLE IF NOT EXISTS pgshift.verify_runs (
     id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_schema text        NOT NULL,
