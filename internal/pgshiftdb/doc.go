@@ -19,7 +19,7 @@ const Schema = "pgshift"
 
 // installLock serialises Install among sessions until the end of its
 // transaction (the statements of one simple query run in one transaction).
-const installLock = "SELECT pg_advisory_xact_lock(hashtextextended('pgshift install', 0));\n"
+const installLock = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgshift install', 0));\n"
 
 // Install creates pgshift's schema and tables on the database q is
 // connected to (queries.PgshiftSchema). It is idempotent, and safe to run

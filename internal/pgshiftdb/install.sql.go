@@ -10,7 +10,7 @@ import (
 )
 
 const installed = `-- name: Installed :one
-SELECT (to_regclass('pgshift.repair_log') IS NOT NULL AND to_regclass('pgshift.changed_rows') IS NOT NULL)::boolean AS installed
+SELECT (pg_catalog.to_regclass('pgshift.repair_log') IS NOT NULL AND pg_catalog.to_regclass('pgshift.changed_rows') IS NOT NULL)::boolean AS installed
 `
 
 // Whether pgshift's schema is installed on this database, as this version

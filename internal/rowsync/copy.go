@@ -66,10 +66,10 @@ func (t *Table) keyColumnsOf(keys [][]string) ([]any, error) {
 func (t *Table) keySet(first int, alias string) string {
 	var arrays, casts []string
 	for i, c := range t.Key {
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", first+i))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", first+i))
 		casts = append(casts, fmt.Sprintf("u.k%d::%s AS k%d", i+1, c.Type, i+1))
 	}
-	return fmt.Sprintf("(SELECT %s FROM unnest(%s) AS u(%s)) AS %s",
+	return fmt.Sprintf("(SELECT %s FROM ROWS FROM (%s) AS u(%s)) AS %s",
 		strings.Join(casts, ", "), strings.Join(arrays, ", "), numbered("k", len(t.Key)), alias)
 }
 
@@ -77,7 +77,7 @@ func (t *Table) keySet(first int, alias string) string {
 func (t *Table) keyMatch(a, k string) string {
 	var conds []string
 	for i, c := range t.Key {
-		conds = append(conds, fmt.Sprintf("%s.%s = %s.k%d", a, c.ident(), k, i+1))
+		conds = append(conds, fmt.Sprintf("%s.%s OPERATOR(pg_catalog.=) %s.k%d", a, c.ident(), k, i+1))
 	}
 	return strings.Join(conds, " AND ")
 }
@@ -135,7 +135,7 @@ func (t *Table) writeSQL() string {
 	n := len(t.Columns)
 	var arrays, casts []string
 	for i, c := range t.Columns {
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		casts = append(casts, fmt.Sprintf("s.c%d::%s", i+1, c.Type))
 	}
 	var keyOfSrc []string
@@ -161,9 +161,9 @@ func (t *Table) writeSQL() string {
 		conflict = fmt.Sprintf("DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)",
 			strings.Join(sets, ", "), columnList(nonKey, "d", "::text"), columnList(nonKey, "EXCLUDED", "::text"))
 	}
-	return fmt.Sprintf(`WITH s AS (SELECT * FROM unnest(%[1]s) AS s(%[2]s)),
+	return fmt.Sprintf(`WITH s AS (SELECT * FROM ROWS FROM (%[1]s) AS s(%[2]s)),
 ins AS (INSERT INTO %[3]s AS d (%[4]s) OVERRIDING SYSTEM VALUE SELECT %[5]s FROM s ON CONFLICT (%[6]s) %[7]s RETURNING 1),
-del AS (DELETE FROM %[3]s AS d USING %[8]s WHERE %[9]s AND NOT EXISTS (SELECT 1 FROM s WHERE (%[10]s) = (%[11]s)) RETURNING 1)
+del AS (DELETE FROM %[3]s AS d USING %[8]s WHERE %[9]s AND NOT EXISTS (SELECT 1 FROM s WHERE (%[10]s) OPERATOR(pg_catalog.=) (%[11]s)) RETURNING 1)
 SELECT (SELECT count(*) FROM ins)::int, (SELECT count(*) FROM del)::int`,
 		strings.Join(arrays, ", "), numbered("c", n), t.Ident(), columnList(t.Columns, "", ""),
 		strings.Join(casts, ", "), t.keyList(""), conflict,

@@ -155,7 +155,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 	}
 	keys, err := collectStrings(ctx, q, `SELECT a.attname
-		FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		FROM pg_index i CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`, oid)
 	if err != nil {
@@ -168,7 +168,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		// or key them by computed values).
 		if err := q.QueryRow(ctx, `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 			WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-			  AND NOT EXISTS (SELECT FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
+			  AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
 			    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE NOT a.attnotnull)
 			ORDER BY i.indnkeyatts, c.relname LIMIT 1`, oid).Scan(&t.KeyIndex); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("load table %s: unique indexes: %w", t, err)
@@ -176,7 +176,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		if t.KeyIndex != "" {
 			keys, err = collectStrings(ctx, q, `SELECT a.attname
 				FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-				CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+				CROSS JOIN LATERAL pg_catalog.unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
 				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 				WHERE i.indrelid = $1 AND c.relname = $2 ORDER BY k.ord`, oid, t.KeyIndex)
 			if err != nil {

@@ -1,0 +1,219 @@
+package dualwrite_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+// plantedTrap is what plantTraps leaves in schema public of one database:
+// the role that planted it, and the table its functions write to when they
+// run.
+type plantedTrap struct {
+	role string
+	db   *pgtest.DB
+}
+
+// plantTraps plays an unprivileged role, mallory, on db after
+// GRANT CREATE ON SCHEMA public TO PUBLIC (PostgreSQL's default before 15,
+// kept by pg_upgrade): mallory creates in public an exact =(text[], text[])
+// (pg_catalog has only =(anyarray, anyarray), so in a search path with public
+// it wins) and exact unnest, power and make_interval functions, as
+// pg_catalog's are polymorphic or take other types. Each of them, once run,
+// records its name in public.trap_ran and tries to make mallory a
+// superuser, which succeeds when a superuser session runs it.
+func plantTraps(t *testing.T, db *pgtest.DB) *plantedTrap {
+	t.Helper()
+	role := "mallory_" + db.Name
+	ctx := context.Background()
+	pgtest.Exec(t, db.Pool, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
+	t.Cleanup(func() {
+		// Before the database is dropped (cleanups run last first).
+		_, _ = db.Pool.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize()+" CASCADE")
+		_, _ = db.Pool.Exec(context.Background(), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
+	})
+	pgtest.Exec(t, db.Pool, "GRANT CREATE ON SCHEMA public TO PUBLIC")
+
+	// mallory logs in (the test servers trust loopback connections).
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	escalate := func(what string) string {
+		return fmt.Sprintf(`INSERT INTO public.trap_ran VALUES ('%s');
+        BEGIN EXECUTE 'ALTER ROLE %s SUPERUSER'; EXCEPTION WHEN insufficient_privilege THEN NULL; END;`,
+			what, pgx.Identifier{role}.Sanitize())
+	}
+	for _, sql := range []string{
+		`CREATE TABLE public.trap_ran (what text)`,
+		`GRANT INSERT ON public.trap_ran TO PUBLIC`,
+		`CREATE FUNCTION public.trap_eq(a text[], b text[]) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("=(text[], text[])") + `
+        RETURN pg_catalog.array_eq(a, b); END $$`,
+		`CREATE OPERATOR public.= (LEFTARG = text[], RIGHTARG = text[], FUNCTION = public.trap_eq)`,
+		`CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("unnest(text[])") + `
+        RETURN QUERY SELECT pg_catalog.unnest(a); END $$`,
+		`CREATE FUNCTION public.unnest(a bigint[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("unnest(bigint[])") + `
+        RETURN QUERY SELECT pg_catalog.unnest(a); END $$`,
+		`CREATE FUNCTION public.power(a integer, b integer) RETURNS float8 LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("power(integer, integer)") + `
+        RETURN pg_catalog.power(a::float8, b::float8); END $$`,
+		`CREATE FUNCTION public.make_interval(secs float8) RETURNS interval LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("make_interval(secs float8)") + `
+        RETURN pg_catalog.make_interval(secs => secs); END $$`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("plant as %s: %v\n%s", role, err, sql)
+		}
+	}
+	// The traps are armed: the application's own session finds them.
+	var ran string
+	if err := db.Pool.QueryRow(ctx, `SELECT ARRAY['a'] = ARRAY['b']`).Scan(new(bool)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT string_agg(what, ', ') FROM public.trap_ran`).Scan(&ran); err != nil || ran != "=(text[], text[])" {
+		t.Fatalf("the planted operator did not run in an unqualified comparison (ran %q, err %v): the test proves nothing", ran, err)
+	}
+	pgtest.Exec(t, db.Pool, "TRUNCATE public.trap_ran")
+	pgtest.Exec(t, db.Pool, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOSUPERUSER")
+	return &plantedTrap{role: role, db: db}
+}
+
+// requireNotSprung fails the test when any planted function ran, or mallory
+// became a superuser.
+func (p *plantedTrap) requireNotSprung(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	var ran *string
+	var super bool
+	if err := p.db.Pool.QueryRow(ctx, `SELECT (SELECT string_agg(DISTINCT what, ', ') FROM public.trap_ran),
+		(SELECT rolsuper FROM pg_roles WHERE rolname = $1)`, p.role).Scan(&ran, &super); err != nil {
+		t.Fatal(err)
+	}
+	if ran != nil || super {
+		t.Fatalf("database %s: pgshift ran what %s planted in schema public (%v); %s is superuser: %v",
+			p.db.Name, p.role, deref(ran), p.role, super)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "nothing"
+	}
+	return *s
+}
+
+// TestCapturedWriteIgnoresPlantedOperator: the application connects as a
+// superuser (as many do) and writes through the facade with capture, in a
+// database where an unprivileged role planted operators and functions in
+// schema public. Neither the capture triggers (which compare the old and new
+// key as text[]) nor the facade's own statements (the repair log, its
+// worker's lookups and backoff) run them, and the role stays unprivileged.
+func TestCapturedWriteIgnoresPlantedOperator(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	installCapture(t, pair)
+	users, _ := seedDomain(t, pair)
+	traps := []*plantedTrap{plantTraps(t, pair.Old), plantTraps(t, pair.New)}
+	b := setupOn(t, pair, flags.StageDualWrite, func(c *dualwrite.Config) { c.Capture = true })
+	ctx := userCtx("planted")
+	for i, sql := range []string{
+		`UPDATE users SET name = 'changed' WHERE id = $1`,
+		`UPDATE posts SET title = 'changed' WHERE user_id = $1`,
+		`DELETE FROM events WHERE user_id = $1`,
+	} {
+		err := dualwrite.Exec(ctx, b.facade, dualwrite.Op{Name: "planted"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			_, err := tx.Exec(ctx, sql, users[i])
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	b.facade.Wait()
+	for _, trap := range traps {
+		trap.requireNotSprung(t)
+	}
+	// The repair worker's statements too: an entry whose row differs.
+	pgtest.Exec(t, pair.New.Pool, `UPDATE users SET name = 'drifted' WHERE id = $1`, users[3])
+	pgtest.Exec(t, pair.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, created_at)
+		VALUES ('public', 'users', ARRAY[$1::text], 'update', now() - interval '1 hour')`, users[3].String())
+	requireRowsEqual(t, b, 20*time.Second, users[3].String())
+	b.facade.Wait()
+	for _, trap := range traps {
+		trap.requireNotSprung(t)
+	}
+}
+
+// requireRowsEqual waits until the repair worker has made the user's row the
+// same on both sides.
+func requireRowsEqual(t *testing.T, b *bundle, timeout time.Duration, user string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		o := pgtest.Dump(t, b.pair.Old.Pool, "users")
+		n := pgtest.Dump(t, b.pair.New.Pool, "users")
+		if strings.Join(o, "\n") == strings.Join(n, "\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("user %s not repaired after %v", user, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEveryPgshiftFunctionPinsSearchPath: every function pgshift creates in a
+// database (its own and the capture triggers' functions, all in schema
+// pgshift) runs with search_path = pg_catalog, pg_temp, so no object another
+// role created can take the place of a built-in one in it.
+func TestEveryPgshiftFunctionPinsSearchPath(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	installCapture(t, pair)
+	ctx := context.Background()
+	for _, pool := range []*pgxpool.Pool{pair.Old.Pool, pair.New.Pool} {
+		rows, err := pool.Query(ctx, `SELECT p.oid::regprocedure::text, coalesce(array_to_string(p.proconfig, ';'), '')
+			FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+			WHERE n.nspname = 'pgshift'
+			   OR p.oid IN (SELECT tgfoid FROM pg_trigger WHERE tgname LIKE 'pgshift%')
+			ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type fn struct{ name, config string }
+		fns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (fn, error) {
+			var f fn
+			return f, r.Scan(&f.name, &f.config)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// take_captured, refuse_truncate, one capture function per table.
+		if len(fns) != 5 {
+			t.Fatalf("%d pgshift functions, want 5: %v", len(fns), fns)
+		}
+		for _, f := range fns {
+			if !strings.Contains(";"+f.config+";", ";search_path=pg_catalog, pg_temp;") {
+				t.Errorf("function %s: proconfig %q does not pin search_path = pg_catalog, pg_temp", f.name, f.config)
+			}
+		}
+	}
+}
