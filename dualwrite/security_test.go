@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgtest"
@@ -33,27 +34,9 @@ type plantedTrap struct {
 // superuser, which succeeds when a superuser session runs it.
 func plantTraps(t *testing.T, db *pgtest.DB) *plantedTrap {
 	t.Helper()
-	role := "mallory_" + db.Name
+	role, conn := newRole(t, db)
 	ctx := context.Background()
-	pgtest.Exec(t, db.Pool, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
-	t.Cleanup(func() {
-		// Before the database is dropped (cleanups run last first).
-		_, _ = db.Pool.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize()+" CASCADE")
-		_, _ = db.Pool.Exec(context.Background(), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
-	})
 	pgtest.Exec(t, db.Pool, "GRANT CREATE ON SCHEMA public TO PUBLIC")
-
-	// mallory logs in (the test servers trust loopback connections).
-	cfg, err := pgx.ParseConfig(db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.User = role
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(ctx) }()
 	escalate := func(what string) string {
 		return fmt.Sprintf(`INSERT INTO public.trap_ran VALUES ('%s');
         BEGIN EXECUTE 'ALTER ROLE %s SUPERUSER'; EXCEPTION WHEN insufficient_privilege THEN NULL; END;`,
@@ -94,6 +77,115 @@ func plantTraps(t *testing.T, db *pgtest.DB) *plantedTrap {
 	pgtest.Exec(t, db.Pool, "TRUNCATE public.trap_ran")
 	pgtest.Exec(t, db.Pool, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+" NOSUPERUSER")
 	return &plantedTrap{role: role, db: db}
+}
+
+// newRole creates an unprivileged login role of the test's own (roles are
+// shared by the server's databases) and returns its name and a connection
+// to db as that role. The role and what it owns in db go when the test ends.
+func newRole(t *testing.T, db *pgtest.DB) (string, *pgx.Conn) {
+	t.Helper()
+	role := "mallory_" + db.Name
+	ctx := context.Background()
+	pgtest.Exec(t, db.Pool, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
+	t.Cleanup(func() {
+		// Before the database is dropped (cleanups run last first).
+		_, _ = db.Pool.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize()+" CASCADE")
+		_, _ = db.Pool.Exec(context.Background(), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
+	})
+	// The role logs in (the test servers trust loopback connections).
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return role, conn
+}
+
+// plantSchema plays a role allowed to CREATE in the database that creates
+// schema pgshift and a repair_log in it, with a trigger that makes the
+// role a superuser when a superuser writes the log.
+func plantSchema(t *testing.T, db *pgtest.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	role, conn := newRole(t, db)
+	pgtest.Exec(t, db.Pool, "GRANT CREATE ON DATABASE "+pgx.Identifier{db.Name}.Sanitize()+" TO "+pgx.Identifier{role}.Sanitize())
+	for _, sql := range []string{
+		`CREATE SCHEMA pgshift`,
+		// The shape pgshift gives it, so that an install that adopts it
+		// goes through.
+		`CREATE TABLE pgshift.repair_log (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		table_schema text NOT NULL, table_name text NOT NULL, key text[] NOT NULL, op text NOT NULL,
+		routing_key text NOT NULL DEFAULT '', created_at timestamptz NOT NULL DEFAULT now(),
+		attempts integer NOT NULL DEFAULT 0, next_attempt_at timestamptz NOT NULL DEFAULT now(),
+		last_error text NOT NULL DEFAULT '', pull boolean NOT NULL DEFAULT false, k_xid bigint)`,
+		`CREATE FUNCTION pgshift.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN EXECUTE 'ALTER ROLE ` + pgx.Identifier{role}.Sanitize() + ` SUPERUSER'; RETURN NULL; END $$`,
+		`CREATE TRIGGER grab AFTER INSERT ON pgshift.repair_log FOR EACH STATEMENT EXECUTE FUNCTION pgshift.grab()`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("plant as %s: %v\n%s", role, err, sql)
+		}
+	}
+	return role
+}
+
+// TestInstallRefusesSchemaAnotherRoleOwns: a role allowed to CREATE in the
+// database created schema pgshift and a repair log with a trigger before
+// pgshift was installed. Install, as a superuser, refuses it with an error
+// naming the owner, and creates nothing in it.
+func TestInstallRefusesSchemaAnotherRoleOwns(t *testing.T) {
+	t.Parallel()
+	oldSrv, _ := pgtest.Servers(t)
+	db := pgtest.NewDB(t, oldSrv, pgtest.Empty)
+	role := plantSchema(t, db)
+	for _, install := range []func(context.Context, pgshift.Querier) error{
+		dualwrite.Install,
+		func(ctx context.Context, q pgshift.Querier) error {
+			_, err := dualwrite.InstallCapture(ctx, q, "", nil)
+			return err
+		},
+	} {
+		err := install(context.Background(), db.Pool)
+		if err == nil || !strings.Contains(err.Error(), "schema pgshift owned by role "+role) ||
+			!strings.Contains(err.Error(), "trigger grab on pgshift.repair_log") {
+			t.Fatalf("install: err %v, want a refusal naming schema pgshift, its owner %s and the trigger", err, role)
+		}
+	}
+	var created int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_class
+		WHERE relnamespace = 'pgshift'::regnamespace AND relowner <> $1::text::regrole`, role).Scan(&created); err != nil || created != 0 {
+		t.Fatalf("install created %d relations in the planted schema (err %v), want none", created, err)
+	}
+}
+
+// TestFacadeRefusesSchemaAnotherRoleOwns: on a database where pgshift's
+// repair log belongs to another role that put a trigger on it (an install
+// that adopted it), the facade does not start, and says why.
+func TestFacadeRefusesSchemaAnotherRoleOwns(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	role, conn := newRole(t, pair.Old)
+	pgtest.Exec(t, pair.Old.Pool, "ALTER TABLE pgshift.repair_log OWNER TO "+pgx.Identifier{role}.Sanitize())
+	pgtest.Exec(t, pair.Old.Pool, "GRANT CREATE ON SCHEMA public TO "+pgx.Identifier{role}.Sanitize()+"; GRANT USAGE ON SCHEMA pgshift TO "+pgx.Identifier{role}.Sanitize())
+	if _, err := conn.Exec(context.Background(), `CREATE FUNCTION public.grab() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+		CREATE TRIGGER grab AFTER INSERT ON pgshift.repair_log FOR EACH STATEMENT EXECUTE FUNCTION public.grab()`); err != nil {
+		t.Fatal(err)
+	}
+	stages := &stageVar{}
+	stages.Set(flags.StageDualWrite)
+	f, err := dualwrite.New(context.Background(), dualwrite.Config{Old: pair.Old.Pool, New: pair.New.Pool, Stages: stages})
+	if err == nil {
+		f.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "old database") ||
+		!strings.Contains(err.Error(), "table pgshift.repair_log owned by role "+role) {
+		t.Fatalf("New: err %v, want a refusal naming the old database, the repair log and its owner %s", err, role)
+	}
 }
 
 // requireNotSprung fails the test when any planted function ran, or mallory
