@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/redact"
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/repo"
 )
@@ -205,14 +207,20 @@ func openPool(ctx context.Context, side, url string) (*pgxpool.Pool, error) {
 }
 
 // where describes a connection string without its password: host, port and
-// database.
+// database. A host with '@' in it holds the tail of a password with an
+// unencoded '@' (the driver ends the user part at the first one), and is
+// not shown.
 func where(url string) string {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return "(unparsable connection string)"
 	}
 	c := cfg.ConnConfig
-	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+	host := c.Host
+	if strings.Contains(host, "@") {
+		host = redact.Mask
+	}
+	return fmt.Sprintf("%s:%d/%s", host, c.Port, c.Database)
 }
 
 // errStopped is returned by long runs interrupted by Ctrl-C.

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/redact"
 )
 
 // defaultFlags is demo/flags.json, for runs outside the repository.
@@ -62,6 +63,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, e env) int {
+	// Everything the demo prints goes through a redactor that knows the
+	// connection strings it was given.
+	r := redact.New(redact.ConnectionStrings(args, e.getenv)...)
+	e.stdout, e.stderr = r.Writer(e.stdout), r.Writer(e.stderr)
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "walkthrough") {
 		cmd, args = args[0], args[1:]
