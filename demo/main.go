@@ -32,7 +32,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -147,7 +146,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set PGSHIFT_ADDR or -addr to another address)", *addr, err)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	warnIfExposed(e.stderr, ln.Addr())
+	srv := newServer(a.handler())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
