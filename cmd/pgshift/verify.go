@@ -56,6 +56,8 @@ type verifyTableJSON struct {
 	Examples  verify.Examples `json:"examples"`
 	Upserted  int             `json:"repaired_upserted"`
 	Deleted   int             `json:"repaired_deleted"`
+	// NotRecorded says why pgshift preflight will not see this result.
+	NotRecorded string `json:"not_recorded,omitempty"`
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
@@ -108,7 +110,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
 			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
-			Examples: r.Examples, Upserted: r.Upserted, Deleted: r.Deleted})
+			Examples: r.Examples, Upserted: r.Upserted, Deleted: r.Deleted, NotRecorded: r.NotRecorded})
 		if r.Err != nil {
 			code = exitError
 			fmt.Fprintf(e.stderr, "pgshift verify: %v\n", r.Err)
@@ -119,6 +121,9 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		if !com.json {
 			printVerify(e.stdout, r, *repair, *source)
+		}
+		if r.NotRecorded != "" {
+			fmt.Fprintf(e.stderr, "pgshift verify: %s: result not recorded, so pgshift preflight will not count this verify: %s\n", r.Table, r.NotRecorded)
 		}
 	}
 	if err != nil {
