@@ -23,7 +23,8 @@ it again changes nothing.
 
 It refuses (exit 2, naming the owner) a schema "pgshift", or objects in it,
 owned by a role that is neither the one it connects as, nor one that role is
-a member of, nor a superuser, and triggers on pgshift's tables: another role
+a member of, nor the database's owner, nor a superuser, and triggers on
+pgshift's tables: another role
 created them, and pgshift's writes would run their code. It connects to both
 databases and installs in one transaction per side, committed once both
 succeeded: either both sides change or neither does.

@@ -32,7 +32,8 @@ const installLock = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext
 //
 // It refuses (a *ForeignObjectsError) when schema pgshift, or anything in
 // it, is owned by a role that is neither the installing role, nor one it
-// is a member of, nor a superuser, or when pgshift's tables have triggers:
+// is a member of, nor the database's owner, nor a superuser, or when
+// pgshift's tables have triggers:
 // CREATE ... IF NOT EXISTS would adopt them, and pgshift's writes would run
 // another role's code with the writer's privileges. It looks before it
 // creates anything and again after, so a schema another role created in
@@ -69,7 +70,7 @@ func (e *ForeignObjectsError) Error() string {
 		parts = append(parts, fmt.Sprintf("%s %s owned by role %s", o.Kind, o.Name, o.Owner))
 	}
 	return fmt.Sprintf("%s, which pgshift will not use: %s. "+
-		"They are owned by a role that is neither this role, nor one it is a member of, nor a superuser (pgshift's tables have no triggers of their own); "+
+		"They are owned by a role that is neither this role, nor one it is a member of, nor the database's owner, nor a superuser (pgshift's tables have no triggers of their own); "+
 		"pgshift's writes would run their code with the privileges of whoever writes. "+
 		"Find out who created them; drop them (DROP SCHEMA %s CASCADE, as their owner or a superuser) and install again",
 		ErrForeignObjects, strings.Join(parts, "; "), Schema)

@@ -6,8 +6,9 @@ SELECT (pg_catalog.to_regclass('pgshift.repair_log') IS NOT NULL AND pg_catalog.
 -- name: ForeignObjects :many
 -- Schema pgshift and the objects in it that another role may have put there
 -- for pgshift to adopt: those owned by a role that is neither the current
--- role, nor one it is a member of (directly or through other roles), nor a
--- superuser; and any trigger on pgshift's tables (pgshift creates none).
+-- role, nor one it is a member of (directly or through other roles), nor
+-- the database's owner, nor a superuser; and any trigger on pgshift's tables
+-- (pgshift creates none).
 -- Install and the facade's start refuse to go on while there are any: a
 -- table or function another role owns runs that role's code in pgshift's
 -- writes, with the writer's privileges. Everything is named from
@@ -20,6 +21,8 @@ WITH RECURSIVE mine AS (
     SELECT oid FROM mine
     UNION
     SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolsuper
+    UNION
+    SELECT d.datdba FROM pg_catalog.pg_database AS d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
 ), ns AS (
     SELECT n.oid, n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.nspname OPERATOR(pg_catalog.=) 'pgshift'
 ), objects AS (
