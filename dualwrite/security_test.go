@@ -28,7 +28,8 @@ type plantedTrap struct {
 // GRANT CREATE ON SCHEMA public TO PUBLIC (PostgreSQL's default before 15,
 // kept by pg_upgrade): mallory creates in public an exact =(text[], text[])
 // (pg_catalog has only =(anyarray, anyarray), so in a search path with public
-// it wins) and exact unnest, power and make_interval functions, as
+// it wins), an exact =(oid, integer), and exact unnest, power and
+// make_interval functions, as
 // pg_catalog's are polymorphic or take other types. Each of them, once run,
 // records its name in public.trap_ran and tries to make mallory a
 // superuser, which succeeds when a superuser session runs it.
@@ -58,6 +59,12 @@ func plantTraps(t *testing.T, db *pgtest.DB) *plantedTrap {
 		`CREATE FUNCTION public.power(a integer, b integer) RETURNS float8 LANGUAGE plpgsql AS $$
         BEGIN ` + escalate("power(integer, integer)") + `
         RETURN pg_catalog.power(a::float8, b::float8); END $$`,
+		// pg_catalog has no =(oid, integer): an oid column against a number
+		// literal, in catalog queries, takes this one.
+		`CREATE FUNCTION public.trap_oideq(a oid, b integer) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN ` + escalate("=(oid, integer)") + `
+        RETURN a OPERATOR(pg_catalog.=) b::oid; END $$`,
+		`CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.trap_oideq)`,
 		`CREATE FUNCTION public.make_interval(secs float8) RETURNS interval LANGUAGE plpgsql AS $$
         BEGIN ` + escalate("make_interval(secs float8)") + `
         RETURN pg_catalog.make_interval(secs => secs); END $$`,
