@@ -76,6 +76,7 @@ func (e *ForeignObjectsError) Error() string {
 		ErrForeignObjects, strings.Join(parts, "; "), Schema)
 }
 
+// Is makes errors.Is(err, ErrForeignObjects) hold.
 func (e *ForeignObjectsError) Is(target error) bool { return target == ErrForeignObjects }
 
 // CheckOwnership fails with a *ForeignObjectsError when schema pgshift, or

@@ -107,8 +107,6 @@ var constraintKinds = map[string]Kind{
 	"x": ExclusionConstraint,
 }
 
-// load reads the catalog of schema on one side, in one transaction whose
-// search_path is pg_catalog alone, so that definitions qualify every name.
 // SchemaExists says whether schema exists in the database q is connected
 // to. Commands check it on both sides: a schema on neither is a mistyped
 // --schema (ErrNoSchema), not two equal databases.
@@ -122,6 +120,8 @@ func SchemaExists(ctx context.Context, q interface {
 	return ok, nil
 }
 
+// load reads the catalog of schema on one side, in one transaction whose
+// search_path is pg_catalog alone, so that definitions qualify every name.
 func load(ctx context.Context, db Beginner, schema string) (*snapshot, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
