@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -171,8 +172,14 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_ = enc.Encode(body)
 }
 
-// decode reads a JSON request body of at most 1 MiB into v.
+// decode reads a JSON request body of at most 1 MiB into v. The body must
+// say it is JSON (Content-Type: application/json): a browser sends a
+// cross-site form (text/plain, form encoded) without asking first, and
+// would otherwise write through the API of whoever has it open.
 func decode(r *http.Request, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return &apiError{http.StatusUnsupportedMediaType, fmt.Sprintf("request body: Content-Type is %q; send application/json", r.Header.Get("Content-Type"))}
+	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

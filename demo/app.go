@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/redact"
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/repo"
 )
@@ -174,7 +178,40 @@ func (a *app) handler() http.Handler {
 	a.routeAdmin(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", a.healthz)
-	return mux
+	return secureHeaders(mux)
+}
+
+// secureHeaders sets, on every response, the headers that keep the
+// dashboard from being framed by another site (clickjacking), from loading
+// anything but its own scripts and styles, and responses from being
+// sniffed as another type than they say.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "+
+			"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newServer serves h with timeouts on every part of a request, so that a
+// client sending its headers or body a byte at a time cannot hold a
+// connection open.
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// warnIfExposed warns, on w, when addr is not a loopback address: the
+// demo's API is unauthenticated and writes to both databases.
+func warnIfExposed(w io.Writer, addr net.Addr) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if ok && tcp.IP.IsLoopback() {
+		return
+	}
+	fmt.Fprintf(w, "pgshift demo: WARNING: serving on %s, beyond this machine: its API has no authentication, and anyone who reaches it can read and change both databases. Bind to 127.0.0.1 (PGSHIFT_ADDR) unless that is what you want.\n", addr)
 }
 
 // healthz answers 200 when both databases answer a ping within a second,
@@ -205,14 +242,20 @@ func openPool(ctx context.Context, side, url string) (*pgxpool.Pool, error) {
 }
 
 // where describes a connection string without its password: host, port and
-// database.
+// database. A host with '@' in it holds the tail of a password with an
+// unencoded '@' (the driver ends the user part at the first one), and is
+// not shown.
 func where(url string) string {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return "(unparsable connection string)"
 	}
 	c := cfg.ConnConfig
-	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+	host := c.Host
+	if strings.Contains(host, "@") {
+		host = redact.Mask
+	}
+	return fmt.Sprintf("%s:%d/%s", host, c.Port, c.Database)
 }
 
 // errStopped is returned by long runs interrupted by Ctrl-C.

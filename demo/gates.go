@@ -46,7 +46,10 @@ func (a *app) nextSteps(ctx context.Context) []nextStep {
 		step := nextStep{Stage: s.String(), Next: (s + 1).String(), Blocking: []cutover.Gate{}}
 		rep, err := cutover.Check(ctx, target, s, s+1, cutover.Limits{})
 		if err != nil {
-			step.Error = err.Error()
+			// The error may name the database's host, port and user: it
+			// goes to the log, and the page says only what failed.
+			a.log.Warn("measure the gates", "from", s, "to", s+1, "err", err)
+			step.Error = "the gates could not be measured: a database is unreachable or failed (the demo's log says why)"
 		} else {
 			step.Ready, step.Gates = rep.Ready, len(rep.Gates)
 			step.Blocking = append(step.Blocking, rep.Blocking()...)

@@ -32,7 +32,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -41,6 +40,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/redact"
 )
 
 // defaultFlags is demo/flags.json, for runs outside the repository.
@@ -62,6 +62,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, e env) int {
+	// Everything the demo prints goes through a redactor that knows the
+	// connection strings it was given.
+	r := redact.New(redact.ConnectionStrings(args, e.getenv)...)
+	e.stdout, e.stderr = r.Writer(e.stdout), r.Writer(e.stderr)
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "walkthrough") {
 		cmd, args = args[0], args[1:]
@@ -142,7 +146,8 @@ func serve(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set PGSHIFT_ADDR or -addr to another address)", *addr, err)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	warnIfExposed(e.stderr, ln.Addr())
+	srv := newServer(a.handler())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

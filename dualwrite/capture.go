@@ -83,6 +83,16 @@ func captureFunction(t *rowsync.Table) string {
 // prints them with (UTC, ISO dates, full float precision, hex bytea), set
 // for the function alone, so they match what the facade and the repair
 // worker name the rows by.
+//
+// It runs in every captured write, as the writing role, which may be a
+// superuser; so its search_path is pinned to pg_catalog, pg_temp, and its
+// operators and functions are those of pg_catalog by name as well. A
+// search path with a schema other roles may create objects in (public,
+// before PostgreSQL 15) would otherwise let any role plant, for example, an
+// exact =(text[], text[]) that wins over pg_catalog's =(anyarray, anyarray)
+// and runs with the writer's privileges. (The old and new keys are compared
+// with = rather than IS DISTINCT FROM, which cannot name its operator: a
+// key's columns are NOT NULL, so both say the same.)
 func captureDDL(t *rowsync.Table) string {
 	keys := func(record string) string {
 		parts := make([]string, len(t.Key))
@@ -94,10 +104,10 @@ func captureDDL(t *rowsync.Table) string {
 	// The table is named in the function rather than by TG_TABLE_NAME,
 	// which names the partition a row of a partitioned table is in.
 	record := func(rec string) string {
-		return fmt.Sprintf("PERFORM set_config('pgshift.captured', coalesce(current_setting('pgshift.captured', true), '') || json_build_array(%s, %s, %s)::text || chr(10), true);",
+		return fmt.Sprintf("PERFORM pg_catalog.set_config('pgshift.captured', coalesce(pg_catalog.current_setting('pgshift.captured', true), '') OPERATOR(pg_catalog.||) pg_catalog.json_build_array(%s, %s, %s)::text OPERATOR(pg_catalog.||) pg_catalog.chr(10), true);",
 			quoteLiteral(t.Schema), quoteLiteral(t.Name), keys(rec))
 	}
-	var settings []string
+	settings := []string{"SET search_path = pg_catalog, pg_temp"}
 	for _, name := range []string{"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"} {
 		settings = append(settings, fmt.Sprintf("SET %s = %s", name, quoteLiteral(rowsync.SessionParams[name])))
 	}
@@ -105,13 +115,13 @@ func captureDDL(t *rowsync.Table) string {
 	ident := t.Ident()
 	return fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s() RETURNS trigger LANGUAGE plpgsql %[2]s AS $pgshift$
 BEGIN
-    IF coalesce(current_setting('pgshift.capture', true), '') = '' THEN
+    IF coalesce(pg_catalog.current_setting('pgshift.capture', true), '') OPERATOR(pg_catalog.=) '' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND %[3]s IS DISTINCT FROM %[4]s) THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' OR (TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NOT %[3]s OPERATOR(pg_catalog.=) %[4]s) THEN
         %[5]s
     END IF;
-    IF TG_OP <> 'DELETE' THEN
+    IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
         %[6]s
     END IF;
     RETURN NULL;

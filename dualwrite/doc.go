@@ -145,4 +145,16 @@
 // default_query_exec_mode=cache_describe in the connection string. pgx's
 // default, QueryExecModeCacheStatement, fails there with "prepared
 // statement ... already exists" and "... does not exist".
+//
+// # Databases other roles can write
+//
+// The facade runs pgshift's statements in the application's sessions, with
+// their search_path, and its capture triggers run in the application's
+// writes with its privileges. So every function pgshift creates pins
+// search_path to pg_catalog, pg_temp, pgshift's statements name
+// pg_catalog's operators and functions where argument types leave room for
+// one another role planted in a schema such as public, and New refuses a
+// schema pgshift (or objects in it) that a role it does not trust created
+// (see Install). The README's Security section lists the privileges the
+// application's role needs.
 package dualwrite

@@ -98,6 +98,11 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 	if !ok {
 		return fmt.Errorf("dualwrite: the %s database lacks pgshift's tables, or has those of an earlier pgshift: run `pgshift install` (or dualwrite.Install) on it", side)
 	}
+	if err := pgshiftdb.CheckOwnership(ctx, f.pool(side)); errors.Is(err, pgshiftdb.ErrForeignObjects) {
+		return fmt.Errorf("dualwrite: the %s database: %w", side, err)
+	} else if err != nil {
+		f.log.Warn("cannot check the owners of pgshift's schema", "side", side, "err", err)
+	}
 	if f.cfg.Capture || f.cfg.Strict {
 		captured, err := ownSQL.CaptureInstalled(ctx, f.pool(side))
 		if err == nil && !captured {
@@ -109,7 +114,12 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 
 // Install creates pgshift's own tables (schema "pgshift": the repair log and
 // the backfill progress) on one database. It is idempotent; run it on both
-// (`pgshift install` does).
+// (`pgshift install` does). It refuses a schema pgshift, or objects in it,
+// that a role other than the installing one (or one it is a member of, the
+// database's owner, or a superuser) owns, and triggers on pgshift's tables:
+// pgshift's writes would run their code with the writer's privileges. New
+// refuses them too, by the same rule for the application's role: install as
+// that role, a role it is a member of, or the database's owner.
 func Install(ctx context.Context, db pgshift.Querier) error {
 	if err := pgshiftdb.Install(ctx, db); err != nil {
 		return fmt.Errorf("dualwrite: %w", err)

@@ -74,8 +74,10 @@ func RoutingKey(ctx context.Context) string {
 
 // Middleware returns net/http middleware that puts the user of each request
 // in its context with WithUser. identify reads the routing key and the
-// attributes from the request (a session, a header, a path segment); an
-// empty key leaves the request to the flag's default rules.
+// attributes from the request's authenticated state (its session, a
+// verified token), never from values the client chooses, such as headers:
+// they pick the database that serves the request. An empty key leaves the
+// request to the flag's default rules.
 func Middleware(identify func(*http.Request) (routingKey string, attrs map[string]any)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

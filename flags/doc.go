@@ -16,10 +16,17 @@
 //	}
 //	defer ev.Close()
 //	handler = flags.Middleware(func(r *http.Request) (string, map[string]any) {
-//		return r.Header.Get("X-User-Id"), map[string]any{"country": r.Header.Get("X-Country")}
+//		s := session(r) // what your authentication established, never a client's header
+//		return s.UserID, map[string]any{"country": s.Country, "plan": s.Plan}
 //	})(handler)
 //	// per query, inside the handler:
 //	stage := ev.Stage(r.Context())
+//
+// The routing key and the attributes pick the database that serves the
+// request: take them from authenticated state (the session, a verified
+// token), never from what the client sends (a header, a query parameter),
+// or any client picks its cohort, and with it which database answers and
+// which one its writes reach first.
 //
 // NewProviderEvaluator takes any other OpenFeature provider (a flagd daemon,
 // go-feature-flag, DevCycle, LaunchDarkly, ...) and NewEvaluator an

@@ -19,18 +19,27 @@ func Example() {
 	}
 	defer func() { _ = ev.Close() }()
 
+	// The user and their attributes come from authenticated state (here
+	// sessions the server holds, by token), never from values the client
+	// chooses: they pick the database that serves the request.
+	type session struct{ user, country, plan string }
+	sessions := map[string]session{
+		"tok-a": {"123", "DE", "free"}, "tok-b": {"789", "IN", "pro"}, "tok-c": {"2", "FR", "free"}, "tok-d": {"4", "FR", "free"},
+	}
 	identify := func(r *http.Request) (string, map[string]any) {
-		return r.Header.Get("X-User-Id"), map[string]any{"country": r.Header.Get("X-Country"), "plan": r.Header.Get("X-Plan")}
+		s, ok := sessions[r.Header.Get("Authorization")]
+		if !ok {
+			return "", nil // not signed in: the flag's default rules
+		}
+		return s.user, map[string]any{"country": s.country, "plan": s.plan}
 	}
 	app := flags.Middleware(identify)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Printf("user %s: %v\n", flags.RoutingKey(r.Context()), ev.Stage(r.Context()))
 	}))
 
-	for _, u := range [][3]string{{"123", "DE", "free"}, {"789", "IN", "pro"}, {"2", "FR", "free"}, {"4", "FR", "free"}} {
+	for _, token := range []string{"tok-a", "tok-b", "tok-c", "tok-d"} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set("X-User-Id", u[0])
-		r.Header.Set("X-Country", u[1])
-		r.Header.Set("X-Plan", u[2])
+		r.Header.Set("Authorization", token)
 		app.ServeHTTP(httptest.NewRecorder(), r)
 	}
 	// Output:

@@ -3,8 +3,10 @@ package flags
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,6 +29,12 @@ import (
 // read once, whole.
 const reloadDelay = 50 * time.Millisecond
 
+// MaxFileSize is the largest flag file NewFileEvaluator reads, 4 MiB: a
+// cohort rollout takes a few kilobytes, and parsing a file of tens of
+// megabytes took gigabytes of memory. A larger file is refused like a
+// broken one.
+const MaxFileSize = 4 << 20
+
 // NewFileEvaluator returns a ready Evaluator over flagd's in-process
 // provider reading the flagd flag file at path (JSON, or YAML by its
 // extension). The file is checked before the provider starts: a file that
@@ -35,9 +43,12 @@ const reloadDelay = 50 * time.Millisecond
 //
 // The file is watched (its directory, so editors that replace the file and
 // Kubernetes ConfigMap symlink swaps are seen) and re-read 50 ms after it
-// changes. A version that is broken, empty or missing is logged and not
-// given to flagd, which keeps evaluating the last good one. A good version
-// replaces the flags and drops the cached decisions.
+// changes: after events on its own name, or on the entries of the directory
+// its symlinks lead through (a ConfigMap's ..data link and the directory
+// it points to), never on other files there, such as a log. A version that
+// is broken, empty, missing or larger than MaxFileSize is logged, once per
+// content, and not given to flagd, which keeps evaluating the last good
+// one. A good version replaces the flags and drops the cached decisions.
 //
 // Close stops the watcher and the provider.
 func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evaluator, error) {
@@ -46,9 +57,9 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFlagFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("flags: flag file: %w", err)
+		return nil, fmt.Errorf("flags: %w", err)
 	}
 	good, err := chk.check(path, data)
 	if err != nil {
@@ -97,6 +108,9 @@ func newChecker() (*checker, error) {
 // check returns the file's flag configuration as JSON, or why it is not one.
 // The error names the file.
 func (c *checker) check(path string, data []byte) (string, error) {
+	if len(data) > MaxFileSize {
+		return "", tooLarge(path)
+	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return "", fmt.Errorf("flag file %s is empty", path)
 	}
@@ -119,6 +133,28 @@ func (c *checker) check(path string, data []byte) (string, error) {
 	return js, nil
 }
 
+// readFlagFile reads the flag file at path, refusing one larger than
+// MaxFileSize without reading it all.
+func readFlagFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("flag file: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("flag file %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(path)
+	}
+	return data, nil
+}
+
+func tooLarge(path string) error {
+	return fmt.Errorf("flag file %s is larger than %d bytes (flags.MaxFileSize): a flag file takes a few kilobytes; check that the path names the flag file", path, MaxFileSize)
+}
+
 // fileWatch follows the flag file for NewFileEvaluator and hands over
 // only checked versions: flagd's own file sync hands flagd whatever the file
 // holds (an empty or deleted file becomes "no flags") and misses files
@@ -129,6 +165,50 @@ type fileWatch struct {
 	chk     *checker
 	good    string // the last good configuration, as JSON
 	watcher *fsnotify.Watcher
+	// names are the entries of the file's directory whose events may
+	// change what the path reads (see relevantNames).
+	names map[string]bool
+	// unusable identifies the last unusable version logged (its content
+	// and why), so that one version is logged once.
+	unusable [sha256.Size]byte
+}
+
+// relevantNames returns the entries of path's directory that reading path
+// goes through: its own name and, where it is a symlink, the entries its
+// target leads through, link after link (a Kubernetes ConfigMap mounts
+// flags.json -> ..data/flags.json and ..data -> ..2024_01_01_00_00_00.1,
+// and updates by swapping ..data). Symlinks out of the directory are not
+// followed: their targets are not watched.
+func relevantNames(path string) map[string]bool {
+	dir := filepath.Dir(path)
+	names := map[string]bool{}
+	next := filepath.Base(path)
+	for range 40 { // as the kernel, give up on long or looping chains
+		first, rest, _ := strings.Cut(next, string(filepath.Separator))
+		if first == "" || first == "." || first == ".." || names[first] {
+			break
+		}
+		names[first] = true
+		target, err := os.Readlink(filepath.Join(dir, first))
+		if err != nil {
+			break // not a symlink, or gone
+		}
+		if filepath.IsAbs(target) {
+			rel, err := filepath.Rel(dir, target)
+			if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				break
+			}
+			target = rel
+		}
+		next = filepath.Clean(filepath.Join(target, rest))
+	}
+	return names
+}
+
+// concerns says whether event ev is about an entry reading the file goes
+// through.
+func (w *fileWatch) concerns(ev fsnotify.Event) bool {
+	return filepath.Dir(ev.Name) == filepath.Dir(w.path) && w.names[filepath.Base(ev.Name)]
 }
 
 // start watches the file's directory, so that renames onto the file and
@@ -142,6 +222,7 @@ func (w *fileWatch) start() error {
 		return errors.Join(fmt.Errorf("flags: watching %s: %w", w.path, err), fw.Close())
 	}
 	w.watcher = fw
+	w.names = relevantNames(w.path)
 	return nil
 }
 
@@ -159,14 +240,17 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.watcher.Events:
+		case ev, ok := <-w.watcher.Events:
 			if !ok {
 				w.log.Error("flags: the flag file watcher stopped; keeping the last good flag configuration", slog.String("file", w.path))
 				return
 			}
-			// Any change in the directory may be ours (a rename onto the
-			// file, a symlink swap); reading an unchanged file is cheap.
-			reload.Reset(reloadDelay)
+			// Only the file's own name and the entries its symlinks lead
+			// through: other files in the directory (a log the
+			// application writes beside it) are none of ours.
+			if w.concerns(ev) {
+				reload.Reset(reloadDelay)
+			}
 		case err, ok := <-w.watcher.Errors:
 			if !ok {
 				w.log.Error("flags: the flag file watcher stopped; keeping the last good flag configuration", slog.String("file", w.path))
@@ -181,18 +265,26 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 	}
 }
 
-// reload reads the file and returns it when it changed and is good.
+// reload reads the file and returns it when it changed and is good. An
+// unusable version is logged once, however many events it gets.
 func (w *fileWatch) reload() (string, bool) {
-	data, err := os.ReadFile(w.path)
+	// A symlink swap may have changed the entries the path goes through.
+	w.names = relevantNames(w.path)
+	data, err := readFlagFile(w.path)
 	var js string
 	if err == nil {
 		js, err = w.chk.check(w.path, data)
 	}
 	if err != nil {
-		w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
-			slog.String("file", w.path), slog.Any("error", err))
+		sum := sha256.Sum256(append(append(data, 0), err.Error()...))
+		if sum != w.unusable {
+			w.unusable = sum
+			w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
+				slog.String("file", w.path), slog.Any("error", err))
+		}
 		return "", false
 	}
+	w.unusable = [sha256.Size]byte{}
 	if js == w.good {
 		return "", false
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/internal/schemadiff"
 )
 
 // common are the flags every database command takes.
@@ -187,6 +188,18 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 		return nil, nil, err
 	}
 	return oldPool, newPool, nil
+}
+
+// schemaOnEitherSide fails when schema exists on neither side: a mistyped
+// --schema, which would otherwise read as two equal databases.
+func schemaOnEitherSide(ctx context.Context, oldPool, newPool *pgxpool.Pool, schema string) error {
+	for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+		ok, err := schemadiff.SchemaExists(ctx, pool, schema)
+		if err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %q (check --schema)", schemadiff.ErrNoSchema, schema)
 }
 
 // catalogCommand is the start of a command that reads both catalogs: it

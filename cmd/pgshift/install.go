@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
@@ -20,6 +20,14 @@ func init() {
 Creates schema "pgshift" with the repair log the dualwrite facade writes and
 the backfill's progress table, on old and on new. It is idempotent: running
 it again changes nothing.
+
+It refuses (exit 2, naming the owner) a schema "pgshift", or objects in it,
+owned by a role that is neither the one it connects as, nor one that role is
+a member of, nor the database's owner, nor a superuser, and triggers on
+pgshift's tables: another role
+created them, and pgshift's writes would run their code. It connects to both
+databases and installs in one transaction per side, committed once both
+succeeded: either both sides change or neither does.
 
 With --capture it also puts pgshift's capture triggers on the application's
 tables (every table of --schema with a primary key, or those --table names):
@@ -48,7 +56,11 @@ Removes pgshift's capture triggers from every table and drops schema
 "pgshift" (the repair log, the backfill's progress, pgshift's functions) on
 old and on new. Run it when the migration is complete or abandoned. It
 refuses while a repair log still holds entries (rows that may differ between
-the sides: run pgshift repair first), unless --force. It is idempotent.
+the sides: run pgshift repair first), unless --force. It connects to both
+databases and checks both repair logs before it removes anything, and
+removes in one transaction per side, committed once both succeeded: either
+both sides change or neither does (an unreachable side changes nothing). It
+is idempotent.
 
 Examples:
   pgshift uninstall --old postgres://app@old-db/app --new postgres://app@new-db/app
@@ -74,13 +86,13 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 	if !*capture && (len(com.tables) > 0 || com.schema != "public") {
 		return fail(e.stderr, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
 	}
-	return eachSide(ctx, e, c, com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
+	return eachSide(ctx, e, c, com, func(ctx context.Context, tx pgx.Tx) (sideJSON, error) {
 		out := sideJSON{Schema: pgshiftdb.Schema, Installed: true}
 		if !*capture {
-			return out, dualwrite.Install(ctx, pool)
+			return out, dualwrite.Install(ctx, tx)
 		}
 		var err error
-		out.Captured, err = dualwrite.InstallCapture(ctx, pool, com.schema, com.tables)
+		out.Captured, err = dualwrite.InstallCapture(ctx, tx, com.schema, com.tables)
 		return out, err
 	}, func(side string, out sideJSON) string {
 		if len(out.Captured) > 0 {
@@ -96,49 +108,79 @@ func runUninstall(ctx context.Context, e *env, args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	return eachSide(ctx, e, c, com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
-		b, err := dualwrite.ReadBacklog(ctx, pool)
+	return eachSide(ctx, e, c, com, func(ctx context.Context, tx pgx.Tx) (sideJSON, error) {
+		b, err := dualwrite.ReadBacklog(ctx, tx)
 		if err != nil {
 			return sideJSON{}, err
 		}
 		if b.Entries > 0 && !*force {
 			return sideJSON{}, fmt.Errorf("the repair log holds %d entries (rows that may differ between the sides): run pgshift repair first, or give --force", b.Entries)
 		}
-		return sideJSON{Schema: pgshiftdb.Schema}, dualwrite.Uninstall(ctx, pool)
+		return sideJSON{Schema: pgshiftdb.Schema}, dualwrite.Uninstall(ctx, tx)
 	}, func(side string, out sideJSON) string {
 		return fmt.Sprintf("%s: pgshift removed", side)
 	})
 }
 
-// eachSide runs do on old, then on new, and prints what it did: a line per
-// side (say), or with --json one object with both.
+// eachSide changes both databases, all or nothing: it connects to both
+// first (an unreachable side changes nothing), runs do on each in a
+// transaction of its own, and commits the two only once both succeeded, so
+// a refusal or a failure on either side leaves both as they were. Only a
+// failure between the two commits (new's commit, after old's) leaves one
+// side changed; the error then says so, and --json prints what was done.
+// It prints a line per side (say), or with --json one object with both.
 func eachSide(ctx context.Context, e *env, c *command, com *common,
-	do func(context.Context, *pgxpool.Pool) (sideJSON, error), say func(side string, out sideJSON) string) int {
+	do func(context.Context, pgx.Tx) (sideJSON, error), say func(side string, out sideJSON) string) int {
 	var out struct {
-		Old sideJSON `json:"old"`
-		New sideJSON `json:"new"`
+		Old   sideJSON `json:"old"`
+		New   sideJSON `json:"new"`
+		Error string   `json:"error,omitempty"`
 	}
-	for _, side := range []struct {
+	sides := []struct {
 		name, url string
 		out       *sideJSON
-	}{{"old", com.old, &out.Old}, {"new", com.new, &out.New}} {
-		pool, err := connect(ctx, side.name, side.url, 1)
+		tx        pgx.Tx
+	}{{"old", com.old, &out.Old, nil}, {"new", com.new, &out.New, nil}}
+	for i := range sides {
+		pool, err := connect(ctx, sides[i].name, sides[i].url, 1)
 		if err != nil {
+			return fail(e.stderr, c.name, fmt.Errorf("%w; nothing was changed", err))
+		}
+		defer pool.Close()
+		if sides[i].tx, err = pool.Begin(ctx); err != nil {
+			return fail(e.stderr, c.name, fmt.Errorf("%s: begin: %w; nothing was changed", sides[i].name, err))
+		}
+		defer func() { _ = sides[i].tx.Rollback(context.WithoutCancel(ctx)) }()
+	}
+	for _, side := range sides {
+		var err error
+		if *side.out, err = do(ctx, side.tx); err != nil {
+			return fail(e.stderr, c.name, fmt.Errorf("%s: %w; nothing was changed on either side", side.name, err))
+		}
+	}
+	for i, side := range sides {
+		if err := side.tx.Commit(ctx); err != nil {
+			if i == 0 {
+				return fail(e.stderr, c.name, fmt.Errorf("%s: commit: %w; nothing was changed on either side", side.name, err))
+			}
+			// old committed, new did not: say exactly that.
+			err = fmt.Errorf("%s: commit: %w; old WAS changed (%s) and new was not: run pgshift %s again", side.name, err, say("old", out.Old), c.name)
+			out.New = sideJSON{}
+			if com.json {
+				out.Error = err.Error()
+				_ = writeJSON(e.stdout, out)
+			}
 			return fail(e.stderr, c.name, err)
-		}
-		*side.out, err = do(ctx, pool)
-		pool.Close()
-		if err != nil {
-			return fail(e.stderr, c.name, fmt.Errorf("%s: %w", side.name, err))
-		}
-		if !com.json {
-			fmt.Fprintln(e.stdout, say(side.name, *side.out))
 		}
 	}
 	if com.json {
 		if err := writeJSON(e.stdout, out); err != nil {
 			return fail(e.stderr, c.name, err)
 		}
+		return exitOK
+	}
+	for _, side := range sides {
+		fmt.Fprintln(e.stdout, say(side.name, *side.out))
 	}
 	return exitOK
 }

@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/pgshift/pgshift/internal/redact"
 )
 
 // Exit statuses.
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runWith(ctx context.Context, args []string, e *env) int {
-	r := newRedactor(connectionStrings(args, e.getenv)...)
+	r := redact.New(redact.ConnectionStrings(args, e.getenv)...)
 	e = &env{stdout: r.Writer(e.stdout), stderr: r.Writer(e.stderr), getenv: e.getenv, terminal: e.terminal}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) > 1 {

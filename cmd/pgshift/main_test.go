@@ -185,6 +185,9 @@ func TestPasswordNeverInOutput(t *testing.T) {
 		"keyword form":     {"--old", fmt.Sprintf("host=127.0.0.1 port=%d user=nobody password=%s dbname=x sslmode=disable", old.Port(), secret)},
 		"bad url":          {"--old", fmt.Sprintf("postgres://postgres:%s@127.0.0.1:notaport/x", secret)},
 		"new side":         {"--old", p.Old.URL, "--new", fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/no_such_db", secret, old.Port())},
+		// pgx ends the user part at the first '@', so the password's tail
+		// becomes part of the host it fails to look up.
+		"unencoded @": {"--old", fmt.Sprintf("postgres://postgres:%s@%s@127.0.0.1:%d/x?connect_timeout=2", secret[:6], secret[6:], old.Port())},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -197,28 +200,11 @@ func TestPasswordNeverInOutput(t *testing.T) {
 				if code != exitError || !strings.Contains(errOut, "pgshift "+cmd+": ") {
 					t.Errorf("%s: code %d, stderr %q; want exit 2 with an error", cmd, code, errOut)
 				}
-				if strings.Contains(out+errOut, secret) {
+				if strings.Contains(out+errOut, secret) || strings.Contains(out+errOut, secret[:6]) || strings.Contains(out+errOut, secret[6:]) {
 					t.Errorf("%s: password in output: %q %q", cmd, out, errOut)
 				}
 			}
 		})
-	}
-}
-
-func TestRedactorMasksPasswords(t *testing.T) {
-	t.Parallel()
-	r := newRedactor("postgres://u:p%40ss@h/db", "host=h password='kw pw' user=u")
-	for in, want := range map[string]string{
-		"dial postgres://u:p%40ss@h/db failed":  "dial postgres://u:xxxxx@h/db failed",
-		"auth failed for p@ss":                  "auth failed for xxxxx",
-		"host=h password='kw pw' user=u":        "host=h password=xxxxx user=u",
-		"the kw pw leaked":                      "the xxxxx leaked",
-		"postgresql://a:other@h unknown secret": "postgresql://a:xxxxx@h unknown secret",
-		"nothing to hide in postgres://u@h/db":  "nothing to hide in postgres://u@h/db",
-	} {
-		if got := r.String(in); got != want {
-			t.Errorf("redact(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

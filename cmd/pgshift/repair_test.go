@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
@@ -102,5 +105,37 @@ func TestBackfillCopiesParentsBeforeChildren(t *testing.T) {
 	}
 	if code, out, errOut := pgshift(t, "verify", "--old", p.Old.URL, "--new", p.New.URL); code != exitOK {
 		t.Fatalf("verify after backfill: code %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestVerifySaysWhenNotRecorded: verify run by a role that may read the
+// application's tables but not schema pgshift still compares, and says
+// that its result was not recorded and why (text and --json), rather than
+// leaving the gates without a verify silently.
+func TestVerifySaysWhenNotRecorded(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	role := "verifier_" + p.New.Name
+	var urls []string
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN")
+		t.Cleanup(func() {
+			_, _ = db.Pool.Exec(context.Background(), "DROP OWNED BY "+pgx.Identifier{role}.Sanitize()+"; DROP ROLE "+pgx.Identifier{role}.Sanitize())
+		})
+		pgtest.Exec(t, db.Pool, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+pgx.Identifier{role}.Sanitize())
+		u, err := url.Parse(db.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.User(role)
+		urls = append(urls, u.String())
+	}
+	code, out, errOut := pgshift(t, "verify", "--table", "users", "--old", urls[0], "--new", urls[1])
+	if code != exitOK || !strings.Contains(out, "equal") || !strings.Contains(errOut, "result not recorded") || !strings.Contains(errOut, "USAGE") {
+		t.Fatalf("verify as %s: code %d, want 0, equal, and why the result was not recorded\nstdout: %s\nstderr: %s", role, code, out, errOut)
+	}
+	code, out, _ = pgshift(t, "verify", "--table", "users", "--json", "--old", urls[0], "--new", urls[1])
+	if code != exitOK || !strings.Contains(out, `"not_recorded"`) {
+		t.Fatalf("verify --json as %s: code %d, want 0 and not_recorded\n%s", role, code, out)
 	}
 }

@@ -50,3 +50,22 @@ func TestSyncSequencesMovesNewPastOld(t *testing.T) {
 		t.Fatalf("first id on new after sync = %d (err %v), want past old's 50", id, err)
 	}
 }
+
+// TestSchemaOnNeitherSideIsAnError: a mistyped --schema (on neither side)
+// is an error, exit 2, in schema-diff and sync-sequences as in verify, not
+// "equal".
+func TestSchemaOnNeitherSideIsAnError(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	for _, args := range [][]string{
+		{"schema-diff", "--schema", "pubic"},
+		{"schema-diff", "--schema", "pubic", "--json"},
+		{"sync-sequences", "--schema", "pubic"},
+		{"sync-sequences", "--schema", "pubic", "--dry-run", "--json"},
+	} {
+		code, out, errOut := pgshift(t, append(args, "--old", p.Old.URL, "--new", p.New.URL)...)
+		if code != exitError || !strings.Contains(errOut, "exists on neither old nor new") || !strings.Contains(errOut, "pubic") {
+			t.Errorf("%v: code %d, want %d and an error naming the schema\nstdout: %s\nstderr: %s", args, code, exitError, out, errOut)
+		}
+	}
+}

@@ -45,6 +45,9 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 	defer oldPool.Close()
 	defer newPool.Close()
 	c := commands["sync-sequences"]
+	if err := schemaOnEitherSide(ctx, oldPool, newPool, com.schema); err != nil {
+		return fail(e.stderr, c.name, err)
+	}
 	do := sequences.Sync
 	if dry {
 		do = sequences.Status

@@ -62,6 +62,8 @@ type verifyTableJSON struct {
 	Transient int             `json:"transient"`
 	Examples  verify.Examples `json:"examples"`
 	Logged    int             `json:"repair_logged"`
+	// NotRecorded says why pgshift preflight will not see this result.
+	NotRecorded string `json:"not_recorded,omitempty"`
 }
 
 func runVerify(ctx context.Context, e *env, args []string) int {
@@ -119,7 +121,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
 			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
-			Examples: r.Examples, Logged: r.Logged})
+			Examples: r.Examples, Logged: r.Logged, NotRecorded: r.NotRecorded})
 		if r.Err != nil {
 			code = exitError
 			fmt.Fprintf(e.stderr, "pgshift verify: %v\n", r.Err)
@@ -130,6 +132,9 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		if !com.json {
 			printVerify(e.stdout, r, *repair, *source)
+		}
+		if r.NotRecorded != "" {
+			fmt.Fprintf(e.stderr, "pgshift verify: %s: result not recorded, so pgshift preflight will not count this verify: %s\n", r.Table, r.NotRecorded)
 		}
 	}
 	if err != nil {

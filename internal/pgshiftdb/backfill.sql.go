@@ -129,7 +129,7 @@ func (q *Queries) ForgetBackfill(ctx context.Context, db DBTX, arg ForgetBackfil
 
 const leaseBackfillChunk = `-- name: LeaseBackfillChunk :one
 UPDATE pgshift.backfill_chunks c
-SET leased_by = $1::text, lease_until = now() + make_interval(secs => $2::float8)
+SET leased_by = $1::text, lease_until = now() + pg_catalog.make_interval(secs => $2::float8)
 WHERE (c.table_schema, c.table_name, c.chunk) = (
     SELECT f.table_schema, f.table_name, f.chunk FROM pgshift.backfill_chunks f
     WHERE f.table_schema = $3 AND f.table_name = $4 AND f.done_at IS NULL
@@ -175,7 +175,7 @@ func (q *Queries) LeaseBackfillChunk(ctx context.Context, db DBTX, arg LeaseBack
 }
 
 const lockBackfillPlan = `-- name: LockBackfillPlan :exec
-SELECT pg_advisory_xact_lock(hashtextextended('pgshift.backfill ' || $1::text || '.' || $2::text, 0))
+SELECT pg_advisory_xact_lock(pg_catalog.hashtextextended('pgshift.backfill ' || $1::text || '.' || $2::text, 0))
 `
 
 type LockBackfillPlanParams struct {
@@ -217,7 +217,7 @@ func (q *Queries) PlanBackfillChunk(ctx context.Context, db DBTX, arg PlanBackfi
 const recordBackfillPiece = `-- name: RecordBackfillPiece :execrows
 UPDATE pgshift.backfill_chunks
 SET copied_upto = $1, rows_copied = rows_copied + $2,
-    lease_until = now() + make_interval(secs => $3::float8),
+    lease_until = now() + pg_catalog.make_interval(secs => $3::float8),
     done_at = CASE WHEN $4::bool THEN now() END
 WHERE table_schema = $5 AND table_name = $6 AND chunk = $7 AND leased_by = $8::text
 `

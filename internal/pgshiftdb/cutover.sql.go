@@ -199,7 +199,7 @@ func (q *Queries) LatestVerifyRuns(ctx context.Context, db DBTX, tableSchema str
 
 const recordShadowReads = `-- name: RecordShadowReads :exec
 INSERT INTO pgshift.shadow_reads (minute, op, reads, mismatches)
-VALUES (date_trunc('minute', now()), $1, $2, $3)
+VALUES (pg_catalog.date_trunc('minute', now()), $1, $2, $3)
 ON CONFLICT (minute, op) DO UPDATE
 SET reads = pgshift.shadow_reads.reads + EXCLUDED.reads,
     mismatches = pgshift.shadow_reads.mismatches + EXCLUDED.mismatches
@@ -250,7 +250,7 @@ func (q *Queries) RecordVerifyRun(ctx context.Context, db DBTX, arg RecordVerify
 const shadowReadsSince = `-- name: ShadowReadsSince :one
 SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::bigint AS mismatches
 FROM pgshift.shadow_reads
-WHERE minute >= date_trunc('minute', $1::timestamptz)
+WHERE minute >= pg_catalog.date_trunc('minute', $1::timestamptz)
 `
 
 type ShadowReadsSinceRow struct {

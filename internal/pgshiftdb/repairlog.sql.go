@@ -14,10 +14,10 @@ import (
 
 const authoritativeEntries = `-- name: AuthoritativeEntries :many
 SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
-FROM unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
 JOIN pgshift.repair_log AS l
   ON l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
- AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
+ AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
 GROUP BY t.n
 `
 
@@ -60,7 +60,7 @@ func (q *Queries) AuthoritativeEntries(ctx context.Context, db DBTX, arg Authori
 const claimRepairEntries = `-- name: ClaimRepairEntries :many
 SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_xid FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
-  AND created_at <= now() - make_interval(secs => $1::float8)
+  AND created_at <= now() - pg_catalog.make_interval(secs => $1::float8)
 ORDER BY id
 LIMIT $2
 FOR UPDATE SKIP LOCKED
@@ -152,7 +152,7 @@ func (q *Queries) LockRow(ctx context.Context, db DBTX, lockID int64) (int64, er
 
 const lockRows = `-- name: LockRows :one
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM unnest($1::bigint[]) AS l (id)) AS locked
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest($1::bigint[]) AS l (id)) AS locked
 `
 
 // LockRow for several rows, in the order given (the facade sorts the ids, so
@@ -201,7 +201,7 @@ INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, 
 SELECT ($1::text[])[t.n], ($2::text[])[t.n],
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
        $3, $4, $5, $6::bigint
-FROM unnest($7::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM pg_catalog.unnest($7::text[]) WITH ORDINALITY AS t (key_json, n)
 ORDER BY t.n
 RETURNING id
 `
@@ -249,7 +249,7 @@ func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]in
 const postponeRepairEntries = `-- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 12)) * $1::float8)),
+    next_attempt_at = now() + pg_catalog.make_interval(secs => least(60, pg_catalog.power(2, least(attempts, 12)) * $1::float8)),
     last_error = $2
 WHERE id = ANY($3::bigint[])
 `

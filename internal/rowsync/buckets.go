@@ -12,9 +12,9 @@ import (
 // t.TypedHash its values as rowHash hashes them), masked. Both sides
 // compute the same bucket for the same key, whatever their physical order.
 func (t *Table) bucketOf(alias string, n int) string {
-	key := fmt.Sprintf("hashtextextended(%s::text, 8)", t.keyArray(alias))
+	key := fmt.Sprintf("pg_catalog.hashtextextended(%s::text, 8)", t.keyArray(alias))
 	if t.TypedHash {
-		key = fmt.Sprintf("hash_record_extended(%s, 8)", typedRow(t.Key, alias))
+		key = fmt.Sprintf("pg_catalog.hash_record_extended(%s, 8)", typedRow(t.Key, alias))
 	}
 	return fmt.Sprintf("(%s & ($%d::bigint - 1))", key, n)
 }

@@ -76,7 +76,7 @@ func (t *Table) KeyCond(alias, op string, key []string, placeholder func(i int) 
 		params[i] = fmt.Sprintf("(%s)::%s", placeholder(i), c.Type)
 		args[i] = key[i]
 	}
-	return fmt.Sprintf("(%s) %s (%s)", t.orderList(alias), op, strings.Join(params, ", ")), args
+	return fmt.Sprintf("(%s) OPERATOR(pg_catalog.%s) (%s)", t.orderList(alias), op, strings.Join(params, ", ")), args
 }
 
 // FirstKeyIn is the first key of t in r in key order, nil when there is
@@ -111,9 +111,9 @@ func (t *Table) rowText(alias string) string {
 // functions (the columns that are not Hashable as text).
 func (t *Table) rowHash(alias string) string {
 	if !t.TypedHash {
-		return "hashtextextended(" + t.rowText(alias) + ", 0)"
+		return "pg_catalog.hashtextextended(" + t.rowText(alias) + ", 0)"
 	}
-	return "hash_record_extended(" + typedRow(t.Columns, alias) + ", 0)"
+	return "pg_catalog.hash_record_extended(" + typedRow(t.Columns, alias) + ", 0)"
 }
 
 // typedRow is ROW(...) of alias's cols, those that are not Hashable cast to

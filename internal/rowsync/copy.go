@@ -195,10 +195,10 @@ func (t *Table) keyColumnsOf(keys [][]string) ([]any, error) {
 func (t *Table) keySet(first int, alias string) string {
 	var arrays, casts []string
 	for i, c := range t.Key {
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", first+i))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", first+i))
 		casts = append(casts, fmt.Sprintf("u.k%d::%s AS k%d", i+1, c.Type, i+1))
 	}
-	return fmt.Sprintf("(SELECT %s FROM unnest(%s) AS u(%s)) AS %s",
+	return fmt.Sprintf("(SELECT %s FROM ROWS FROM (%s) AS u(%s)) AS %s",
 		strings.Join(casts, ", "), strings.Join(arrays, ", "), numbered("k", len(t.Key)), alias)
 }
 
@@ -206,7 +206,7 @@ func (t *Table) keySet(first int, alias string) string {
 func (t *Table) keyMatch(a, k string) string {
 	var conds []string
 	for i, c := range t.Key {
-		conds = append(conds, fmt.Sprintf("%s.%s = %s.k%d", a, c.ident(), k, i+1))
+		conds = append(conds, fmt.Sprintf("%s.%s OPERATOR(pg_catalog.=) %s.k%d", a, c.ident(), k, i+1))
 	}
 	return strings.Join(conds, " AND ")
 }
@@ -263,7 +263,7 @@ func (s *Source) read(ctx context.Context, q pgshift.Querier, keyArgs []any) err
 func (t *Table) sourceRows() (from string, casts []string) {
 	var arrays []string
 	for i, c := range t.Columns {
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		casts = append(casts, fmt.Sprintf("s.c%d::%s", i+1, c.Type))
 	}
 	return fmt.Sprintf("unnest(%s) AS s(%s)", strings.Join(arrays, ", "), numbered("c", len(t.Columns))), casts
@@ -306,7 +306,7 @@ func (t *Table) replaceSQL() string {
 		}
 	}
 	return fmt.Sprintf(`WITH s AS (SELECT * FROM %[1]s),
-del AS (DELETE FROM %[2]s AS d USING s WHERE (%[3]s) = (%[4]s) RETURNING 1)
+del AS (DELETE FROM %[2]s AS d USING s WHERE (%[3]s) OPERATOR(pg_catalog.=) (%[4]s) RETURNING 1)
 INSERT INTO %[2]s (%[5]s) OVERRIDING SYSTEM VALUE SELECT %[6]s FROM s WHERE (SELECT count(*) FROM del) >= 0`,
 		from, t.Ident(), t.keyList("d"), strings.Join(keyOfSrc, ", "), columnList(t.Columns, "", ""), strings.Join(casts, ", "))
 }

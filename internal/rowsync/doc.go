@@ -63,6 +63,13 @@
 // ranges up on both sides whatever their collations, at the cost of the
 // key index.
 //
+// The engine runs in sessions it does not own (the application's pools, in
+// the facade's repair worker), whose search_path may hold a schema other
+// roles can create objects in. So its statements name pg_catalog's
+// functions and operators wherever the argument types leave room for
+// another one to win (OPERATOR(pg_catalog.=) on key columns, whose types may
+// have no exact operator; pg_catalog.unnest, which is polymorphic).
+//
 // # Example
 //
 //	t, err := rowsync.LoadTable(ctx, oldPool, "public", "users")

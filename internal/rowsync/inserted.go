@@ -44,7 +44,7 @@ func InsertedKeys(ctx context.Context, q pgshift.Querier, t *Table, r Range, xid
 func KeyFingerprint(ctx context.Context, q pgshift.Querier, t *Table, r Range) (string, error) {
 	q = InSession(q)
 	cond, args := t.where("t", r, 1)
-	sql := fmt.Sprintf("SELECT count(*) || ':' || coalesce(sum(hashtextextended(%s::text, 0)::numeric), 0) FROM %s AS t WHERE %s",
+	sql := fmt.Sprintf("SELECT count(*)::text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) coalesce(sum(pg_catalog.hashtextextended(%s::text, 0)::numeric), 0)::text FROM %s AS t WHERE %s",
 		t.keyArray("t"), t.Ident(), cond)
 	var fp string
 	if err := q.QueryRow(ctx, sql, args...).Scan(&fp); err != nil {

@@ -135,12 +135,12 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 	}
 	rows, err := q.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity = 'a', `+collationOf+`,
 		  ty.typcategory = 'A' AND ty.typelem <> 0,
-		  coalesce(e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY($2::text[])
+		  coalesce(e.typnamespace = 'pg_catalog'::regnamespace::oid AND e.typname = ANY($2::text[])
 		    AND (e.typname NOT IN ('numeric', 'bpchar') OR a.atttypmod >= 0)
-		    AND (a.attcollation = 0 OR (SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation)), false)
+		    AND (a.attcollation = 0::oid OR (SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation)), false)
 		FROM pg_attribute a
 		JOIN pg_type ty ON ty.oid = a.atttypid
-		LEFT JOIN pg_type e ON e.oid = CASE WHEN ty.typcategory = 'A' AND ty.typelem <> 0 THEN ty.typelem ELSE ty.oid END
+		LEFT JOIN pg_type e ON e.oid = CASE WHEN ty.typcategory = 'A' AND ty.typelem <> 0::oid THEN ty.typelem ELSE ty.oid END
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, oid, hashableTypes)
 	if err != nil {
@@ -160,7 +160,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		return nil, fmt.Errorf("load table %s: columns: %w", t, err)
 	}
 	keys, err := collectStrings(ctx, q, `SELECT a.attname
-		FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		FROM pg_index i CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`, oid)
 	if err != nil {
@@ -173,7 +173,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		// or key them by computed values).
 		if err := q.QueryRow(ctx, `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 			WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-			  AND NOT EXISTS (SELECT FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
+			  AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
 			    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE NOT a.attnotnull)
 			ORDER BY i.indnkeyatts, c.relname LIMIT 1`, oid).Scan(&t.KeyIndex); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("load table %s: unique indexes: %w", t, err)
@@ -181,7 +181,7 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 		if t.KeyIndex != "" {
 			keys, err = collectStrings(ctx, q, `SELECT a.attname
 				FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-				CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+				CROSS JOIN LATERAL pg_catalog.unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
 				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 				WHERE i.indrelid = $1 AND c.relname = $2 ORDER BY k.ord`, oid, t.KeyIndex)
 			if err != nil {
@@ -261,20 +261,20 @@ func SupportsTypedHash(ctx context.Context, q pgshift.Querier) (bool, error) {
 // database's default collation is described by the database's locale.
 // Catalog columns that differ between major versions are read through
 // to_jsonb, so the same text works on every supported server.
-const collationOf = `(SELECT CASE WHEN a.attcollation = 0 THEN ''
+const collationOf = `(SELECT CASE WHEN a.attcollation = 0::oid THEN ''
 	WHEN x.prov = 'c' AND x.loc IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8') THEN 'C'
 	ELSE x.prov || ':' || coalesce(x.loc, '') || CASE WHEN x.det THEN '' ELSE ':nondeterministic' END || ':' || coalesce(nullif(x.ver, ''), 'unversioned') END
 	FROM (SELECT
-		CASE WHEN co.oid = 100 THEN coalesce(d.j->>'datlocprovider', 'c') ELSE co.collprovider::text END AS prov,
-		CASE WHEN co.oid <> 100 THEN coalesce(to_jsonb(co)->>'colliculocale', to_jsonb(co)->>'colllocale', co.collcollate)
+		CASE WHEN co.oid = 100::oid THEN coalesce(d.j->>'datlocprovider', 'c') ELSE co.collprovider::text END AS prov,
+		CASE WHEN co.oid <> 100::oid THEN coalesce(pg_catalog.to_jsonb(co)->>'colliculocale', pg_catalog.to_jsonb(co)->>'colllocale', co.collcollate)
 			WHEN coalesce(d.j->>'datlocprovider', 'c') = 'c' THEN d.j->>'datcollate'
 			ELSE coalesce(d.j->>'daticulocale', d.j->>'datlocale') END AS loc,
 		co.collisdeterministic AS det,
-		CASE WHEN co.oid <> 100 THEN pg_collation_actual_version(co.oid)
+		CASE WHEN co.oid <> 100::oid THEN pg_collation_actual_version(co.oid)
 			ELSE coalesce(d.j->>'datcollversion', (SELECT pg_collation_actual_version(l.oid) FROM pg_collation l
 				WHERE l.collprovider = 'c' AND l.collcollate = d.j->>'datcollate' LIMIT 1)) END AS ver
-		FROM pg_collation co, (SELECT to_jsonb(db) AS j FROM pg_database db WHERE db.datname = current_database()) AS d
-		WHERE co.oid = CASE WHEN a.attcollation = 0 THEN 100 ELSE a.attcollation END) AS x)`
+		FROM pg_collation co, (SELECT pg_catalog.to_jsonb(db) AS j FROM pg_database db WHERE db.datname = current_database()) AS d
+		WHERE co.oid = CASE WHEN a.attcollation = 0::oid THEN 100::oid ELSE a.attcollation END) AS x)`
 
 // AlignKeyOrder makes t's key order one that the database other (the side t
 // was not loaded from) shares: t's own when the key columns' collations

@@ -22,6 +22,7 @@ type item struct {
 
 // snapshot is what Diff reads from one side's catalog.
 type snapshot struct {
+	exists  bool
 	tables  []string
 	columns []column
 	items   map[Kind][]item
@@ -30,6 +31,8 @@ type snapshot struct {
 // Every query takes the schema name as $1. relkind 'r' and 'p' are ordinary
 // and partitioned tables.
 const (
+	schemaExistsSQL = `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`
+
 	tablesSQL = `
 SELECT c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -104,6 +107,19 @@ var constraintKinds = map[string]Kind{
 	"x": ExclusionConstraint,
 }
 
+// SchemaExists says whether schema exists in the database q is connected
+// to. Commands check it on both sides: a schema on neither is a mistyped
+// --schema (ErrNoSchema), not two equal databases.
+func SchemaExists(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, schema string) (bool, error) {
+	var ok bool
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1)", schema).Scan(&ok); err != nil {
+		return false, fmt.Errorf("schemadiff: look up schema %s: %w", quoteName(schema), err)
+	}
+	return ok, nil
+}
+
 // load reads the catalog of schema on one side, in one transaction whose
 // search_path is pg_catalog alone, so that definitions qualify every name.
 func load(ctx context.Context, db Beginner, schema string) (*snapshot, error) {
@@ -117,6 +133,9 @@ func load(ctx context.Context, db Beginner, schema string) (*snapshot, error) {
 	}
 
 	s := &snapshot{items: map[Kind][]item{}}
+	if err := tx.QueryRow(ctx, schemaExistsSQL, schema).Scan(&s.exists); err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
 	if s.tables, err = collect(ctx, tx, "tables", tablesSQL, schema, pgx.RowTo[string]); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ type Options struct {
 // ErrOwnSchema is returned when asked to compare pgshift's own schema.
 var ErrOwnSchema = errors.New("schemadiff: the schema " + pgshiftdb.Schema + " holds pgshift's own tables and is never compared")
 
+// ErrNoSchema is returned when the schema compared exists on neither side,
+// which is a mistyped --schema far more often than two equal databases.
+var ErrNoSchema = errors.New("schemadiff: the schema exists on neither old nor new")
+
 // Diff compares the catalogs of schema ("public" when empty) on old and new
 // and lists every difference, sorted by object and kind.
 func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Options) (*Report, error) {
@@ -46,6 +50,9 @@ func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Option
 	n, err := load(ctx, newDB, schema)
 	if err != nil {
 		return nil, fmt.Errorf("schemadiff: read schema %s on new: %w", quoteName(schema), err)
+	}
+	if !o.exists && !n.exists {
+		return nil, fmt.Errorf("%w: %s (check --schema)", ErrNoSchema, quoteName(schema))
 	}
 	if len(opts.Tables) > 0 {
 		keep := map[string]bool{}

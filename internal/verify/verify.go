@@ -177,6 +177,11 @@ type Result struct {
 	// log of Options.Source, for a repair worker's Drain to repair.
 	Logged int
 	Err    error
+	// NotRecorded says why the result is not in pgshift.verify_runs on new
+	// (empty when it is): pgshift is not installed there, or the role may
+	// not read or write it. The cutover gates (pgshift preflight) then do
+	// not count this verify.
+	NotRecorded string
 }
 
 // Differences is the number of rows that differ.
@@ -307,30 +312,34 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 	opts.Logger.Info("table verified", "op", "verify", "kind", res.Kind, "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
 		"missing", res.Missing, "extra", res.Extra, "different", res.Different, "transient", res.Transient,
 		"logged", res.Logged, "seconds", time.Since(start).Seconds())
-	record(ctx, oldDB, newDB, t, start, res, opts)
+	res.NotRecorded = record(ctx, oldDB, newDB, t, start, res, opts)
 	return res
 }
 
 // record keeps the table's result in pgshift.verify_runs on new, for the
 // cutover gates; a database without pgshift's schema keeps nothing.
-func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) {
+func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) (notRecorded string) {
 	q := pgshiftdb.New()
-	if ok, err := q.Installed(ctx, newDB); err != nil || !ok {
-		return
+	ok, err := q.Installed(ctx, newDB)
+	if err != nil {
+		return fmt.Sprintf("cannot read schema %s on new (%v): give the role USAGE on it and INSERT on %s.verify_runs", pgshiftdb.Schema, err, pgshiftdb.Schema)
+	}
+	if !ok {
+		return fmt.Sprintf("pgshift is not installed on new, or the role may not use schema %s there: run pgshift install, or grant USAGE on it", pgshiftdb.Schema)
 	}
 	// Differences entered in the repair log are repaired, not equal: the
 	// verify after the drain proves them equal.
 	equal := res.Differences() == 0
-	err := q.RecordVerifyRun(ctx, newDB, pgshiftdb.RecordVerifyRunParams{
+	err = q.RecordVerifyRun(ctx, newDB, pgshiftdb.RecordVerifyRunParams{
 		TableSchema: t.Schema, TableName: t.Name, Kind: res.Kind, StartedAt: start, RowsChecked: res.Rows,
 		Differences: int64(res.Differences()), Repaired: int64(res.Logged), Equal: equal,
 	})
 	if err != nil {
 		opts.Logger.Warn("verify: could not record the result on new (pgshift preflight will not see it)", "table", t.String(), "err", err)
-		return
+		return fmt.Sprintf("could not write %s.verify_runs on new (%v): give the role INSERT on it", pgshiftdb.Schema, err)
 	}
 	if res.Kind != KindFull || !equal {
-		return
+		return ""
 	}
 	// Both sides held the same rows when this verify began (ClockSkew
 	// earlier, to spare the clocks): the history from before then is
@@ -342,6 +351,7 @@ func record(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, s
 			opts.Logger.Warn("verify: could not forget the compared dual-write history (verify --changed will compare more rows)", "table", t.String(), "err", err)
 		}
 	}
+	return ""
 }
 
 // compareChanged compares the rows of t that dual writes changed since its

@@ -1,7 +1,7 @@
 -- name: LockBackfillPlan :exec
 -- Serialises the planning of one table's chunks among backfill processes,
 -- until the end of the transaction.
-SELECT pg_advisory_xact_lock(hashtextextended('pgshift.backfill ' || @table_schema::text || '.' || @table_name::text, 0));
+SELECT pg_advisory_xact_lock(pg_catalog.hashtextextended('pgshift.backfill ' || @table_schema::text || '.' || @table_name::text, 0));
 
 -- name: BackfillChunkCount :one
 SELECT count(*) FROM pgshift.backfill_chunks
@@ -16,7 +16,7 @@ VALUES (@table_schema, @table_name, @chunk, @after_key, @upto_key);
 -- another worker (or whose lease expired); chunks other workers hold locked
 -- at this instant are skipped, not waited for.
 UPDATE pgshift.backfill_chunks c
-SET leased_by = @worker::text, lease_until = now() + make_interval(secs => @lease_seconds::float8)
+SET leased_by = @worker::text, lease_until = now() + pg_catalog.make_interval(secs => @lease_seconds::float8)
 WHERE (c.table_schema, c.table_name, c.chunk) = (
     SELECT f.table_schema, f.table_name, f.chunk FROM pgshift.backfill_chunks f
     WHERE f.table_schema = @table_schema AND f.table_name = @table_name AND f.done_at IS NULL
@@ -32,7 +32,7 @@ RETURNING c.chunk, c.after_key, c.upto_key, c.copied_upto;
 -- lease; no row is updated when the lease went to another worker.
 UPDATE pgshift.backfill_chunks
 SET copied_upto = @copied_upto, rows_copied = rows_copied + @rows,
-    lease_until = now() + make_interval(secs => @lease_seconds::float8),
+    lease_until = now() + pg_catalog.make_interval(secs => @lease_seconds::float8),
     done_at = CASE WHEN @done::bool THEN now() END
 WHERE table_schema = @table_schema AND table_name = @table_name AND chunk = @chunk AND leased_by = @worker::text;
 

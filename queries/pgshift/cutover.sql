@@ -20,7 +20,7 @@ HAVING bool_and(done_at IS NOT NULL);
 -- name: RecordShadowReads :exec
 -- Adds shadow-read counts to their minute and operation.
 INSERT INTO pgshift.shadow_reads (minute, op, reads, mismatches)
-VALUES (date_trunc('minute', now()), @op, @reads, @mismatches)
+VALUES (pg_catalog.date_trunc('minute', now()), @op, @reads, @mismatches)
 ON CONFLICT (minute, op) DO UPDATE
 SET reads = pgshift.shadow_reads.reads + EXCLUDED.reads,
     mismatches = pgshift.shadow_reads.mismatches + EXCLUDED.mismatches;
@@ -28,7 +28,7 @@ SET reads = pgshift.shadow_reads.reads + EXCLUDED.reads,
 -- name: ShadowReadsSince :one
 SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::bigint AS mismatches
 FROM pgshift.shadow_reads
-WHERE minute >= date_trunc('minute', @since::timestamptz);
+WHERE minute >= pg_catalog.date_trunc('minute', @since::timestamptz);
 
 -- name: LastFullVerify :one
 -- The latest full verify of one table.

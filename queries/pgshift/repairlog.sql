@@ -10,7 +10,7 @@ FROM (SELECT pg_advisory_xact_lock(@lock_id::bigint)) AS locked;
 -- LockRow for several rows, in the order given (the facade sorts the ids, so
 -- two writes of the same rows take their locks in the same order).
 SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM unnest(@lock_ids::bigint[]) AS l (id)) AS locked;
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest(@lock_ids::bigint[]) AS l (id)) AS locked;
 
 -- name: LogRow :one
 -- Records one row of a write in the write's own transaction.
@@ -25,7 +25,7 @@ INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, 
 SELECT (@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
        @op, @routing_key, @pull, sqlc.narg(k_xid)::bigint
-FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
 ORDER BY t.n
 RETURNING id;
 
@@ -56,7 +56,7 @@ WHERE c.changed_at < now() - interval '10 seconds';
 -- their own), oldest first, locked for this worker; other workers skip them.
 SELECT * FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
-  AND created_at <= now() - make_interval(secs => @grace_seconds::float8)
+  AND created_at <= now() - pg_catalog.make_interval(secs => @grace_seconds::float8)
 ORDER BY id
 LIMIT @batch_size
 FOR UPDATE SKIP LOCKED;
@@ -67,16 +67,16 @@ FOR UPDATE SKIP LOCKED;
 -- an entry against. keys as in LogRows.
 -- n is the row's position in keys, from 1.
 SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
-FROM unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
 JOIN pgshift.repair_log AS l
   ON l.table_schema = (@table_schemas::text[])[t.n] AND l.table_name = (@table_names::text[])[t.n]
- AND l.key = ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
+ AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
 GROUP BY t.n;
 
 -- name: PostponeRepairEntries :exec
 UPDATE pgshift.repair_log
 SET attempts = attempts + 1,
-    next_attempt_at = now() + make_interval(secs => least(60, power(2, least(attempts, 12)) * @base_delay_seconds::float8)),
+    next_attempt_at = now() + pg_catalog.make_interval(secs => least(60, pg_catalog.power(2, least(attempts, 12)) * @base_delay_seconds::float8)),
     last_error = @last_error
 WHERE id = ANY(@ids::bigint[]);
 

@@ -83,15 +83,21 @@ CREATE TABLE IF NOT EXISTS pgshift.backfill_chunks (
 -- them (take_captured) before it commits and treats them as touched rows.
 -- Each table's trigger function is generated for its key columns; these are
 -- the parts they share.
+--
+-- Every function pgshift creates pins its search_path (SET search_path =
+-- pg_catalog, pg_temp): triggers run in the writes of the application's
+-- role, which may be a superuser, and a search path with a schema other
+-- roles may create objects in (public, before PostgreSQL 15) would let any
+-- of them plant an operator or function that runs with those privileges.
 
 -- take_captured returns the rows captured so far in this transaction and
 -- forgets them.
 CREATE OR REPLACE FUNCTION pgshift.take_captured() RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    captured text := coalesce(current_setting('pgshift.captured', true), '');
+    captured text := coalesce(pg_catalog.current_setting('pgshift.captured', true), '');
 BEGIN
-    PERFORM set_config('pgshift.captured', '', true);
+    PERFORM pg_catalog.set_config('pgshift.captured', '', true);
     RETURN captured;
 END
 $$;
@@ -100,9 +106,9 @@ $$;
 -- fires no row triggers, so capture cannot see what it removes, and it would
 -- empty one side only.
 CREATE OR REPLACE FUNCTION pgshift.refuse_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF coalesce(current_setting('pgshift.allow_truncate', true), '') = 'on' THEN
+    IF coalesce(pg_catalog.current_setting('pgshift.allow_truncate', true), '') OPERATOR(pg_catalog.=) 'on' THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'pgshift: TRUNCATE of %.% is refused while pgshift captures its writes', TG_TABLE_SCHEMA, TG_TABLE_NAME
