@@ -393,5 +393,3 @@ func pidIn(file string) (int, bool) {
 	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 	return pid, err == nil
 }
-
-func alive(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }
