@@ -6,8 +6,11 @@
 //
 // Without PGSHIFT_OLD_URL and PGSHIFT_NEW_URL it starts two throwaway
 // PostgreSQL servers from the local binaries (internal/pglaunch) and stops
-// them on exit. The stage of each user comes from the flagd file
-// demo/flags.json (PGSHIFT_FLAGS names another), re-read when it changes,
+// them on exit: on Ctrl-C, SIGTERM or SIGHUP, when the process that started
+// it exits (a killed `go run`, which does not pass signals on) and, should
+// the demo itself be killed, by their parent-death signal. The stage of each
+// user comes from the flagd file demo/flags.json (PGSHIFT_FLAGS names
+// another), re-read when it changes,
 // or, when PGSHIFT_FLAGS_OFREP (-ofrep) names an OFREP endpoint, from that
 // flag server: go-feature-flag's relay proxy serving the same rollout, as
 // the README's "Using your flag service" starts it, shows the rollout driven
@@ -41,6 +44,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pglaunch"
 )
 
 // defaultFlags is demo/flags.json, for runs outside the repository.
@@ -55,8 +59,13 @@ type env struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// `go run ./demo` does not pass SIGTERM on: killed, it leaves this
+	// program running. Its exit ends the demo as a signal would, so the
+	// servers the demo launched stop with it.
+	ctx, stopWatch := pglaunch.WithParent(ctx)
 	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stopWatch()
 	stop()
 	os.Exit(code)
 }
