@@ -70,7 +70,7 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	if !*capture && (len(com.tables) > 0 || com.schema != "public") {
-		return fail(e.stderr, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
+		return fail(e, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
 	}
 	return eachSide(ctx, e, c, com, func(ctx context.Context, pool *pgxpool.Pool) (sideJSON, error) {
 		out := sideJSON{Schema: pgshiftdb.Schema, Installed: true}
@@ -120,14 +120,14 @@ func eachSide(ctx context.Context, e *env, c *command, com *common,
 		name, url string
 		out       *sideJSON
 	}{{"old", com.old, &out.Old}, {"new", com.new, &out.New}} {
-		pool, err := connect(ctx, side.name, side.url, 1)
+		pool, err := com.connect(ctx, side.name, side.url, 1)
 		if err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		*side.out, err = do(ctx, pool)
 		pool.Close()
 		if err != nil {
-			return fail(e.stderr, c.name, fmt.Errorf("%s: %w", side.name, err))
+			return fail(e, c.name, fmt.Errorf("%s: %w", side.name, err))
 		}
 		if !com.json {
 			fmt.Fprintln(e.stdout, say(side.name, *side.out))
@@ -135,7 +135,7 @@ func eachSide(ctx context.Context, e *env, c *command, com *common,
 	}
 	if com.json {
 		if err := writeJSON(e.stdout, out); err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 	}
 	return exitOK

@@ -63,7 +63,11 @@ type summary struct {
 		Different      int
 		Upserted       int `json:"repaired_upserted"`
 		Deleted        int `json:"repaired_deleted"`
-		Examples       struct{ Missing, Extra, Different [][]string }
+		Examples       struct {
+			Missing   [][]string `json:"missing_on_new"`
+			Extra     [][]string `json:"extra_on_new"`
+			Different [][]string `json:"different"`
+		}
 	}
 }
 

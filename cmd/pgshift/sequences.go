@@ -57,7 +57,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 			Error     string            `json:"error,omitempty"`
 		}{dry, moved, errString(err)}
 		if werr := writeJSON(e.stdout, out); werr != nil {
-			return fail(e.stderr, c.name, werr)
+			return fail(e, c.name, werr)
 		}
 	} else {
 		for _, m := range moved {
@@ -79,7 +79,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	return exitOK
 }
