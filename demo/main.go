@@ -165,7 +165,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fmt.Fprintf(e.stdout, "dashboard:    %s/\n", url)
 	fmt.Fprintf(e.stdout, "try:          curl -i -H 'X-User-ID: 123' %s/api/me\n", url)
 	if e.getenv("PGSHIFT_DEMO_TOKEN") == "" {
-		fmt.Fprintf(e.stdout, "admin token:  %s (for POST /admin/verify, /admin/repair, /admin/backfill)\n", a.token)
+		fmt.Fprintf(e.stdout, "admin token:  %s (for POST /admin/verify, /admin/repair, /admin/backfill, /admin/sync-sequences)\n", a.token)
 	}
 	fmt.Fprintln(e.stdout, "Ctrl-C stops the demo and its databases.")
 
