@@ -118,24 +118,29 @@ func otherMethods(allowed []string) []string {
 
 // methodNotAllowed answers 405 with the Allow header of allowed.
 func methodNotAllowed(allowed []string) apiFunc {
+	return func(r *http.Request) (int, any, error) {
+		return 0, nil, notAllowed(r, allowed)
+	}
+}
+
+// notAllowed is the 405 of request r on a path that takes the methods
+// allowed (and HEAD with GET).
+func notAllowed(r *http.Request, allowed []string) *apiError {
 	allow := slices.Clone(allowed)
 	if slices.Contains(allow, "GET") {
 		allow = append(allow, "HEAD")
 	}
 	slices.Sort(allow)
-	return func(r *http.Request) (int, any, error) {
-		return 0, nil, &apiError{status: http.StatusMethodNotAllowed, allow: strings.Join(allow, ", "),
-			msg: fmt.Sprintf("%s %s: method not allowed; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", "))}
-	}
+	list := strings.Join(allow, ", ")
+	return &apiError{status: http.StatusMethodNotAllowed, allow: list,
+		msg: fmt.Sprintf("%s %s: method not allowed; allowed: %s", r.Method, r.URL.Path, list)}
 }
 
 // allowOnly answers the methods other than allowed on path (an endpoint
 // outside the API's routes) with a JSON 405.
 func allowOnly(mux *http.ServeMux, path string, allowed ...string) {
-	fn := methodNotAllowed(allowed)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _, err := fn(r)
-		ae := err.(*apiError)
+		ae := notAllowed(r, allowed)
 		w.Header().Set("Allow", ae.allow)
 		writeJSON(w, ae.status, errorJSON{ae.msg})
 	})
@@ -166,9 +171,10 @@ func (a *app) identify(r *http.Request) (key string, attrs map[string]any) {
 // the operation op and, when the request succeeded, the side that answered
 // in the response headers, and records the request for the dashboard and
 // /metrics.
-func (a *app) api(op string, fn apiFunc) http.Handler {
+func (a *app) api(endpointOp string, fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		op := endpointOp
 		key, attrs := a.identify(r)
 		ctx := flags.WithUser(r.Context(), key, attrs)
 		ctx, out := dualwrite.WithOutcome(ctx)
