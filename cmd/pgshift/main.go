@@ -5,10 +5,14 @@
 // users from stage to stage once the gates of the move hold (preflight,
 // move).
 //
-// Run `pgshift help` for the subcommands and `pgshift <command> -h` for one
-// command's flags and examples. Exit status: 0 done, equal or ready; 1
-// differences found or not ready; 2 error. A password in a connection string
-// never reaches any output.
+// Run `pgshift help` for the subcommands, `pgshift <command> -h` for one
+// command's flags and examples, `pgshift --version` for the version. Exit
+// status: 0 done, equal or ready; 1 differences found or not ready; 2 error.
+// A password in a connection string never reaches any output. Every
+// connection attempt is bounded by --connect-timeout (default 10s). With
+// --json, stdout holds one JSON object: the summary, or the error as
+// {"command", "error", "exit_status"}; keys are snake_case, tables
+// schema.table.
 //
 // Each subcommand lives in its own file and registers itself in commands
 // (see register); common.go holds the flags they share.
