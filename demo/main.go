@@ -22,8 +22,10 @@
 // the attributes flag rules match (taken from the seeded account when not
 // sent). The account with key K owns the users row whose id is
 // uuid.NewSHA1(accountNamespace, "account:"+K); GET /api/me returns it.
-// Every response names the caller's stage (Pgshift-Stage) and the side that
-// answered (Pgshift-Served-By).
+// Every response names the caller's stage (Pgshift-Stage) and the endpoint's
+// repository operation (Pgshift-Op); one that succeeded names the side that
+// answered (Pgshift-Served-By). Errors are JSON, {"error": "..."}: a body
+// over 1 MiB is a 413, a method a path does not take a 405 with Allow.
 package main
 
 import (
