@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,12 +21,13 @@ import (
 // sync-sequences, the same library calls `pgshift` makes. Over HTTP they
 // need the admin token; the walkthrough calls them directly.
 
-// tableReport is one table's line of a verify.
+// tableReport is one table's line of a verify, with the names `pgshift
+// verify --json` gives the same numbers.
 type tableReport struct {
 	Table     string `json:"table"`
 	Rows      int64  `json:"rows"`
-	Missing   int    `json:"missing"`
-	Extra     int    `json:"extra"`
+	Missing   int    `json:"missing_on_new"`
+	Extra     int    `json:"extra_on_new"`
 	Different int    `json:"different"`
 	Transient int    `json:"transient"`
 	Logged    int    `json:"repair_logged,omitempty"`
@@ -143,7 +146,7 @@ func (a *app) verify(ctx context.Context, repair bool, recheck time.Duration) (v
 	rep := verifyReport{At: start, Repair: repair, Equal: true}
 	for _, r := range results {
 		t := tableReport{
-			Table: r.Table.String(), Rows: r.Rows,
+			Table: r.Table.Qualified(), Rows: r.Rows,
 			Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
 			Logged: r.Logged,
 		}
@@ -183,11 +186,11 @@ func (a *app) backfill(ctx context.Context) (backfillReport, error) {
 	}
 	var rep backfillReport
 	for _, r := range results {
-		rep.Tables = append(rep.Tables, r.Table.String())
+		rep.Tables = append(rep.Tables, r.Table.Qualified())
 		rep.Rows += r.Rows
 		rep.Inserted += r.Inserted
 		if r.Err != nil {
-			rep.Errors = append(rep.Errors, r.Table.String()+": "+r.Err.Error())
+			rep.Errors = append(rep.Errors, r.Table.Qualified()+": "+r.Err.Error())
 		}
 	}
 	if len(rep.Errors) > 0 {
@@ -209,7 +212,14 @@ func (a *app) syncSequences(ctx context.Context) (moved int, err error) {
 
 func (a *app) routeAdmin(mux *http.ServeMux) {
 	mux.Handle("POST /admin/verify", a.admin(func(r *http.Request) (any, error) {
-		return a.verify(r.Context(), r.URL.Query().Get("repair") == "true", 0)
+		repair := false
+		if s := r.URL.Query().Get("repair"); s != "" {
+			var err error
+			if repair, err = strconv.ParseBool(s); err != nil {
+				return nil, badRequest("repair=%q: want true or false", s)
+			}
+		}
+		return a.verify(r.Context(), repair, 0)
 	}))
 	mux.Handle("POST /admin/repair", a.admin(func(r *http.Request) (any, error) {
 		rep, err := a.facade.Repairer().Drain(r.Context())
@@ -222,6 +232,9 @@ func (a *app) routeAdmin(mux *http.ServeMux) {
 		n, err := a.syncSequences(r.Context())
 		return map[string]int{"moved": n}, err
 	}))
+	for _, path := range []string{"/admin/verify", "/admin/repair", "/admin/backfill", "/admin/sync-sequences"} {
+		allowOnly(mux, path, "POST")
+	}
 }
 
 // admin guards an operator endpoint with the token given at start-up
@@ -234,6 +247,11 @@ func (a *app) admin(fn func(r *http.Request) (any, error)) http.Handler {
 			return
 		}
 		body, err := fn(r)
+		var ae *apiError
+		if errors.As(err, &ae) {
+			writeJSON(w, ae.status, errorJSON{ae.msg})
+			return
+		}
 		if err != nil {
 			a.log.Error("admin request failed", "path", r.URL.Path, "err", err)
 			writeJSON(w, http.StatusInternalServerError, errorJSON{err.Error()})

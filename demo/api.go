@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,9 +25,13 @@ import (
 // Response headers naming what pgshift did for a request.
 const (
 	headerStage  = "Pgshift-Stage"     // the caller's migration stage
-	headerServed = "Pgshift-Served-By" // "old" or "new": the side that answered
-	headerOp     = "Pgshift-Op"        // the repository operation, when one ran
+	headerServed = "Pgshift-Served-By" // "old" or "new": the side that answered a request that succeeded
+	headerOp     = "Pgshift-Op"        // the endpoint's repository operation, also when it failed
 )
+
+// maxBody is the largest request body the API reads; a larger one is
+// answered 413.
+const maxBody = 1 << 20
 
 // Request headers standing in for authentication: who is asking (the
 // routing key the flags see) and the attributes flag rules target.
@@ -40,41 +45,108 @@ const (
 // or an error that becomes {"error": "..."}.
 type apiFunc func(r *http.Request) (int, any, error)
 
-// apiError is an error the caller caused, with its HTTP status.
+// apiError is an error the caller caused, with its HTTP status; allow is
+// the Allow header of a 405.
 type apiError struct {
 	status int
 	msg    string
+	allow  string
 }
 
 func (e *apiError) Error() string { return e.msg }
 
 func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return &apiError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// route is one endpoint of the API: its method and path, the repository
+// operation it performs (the Pgshift-Op of its responses), its handler.
+type route struct {
+	method, path, op string
+	fn               apiFunc
 }
 
 func (a *app) routeAPI(mux *http.ServeMux) {
-	routes := map[string]apiFunc{
-		"GET /api/me":                 a.getMe,
-		"GET /api/users":              a.listUsers,
-		"POST /api/users":             a.createUser,
-		"GET /api/users/{id}":         byID(a.getUser),
-		"PATCH /api/users/{id}":       byID(a.updateUser),
-		"DELETE /api/users/{id}":      byID(a.deleteUser),
-		"GET /api/users/{id}/posts":   byID(a.listPosts),
-		"POST /api/users/{id}/posts":  byID(a.createPost),
-		"GET /api/posts/{id}":         byID(a.getPost),
-		"PATCH /api/posts/{id}":       byID(a.updatePost),
-		"DELETE /api/posts/{id}":      byID(a.deletePost),
-		"GET /api/users/{id}/events":  byID(a.listEvents),
-		"POST /api/users/{id}/events": byID(a.createEvent),
-		"GET /api/":                   a.notFound,
-		"POST /api/":                  a.notFound,
-		"PATCH /api/":                 a.notFound,
-		"PUT /api/":                   a.notFound,
-		"DELETE /api/":                a.notFound,
+	routes := []route{
+		{"GET", "/api/me", "users.get", a.getMe},
+		{"GET", "/api/users", "users.list", a.listUsers},
+		{"POST", "/api/users", "users.create", a.createUser},
+		{"GET", "/api/users/{id}", "users.get", byID(a.getUser)},
+		{"PATCH", "/api/users/{id}", "users.update", byID(a.updateUser)},
+		{"DELETE", "/api/users/{id}", "users.delete", byID(a.deleteUser)},
+		{"GET", "/api/users/{id}/posts", "posts.list_by_user", byID(a.listPosts)},
+		{"POST", "/api/users/{id}/posts", "posts.create", byID(a.createPost)},
+		{"GET", "/api/posts/{id}", "posts.get", byID(a.getPost)},
+		{"PATCH", "/api/posts/{id}", "posts.update", byID(a.updatePost)},
+		{"DELETE", "/api/posts/{id}", "posts.delete", byID(a.deletePost)},
+		{"GET", "/api/users/{id}/events", "events.list_by_user", byID(a.listEvents)},
+		{"POST", "/api/users/{id}/events", "events.create", byID(a.createEvent)},
 	}
-	for pattern, fn := range routes {
-		mux.Handle(pattern, a.api(fn))
+	allowed := map[string][]string{}
+	var paths []string
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, a.api(rt.op, rt.fn))
+		if allowed[rt.path] == nil {
+			paths = append(paths, rt.path)
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// Another method on a path the API has is a 405 naming the allowed
+	// ones, in JSON like every other error; a path it does not have, 404.
+	for _, path := range paths {
+		for _, m := range otherMethods(allowed[path]) {
+			mux.Handle(m+" "+path, a.api("", methodNotAllowed(allowed[path])))
+		}
+	}
+	for _, m := range apiMethods {
+		mux.Handle(m+" /api/", a.api("", a.notFound))
+	}
+}
+
+// apiMethods are the methods the API answers (HEAD comes with GET).
+var apiMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+// otherMethods are the apiMethods not in allowed.
+func otherMethods(allowed []string) []string {
+	var out []string
+	for _, m := range apiMethods {
+		if !slices.Contains(allowed, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// methodNotAllowed answers 405 with the Allow header of allowed.
+func methodNotAllowed(allowed []string) apiFunc {
+	return func(r *http.Request) (int, any, error) {
+		return 0, nil, notAllowed(r, allowed)
+	}
+}
+
+// notAllowed is the 405 of request r on a path that takes the methods
+// allowed (and HEAD with GET).
+func notAllowed(r *http.Request, allowed []string) *apiError {
+	allow := slices.Clone(allowed)
+	if slices.Contains(allow, "GET") {
+		allow = append(allow, "HEAD")
+	}
+	slices.Sort(allow)
+	list := strings.Join(allow, ", ")
+	return &apiError{status: http.StatusMethodNotAllowed, allow: list,
+		msg: fmt.Sprintf("%s %s: method not allowed; allowed: %s", r.Method, r.URL.Path, list)}
+}
+
+// allowOnly answers the methods other than allowed on path (an endpoint
+// outside the API's routes) with a JSON 405.
+func allowOnly(mux *http.ServeMux, path string, allowed ...string) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ae := notAllowed(r, allowed)
+		w.Header().Set("Allow", ae.allow)
+		writeJSON(w, ae.status, errorJSON{ae.msg})
+	})
+	for _, m := range otherMethods(allowed) {
+		mux.Handle(m+" "+path, h)
 	}
 }
 
@@ -96,34 +168,49 @@ func (a *app) identify(r *http.Request) (key string, attrs map[string]any) {
 	return key, attrs
 }
 
-// api puts the caller in the request's context, runs fn, names the stage
-// and the side that answered in the response headers, and records the
-// request for the dashboard and /metrics.
-func (a *app) api(fn apiFunc) http.Handler {
+// api puts the caller in the request's context, runs fn, names the stage,
+// the operation op and, when the request succeeded, the side that answered
+// in the response headers, and records the request for the dashboard and
+// /metrics.
+func (a *app) api(endpointOp string, fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		op := endpointOp
 		key, attrs := a.identify(r)
 		ctx := flags.WithUser(r.Context(), key, attrs)
 		ctx, out := dualwrite.WithOutcome(ctx)
 		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 
 		status, body, err := fn(r)
 		stage, side := out.Stage, out.Served
 		if out.Op == "" {
 			// No repository call answered (a bad request, or a failed
-			// write): the stage the caller is in, and the side that would
-			// have answered.
+			// write): the stage the caller is in, and for the counts the
+			// side that would have answered.
 			stage = a.stages.Stage(ctx)
 			side = stage.Plan().Authoritative
 		}
-		if err != nil {
-			status, body = a.errorBody(r, out.Op, stage, err)
+		// Served names the side whose answer the response carries: none
+		// in an error response.
+		served := ""
+		if err == nil && out.Op != "" {
+			op, served = out.Op, out.Served.String()
 		}
 		h := w.Header()
+		if err != nil {
+			status, body = a.errorBody(r, op, stage, err)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.allow != "" {
+				h.Set("Allow", ae.allow)
+			}
+		}
 		h.Set(headerStage, stage.String())
-		h.Set(headerServed, side.String())
-		if out.Op != "" {
-			h.Set(headerOp, out.Op)
+		if served != "" {
+			h.Set(headerServed, served)
+		}
+		if op != "" {
+			h.Set(headerOp, op)
 		}
 		writeJSON(w, status, body)
 
@@ -131,8 +218,8 @@ func (a *app) api(fn apiFunc) http.Handler {
 		plan, _ := attrs["plan"].(string)
 		a.activity.record(ctx, request{
 			At: start, Who: key, Country: country, Plan: plan,
-			Method: r.Method, Path: r.URL.Path, Op: out.Op,
-			Stage: stage.String(), Side: side.String(), Status: status,
+			Method: r.Method, Path: r.URL.Path, Op: op,
+			Stage: stage.String(), Side: served, Status: status,
 			Millis: float64(time.Since(start).Microseconds()) / 1000,
 		}, stage, side)
 	})
@@ -172,17 +259,31 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_ = enc.Encode(body)
 }
 
-// decode reads a JSON request body of at most 1 MiB into v. The body must
+// decode reads a JSON request body into v: one JSON value and nothing
+// after it, of at most maxBody bytes (api limits the body). The body must
 // say it is JSON (Content-Type: application/json): a browser sends a
 // cross-site form (text/plain, form encoded) without asking first, and
 // would otherwise write through the API of whoever has it open.
 func decode(r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return &apiError{http.StatusUnsupportedMediaType, fmt.Sprintf("request body: Content-Type is %q; send application/json", r.Header.Get("Content-Type"))}
+		return &apiError{status: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("request body: Content-Type is %q; send application/json", r.Header.Get("Content-Type"))}
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	err := dec.Decode(v)
+	if err == nil {
+		if _, next := dec.Token(); !errors.Is(next, io.EOF) {
+			err = next
+			if err == nil {
+				err = errors.New("data after the JSON value: send one JSON object")
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body over %d bytes (1 MiB)", tooBig.Limit)}
+	case err != nil:
 		return badRequest("request body: %v", err)
 	}
 	return nil
@@ -235,7 +336,7 @@ func list[T any](items []T, limit int32, last func(T) any) listJSON[T] {
 }
 
 func (a *app) notFound(r *http.Request) (int, any, error) {
-	return 0, nil, &apiError{http.StatusNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path}
+	return 0, nil, &apiError{status: http.StatusNotFound, msg: "no such endpoint: " + r.Method + " " + r.URL.Path}
 }
 
 func (a *app) getMe(r *http.Request) (int, any, error) {

@@ -59,8 +59,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Every answer, errors included, names the stage and the side; errors are
-// JSON with a message.
+// Every answer, errors included, names the stage and the endpoint's
+// operation; the side only when it answered; errors are JSON with a
+// message.
 func TestAPIWritesAndErrorsCarryStage(t *testing.T) {
 	t.Parallel()
 	ta := setup(t, demoFlags(t))
@@ -80,6 +81,7 @@ func TestAPIWritesAndErrorsCarryStage(t *testing.T) {
 		method, path, body string
 		want               int
 	}{
+		{"PUT", "/api/users/" + uid, `{"plan":"pro"}`, 405},
 		{"GET", "/api/posts/" + pid, "", 200},
 		{"PATCH", "/api/posts/" + pid, `{"title":"edited"}`, 200},
 		{"GET", "/api/users/" + uid + "/posts", "", 200},
@@ -98,8 +100,15 @@ func TestAPIWritesAndErrorsCarryStage(t *testing.T) {
 		if r.status != step.want {
 			t.Fatalf("%s %s: status %d, want %d (%v)", step.method, step.path, r.status, step.want, r.body)
 		}
-		if r.stage != "live" || r.served != "new" {
-			t.Fatalf("%s %s: stage %q served %q, want live, new", step.method, step.path, r.stage, r.served)
+		wantServed := "new"
+		if step.want >= 400 {
+			wantServed = "" // no side's answer is in an error
+		}
+		if r.stage != "live" || r.served != wantServed {
+			t.Fatalf("%s %s: stage %q served %q, want live, %q", step.method, step.path, r.stage, r.served, wantServed)
+		}
+		if wantOp := opOf(step.method, step.path); r.op != wantOp {
+			t.Fatalf("%s %s: Pgshift-Op %q, want %q", step.method, step.path, r.op, wantOp)
 		}
 		if step.want >= 400 {
 			if msg, _ := r.body["error"].(string); msg == "" || strings.Contains(msg, "goroutine") {
@@ -222,5 +231,102 @@ func TestGatesPerStage(t *testing.T) {
 	time.Sleep(gatesTTL)
 	if got := fmt.Sprint(blocking(get()["dualwrite"])); got != "[backfill finished]" {
 		t.Fatalf("after verify --repair, dualwrite -> shadow blocked by %s, want backfill only", got)
+	}
+}
+
+// opOf is the repository operation the API names for an endpoint ("" for
+// a request no endpoint takes).
+func opOf(method, path string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/api/"), "/")
+	switch {
+	case method == "PUT" || parts[0] == "nothing-here":
+		return ""
+	case len(parts) == 3:
+		return map[string]string{"GET": parts[2] + ".list_by_user", "POST": parts[2] + ".create"}[method]
+	case len(parts) == 1 && method == "GET":
+		return "users.list"
+	case len(parts) == 1:
+		return "users.create"
+	}
+	return parts[0] + "." + map[string]string{"GET": "get", "PATCH": "update", "DELETE": "delete"}[method]
+}
+
+// Request bodies: over 1 MiB is 413, anything after the JSON value is 400,
+// both as JSON errors naming the endpoint's operation and no side.
+func TestAPIRequestBodyLimits(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	tester := "X-User-ID: 123"
+	huge := `{"email":"big@example.com","name":"` + strings.Repeat("x", 1<<20) + `"}`
+	for _, c := range []struct {
+		name, body string
+		want       int
+	}{
+		{"over 1 MiB", huge, http.StatusRequestEntityTooLarge},
+		{"trailing garbage", `{"email":"g@example.com","name":"G"} garbage`, http.StatusBadRequest},
+		{"two objects", `{"email":"h@example.com","name":"H"}{}`, http.StatusBadRequest},
+		{"one object and spaces", "{\"email\":\"ok@example.com\",\"name\":\"Ok\"}\n  ", http.StatusCreated},
+	} {
+		r := ta.do(t, "POST", "/api/users", c.body, tester)
+		if r.status != c.want {
+			t.Errorf("%s: status %d, want %d (%v)", c.name, r.status, c.want, r.body)
+			continue
+		}
+		if c.want >= 400 {
+			if msg, _ := r.body["error"].(string); msg == "" || r.op != "users.create" || r.served != "" {
+				t.Errorf("%s: body %v, op %q, served %q; want a JSON error, op users.create, no side", c.name, r.body, r.op, r.served)
+			}
+		}
+	}
+}
+
+// A method a path does not take is a JSON 405 with Allow, on the API and on
+// the admin endpoints alike.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	for _, c := range []struct{ method, path, allow string }{
+		{"GET", "/admin/verify", "POST"},
+		{"DELETE", "/admin/repair", "POST"},
+		{"DELETE", "/api/me", "GET, HEAD"},
+		{"PUT", "/api/users/0190a5c0-0000-7000-8000-000000000000", "DELETE, GET, HEAD, PATCH"},
+		{"POST", "/api/gates", "GET, HEAD"},
+	} {
+		r := ta.do(t, c.method, c.path, "", "X-User-ID: 123", "Authorization: Bearer "+testToken)
+		if msg, _ := r.body["error"].(string); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow || msg == "" {
+			t.Errorf("%s %s: %d, Allow %q, body %v; want 405, Allow %q, a JSON error", c.method, c.path, r.status, r.header.Get("Allow"), r.body, c.allow)
+		}
+	}
+	if r := ta.do(t, "GET", "/api/no-such-thing", "", "X-User-ID: 123"); r.status != http.StatusNotFound {
+		t.Errorf("GET /api/no-such-thing: %d, want 404", r.status)
+	}
+}
+
+// /admin/verify takes ?repair=true or false, refuses anything else, and
+// names its numbers as pgshift verify --json does.
+func TestAdminVerifyParamsAndNames(t *testing.T) {
+	t.Parallel()
+	ta := setup(t, demoFlags(t))
+	auth := "Authorization: Bearer " + testToken
+	if r := ta.do(t, "POST", "/admin/verify?repair=banana", "", auth); r.status != http.StatusBadRequest || !strings.Contains(fmt.Sprint(r.body["error"]), "banana") {
+		t.Fatalf("repair=banana: %d %v, want 400 naming the value", r.status, r.body)
+	}
+	r := ta.do(t, "POST", "/admin/verify?repair=false", "", auth)
+	if r.status != http.StatusOK {
+		t.Fatalf("verify: %d %v", r.status, r.body)
+	}
+	tables, _ := r.body["tables"].([]any)
+	if len(tables) == 0 {
+		t.Fatalf("verify: no tables in %v", r.body)
+	}
+	for _, tb := range tables {
+		m := tb.(map[string]any)
+		name, _ := m["table"].(string)
+		_, missing := m["missing_on_new"]
+		_, extra := m["extra_on_new"]
+		_, different := m["different"]
+		if !strings.HasPrefix(name, "public.") || !missing || !extra || !different {
+			t.Errorf("verify table %v: want table public.name and missing_on_new, extra_on_new, different", m)
+		}
 	}
 }

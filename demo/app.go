@@ -178,6 +178,9 @@ func (a *app) handler() http.Handler {
 	a.routeAdmin(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", a.healthz)
+	for _, path := range []string{"/api/dashboard", "/api/gates", "/healthz", "/metrics"} {
+		allowOnly(mux, path, "GET")
+	}
 	return secureHeaders(mux)
 }
 

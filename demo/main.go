@@ -6,8 +6,11 @@
 //
 // Without PGSHIFT_OLD_URL and PGSHIFT_NEW_URL it starts two throwaway
 // PostgreSQL servers from the local binaries (internal/pglaunch) and stops
-// them on exit. The stage of each user comes from the flagd file
-// demo/flags.json (PGSHIFT_FLAGS names another), re-read when it changes,
+// them on exit: on Ctrl-C, SIGTERM or SIGHUP, when the process that started
+// it exits (a killed `go run`, which does not pass signals on) and, should
+// the demo itself be killed, by their parent-death signal. The stage of each
+// user comes from the flagd file demo/flags.json (PGSHIFT_FLAGS names
+// another), re-read when it changes,
 // or, when PGSHIFT_FLAGS_OFREP (-ofrep) names an OFREP endpoint, from that
 // flag server: go-feature-flag's relay proxy serving the same rollout, as
 // the README's "Using your flag service" starts it, shows the rollout driven
@@ -19,8 +22,10 @@
 // the attributes flag rules match (taken from the seeded account when not
 // sent). The account with key K owns the users row whose id is
 // uuid.NewSHA1(accountNamespace, "account:"+K); GET /api/me returns it.
-// Every response names the caller's stage (Pgshift-Stage) and the side that
-// answered (Pgshift-Served-By).
+// Every response names the caller's stage (Pgshift-Stage) and the endpoint's
+// repository operation (Pgshift-Op); one that succeeded names the side that
+// answered (Pgshift-Served-By). Errors are JSON, {"error": "..."}: a body
+// over 1 MiB is a 413, a method a path does not take a 405 with Allow.
 package main
 
 import (
@@ -40,6 +45,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pglaunch"
 	"github.com/pgshift/pgshift/internal/redact"
 )
 
@@ -55,8 +61,13 @@ type env struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// `go run ./demo` does not pass SIGTERM on: killed, it leaves this
+	// program running. Its exit ends the demo as a signal would, so the
+	// servers the demo launched stop with it.
+	ctx, stopWatch := pglaunch.WithParent(ctx)
 	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stopWatch()
 	stop()
 	os.Exit(code)
 }
@@ -161,7 +172,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	fmt.Fprintf(e.stdout, "dashboard:    %s/\n", url)
 	fmt.Fprintf(e.stdout, "try:          curl -i -H 'X-User-ID: 123' %s/api/me\n", url)
 	if e.getenv("PGSHIFT_DEMO_TOKEN") == "" {
-		fmt.Fprintf(e.stdout, "admin token:  %s (for POST /admin/verify, /admin/repair, /admin/backfill)\n", a.token)
+		fmt.Fprintf(e.stdout, "admin token:  %s (for POST /admin/verify, /admin/repair, /admin/backfill, /admin/sync-sequences)\n", a.token)
 	}
 	fmt.Fprintln(e.stdout, "Ctrl-C stops the demo and its databases.")
 

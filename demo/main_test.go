@@ -84,9 +84,10 @@ func demoFlags(t *testing.T) []byte {
 
 // response is what a test reads of an API answer.
 type response struct {
-	status        int
-	stage, served string
-	body          map[string]any
+	status            int
+	stage, served, op string
+	header            http.Header
+	body              map[string]any
 }
 
 // do makes one API request with the given headers ("X-User-ID: 123", ...).
@@ -112,7 +113,8 @@ func (ta *testApp) do(t *testing.T, method, path, body string, headers ...string
 		t.Fatal(err)
 	}
 	defer func() { _ = res.Body.Close() }()
-	r := response{status: res.StatusCode, stage: res.Header.Get(headerStage), served: res.Header.Get(headerServed)}
+	r := response{status: res.StatusCode, stage: res.Header.Get(headerStage), served: res.Header.Get(headerServed),
+		op: res.Header.Get(headerOp), header: res.Header}
 	b, _ := io.ReadAll(res.Body)
 	if ct := res.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/json") {
 		var m any

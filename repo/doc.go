@@ -2,9 +2,9 @@
 // posts owned by users, and events keyed by a bigint identity), written once
 // on top of the dualwrite facade and the sqlc-generated queries in repo/db.
 //
-// It is what an application embeds, and the pattern to copy for an
-// application's own repositories: each method is one dualwrite.Write or
-// dualwrite.Read around generated queries. A write function reports the rows
+// It is the demo's domain, not something an application embeds: it is the
+// reference to copy for an application's own repositories. Each method is
+// one dualwrite.Write or dualwrite.Read around generated queries. A write function reports the rows
 // it changes with Tx.Touch (before the statement, when the key is known, to
 // save a round trip), passes timestamps and identifiers it chose itself so
 // both databases store the same values, and, when it runs on the other side,

@@ -74,7 +74,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 	}
 	s, err := com.open(ctx, e, *workers*2+2)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	defer s.close()
 	prog := newProgress(e.stderr, c.name, e.terminal, com.json)
@@ -96,7 +96,7 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		if r.Table == nil {
 			continue // not started: interrupted
 		}
-		tables = append(tables, backfillTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
+		tables = append(tables, backfillTableJSON{tableJSON: tableJSON{Table: r.Table.Qualified(), Error: errString(r.Err)},
 			Chunks: r.Chunks, Pieces: r.Pieces, Rows: r.Rows, Inserted: r.Inserted, AlreadyDone: r.AlreadyDone, Resumed: r.Resumed})
 		switch {
 		case r.Err != nil:
@@ -109,11 +109,15 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if err != nil {
-		code = fail(e.stderr, c.name, err)
+		code = fail(e, c.name, err)
 	}
 	if com.json {
-		if err := writeJSON(e.stdout, map[string]any{"ok": code == exitOK, "tables": tables}); err != nil {
-			return fail(e.stderr, c.name, err)
+		out := map[string]any{"ok": code == exitOK, "tables": tables}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		if err := writeJSON(e.stdout, out); err != nil {
+			return fail(e, c.name, err)
 		}
 	}
 	return code

@@ -8,12 +8,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/internal/schemadiff"
 )
+
+// connectTimeoutDefault bounds each connection attempt unless
+// --connect-timeout, PGSHIFT_CONNECT_TIMEOUT, PGCONNECT_TIMEOUT or
+// connect_timeout in the connection string say otherwise: a host that drops
+// packets fails the command instead of hanging it.
+const connectTimeoutDefault = 10 * time.Second
 
 // common are the flags every database command takes.
 type common struct {
@@ -22,6 +31,11 @@ type common struct {
 	tables   []string
 	json     bool
 	verbose  bool
+	// connectTimeout bounds each connection attempt (0: no bound) unless
+	// the connection string names connect_timeout; connectTimeoutErr is a
+	// bad value in the environment, reported when the command connects.
+	connectTimeout    time.Duration
+	connectTimeoutErr error
 }
 
 // bind defines the flags command cmd takes: --old, --new, --json and -v
@@ -46,8 +60,35 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 			return nil
 		})
 	}
-	fs.BoolVar(&c.json, "json", false, "print a machine-readable summary on stdout")
+	fs.BoolFunc("json", "print a machine-readable summary on stdout (errors too, as {\"command\", \"error\", \"exit_status\"})", func(s string) error {
+		v, err := strconv.ParseBool(s)
+		c.json, e.json = v, v
+		return err
+	})
 	fs.BoolVar(&c.verbose, "v", false, "log each table's work on stderr")
+	c.connectTimeout, c.connectTimeoutErr = connectTimeoutFromEnv(e.getenv)
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", c.connectTimeout,
+		"give up on a server that does not answer a connection attempt within this, e.g. 5s; 0 waits as long as the OS does (env PGSHIFT_CONNECT_TIMEOUT; connect_timeout in a connection string wins)")
+}
+
+// connectTimeoutFromEnv is --connect-timeout's default: PGSHIFT_CONNECT_TIMEOUT
+// (a duration such as 5s, or whole seconds), else libpq's PGCONNECT_TIMEOUT
+// (whole seconds), else connectTimeoutDefault.
+func connectTimeoutFromEnv(getenv func(string) string) (time.Duration, error) {
+	for _, name := range []string{"PGSHIFT_CONNECT_TIMEOUT", "PGCONNECT_TIMEOUT"} {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			continue
+		}
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return time.Duration(n) * time.Second, nil
+		}
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 && name == "PGSHIFT_CONNECT_TIMEOUT" {
+			return d, nil
+		}
+		return connectTimeoutDefault, fmt.Errorf("%s=%q: want a duration such as 10s (0 for no bound); fix or unset it", name, v)
+	}
+	return connectTimeoutDefault, nil
 }
 
 // logger logs on stderr: warnings, and each table's work with -v.
@@ -88,10 +129,10 @@ func (s *session) close() {
 func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, error) {
 	s := &session{log: c.logger(e)}
 	var err error
-	if s.old, err = connect(ctx, "old", c.old, maxConns); err != nil {
+	if s.old, err = c.connect(ctx, "old", c.old, maxConns); err != nil {
 		return nil, err
 	}
-	if s.new, err = connect(ctx, "new", c.new, maxConns); err != nil {
+	if s.new, err = c.connect(ctx, "new", c.new, maxConns); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -118,16 +159,30 @@ func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, erro
 }
 
 // connect opens a pool on url with rowsync's session parameters, so that
-// values have the same text form on both sides, and checks it works.
-func connect(ctx context.Context, side, url string, maxConns int) (*pgxpool.Pool, error) {
+// values have the same text form on both sides, and checks it works. Every
+// connection of the pool, the first and those opened later, is bounded by
+// the connect timeout.
+func (c *common) connect(ctx context.Context, side, url string, maxConns int) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, fmt.Errorf("no connection string for %s: give --%s or set PGSHIFT_%s_URL", side, side, map[string]string{"old": "OLD", "new": "NEW"}[side])
 	}
-	pool, err := rowsync.Connect(ctx, url, maxConns)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", side, err)
+	if c.connectTimeoutErr != nil {
+		return nil, c.connectTimeoutErr
 	}
-	return pool, nil
+	var timeout time.Duration
+	pool, err := rowsync.Connect(ctx, url, maxConns, func(cfg *pgxpool.Config) {
+		if !strings.Contains(url, "connect_timeout") {
+			cfg.ConnConfig.ConnectTimeout = c.connectTimeout
+		}
+		timeout = cfg.ConnConfig.ConnectTimeout
+	})
+	switch {
+	case err == nil:
+		return pool, nil
+	case timeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		return nil, fmt.Errorf("connect to %s: no answer within %v: check the host and port, and that no firewall drops the packets (--connect-timeout, env PGSHIFT_CONNECT_TIMEOUT, or connect_timeout in the connection string sets the wait): %w", side, timeout, err)
+	}
+	return nil, fmt.Errorf("connect to %s: %w", side, err)
 }
 
 // reportSkipped prints why tables were skipped; it returns whether any were.
@@ -166,24 +221,35 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// fail prints err for command name and returns the error status; a
-// cancelled run says so.
-func fail(w io.Writer, name string, err error) int {
+// fail prints err for command name on stderr and returns the error status;
+// a cancelled run says so. With --json, the first error is also what
+// runWith prints on stdout when the command printed no summary there.
+func fail(e *env, name string, err error) int {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(w, "pgshift %s: interrupted\n", name)
-		return exitError
+		err = errors.New("interrupted")
 	}
-	fmt.Fprintf(w, "pgshift %s: %v\n", name, err)
+	fmt.Fprintf(e.stderr, "pgshift %s: %v\n", name, err)
+	if e.failure == nil {
+		e.failure = err
+	}
 	return exitError
+}
+
+// errorJSON is what a command run with --json prints on stdout when it ends
+// in an error without a summary.
+type errorJSON struct {
+	Command    string `json:"command"`
+	Error      string `json:"error"`
+	ExitStatus int    `json:"exit_status"`
 }
 
 // connectBoth opens small pools on old and new, for commands that read the
 // catalogs rather than walk tables.
 func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Pool, err error) {
-	if oldPool, err = connect(ctx, "old", c.old, 2); err != nil {
+	if oldPool, err = c.connect(ctx, "old", c.old, 2); err != nil {
 		return nil, nil, err
 	}
-	if newPool, err = connect(ctx, "new", c.new, 2); err != nil {
+	if newPool, err = c.connect(ctx, "new", c.new, 2); err != nil {
 		oldPool.Close()
 		return nil, nil, err
 	}
@@ -216,7 +282,7 @@ func catalogCommand(ctx context.Context, e *env, name string, args []string, own
 	}
 	oldPool, newPool, err := com.connectBoth(ctx)
 	if err != nil {
-		return nil, nil, nil, fail(e.stderr, name, err), false
+		return nil, nil, nil, fail(e, name, err), false
 	}
 	return com, oldPool, newPool, 0, true
 }

@@ -203,7 +203,7 @@ func runPreflight(ctx context.Context, e *env, args []string) int {
 	defer newPool.Close()
 	rep, cohort, err := cf.check(ctx, com, oldPool, newPool)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if com.json {
 		err = writeJSON(e.stdout, preflightJSON{Cohort: cohort, Report: rep})
@@ -211,7 +211,7 @@ func runPreflight(ctx context.Context, e *env, args []string) int {
 		err = writeReport(e.stdout, cohort, rep)
 	}
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if !rep.Ready {
 		return exitDifferences
@@ -285,29 +285,29 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	if cf.file == "" {
-		return fail(e.stderr, c.name, errors.New("name the application's flag file with --flags FILE"))
+		return fail(e, c.name, errors.New("name the application's flag file with --flags FILE"))
 	}
 	ff := cf.flagFile()
 	if undo {
 		if cf.cohortIsSet() || cf.to != "" {
-			return fail(e.stderr, c.name, errors.New("--undo takes no cohort and no --to: it puts the whole previous file back"))
+			return fail(e, c.name, errors.New("--undo takes no cohort and no --to: it puts the whole previous file back"))
 		}
 		if err := ff.Undo(); err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		fmt.Fprintf(e.stdout, "%s: the version before the last move is back\n", ff.Path)
 		return exitOK
 	}
 	if !cf.cohortIsSet() {
-		return fail(e.stderr, c.name, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default"))
+		return fail(e, c.name, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default"))
 	}
 	cohort, err := cf.cohort()
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	from, to, err := cf.stages()
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if from == to {
 		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", cohort, to)
@@ -318,7 +318,7 @@ func runMove(ctx context.Context, e *env, args []string) int {
 	if to > from {
 		oldPool, newPool, err := com.connectBoth(ctx)
 		if err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		defer oldPool.Close()
 		defer newPool.Close()
@@ -326,11 +326,11 @@ func runMove(ctx context.Context, e *env, args []string) int {
 	}
 	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	who := cohort.String()
 	if err := writeReport(e.stdout, who, rep); err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if !rep.Ready {
 		skipped := rep.Forward && rep.To != rep.From+1
@@ -345,7 +345,7 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pgshift move: moving although %s (--force)\n", blocking(rep))
 	}
 	if err := ff.Move(cohort, rep.To); err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	fmt.Fprintf(e.stdout, "moved %s from %v to %v in %s (undo: pgshift move --flags %s --undo)\n", who, rep.From, rep.To, ff.Path, ff.Path)
 	return exitOK

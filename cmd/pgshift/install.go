@@ -84,7 +84,7 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	if !*capture && (len(com.tables) > 0 || com.schema != "public") {
-		return fail(e.stderr, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
+		return fail(e, c.name, errors.New("--schema and --table choose the tables to capture: give --capture too, or leave them out"))
 	}
 	return eachSide(ctx, e, c, com, func(ctx context.Context, tx pgx.Tx) (sideJSON, error) {
 		out := sideJSON{Schema: pgshiftdb.Schema, Installed: true}
@@ -142,26 +142,26 @@ func eachSide(ctx context.Context, e *env, c *command, com *common,
 		tx        pgx.Tx
 	}{{"old", com.old, &out.Old, nil}, {"new", com.new, &out.New, nil}}
 	for i := range sides {
-		pool, err := connect(ctx, sides[i].name, sides[i].url, 1)
+		pool, err := com.connect(ctx, sides[i].name, sides[i].url, 1)
 		if err != nil {
-			return fail(e.stderr, c.name, fmt.Errorf("%w; nothing was changed", err))
+			return fail(e, c.name, fmt.Errorf("%w; nothing was changed", err))
 		}
 		defer pool.Close()
 		if sides[i].tx, err = pool.Begin(ctx); err != nil {
-			return fail(e.stderr, c.name, fmt.Errorf("%s: begin: %w; nothing was changed", sides[i].name, err))
+			return fail(e, c.name, fmt.Errorf("%s: begin: %w; nothing was changed", sides[i].name, err))
 		}
 		defer func() { _ = sides[i].tx.Rollback(context.WithoutCancel(ctx)) }()
 	}
 	for _, side := range sides {
 		var err error
 		if *side.out, err = do(ctx, side.tx); err != nil {
-			return fail(e.stderr, c.name, fmt.Errorf("%s: %w; nothing was changed on either side", side.name, err))
+			return fail(e, c.name, fmt.Errorf("%s: %w; nothing was changed on either side", side.name, err))
 		}
 	}
 	for i, side := range sides {
 		if err := side.tx.Commit(ctx); err != nil {
 			if i == 0 {
-				return fail(e.stderr, c.name, fmt.Errorf("%s: commit: %w; nothing was changed on either side", side.name, err))
+				return fail(e, c.name, fmt.Errorf("%s: commit: %w; nothing was changed on either side", side.name, err))
 			}
 			// old committed, new did not: say exactly that.
 			err = fmt.Errorf("%s: commit: %w; old WAS changed (%s) and new was not: run pgshift %s again", side.name, err, say("old", out.Old), c.name)
@@ -170,12 +170,12 @@ func eachSide(ctx context.Context, e *env, c *command, com *common,
 				out.Error = err.Error()
 				_ = writeJSON(e.stdout, out)
 			}
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 	}
 	if com.json {
 		if err := writeJSON(e.stdout, out); err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		return exitOK
 	}

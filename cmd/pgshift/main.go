@@ -5,10 +5,14 @@
 // users from stage to stage once the gates of the move hold (preflight,
 // move).
 //
-// Run `pgshift help` for the subcommands and `pgshift <command> -h` for one
-// command's flags and examples. Exit status: 0 done, equal or ready; 1
-// differences found or not ready; 2 error. A password in a connection string
-// never reaches any output.
+// Run `pgshift help` for the subcommands, `pgshift <command> -h` for one
+// command's flags and examples, `pgshift --version` for the version. Exit
+// status: 0 done, equal or ready; 1 differences found or not ready; 2 error.
+// A password in a connection string never reaches any output. Every
+// connection attempt is bounded by --connect-timeout (default 10s). With
+// --json, stdout holds one JSON object: the summary, or the error as
+// {"command", "error", "exit_status"}; keys are snake_case, tables
+// schema.table.
 //
 // Each subcommand lives in its own file and registers itself in commands
 // (see register); common.go holds the flags they share.
@@ -22,6 +26,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"syscall"
 
@@ -61,6 +67,24 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	terminal       bool
+
+	// json is set by --json; failure is the first error fail printed;
+	// printed tells whether the command wrote to stdout. With --json, a
+	// command that fails without a summary gets an errorJSON (runWith).
+	json    bool
+	failure error
+	printed *bool
+}
+
+// seenWriter writes to w and records that something was written.
+type seenWriter struct {
+	w    io.Writer
+	seen *bool
+}
+
+func (s seenWriter) Write(p []byte) (int, error) {
+	*s.seen = true
+	return s.w.Write(p)
 }
 
 func main() {
@@ -79,7 +103,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func runWith(ctx context.Context, args []string, e *env) int {
 	r := redact.New(redact.ConnectionStrings(args, e.getenv)...)
-	e = &env{stdout: r.Writer(e.stdout), stderr: r.Writer(e.stderr), getenv: e.getenv, terminal: e.terminal}
+	printed := new(bool)
+	e = &env{stdout: seenWriter{r.Writer(e.stdout), printed}, stderr: r.Writer(e.stderr), getenv: e.getenv, terminal: e.terminal, printed: printed}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(e.stdout, version())
+		return exitOK
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
@@ -97,7 +126,46 @@ func runWith(ctx context.Context, args []string, e *env) int {
 		fmt.Fprintf(e.stderr, "pgshift: unknown command %q; run `pgshift help` for the list\n", args[0])
 		return exitError
 	}
-	return c.run(ctx, e, args[1:])
+	code := c.run(ctx, e, args[1:])
+	if e.json && code == exitError && !*e.printed {
+		msg := "failed; see stderr"
+		if e.failure != nil {
+			msg = e.failure.Error()
+		}
+		_ = writeJSON(e.stdout, errorJSON{Command: c.name, Error: msg, ExitStatus: code})
+	}
+	return code
+}
+
+// version is pgshift's version line: the module version it was built from
+// ("(devel)" for a build in a clone), the commit when the build recorded
+// one, and the Go version.
+func version() string {
+	v := "(unknown)"
+	var rev, modified string
+	info, ok := debug.ReadBuildInfo()
+	if ok {
+		v = info.Main.Version
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+	}
+	out := "pgshift " + v
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		out += " commit " + rev
+		if modified == "true" {
+			out += " (modified)"
+		}
+	}
+	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 func printHelp(w io.Writer) {
@@ -119,6 +187,8 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Connection strings come from --old/--new or PGSHIFT_OLD_URL/PGSHIFT_NEW_URL.
+Each connection attempt gives up after --connect-timeout (default 10s).
+"pgshift --version" prints the version.
 Exit status: 0 done, equal or ready; 1 differences found or not ready; 2 error.
 Run "pgshift <command> -h" for a command's flags and examples.
 `)

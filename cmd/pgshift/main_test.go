@@ -62,7 +62,11 @@ type summary struct {
 		Extra          int `json:"extra_on_new"`
 		Different      int
 		Logged         int `json:"repair_logged"`
-		Examples       struct{ Missing, Extra, Different [][]string }
+		Examples       struct {
+			Missing   [][]string `json:"missing_on_new"`
+			Extra     [][]string `json:"extra_on_new"`
+			Different [][]string `json:"different"`
+		}
 	}
 }
 
@@ -163,7 +167,7 @@ func TestVerifyShowsProgress(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || code != exitOK {
 		t.Fatalf("verify --json: code %d, last stderr line %q (%v)\n%s", code, lines[len(lines)-1], err, out)
 	}
-	if tp := last.Tables[`"Big Co"."events"`]; last.Rows != 30 || tp.Rows != 30 || last.Fraction != 1 {
+	if tp := last.Tables["Big Co.events"]; last.Rows != 30 || tp.Rows != 30 || last.Fraction != 1 {
 		t.Fatalf("verify --json progress = %+v, want 30 rows of events compared, fraction 1", last)
 	}
 }

@@ -42,10 +42,10 @@ func newProgress(w io.Writer, what string, terminal, asJSON bool) *progress {
 }
 
 // chunk records a backfill's committed chunk.
-func (p *progress) chunk(c backfill.Progress) { p.add(c.Table.String(), c.Rows, c.Estimate) }
+func (p *progress) chunk(c backfill.Progress) { p.add(c.Table.Qualified(), c.Rows, c.Estimate) }
 
 // compared records rows a verify compared.
-func (p *progress) compared(c verify.Progress) { p.add(c.Table.String(), c.Rows, c.Estimate) }
+func (p *progress) compared(c verify.Progress) { p.add(c.Table.Qualified(), c.Rows, c.Estimate) }
 
 // add records rows of a table done and redraws when it is time.
 func (p *progress) add(table string, rows, estimate int64) {

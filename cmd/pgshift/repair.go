@@ -41,19 +41,19 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	c := commands["repair"]
 	r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: oldPool, New: newPool, Logger: com.logger(e)})
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	before, err := r.Backlog(ctx)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	rep, err := r.Drain(ctx)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	after, err := r.Backlog(ctx)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	code = exitOK
 	if after.Entries() > 0 {
@@ -68,7 +68,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 			After     dualwrite.Backlog `json:"after"`
 		}{before, rep.OldToNew, rep.NewToOld, rep.Postponed, after}
 		if err := writeJSON(e.stdout, out); err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		return code
 	}

@@ -40,7 +40,7 @@ func runSchemaDiff(ctx context.Context, e *env, args []string) int {
 	c := commands["schema-diff"]
 	rep, err := schemadiff.Diff(ctx, oldPool, newPool, com.schema, schemadiff.Options{Tables: com.tables})
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	code = exitOK
 	if !rep.Equal() {
@@ -52,12 +52,12 @@ func runSchemaDiff(ctx context.Context, e *env, args []string) int {
 			*schemadiff.Report
 		}{rep.Equal(), rep}
 		if err := writeJSON(e.stdout, out); err != nil {
-			return fail(e.stderr, c.name, err)
+			return fail(e, c.name, err)
 		}
 		return code
 	}
 	if err := rep.Write(e.stdout); err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if rep.Equal() {
 		fmt.Fprintf(e.stdout, "schema %s: old and new match\n", com.schema)

@@ -46,7 +46,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 	defer newPool.Close()
 	c := commands["sync-sequences"]
 	if err := schemaOnEitherSide(ctx, oldPool, newPool, com.schema); err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	do := sequences.Sync
 	if dry {
@@ -60,7 +60,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 			Error     string            `json:"error,omitempty"`
 		}{dry, moved, errString(err)}
 		if werr := writeJSON(e.stdout, out); werr != nil {
-			return fail(e.stderr, c.name, werr)
+			return fail(e, c.name, werr)
 		}
 	} else {
 		for _, m := range moved {
@@ -82,7 +82,7 @@ func runSyncSequences(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	return exitOK
 }

@@ -42,7 +42,7 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 	c := commands["status"]
 	rep, err := status.Collect(ctx, oldPool, newPool, com.schema, com.tables, status.Options{ExactCountLimit: limit})
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	if com.json {
 		err = writeJSON(e.stdout, rep)
@@ -50,7 +50,7 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		err = rep.Write(e.stdout)
 	}
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	return exitOK
 }

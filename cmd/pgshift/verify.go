@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -80,17 +81,15 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	if *source != "old" && *source != "new" {
-		fmt.Fprintf(e.stderr, "pgshift verify: --source %q: want old or new\n", *source)
-		return exitError
+		return fail(e, c.name, fmt.Errorf("--source %q: want old or new", *source))
 	}
 	s, err := com.open(ctx, e, *workers*4+2)
 	if err != nil {
-		return fail(e.stderr, c.name, err)
+		return fail(e, c.name, err)
 	}
 	defer s.close()
 	if *changed && *chunks {
-		fmt.Fprintf(e.stderr, "pgshift verify: --changed and --chunks: --changed reads rows by key; give one of them\n")
-		return exitError
+		return fail(e, c.name, errors.New("--changed and --chunks: --changed reads rows by key; give one of them"))
 	}
 	if *chunks {
 		*buckets = -1
@@ -119,7 +118,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		if r.Table == nil {
 			continue
 		}
-		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.String(), Error: errString(r.Err)},
+		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.Qualified(), Error: errString(r.Err)},
 			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
 			Examples: r.Examples, Logged: r.Logged, NotRecorded: r.NotRecorded})
 		if r.Err != nil {
@@ -138,14 +137,18 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if err != nil {
-		code = fail(e.stderr, c.name, err)
+		code = fail(e, c.name, err)
 	}
 	if code == exitOK && differ {
 		code = exitDifferences
 	}
 	if com.json {
-		if err := writeJSON(e.stdout, map[string]any{"equal": code == exitOK && !hasDifferences(results), "tables": tables}); err != nil {
-			return fail(e.stderr, c.name, err)
+		out := map[string]any{"equal": code == exitOK && !hasDifferences(results), "tables": tables}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		if err := writeJSON(e.stdout, out); err != nil {
+			return fail(e, c.name, err)
 		}
 	}
 	return code

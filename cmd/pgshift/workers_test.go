@@ -65,7 +65,7 @@ func TestBackfillProcessesShareATableAndSurviveAKill(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || len(st.Backfills) != 1 {
 				t.Fatalf("status during the backfill: code %d, %v\n%s%s", code, err, out, errOut)
 			}
-			if b := st.Backfills[0]; b.Table != `"public"."big"` || b.Workers < 1 || b.Done >= b.Chunks {
+			if b := st.Backfills[0]; b.Table != "public.big" || b.Workers < 1 || b.Done >= b.Chunks {
 				t.Fatalf("status during the backfill: %+v; want big, under way, with its workers", b)
 			}
 			if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {

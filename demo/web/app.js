@@ -58,8 +58,8 @@ function drawVerify(v) {
     box.textContent = `equal at ${when}: ${v.tables.length} tables, ${fmt(v.rows)} rows (${v.ms} ms)`;
   } else {
     box.className = "verify differ";
-    const parts = v.tables.filter((t) => t.error || t.missing + t.extra + t.different)
-      .map((t) => t.error ? `${t.table}: ${t.error}` : `${t.table}: ${t.missing} missing, ${t.extra} extra, ${t.different} different`);
+    const parts = v.tables.filter((t) => t.error || t.missing_on_new + t.extra_on_new + t.different)
+      .map((t) => t.error ? `${t.table}: ${t.error}` : `${t.table}: ${t.missing_on_new} missing on new, ${t.extra_on_new} extra on new, ${t.different} different`);
     box.textContent = `${fmt(v.differences)} differences at ${when}${v.repair ? " (repaired)" : ""}: ${parts.join("; ")}`;
   }
 }

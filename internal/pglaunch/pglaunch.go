@@ -11,7 +11,10 @@
 // However the process ends, the servers end with it: the postmaster is started
 // with a parent-death signal (SIGQUIT, PostgreSQL's immediate shutdown), so a
 // panicking or killed test binary leaves no server running. The temporary
-// directory of a server whose owner died is removed by the next Start.
+// directory of a server whose owner died is removed by the next Start. A
+// program that is itself started by one that does not pass signals on (`go
+// run`) watches its parent with WithParent and stops its servers when the
+// parent is gone.
 //
 // Server binaries are looked up in $PGSHIFT_PG_BINDIR when it is set, else in
 // PATH, in the directory `pg_config --bindir` names, and in the versioned
@@ -393,5 +396,3 @@ func pidIn(file string) (int, bool) {
 	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 	return pid, err == nil
 }
-
-func alive(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }

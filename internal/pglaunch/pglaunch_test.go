@@ -1,9 +1,11 @@
 package pglaunch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,57 +120,15 @@ func TestCloseRemovesEverything(t *testing.T) {
 // Start must remove the orphaned directory.
 func TestServerDiesWithItsOwner(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("PGLAUNCH_CHILD") == "1" {
+	if os.Getenv("PGLAUNCH_CHILD") != "" {
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChildStartsServer$", "-test.v")
-	cmd.Env = append(os.Environ(), "PGLAUNCH_CHILD=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var dir string
-	buf := make([]byte, 0, 4096)
-	deadline := time.Now().Add(60 * time.Second)
-	for dir == "" && time.Now().Before(deadline) {
-		chunk := make([]byte, 512)
-		n, err := stdout.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if i := strings.Index(string(buf), "DIR="); i >= 0 {
-			if j := strings.Index(string(buf[i:]), "\n"); j > 0 {
-				dir = strings.TrimSpace(string(buf[i+4 : i+j]))
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	if dir == "" {
-		_ = cmd.Process.Kill()
-		t.Fatalf("child did not report its server: %s", buf)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if _, err := fmt.Sscan(strings.SplitN(string(b), "\n", 2)[0], &pid); err != nil {
-		t.Fatal(err)
-	}
+	cmd, report := startHelper(t, "^TestChildStartsServer$", "1", "DIR")
+	dir := report["DIR"]
+	pid := postmasterPID(t, dir)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	for i := 0; ; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			break
-		}
-		if i > 300 {
-			t.Fatalf("postmaster %d outlived its killed owner", pid)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitGone(t, "postmaster", pid)
 	// The next Start sweeps the orphaned directory.
 	_ = mustStart(t)
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -187,6 +147,126 @@ func TestChildStartsServer(t *testing.T) {
 	}
 	_, _ = os.Stdout.WriteString("DIR=" + s.Dir() + "\n")
 	time.Sleep(time.Minute)
+}
+
+// `go run ./demo` killed: go run dies and leaves the program it built
+// running, with no signal. A program that watches its parent (WithParent)
+// stops its servers and removes their directories. Here a helper process
+// plays go run: it starts the watching program without a parent-death
+// signal, as go run does, and is killed with SIGKILL.
+func TestServersEndWhenTheParentOfTheirOwnerIsKilled(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("PGLAUNCH_CHILD") != "" {
+		return
+	}
+	goRun, report := startHelper(t, "^TestChildRunsWatcher$", "gorun", "DIR", "PID")
+	dir := report["DIR"]
+	var owner int
+	if _, err := fmt.Sscan(report["PID"], &owner); err != nil {
+		t.Fatalf("owner pid %q: %v", report["PID"], err)
+	}
+	// Should the watchdog fail, the owner would outlive the test.
+	t.Cleanup(func() { _ = syscall.Kill(owner, syscall.SIGKILL) })
+	postmaster := postmasterPID(t, dir)
+
+	if err := goRun.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = goRun.Wait()
+	waitGone(t, "owner (the watching program)", owner)
+	waitGone(t, "postmaster", postmaster)
+	// Its directory went too: the owner stopped its server itself (Close),
+	// the parent-death signal alone would have left the files.
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("server directory %s left behind: %v", dir, err)
+	}
+}
+
+// TestChildRunsWatcher is the two helper processes of
+// TestServersEndWhenTheParentOfTheirOwnerIsKilled: "gorun" starts "watcher"
+// as go run starts a program, "watcher" starts a server and stops it when
+// its parent exits.
+func TestChildRunsWatcher(t *testing.T) {
+	switch os.Getenv("PGLAUNCH_CHILD") {
+	case "gorun":
+		cmd := exec.Command(os.Args[0], "-test.run=^TestChildRunsWatcher$", "-test.v")
+		cmd.Env = append(os.Environ(), "PGLAUNCH_CHILD=watcher")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+	case "watcher":
+		ctx, cancel := WithParent(context.Background())
+		defer cancel()
+		s, err := Start(ctx, Options{Name: "watched"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = fmt.Fprintf(os.Stdout, "DIR=%s\nPID=%d\n", s.Dir(), os.Getpid())
+		<-ctx.Done()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if cause := context.Cause(ctx); !errors.Is(cause, ErrParentExited) {
+			t.Errorf("context ended by %v, want ErrParentExited", cause)
+		}
+	}
+}
+
+// startHelper runs this test binary's test run as a helper process with
+// PGLAUNCH_CHILD=mode and reads the KEY=value lines of keys from its
+// stdout. The process is killed when the test ends.
+func startHelper(t *testing.T, run, mode string, keys ...string) (*exec.Cmd, map[string]string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v")
+	cmd.Env = append(os.Environ(), "PGLAUNCH_CHILD="+mode)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	report := map[string]string{}
+	lines := bufio.NewScanner(stdout)
+	for len(report) < len(keys) && lines.Scan() {
+		for _, k := range keys {
+			if v, ok := strings.CutPrefix(lines.Text(), k+"="); ok {
+				report[k] = strings.TrimSpace(v)
+			}
+		}
+	}
+	if len(report) < len(keys) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("helper %s did not report %v (got %v): %v", run, keys, report, lines.Err())
+	}
+	// The helper's later output is not read: drain it so it never blocks.
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return cmd, report
+}
+
+// postmasterPID is the process id of the server living in dir.
+func postmasterPID(t *testing.T, dir string) int {
+	t.Helper()
+	pid, ok := pidIn(filepath.Join(dir, "data", "postmaster.pid"))
+	if !ok {
+		t.Fatalf("no postmaster.pid in %s", dir)
+	}
+	return pid
+}
+
+// waitGone waits until process pid has exited (a zombie counts as exited).
+// The bound only turns a process that never ends into a failure.
+func waitGone(t *testing.T, what string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %d still running a minute later", what, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestFindBinDirMissing(t *testing.T) {

@@ -17,8 +17,10 @@ import (
 // mode, which needs no prepared statement to outlive a transaction and so
 // works behind PgBouncer in transaction pooling as well as directly. Its
 // sessions are named "pgshift" (application_name, which PgBouncer passes
-// on) unless url names them. Errors from pgx never contain the password.
-func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
+// on) unless url names them. Each of configure, when given, adjusts the
+// pool's configuration before it connects (a connect timeout, for one).
+// Errors from pgx never contain the password.
+func Connect(ctx context.Context, url string, maxConns int, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("bad connection string: %w", err)
@@ -30,6 +32,9 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 		cfg.ConnConfig.RuntimeParams["application_name"] = "pgshift"
 	}
 	cfg.MaxConns = int32(maxConns)
+	for _, f := range configure {
+		f(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err == nil {
 		err = pool.Ping(ctx)

@@ -115,6 +115,10 @@ type Table struct {
 // Ident is the table's quoted, schema-qualified name for SQL.
 func (t *Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
 
+// Qualified is the table's schema-qualified name unquoted, schema.name: the
+// form machine-readable output (pgshift --json, the demo's API) uses.
+func (t *Table) Qualified() string { return t.Schema + "." + t.Name }
+
 // String is the table's name for messages (quoted like in SQL).
 func (t *Table) String() string { return t.Ident() }
 

@@ -115,7 +115,7 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 			return nil, fmt.Errorf("status: backfills on new: %w", err)
 		}
 		for _, j := range jobs {
-			r.Backfills = append(r.Backfills, Backfill{Table: pgx.Identifier{j.TableSchema, j.TableName}.Sanitize(), Done: j.Done, Leased: j.Leased,
+			r.Backfills = append(r.Backfills, Backfill{Table: j.TableSchema + "." + j.TableName, Done: j.Done, Leased: j.Leased,
 				Chunks: j.Chunks, Rows: j.RowsCopied, Workers: j.Workers})
 		}
 	}

@@ -153,7 +153,9 @@ type Progress struct {
 
 // Examples are a few keys of each kind of difference.
 type Examples struct {
-	Missing, Extra, Different [][]string
+	Missing   [][]string `json:"missing_on_new"`
+	Extra     [][]string `json:"extra_on_new"`
+	Different [][]string `json:"different"`
 }
 
 // Result is the comparison of one table.
