@@ -30,19 +30,21 @@ const reloadDelay = 50 * time.Millisecond
 // NewFileEvaluator returns a ready Evaluator over flagd's in-process
 // provider reading the flagd flag file at path (JSON, or YAML by its
 // extension). The file is checked before the provider starts: a file that
-// cannot be read, is not JSON, does not follow the flagd schema or that
-// flagd rejects is an error naming the file and the problem.
+// cannot be read, is not JSON, does not follow the flagd schema, that
+// flagd rejects, or whose stage flag can give a value that names no stage
+// (a non-boolean in the boolean scheme, a variant its rules name but do not
+// define) is an error naming the file, the flag and the variant.
 //
 // The file is watched (its directory, so editors that replace the file and
 // Kubernetes ConfigMap symlink swaps are seen) and re-read 50 ms after it
-// changes. A version that is broken, empty or missing is logged and not
-// given to flagd, which keeps evaluating the last good one. A good version
+// changes. A version that is broken, empty or missing, or whose stage flag
+// can give a value the scheme cannot map, is logged and not given to flagd, which keeps evaluating the last good one. A good version
 // replaces the flags and drops the cached decisions.
 //
 // Close stops the watcher and the provider.
 func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evaluator, error) {
 	cfg := newConfig(opts)
-	chk, err := newChecker()
+	chk, err := newChecker(cfg.scheme())
 	if err != nil {
 		return nil, err
 	}
@@ -59,15 +61,18 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 }
 
 // checker decides whether a flag file may reach flagd: stricter than flagd
-// itself, which applies a file that breaks its own schema with a warning.
+// itself, which applies a file that breaks its own schema with a warning,
+// and stricter than the Evaluator, which maps a value that names no stage
+// to a fallback per request: such a file is refused as a whole.
 type checker struct {
-	flagd *jsonschema.Schema
+	flagd  *jsonschema.Schema
+	scheme scheme
 
 	mu      gosync.Mutex
 	scratch *evaluator.JSON // a flagd evaluator nobody reads, to try files on
 }
 
-func newChecker() (*checker, error) {
+func newChecker(sc scheme) (*checker, error) {
 	c := jsonschema.NewCompiler()
 	for url, doc := range map[string]string{
 		"https://flagd.dev/schema/v0/flagd.json":     schema.FlagdSchema,
@@ -91,7 +96,7 @@ func newChecker() (*checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flags: flagd store: %w", err)
 	}
-	return &checker{flagd: compiled, scratch: evaluator.NewJSON(quiet, scratch)}, nil
+	return &checker{flagd: compiled, scheme: sc, scratch: evaluator.NewJSON(quiet, scratch)}, nil
 }
 
 // check returns the file's flag configuration as JSON, or why it is not one.
@@ -110,6 +115,9 @@ func (c *checker) check(path string, data []byte) (string, error) {
 	}
 	if err := c.flagd.Validate(inst); err != nil {
 		return "", fmt.Errorf("flag file %s does not follow the flagd schema (https://flagd.dev/reference/flag-definitions/): %w", path, err)
+	}
+	if err := checkStages(js, c.scheme); err != nil {
+		return "", fmt.Errorf("flag file %s: %w: fix the file; until then the last good version stays in use", path, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
