@@ -70,7 +70,9 @@ func TestBrokenFileKeepsLastGood(t *testing.T) {
 		{"not flagd", func() { writeFile(t, b.path, `{"flags": {"pgshift-stage": {"variants": 3}}}`) }, "flagd schema"},
 		{"a stage name with a typo", func() { writeFile(t, b.path, strings.Replace(cohortsText(t), `"live": "live"`, `"live": "liv"`, 1)) },
 			`variant \"live\": unknown migration stage \"liv\"`},
-		{"a rule naming no variant", func() { writeFile(t, b.path, strings.Replace(cohortsText(t), `["dualwrite", 10]`, `["dualwrit", 10]`, 1)) },
+		{"a rule naming no variant", func() {
+			writeFile(t, b.path, strings.Replace(cohortsText(t), `["dualwrite", 10]`, `["dualwrit", 10]`, 1))
+		},
 			`variant \"dualwrit\", which is not among its variants`},
 		{"deleted", func() {
 			if err := os.Remove(b.path); err != nil {
