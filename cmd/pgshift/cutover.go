@@ -274,13 +274,25 @@ func writeReport(w io.Writer, cohort string, r *cutover.Report) error {
 	return nil
 }
 
+// moveJSON is move's --json output.
+type moveJSON struct {
+	Cohort string `json:"cohort"`
+	File   string `json:"file"`
+	Undo   bool   `json:"undo,omitempty"`
+	*cutover.Report
+	// Moved says the file was changed; Refused says why it was not.
+	Moved   bool   `json:"moved"`
+	Forced  bool   `json:"forced,omitempty"`
+	Refused string `json:"refused,omitempty"`
+}
+
 func runMove(ctx context.Context, e *env, args []string) int {
 	c, fs, com := flagsFor("move", e)
 	var cf cohortFlags
 	cf.bind(fs)
 	var force, undo bool
 	fs.BoolVar(&force, "force", false, "move although a gate is not met (never past a skipped stage)")
-	fs.BoolVar(&undo, "undo", false, "put back the version of --flags the last move replaced")
+	fs.BoolVar(&undo, "undo", false, "reverse the last move: put back the version of --flags it replaced, gated like the move back")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -288,34 +300,34 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, errors.New("name the application's flag file with --flags FILE"))
 	}
 	ff := cf.flagFile()
+	// Everything that refuses the move without a database comes first, so
+	// nothing says "ready" about a move that cannot be made.
+	var edit *cutover.Edit
+	var err error
 	if undo {
 		if cf.cohortIsSet() || cf.to != "" {
-			return fail(e.stderr, c.name, errors.New("--undo takes no cohort and no --to: it puts the whole previous file back"))
+			return fail(e.stderr, c.name, errors.New("--undo takes no cohort and no --to: it reverses the last move"))
 		}
-		if err := ff.Undo(); err != nil {
-			return fail(e.stderr, c.name, err)
-		}
-		fmt.Fprintf(e.stdout, "%s: the version before the last move is back\n", ff.Path)
-		return exitOK
+		edit, err = ff.PrepareUndo()
+	} else {
+		edit, err = cf.prepare(ff)
 	}
-	if !cf.cohortIsSet() {
-		return fail(e.stderr, c.name, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default"))
-	}
-	cohort, err := cf.cohort()
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
-	from, to, err := cf.stages()
-	if err != nil {
-		return fail(e.stderr, c.name, err)
-	}
-	if from == to {
-		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", cohort, to)
+	who := edit.Cohort.String()
+	out := moveJSON{Cohort: who, File: ff.Path, Undo: edit.Undo}
+	if edit.From == edit.To {
+		if com.json {
+			out.Report = &cutover.Report{From: edit.From, To: edit.To, Ready: true}
+			return writeMoveJSON(e, c.name, out, exitOK)
+		}
+		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", who, edit.To)
 		return exitOK
 	}
 	// A rollback needs no database: it must work when one is down.
 	var target cutover.Target
-	if to > from {
+	if edit.To > edit.From {
 		oldPool, newPool, err := com.connectBoth(ctx)
 		if err != nil {
 			return fail(e.stderr, c.name, err)
@@ -324,13 +336,15 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		defer newPool.Close()
 		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
 	}
-	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
+	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {
 		return fail(e.stderr, c.name, err)
 	}
-	who := cohort.String()
-	if err := writeReport(e.stdout, who, rep); err != nil {
-		return fail(e.stderr, c.name, err)
+	out.Report = rep
+	if !com.json {
+		if err := writeReport(e.stdout, who, rep); err != nil {
+			return fail(e.stderr, c.name, err)
+		}
 	}
 	if !rep.Ready {
 		skipped := rep.Forward && rep.To != rep.From+1
@@ -339,16 +353,55 @@ func runMove(ctx context.Context, e *env, args []string) int {
 			if skipped {
 				how = fmt.Sprintf("move to %v first; --force never skips a stage", rep.From+1)
 			}
-			fmt.Fprintf(e.stderr, "pgshift move: refused: %s (%s); the flag file is unchanged\n", blocking(rep), how)
+			out.Refused = fmt.Sprintf("%s (%s)", blocking(rep), how)
+			if com.json {
+				return writeMoveJSON(e, c.name, out, exitDifferences)
+			}
+			fmt.Fprintf(e.stderr, "pgshift move: refused: %s; the flag file is unchanged\n", out.Refused)
 			return exitDifferences
 		}
+		out.Forced = true
 		fmt.Fprintf(e.stderr, "pgshift move: moving although %s (--force)\n", blocking(rep))
 	}
-	if err := ff.Move(cohort, rep.To); err != nil {
+	if err := edit.Apply(); err != nil {
 		return fail(e.stderr, c.name, err)
+	}
+	out.Moved = true
+	if com.json {
+		return writeMoveJSON(e, c.name, out, exitOK)
+	}
+	if edit.Undo {
+		fmt.Fprintf(e.stdout, "undid the last move: %s from %v back to %v in %s\n", who, rep.From, rep.To, ff.Path)
+		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "moved %s from %v to %v in %s (undo: pgshift move --flags %s --undo)\n", who, rep.From, rep.To, ff.Path, ff.Path)
 	return exitOK
+}
+
+func writeMoveJSON(e *env, name string, out moveJSON, code int) int {
+	if err := writeJSON(e.stdout, out); err != nil {
+		return fail(e.stderr, name, err)
+	}
+	return code
+}
+
+// prepare works out the move the flags name, refusing what cannot be done.
+func (cf *cohortFlags) prepare(ff cutover.FlagFile) (*cutover.Edit, error) {
+	if !cf.cohortIsSet() {
+		return nil, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default")
+	}
+	cohort, err := cf.cohort()
+	if err != nil {
+		return nil, err
+	}
+	if cf.to == "" {
+		return nil, errors.New("name the stage to move to with --to (" + stageList() + ")")
+	}
+	to, err := flags.ParseStage(cf.to)
+	if err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
+	return ff.Prepare(cohort, to)
 }
 
 // blocking names the gates a report has not met.

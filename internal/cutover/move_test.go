@@ -81,8 +81,13 @@ func TestMoveKeys(t *testing.T) {
 	if _, err := ff.Stage(cutover.Cohort{Keys: []string{"123", "888"}}); err == nil {
 		t.Fatal("keys in different stages: no error")
 	}
-	if err := ff.Move(cutover.Cohort{Keys: []string{"456", "900"}}, flags.StageShadow); err != nil {
-		t.Fatal(err)
+	if err := ff.Move(cutover.Cohort{Keys: []string{"456", "900"}}, flags.StageShadow); err == nil || !strings.Contains(err.Error(), "different stages") {
+		t.Fatalf("moving keys of two stages at once: %v, want a refusal", err)
+	}
+	for _, key := range []string{"456", "900"} {
+		if err := ff.Move(cutover.Cohort{Keys: []string{key}}, flags.StageShadow); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for key, want := range map[string]flags.Stage{"123": flags.StageLive, "456": flags.StageShadow, "900": flags.StageShadow} {
 		if got := stageOf(t, ff, key, nil); got != want {
@@ -161,7 +166,7 @@ func TestMoveIsAtomicAndUndoable(t *testing.T) {
 		return fi.Sys().(*syscall.Stat_t).Ino
 	}
 	i0 := ino()
-	if err := ff.Move(cutover.Cohort{Keys: []string{"5"}}, flags.StageDualWrite); err != nil {
+	if err := ff.Move(cutover.Cohort{Keys: []string{"5"}}, flags.StageShadow); err != nil {
 		t.Fatal(err)
 	}
 	if ino() == i0 {
