@@ -325,9 +325,10 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", who, edit.To)
 		return exitOK
 	}
-	// A rollback needs no database: it must work when one is down.
+	// A rollback needs no database: it must work when one is down. Nor does
+	// a skip, which is refused whatever the databases hold.
 	var target cutover.Target
-	if edit.To > edit.From {
+	if edit.To == edit.From+1 {
 		oldPool, newPool, err := com.connectBoth(ctx)
 		if err != nil {
 			return fail(e.stderr, c.name, err)

@@ -124,11 +124,56 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	if code != exitOK || stageNow() != flags.StageOff || !strings.Contains(out, "before moving forward again: new takes no writes in off") {
 		t.Fatalf("rollback to off: code %d\n%s; testers in %v", code, out, stageNow())
 	}
-	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageShadow {
+	// Undoing the rollback is the move off -> shadow, which skips a stage:
+	// refused, with or without a database, and the file stays.
+	before, _ := os.ReadFile(file)
+	code, _, errOut = pgshift(t, "move", "--flags", file, "--undo", "--force")
+	if after, _ := os.ReadFile(file); code != exitDifferences || string(after) != string(before) ||
+		!strings.Contains(errOut, "move to dualwrite first; --force never skips a stage") {
+		t.Fatalf("move --undo of a rollback to off: code %d, %s; testers in %v", code, errOut, stageNow())
+	}
+	// Undoing a forward move is a rollback: allowed without a database.
+	mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageOff ||
+		!strings.Contains(out, "undid the last move: routing keys [123 456] from dualwrite back to off") {
 		t.Fatalf("move --undo: code %d %s%s; testers in %v", code, out, errOut, stageNow())
 	}
 	if code, _, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitError || !strings.Contains(errOut, "nothing to undo") {
 		t.Fatalf("second --undo: code %d, %s", code, errOut)
+	}
+}
+
+// move refuses what it cannot do before it measures or prints any gate,
+// and --json prints JSON.
+func TestMoveRefusesBeforeGatesAndPrintsJSON(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(file, []byte(testerFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noDB := []string{"--old", "postgres://nobody@127.0.0.1:1/none", "--new", "postgres://nobody@127.0.0.1:1/none"}
+	code, out, errOut := pgshift(t, append([]string{"move", "--flags", file, "--percent", "10", "--from", "shadow", "--to", "live"}, noDB...)...)
+	if code != exitError || out != "" || !strings.Contains(errOut, "the users no rule places are in off, not shadow") {
+		t.Fatalf("a percentage of a stage nobody is in: code %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	// A rollback needs no database; --json says what happened, as JSON.
+	if err := os.WriteFile(file, []byte(strings.Replace(testerFlags, `"off", "off"]`, `"dualwrite", "off"]`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = pgshift(t, append([]string{"move", "--flags", file, "--keys", "123,456", "--to", "off", "--json"}, noDB...)...)
+	var got struct {
+		Cohort string      `json:"cohort"`
+		From   flags.Stage `json:"from"`
+		To     flags.Stage `json:"to"`
+		Moved  bool        `json:"moved"`
+		Before []string    `json:"before_moving_forward_again"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("move --json printed no JSON: %v\n%s%s", err, out, errOut)
+	}
+	if code != exitOK || got.Cohort != "routing keys [123 456]" || got.From != flags.StageDualWrite || got.To != flags.StageOff ||
+		!got.Moved || len(got.Before) != 1 {
+		t.Fatalf("move --json of a rollback: code %d, %+v", code, got)
 	}
 }
 
