@@ -461,9 +461,15 @@ func keyCondition(keys []any) map[string]any {
 
 // moveKeys takes keys out of every rule that lists them by targeting key
 // (dropping rules left empty) and puts them in the first such rule that
-// gives stage to, or in a new one ahead of the others.
+// gives stage to, or in a new one ahead of the others. A targeting that is
+// not an "if" becomes the final value of one.
 func (f *flagDef) moveKeys(keys []string, to string) {
 	ifs := f.branches()
+	if t, ok := f.def["targeting"].(map[string]any); ok && len(t) > 0 && ifs == nil {
+		// A targeting that is no "if" (a fractional, say) becomes the
+		// final value of one.
+		ifs = []any{t}
+	}
 	var kept []any
 	for i := 0; i+1 < len(ifs); i += 2 {
 		if list, ok := keyList(ifs[i]); ok {
@@ -515,6 +521,9 @@ func (f *flagDef) cohortVariant(c Cohort) (string, error) {
 			return "", fmt.Errorf("cutover: the final value of flag %s in %s is a rollout, not a stage: move percentages of it", f.name, f.path)
 		}
 		return v, nil
+	}
+	if t, ok := f.def["targeting"].(map[string]any); ok && len(t) > 0 && ifs == nil {
+		return "", fmt.Errorf("cutover: the targeting of flag %s in %s is a rollout or an expression, not a stage: move percentages of it", f.name, f.path)
 	}
 	v, _ := f.def["defaultVariant"].(string)
 	return v, nil

@@ -195,3 +195,35 @@ func TestMoveRefusesBrokenFile(t *testing.T) {
 		t.Fatalf("move without a cohort: %v", err)
 	}
 }
+
+// TestUndoIsTheMoveReversed: an undo is gated as the move back, so undoing
+// a rollback to off is off -> live, a skip that Check refuses; an undo of a
+// file changed since the move is refused.
+func TestUndoIsTheMoveReversed(t *testing.T) {
+	t.Parallel()
+	ff := flagFile(t, rollout)
+	if err := ff.Move(cutover.Cohort{Rule: 1}, flags.StageOff); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ff.PrepareUndo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Undo || e.From != flags.StageOff || e.To != flags.StageLive || e.Cohort.Rule != 1 {
+		t.Fatalf("undo of live -> off: %+v, want rule 1 off -> live", e)
+	}
+	rep, err := cutover.Check(t.Context(), cutover.Target{}, e.From, e.To, cutover.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ready || rep.Gates[0].Name != "one stage at a time" {
+		t.Fatalf("the undo's gates: %+v, want the skip refused", rep)
+	}
+	data, _ := os.ReadFile(ff.Path)
+	if err := os.WriteFile(ff.Path, append(data, ' '), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ff.PrepareUndo(); err == nil || !strings.Contains(err.Error(), "changed since the last move") {
+		t.Fatalf("undo after a hand edit: %v", err)
+	}
+}

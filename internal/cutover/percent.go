@@ -209,6 +209,19 @@ func (f *flagDef) movePercent(p int, from, to flags.Stage, toVariant string) err
 			out = append(out, b)
 		}
 	}
+	// flagd's schema wants two buckets at least: a bucket of no weight
+	// keeps the rollout one.
+	if len(out) == 1 {
+		other := toVariant
+		if out[0].variant == toVariant {
+			v, err := f.variantFor(from)
+			if err != nil {
+				return err
+			}
+			other = v
+		}
+		out = append(out, bucket{other, 0})
+	}
 	entries := append([]any{}, r.head...)
 	for _, b := range out {
 		entries = append(entries, []any{b.variant, float64(b.weight)})
