@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -233,7 +234,13 @@ func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool 
 		}
 		cohort = co.String()
 	}
-	rep, err := cutover.Check(ctx, cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}, from, to, cf.limits)
+	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+	if cf.file != "" {
+		if target.Stages, err = cf.flagFile().FileStages(); err != nil {
+			return nil, "", err
+		}
+	}
+	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
 	return rep, cohort, err
 }
 
@@ -284,6 +291,29 @@ type moveJSON struct {
 	Moved   bool   `json:"moved"`
 	Forced  bool   `json:"forced,omitempty"`
 	Refused string `json:"refused,omitempty"`
+	// Warning says the move was made but not recorded in pgshift.moves.
+	Warning string `json:"warning,omitempty"`
+}
+
+// recordMove writes the move into pgshift.moves on new, connecting to new
+// when the move did not (a rollback). A rollback is made when new is down,
+// so a failure is a warning: the move stands, and the error says what the
+// gates then cannot know.
+func recordMove(ctx context.Context, com *common, newPool *pgxpool.Pool, edit *cutover.Edit, forced bool) error {
+	if newPool == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		np, err := connect(cctx, "new", com.new, 1)
+		if err != nil {
+			return fmt.Errorf("the move is made but not recorded in pgshift.moves (%w); the gates learn of the period it starts from the next forward move, or run a full pgshift verify --repair before moving forward again", err)
+		}
+		defer np.Close()
+		newPool = np
+	}
+	if err := cutover.RecordMove(ctx, newPool, edit, forced); err != nil {
+		return fmt.Errorf("the move is made but %w; run a full pgshift verify --repair before moving forward again", err)
+	}
+	return nil
 }
 
 func runMove(ctx context.Context, e *env, args []string) int {
@@ -328,14 +358,20 @@ func runMove(ctx context.Context, e *env, args []string) int {
 	// A rollback needs no database: it must work when one is down. Nor does
 	// a skip, which is refused whatever the databases hold.
 	var target cutover.Target
+	var newPool *pgxpool.Pool
 	if edit.To == edit.From+1 {
-		oldPool, newPool, err := com.connectBoth(ctx)
+		oldPool, np, err := com.connectBoth(ctx)
 		if err != nil {
 			return fail(e.stderr, c.name, err)
 		}
 		defer oldPool.Close()
-		defer newPool.Close()
-		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+		defer np.Close()
+		newPool = np
+		stages, err := flags.FlagStages(ff.Path, edit.Before(), cf.flag)
+		if err != nil {
+			return fail(e.stderr, c.name, err)
+		}
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages}
 	}
 	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {
@@ -368,6 +404,10 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		return fail(e.stderr, c.name, err)
 	}
 	out.Moved = true
+	if err := recordMove(ctx, com, newPool, edit, out.Forced); err != nil {
+		out.Warning = err.Error()
+		fmt.Fprintf(e.stderr, "pgshift move: warning: %v\n", err)
+	}
 	if com.json {
 		return writeMoveJSON(e, c.name, out, exitOK)
 	}

@@ -83,7 +83,13 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("move into dualwrite: %s; testers in %v", out, stageNow())
 	}
 
-	// Into shadow: nothing backfilled or verified yet.
+	// Into shadow: everyone else is in off, writing old only.
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") || !strings.Contains(out, "a cohort is in off now") {
+		t.Fatalf("preflight into shadow while a cohort is in off: code %d\n%s", code, out)
+	}
+	mustRun("move", "--flags", file, "--default", "--to", "dualwrite")
+	// Nothing backfilled or verified yet.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow", "--json"}, testers...)...)
 	var rep struct {
 		Cohort string
@@ -96,7 +102,8 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	for _, g := range rep.Blocking() {
 		notMet[g.Name] = g.Measured + " / " + g.Fix
 	}
-	if code != exitDifferences || rep.Ready || rep.From != flags.StageDualWrite || len(notMet) != 2 ||
+	if code != exitDifferences || rep.Ready || rep.From != flags.StageDualWrite || len(notMet) != 3 ||
+		!strings.HasPrefix(notMet["full verify since a cohort was last in off"], "0 of 1 tables verified in full and equal since") ||
 		notMet["backfill finished"] != "0 of 1 tables / pgshift backfill --table users" ||
 		notMet["verify equal"] != "0 of 1 tables equal (never verified: users) / pgshift verify --repair --table users" {
 		t.Fatalf("preflight into shadow before backfill: code %d, %+v", code, rep)
@@ -111,7 +118,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	// Into live: sequences not moved, no shadow reads recorded.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "live"}, testers...)...)
 	if code != exitDifferences || !hasGate(out, "NOT MET", "new's sequences ahead of old's") ||
-		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 3 gates not met") {
+		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 4 gates not met") {
 		t.Fatalf("preflight into live: code %d\n%s", code, out)
 	}
 	mustRun("sync-sequences")
@@ -119,8 +126,9 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("preflight into live after sync-sequences: code %d\n%s", code, out)
 	}
 
-	// The rollback is allowed, needs no database and says what to run.
-	code, out, _ = pgshift(t, "move", "--flags", file, "--keys", "123,456", "--to", "off", "--old", "postgres://nobody@127.0.0.1:1/none")
+	// The rollback is allowed, needs no database and says what to run; new
+	// is up here, so it is recorded.
+	code, out, _ = pgshift(t, "move", "--flags", file, "--keys", "123,456", "--to", "off", "--old", "postgres://nobody@127.0.0.1:1/none", "--new", p.New.URL)
 	if code != exitOK || stageNow() != flags.StageOff || !strings.Contains(out, "before moving forward again: new takes no writes in off") {
 		t.Fatalf("rollback to off: code %d\n%s; testers in %v", code, out, stageNow())
 	}
@@ -132,14 +140,34 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		!strings.Contains(errOut, "move to dualwrite first; --force never skips a stage") {
 		t.Fatalf("move --undo of a rollback to off: code %d, %s; testers in %v", code, errOut, stageNow())
 	}
-	// Undoing a forward move is a rollback: allowed without a database.
+	// Forward again: the verify from before the rollback is recent and
+	// equal, but the testers wrote old only since; shadow wants a full
+	// verify that started after.
 	mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "ok", "verify equal") || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") ||
+		!strings.Contains(out, "0 of 1 tables verified in full and equal since") {
+		t.Fatalf("preflight into shadow after a rollback to off: code %d\n%s", code, out)
+	}
+	mustRun("verify", "--changed")
+	if code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...); code != exitDifferences {
+		t.Fatalf("a verify of the changed rows counted across a period in off: code %d\n%s", code, out)
+	}
+	mustRun("verify")
+	if code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...); code != exitOK {
+		t.Fatalf("preflight into shadow after a full verify: code %d\n%s", code, out)
+	}
+	// Undoing a forward move is a rollback: allowed without a database.
 	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageOff ||
 		!strings.Contains(out, "undid the last move: routing keys [123 456] from dualwrite back to off") {
 		t.Fatalf("move --undo: code %d %s%s; testers in %v", code, out, errOut, stageNow())
 	}
 	if code, _, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitError || !strings.Contains(errOut, "nothing to undo") {
 		t.Fatalf("second --undo: code %d, %s", code, errOut)
+	}
+	var moves int
+	if err := p.New.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pgshift.moves WHERE NOT undo`).Scan(&moves); err != nil || moves != 5 {
+		t.Fatalf("pgshift.moves holds %d moves, want 5 (the undo, made without new, is not recorded): %v", moves, err)
 	}
 }
 

@@ -332,6 +332,14 @@ func (ff FlagFile) Undo() error {
 	return e.Apply()
 }
 
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	return data, nil
+}
+
 // writeAtomic replaces path with data by renaming a temporary file of the
 // same directory over it.
 func writeAtomic(path string, data []byte) error {
