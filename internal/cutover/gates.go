@@ -380,7 +380,7 @@ func (c checker) verifiedSinceOneSided(ctx context.Context, r *Report) error {
 	r.Gates = append(r.Gates, Gate{Name: name,
 		Measured: fmt.Sprintf("%d of %d tables verified in full and equal since %s", len(tables)-len(missing), len(tables), p.EndedAt.UTC().Format(time.RFC3339)),
 		Limit:    fmt.Sprintf("%d of %d", len(tables), len(tables)), OK: len(missing) == 0,
-		Fix:      "pgshift verify --repair" + tableFlags(missing)})
+		Fix: "pgshift verify --repair" + tableFlags(missing)})
 	return nil
 }
 
