@@ -76,7 +76,13 @@
 // Provider not ready or failing (an error, or a value with the reason
 // ERROR), flag missing, disabled or of the wrong type, a value that names no
 // stage: the answer is the last good decision for that user (kept even when
-// stale), else the default stage (WithDefaultStage, StageOff unless set).
+// stale), else the default stage. WithDefaultStage sets it; unset, it is
+// AutomaticDefault of the stages the flags give others (the flag file's
+// last good version with NewFileEvaluator, the stages decided so far with
+// any other provider): StageDualWrite while some users' stages write new
+// and some write old, StageComplete when every one writes new only,
+// StageOff before anyone writes new. A user nobody could decide for thus
+// never writes one side only while the others write both.
 // Providers that need a targeting key (go-feature-flag, DevCycle,
 // LaunchDarkly) fail for a request without a routing key, which therefore
 // gets the default stage. With WithCacheTTL a failure is remembered for the

@@ -1,6 +1,7 @@
 package flags_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/open-feature/go-sdk/openfeature"
@@ -87,6 +88,52 @@ func TestFallbacksOfOtherProviders(t *testing.T) {
 	}
 }
 
+func TestAutomaticDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		given []flags.Stage
+		want  flags.Stage
+	}{
+		{nil, flags.StageOff},
+		{[]flags.Stage{flags.StageOff}, flags.StageOff},
+		{[]flags.Stage{flags.StageOff, flags.StageDualWrite}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageLive}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageRampdown, flags.StageComplete}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageComplete}, flags.StageComplete},
+	} {
+		if got := flags.AutomaticDefault(tc.given); got != tc.want {
+			t.Errorf("AutomaticDefault(%v) = %v, want %v", tc.given, got, tc.want)
+		}
+	}
+}
+
+// TestAutomaticDefaultFollowsTheFile: with the boolean scheme, a file whose
+// write flag is true for some users gives dualwrite to a user the provider
+// cannot decide for; WithDefaultStage overrides it.
+func TestAutomaticDefaultFollowsTheFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cohorts, flags.WithBooleanFlags("", ""))
+	// Removing both flags makes every new user a fallback.
+	writeFile(t, b.path, `{"flags": {"another-flag": {"state": "ENABLED", "variants": {"v": "x"}, "defaultVariant": "v"}}}`)
+	n := 0
+	waitFor(t, "the missing flags to be seen", func() bool {
+		n++ // a key never decided before
+		return b.ev.Decide(user(fmt.Sprint("new-", n), nil)).Origin == flags.OriginDefault
+	})
+	if d := b.ev.Decide(user("new2", nil)); d.Stage != flags.StageDualWrite {
+		t.Errorf("new user: %+v, want dualwrite (the file wrote new for some)", d)
+	}
+	fixed := setupContent(t, staticFlag("live"), flags.WithDefaultStage(flags.StageOff))
+	writeFile(t, fixed.path, `{"flags": {}}`)
+	waitFor(t, "the missing flag to be seen", func() bool {
+		n++
+		return fixed.ev.Decide(user(fmt.Sprint("x-", n), nil)).Origin == flags.OriginDefault
+	})
+	if d := fixed.ev.Decide(user("y", nil)); d.Stage != flags.StageOff {
+		t.Errorf("WithDefaultStage(off): %+v", d)
+	}
+}
+
 func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, `{"flags": {
@@ -102,7 +149,9 @@ func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 }
 
 // TestLastGoodDecision removes the stage flag while the evaluator runs: a
-// user decided before keeps that decision, a new user gets the default.
+// user decided before keeps that decision; a new user gets the automatic
+// default: the last file with the flag put users in live, which writes both
+// sides, so dualwrite (off would write old only).
 func TestLastGoodDecision(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, staticFlag("live"))
@@ -117,8 +166,8 @@ func TestLastGoodDecision(t *testing.T) {
 	if d := b.ev.Decide(user("known", nil)); d != want {
 		t.Errorf("known user: %+v, want %+v", d, want)
 	}
-	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.StageOff || d.Origin != flags.OriginDefault {
-		t.Errorf("new user: %+v, want off by default", d)
+	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.StageDualWrite || d.Origin != flags.OriginDefault {
+		t.Errorf("new user: %+v, want dualwrite by the automatic default", d)
 	}
 }
 

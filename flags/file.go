@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -57,6 +58,9 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 		return nil, fmt.Errorf("flags: %w", err)
 	}
 	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good})
+	p.stages, p.scheme = new(atomic.Uint32), cfg.scheme()
+	p.stages.Store(stageMask(good, p.scheme))
+	opts = append(opts[:len(opts):len(opts)], func(c *config) { c.fileStages = p.stages })
 	return NewProviderEvaluator(ctx, p, opts...)
 }
 

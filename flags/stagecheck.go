@@ -225,3 +225,58 @@ func stageNamesList() string {
 	}
 	return out
 }
+
+// stageMask is the set of stages the configuration js gives in the scheme,
+// a bit per stage; 0 when the stage flags are missing.
+func stageMask(js string, sc scheme) uint32 {
+	var mask uint32
+	if !sc.booleans {
+		stages, _ := reachableStages(js, sc.stageFlag)
+		for _, s := range stages {
+			mask |= 1 << s
+		}
+		return mask
+	}
+	writes, wok := reachableBools(js, sc.writeFlag)
+	reads, rok := reachableBools(js, sc.readFlag)
+	if !wok || !rok {
+		return 0
+	}
+	for _, w := range writes {
+		for _, r := range reads {
+			if s, ok := stageFromBooleans(w, r, nil); ok {
+				mask |= 1 << s
+			}
+		}
+	}
+	return mask
+}
+
+// reachableBools returns the values a boolean flag of js can give.
+func reachableBools(js, flagKey string) ([]bool, bool) {
+	var doc struct {
+		Flags map[string]flagDoc `json:"flags"`
+	}
+	if err := json.Unmarshal([]byte(js), &doc); err != nil {
+		return nil, false
+	}
+	f, ok := doc.Flags[flagKey]
+	if !ok {
+		return nil, false
+	}
+	r := targetingResults(f.Targeting)
+	names := r.literals
+	if r.computed {
+		names = sortedKeys(f.Variants)
+	}
+	if (r.mayBeNull || f.Targeting == nil) && f.DefaultVariant != nil {
+		names = append(names, *f.DefaultVariant)
+	}
+	var out []bool
+	for _, n := range names {
+		if b, ok := f.Variants[n].(bool); ok && !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out, true
+}

@@ -205,7 +205,7 @@ func Check(ctx context.Context, t Target, from, to flags.Stage, limits Limits) (
 func beforeForwardAgain(from, to flags.Stage) []string {
 	switch {
 	case to == flags.StageOff && from >= flags.StageDualWrite:
-		return []string{"new takes no writes in off: run `pgshift verify --repair` (old to new) before moving into dualwrite again"}
+		return []string{"new takes no writes in off: once the cohort is back in dualwrite, run a full `pgshift verify --repair` (old to new); the gates into shadow, live and complete want one that started after every cohort left off"}
 	case from == flags.StageComplete:
 		return []string{"old took no writes in complete: run `pgshift verify --repair --source new` before moving into complete again"}
 	}
