@@ -92,7 +92,7 @@ type Evaluator struct {
 	cache  *decisions
 
 	fallbacks metric.Int64Counter
-	logged    sync.Map // fallbackKey -> struct{}: causes already logged
+	logged    sync.Map      // fallbackKey -> struct{}: causes already logged
 	seen      atomic.Uint32 // the stages decided so far, a bit per stage
 
 	invalidate openfeature.EventCallback

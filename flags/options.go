@@ -30,16 +30,16 @@ type config struct {
 	readFlag         string
 	readWithoutWrite *Stage
 
-	def       Stage
-	defSet    bool
+	def    Stage
+	defSet bool
 	// fileStages, set by NewFileEvaluator, holds the stages the file's
 	// last good version gives (a bitmask), for the automatic default.
 	fileStages *atomic.Uint32
 	cacheSize  int
-	cacheTTL  time.Duration
-	noCache   bool
-	log       *slog.Logger
-	meter     metric.MeterProvider
+	cacheTTL   time.Duration
+	noCache    bool
+	log        *slog.Logger
+	meter      metric.MeterProvider
 }
 
 func newConfig(opts []Option) config {
