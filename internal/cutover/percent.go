@@ -33,7 +33,10 @@ type rollout struct {
 // the flag's targeting, or the final value of its "if", when it is a
 // fractional. When there is none and the users no rule places (the default
 // variant, or the final value of the "if") are in from, it is a new one
-// that holds them all in one bucket, put where they are.
+// that holds them all in one bucket, put where they are. A fractional gives
+// a request without a routing key the default variant, so when the users
+// no rule places were the final value of the "if", that value becomes the
+// default variant too.
 func (f *flagDef) split(from flags.Stage) (*rollout, error) {
 	t, _ := f.def["targeting"].(map[string]any)
 	if m, ok := t["fractional"].([]any); ok {
@@ -64,7 +67,12 @@ func (f *flagDef) split(from flags.Stage) (*rollout, error) {
 			return nil, f.noRollout()
 		}
 		v = s
-		set = func(e []any) { ifs[last] = map[string]any{"fractional": e} }
+		// A request without a routing key gets no bucket but the default
+		// variant: it got v, and keeps it.
+		set = func(e []any) {
+			ifs[last] = map[string]any{"fractional": e}
+			f.def["defaultVariant"] = v
+		}
 	default:
 		return nil, f.noRollout()
 	}

@@ -96,6 +96,21 @@ func TestMovePercentCreatesTheSplit(t *testing.T) {
 	if s := stageOf(t, ff, "123", nil); s != flags.StageShadow {
 		t.Fatalf("tester 123: %v", s)
 	}
+	// The README's flow: the users no rule places are the final value of the
+	// "if", and the default variant is off. A fractional gives a request
+	// without a routing key the default variant: it must stay dualwrite.
+	const finalValue = `{"flags": {"pgshift-stage": {"state": "ENABLED", "variants": {"off": "off", "dualwrite": "dualwrite", "shadow": "shadow"},
+		"defaultVariant": "off", "targeting": {"if": [{"in": [{"var": "targetingKey"}, ["123"]]}, "shadow", "dualwrite"]}}}}`
+	ff = flagFile(t, finalValue)
+	if err := ff.Move(cutover.Cohort{Percent: 10, From: flags.StageDualWrite}, flags.StageShadow); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(ff.Path)
+	withEmpty := append(plainUsers(10000), testUser{})
+	tr = transitions(stagesOf(t, []byte(finalValue), withEmpty), stagesOf(t, data, withEmpty))
+	if n := tr[[2]flags.Stage{flags.StageDualWrite, flags.StageShadow}]; len(tr) != 1 || n < 800 || n > 1200 {
+		t.Fatalf("transitions %v, want about 1000 dualwrite -> shadow only (a request without a routing key stays dualwrite):\n%s", tr, data)
+	}
 	// The file without rules at all: the default variant is split.
 	ff = flagFile(t, `{"flags": {"pgshift-stage": {"state": "ENABLED", "variants": {"off": "off"}, "defaultVariant": "off"}}}`)
 	if err := ff.Move(cutover.Cohort{Percent: 25, From: flags.StageOff}, flags.StageDualWrite); err != nil {

@@ -115,17 +115,18 @@ func TestMovesChangeOnlyTheirCohort(t *testing.T) {
 
 // syntheticUsers: the first tenth are keys with no attributes (the users a
 // key cohort names: a key cohort's stage is read without attributes), the
-// rest have a country and a plan.
+// rest have a country and a plan, and one more is a request without a
+// routing key.
 func syntheticUsers(n int) []testUser {
 	r := rand.New(rand.NewPCG(1, 2))
-	us := make([]testUser, n)
+	us := make([]testUser, n, n+1)
 	for i := range us {
 		us[i].key = fmt.Sprint(i)
 		if i >= n/10 {
 			us[i].attrs = map[string]any{"country": countries[r.IntN(len(countries))], "plan": plans[r.IntN(len(plans))]}
 		}
 	}
-	return us
+	return append(us, testUser{})
 }
 
 func keyIndex(k string) int {
