@@ -64,18 +64,27 @@ is one of:
 
   --keys 123,456          routing keys (user or tenant ids): they get a rule
                           of their own ahead of every other rule
-  --percent 10 --from off ten points of the fractional rollout's off bucket
+  --percent 10 --from off ten points of the fractional rollout's off bucket,
+                          given to a bucket of --to right beside it, so no
+                          other user changes bucket; a file without a rollout
+                          gets one where the users no rule places are
   --rule 2                the users the 2nd branch of the targeting "if" places
   --default               everyone no rule places
 
-The gates of the move run first (see pgshift preflight); a gate not met
-refuses the move, naming it, unless --force. A move that skips a stage
-forward is refused even with --force. A backward move (rollback) is never
-refused and prints what to run before moving forward again.
+What cannot be done (a percentage of a stage nobody is in, keys in different
+stages, a file that does not load) is refused before any gate. The gates of
+the move run next (see pgshift preflight); a gate not met refuses the move,
+naming it, unless --force. A move that skips a stage forward is refused even
+with --force. A backward move (rollback) is never refused, needs no database,
+and prints what to run before moving forward again.
 
-The file is written atomically (a temporary file renamed over it), checked
-as the application would check it, and the version it replaces is kept
-beside it (FILE.prev) for --undo.
+Only the part of the file the move changes is rewritten. The file is written
+atomically (a temporary file renamed over it), checked as the application
+would check it, and the version it replaces is kept beside it (FILE.prev,
+with what the move did in FILE.prev.json). Every move is recorded in
+pgshift.moves on new, for the gates. --undo reverses the last move, gated as
+the move back: undoing a rollback to off is off -> the stage left, refused
+when that skips a stage; refused too when the file changed since.
 
 Examples:
   pgshift move --flags flags.json --keys 123,456 --to dualwrite
