@@ -162,6 +162,8 @@ func TestMetricsAndHealthz(t *testing.T) {
 	ta.do(t, "GET", "/api/me", "", "X-User-ID: 123")
 	if r := ta.do(t, "GET", "/healthz", ""); r.status != http.StatusOK || r.body["old"] != "ok" || r.body["new"] != "ok" {
 		t.Fatalf("/healthz: %d %v", r.status, r.body)
+	} else if fh, _ := r.body["flags"].(map[string]any); fh["usable"] != true || fh["version"] == "" {
+		t.Fatalf("/healthz: the flag file's state %v, want usable with a version", r.body["flags"])
 	}
 	res, err := http.Get(ta.url + "/metrics")
 	if err != nil {

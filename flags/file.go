@@ -57,11 +57,19 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
-	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good})
+	hl := newHealth(path, good)
+	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good, health: hl})
 	p.stages, p.scheme = new(atomic.Uint32), cfg.scheme()
 	p.stages.Store(stageMask(good, p.scheme))
-	opts = append(opts[:len(opts):len(opts)], func(c *config) { c.fileStages = p.stages })
-	return NewProviderEvaluator(ctx, p, opts...)
+	opts = append(opts[:len(opts):len(opts)], func(c *config) { c.fileStages, c.health = p.stages, hl })
+	ev, err := NewProviderEvaluator(ctx, p, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.observeHealth(path, hl); err != nil {
+		return nil, errors.Join(err, ev.Close())
+	}
+	return ev, nil
 }
 
 // checker decides whether a flag file may reach flagd: stricter than flagd
@@ -140,6 +148,7 @@ type fileWatch struct {
 	log     *slog.Logger
 	chk     *checker
 	good    string // the last good configuration, as JSON
+	health  *health
 	watcher *fsnotify.Watcher
 }
 
@@ -193,7 +202,10 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 	}
 }
 
-// reload reads the file and returns it when it changed and is good.
+// reload reads the file and returns it when it changed and is good. It
+// logs each change of the file's state once: broken (again for another
+// error), usable again, reloaded; reading a file that stays broken logs
+// nothing more.
 func (w *fileWatch) reload() (string, bool) {
 	data, err := os.ReadFile(w.path)
 	var js string
@@ -201,11 +213,17 @@ func (w *fileWatch) reload() (string, bool) {
 		js, err = w.chk.check(w.path, data)
 	}
 	if err != nil {
-		w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
-			slog.String("file", w.path), slog.Any("error", err))
+		if w.health == nil || w.health.broken(err) {
+			w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
+				slog.String("file", w.path), slog.Any("error", err))
+		}
 		return "", false
 	}
-	if js == w.good {
+	changed := js != w.good
+	if w.health != nil && w.health.good(js, changed) && !changed {
+		w.log.Info("flags: flag file usable again, as the version in use", slog.String("file", w.path))
+	}
+	if !changed {
 		return "", false
 	}
 	w.good = js

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -167,3 +168,46 @@ func TestStartupErrorNamesFileAndProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestFileHealthLogsChangesOnce breaks the file and writes the same broken
+// version again and again: one log line, not one per reading; FileHealth
+// and the gauge pgshift.flags.file_usable say it is not usable; the good
+// version written back is logged once as usable again.
+func TestFileHealthLogsChangesOnce(t *testing.T) {
+	t.Parallel()
+	good := staticFlag("live")
+	b := setupContent(t, good)
+	h, ok := b.ev.FileHealth()
+	if !ok || !h.Usable || h.File != b.path || h.Version == "" {
+		t.Fatalf("health at start: %+v, %v", h, ok)
+	}
+	version := h.Version
+	for i := range 5 {
+		writeFile(t, b.path, `{"flags": {`)
+		waitFor(t, fmt.Sprintf("writing %d to be noticed", i), func() bool { h, _ = b.ev.FileHealth(); return !h.Usable })
+		time.Sleep(3 * reloadSettle)
+	}
+	if n := b.logs.count("not usable"); n != 1 {
+		t.Errorf("%d log lines about the unusable file, want 1:\n%s", n, b.logs)
+	}
+	if h, _ := b.ev.FileHealth(); h.Usable || !strings.Contains(h.LastError, "not valid JSON") || h.Version != version || h.Since.IsZero() {
+		t.Errorf("health of a broken file: %+v", h)
+	}
+	if g := b.gauge(t, "pgshift.flags.file_usable"); g != 0 {
+		t.Errorf("pgshift.flags.file_usable = %d while broken, want 0", g)
+	}
+	writeFile(t, b.path, good)
+	waitFor(t, "the good version to be noticed", func() bool { h, _ = b.ev.FileHealth(); return h.Usable })
+	if n := b.logs.count("usable again"); n != 1 {
+		t.Errorf("%d log lines about the file usable again, want 1:\n%s", n, b.logs)
+	}
+	if h.LastError != "" || h.Version != version {
+		t.Errorf("health once good again: %+v", h)
+	}
+	if g := b.gauge(t, "pgshift.flags.file_usable"); g != 1 {
+		t.Errorf("pgshift.flags.file_usable = %d once good, want 1", g)
+	}
+}
+
+// reloadSettle is longer than the watcher's delay before it reads the file.
+const reloadSettle = 100 * time.Millisecond

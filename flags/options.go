@@ -35,11 +35,13 @@ type config struct {
 	// fileStages, set by NewFileEvaluator, holds the stages the file's
 	// last good version gives (a bitmask), for the automatic default.
 	fileStages *atomic.Uint32
-	cacheSize  int
-	cacheTTL   time.Duration
-	noCache    bool
-	log        *slog.Logger
-	meter      metric.MeterProvider
+	// health, set by NewFileEvaluator, is the state of its file.
+	health    *health
+	cacheSize int
+	cacheTTL  time.Duration
+	noCache   bool
+	log       *slog.Logger
+	meter     metric.MeterProvider
 }
 
 func newConfig(opts []Option) config {
