@@ -235,7 +235,7 @@ func TestGatesPerStage(t *testing.T) {
 func TestDemoStartsWhereItsGatesAllow(t *testing.T) {
 	t.Parallel()
 	ta := setup(t, demoFlags(t))
-	if err := ta.app.settle(t.Context()); err != nil {
+	if err := ta.settle(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	res, err := http.Get(ta.url + "/api/gates")
@@ -276,7 +276,7 @@ func TestDemoStartsWhereItsGatesAllow(t *testing.T) {
 	if r := ta.do(t, "POST", "/api/users", `{"email":`, "X-User-ID: 123"); r.status != http.StatusBadRequest {
 		t.Fatalf("a bad request: %d", r.status)
 	}
-	if snap := ta.app.activity.snapshot(); snap.Failures != 1 {
+	if snap := ta.activity.snapshot(); snap.Failures != 1 {
 		t.Errorf("failures counted after one 400: %d, want 1", snap.Failures)
 	}
 }

@@ -386,16 +386,16 @@ func (e *Evaluator) defaultStage() Stage {
 // one writes new only, StageComplete; when every one writes old only, or
 // none is known, StageOff.
 func AutomaticDefault(given []Stage) Stage {
-	var old, new bool
+	var writesOld, writesNew bool
 	for _, s := range given {
 		p := s.Plan()
-		old = old || p.Authoritative == SideOld || p.WriteOther
-		new = new || p.Authoritative == SideNew || p.WriteOther
+		writesOld = writesOld || p.Authoritative == SideOld || p.WriteOther
+		writesNew = writesNew || p.Authoritative == SideNew || p.WriteOther
 	}
 	switch {
-	case old && new:
+	case writesOld && writesNew:
 		return StageDualWrite
-	case new:
+	case writesNew:
 		return StageComplete
 	}
 	return StageOff
