@@ -165,6 +165,11 @@ func TestMetricsAndHealthz(t *testing.T) {
 	} else if fh, _ := r.body["flags"].(map[string]any); fh["usable"] != true || fh["version"] == "" {
 		t.Fatalf("/healthz: the flag file's state %v, want usable with a version", r.body["flags"])
 	}
+	if r := ta.do(t, "GET", "/api/dashboard", ""); r.status != http.StatusOK {
+		t.Fatalf("/api/dashboard: %d", r.status)
+	} else if fh, _ := r.body["flags_health"].(map[string]any); fh["usable"] != true {
+		t.Fatalf("/api/dashboard: flags_health %v, want usable", r.body["flags_health"])
+	}
 	res, err := http.Get(ta.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
