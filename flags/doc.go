@@ -97,12 +97,22 @@
 // # The flag file
 //
 // NewFileEvaluator checks the file before flagd starts: unreadable, empty,
-// not JSON (or YAML, by extension), not following the flagd schema, or
-// rejected by flagd is an error naming the file. The file's directory is
+// not JSON (or YAML, by extension), not following the flagd schema,
+// rejected by flagd, or with a stage flag that can give a value the scheme
+// cannot map (a variant holding a string that names no stage, a
+// non-boolean in the boolean scheme, a rule naming a variant the flag does
+// not have) is an error naming the file, the flag and the variant. Such a
+// value would send every user it reaches to a fallback stage, so the file
+// is refused as a whole (CheckFile is the same check, for tools that write
+// flag files). The file's directory is
 // watched; a change is read 50 ms after the last event and reaches
 // decisions within about that (tens of milliseconds measured). A version
-// that breaks later (truncated, empty, deleted, schema errors) is logged
-// and never given to flagd, which keeps evaluating the last good one. The
+// that breaks later (truncated, empty, deleted, schema errors, a stage typo)
+// is never given to flagd, which keeps evaluating the last good one; each
+// change of the file's state is logged once (broken, broken otherwise,
+// usable again), not once per reading. FileHealth reports the file, the
+// version in use and, while the file is not usable, why and since when;
+// the gauge pgshift.flags.file_usable is 1 while it is usable, 0 while not. The
 // file is evaluated by flagd's own rules engine (flagd core, the evaluator
 // flagd's daemon and in-process provider run, so a file decides the same
 // everywhere) inside a small OpenFeature provider of pgshift's, which feeds
