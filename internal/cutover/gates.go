@@ -32,6 +32,23 @@
 // Backward moves (the rollback) are always allowed; Check says what to run
 // before moving forward again.
 //
+// # Moves
+//
+// FlagFile.Prepare works a move of a cohort out on a flagd file and refuses,
+// before any gate is measured, what cannot be done; Edit.Apply writes it
+// atomically, changing only the values the move changes (the rest of the
+// file keeps its bytes), and keeps the version it replaced with a record of
+// the move for PrepareUndo. A percentage moves points of the fractional
+// rollout: flagd places users by bucket position, so the points are carved
+// off the edge of a From bucket into a To bucket beside it, and only From
+// users move, only to To; a file without a rollout gets one where the users
+// no rule places are (with the default variant set to their stage, as a
+// fractional gives requests without a routing key the default variant). An
+// undo is the recorded move reversed and is gated as such: undoing a
+// rollback to off is a forward move that may skip a stage. RecordMove
+// writes each applied move, with the stages the file could give before and
+// after, into pgshift.moves.
+//
 // The gates read facts pgshift keeps in its own schema: the backfill's
 // progress, pgshift.verify_runs (each verify's result per table) and
 // pgshift.shadow_reads (every facade's shadow-read counts), pgshift.moves
