@@ -241,3 +241,32 @@ func hasGate(out, mark, name string) bool {
 	}
 	return false
 }
+
+// A flag file whose stage flag can give a value that names no stage is
+// unusable: move and preflight refuse it (exit 2), naming the flag and the
+// variant, and move leaves it as it is.
+func TestMoveAndPreflightRefuseAStageTypo(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	file := filepath.Join(t.TempDir(), "flags.json")
+	typo := strings.Replace(testerFlags, `"dualwrite": "dualwrite"`, `"dualwrite": "dualwrit"`, 1)
+	if err := os.WriteFile(file, []byte(typo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
+	const want = `flag pgshift-stage: variant "dualwrite": unknown migration stage "dualwrit"`
+	for _, args := range [][]string{
+		{"move", "--flags", file, "--keys", "123", "--to", "off"},
+		{"move", "--flags", file, "--default", "--to", "dualwrite"},
+		{"preflight", "--flags", file, "--rule", "1", "--to", "dualwrite"},
+		{"preflight", "--flags", file, "--default", "--to", "dualwrite"},
+	} {
+		code, out, errOut := pgshift(t, append(args, urls...)...)
+		if code != exitError || !strings.Contains(errOut, want) || strings.Contains(out, "ready") {
+			t.Errorf("pgshift %v on a stage typo: code %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+		}
+	}
+	if after, _ := os.ReadFile(file); string(after) != typo {
+		t.Fatalf("a refused move changed the file:\n%s", after)
+	}
+}
