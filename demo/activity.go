@@ -55,9 +55,10 @@ func newActivity(mp metric.MeterProvider) (*activity, error) {
 	return &activity{counter: c}, nil
 }
 
-// record counts one request. A status of 500 or more is a failure.
+// record counts one request. Every answer but a 2xx is a failure: a 409
+// where the user expected a 201 is as much a failure to the user as a 500.
 func (a *activity) record(ctx context.Context, r request, stage flags.Stage, side flags.Side) {
-	failed := r.Status >= 500
+	failed := r.Status < 200 || r.Status >= 300
 	a.counter.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("stage", stage.String()),
 		attribute.String("side", side.String()),

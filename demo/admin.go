@@ -199,6 +199,28 @@ func (a *app) backfill(ctx context.Context) (backfillReport, error) {
 	return rep, nil
 }
 
+// settle brings databases seeded on both sides into the state the default
+// flag file's cohorts need and its gates allow: the backfill recorded (new
+// has every row already), new's sequences past old's (so a live user and a
+// shadow user never get the same id from the two sides), and a full verify
+// recorded equal.
+func (a *app) settle(ctx context.Context) error {
+	if _, err := a.backfill(ctx); err != nil {
+		return err
+	}
+	if _, err := a.syncSequences(ctx); err != nil {
+		return fmt.Errorf("sync-sequences: %w", err)
+	}
+	rep, err := a.verify(ctx, true, 0)
+	if err != nil {
+		return err
+	}
+	if !rep.Equal {
+		return fmt.Errorf("verify after seeding: %d differences", rep.Differences)
+	}
+	return nil
+}
+
 // syncSequences moves new's sequences past old's, before new assigns ids.
 func (a *app) syncSequences(ctx context.Context) (moved int, err error) {
 	res, err := sequences.Sync(ctx, a.old, a.new, "public", sequences.Options{})

@@ -218,17 +218,22 @@ func warnIfExposed(w io.Writer, addr net.Addr) {
 }
 
 // healthz answers 200 when both databases answer a ping within a second,
-// 503 naming the side that does not.
+// 503 naming the side that does not. It shows the flag file's state too
+// (the version in use; when the file is not usable, why and since when): a
+// broken file is not an outage, as the last good version stays in use.
 func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
-	status := map[string]string{"old": "ok", "new": "ok"}
+	status := map[string]any{"old": "ok", "new": "ok"}
 	code := http.StatusOK
 	for side, pool := range map[string]*pgxpool.Pool{"old": a.old, "new": a.new} {
 		if err := pool.Ping(ctx); err != nil {
 			status[side] = "unreachable"
 			code = http.StatusServiceUnavailable
 		}
+	}
+	if h, ok := a.stages.FileHealth(); ok {
+		status["flags"] = h
 	}
 	writeJSON(w, code, status)
 }

@@ -30,6 +30,7 @@ type dashboardJSON struct {
 	Now              time.Time         `json:"now"`
 	Uptime           float64           `json:"uptime_seconds"`
 	FlagsFile        string            `json:"flags_file"`
+	FlagsHealth      *flags.FileHealth `json:"flags_health,omitempty"`
 	Requests         int64             `json:"requests"`
 	Failed           int64             `json:"failed"`
 	Stages           []stageRow        `json:"stages"`
@@ -79,6 +80,9 @@ func (a *app) dashboard(ctx context.Context) dashboardJSON {
 		Backlog: st.Backlog,
 		Recent:  act.Recent,
 		Verify:  a.verifies.get(),
+	}
+	if h, ok := a.stages.FileHealth(); ok {
+		d.FlagsHealth = &h
 	}
 	d.Accounts = a.accountStages(ctx)
 	counts := map[string]int{}

@@ -41,6 +41,14 @@ func (a *app) nextSteps(ctx context.Context) []nextStep {
 		return a.gates.steps
 	}
 	target := cutover.Target{Old: a.old, New: a.new, Schema: "public"}
+	// With a flag file, the gates know whether a cohort is in off now
+	// (writing old only). A file the gates cannot read leaves that to
+	// pgshift.moves.
+	if h, ok := a.stages.FileHealth(); ok {
+		if stages, err := (cutover.FlagFile{Path: h.File}).FileStages(); err == nil {
+			target.Stages = stages
+		}
+	}
 	var out []nextStep
 	for _, s := range flags.AllStages()[:len(flags.AllStages())-1] {
 		step := nextStep{Stage: s.String(), Next: (s + 1).String(), Blocking: []cutover.Gate{}}

@@ -152,6 +152,11 @@ func serve(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer a.close()
+	// The default flag file has cohorts in live and shadow from the start:
+	// the databases start where its gates allow that.
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
 
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *addr)
 	if err != nil {

@@ -203,6 +203,9 @@ func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
 		if err != nil {
 			return lines, err
 		}
+		if target.Stages, err = ff.FileStages(); err != nil {
+			return lines, err
+		}
 		rep, err := cutover.Check(ctx, target, from, m.to, walkLimits)
 		if err != nil {
 			return lines, err

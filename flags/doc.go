@@ -83,7 +83,13 @@
 // Provider not ready or failing (an error, or a value with the reason
 // ERROR), flag missing, disabled or of the wrong type, a value that names no
 // stage: the answer is the last good decision for that user (kept even when
-// stale), else the default stage (WithDefaultStage, StageOff unless set).
+// stale), else the default stage. WithDefaultStage sets it; unset, it is
+// AutomaticDefault of the stages the flags give others (the flag file's
+// last good version with NewFileEvaluator, the stages decided so far with
+// any other provider): StageDualWrite while some users' stages write new
+// and some write old, StageComplete when every one writes new only,
+// StageOff before anyone writes new. A user nobody could decide for thus
+// never writes one side only while the others write both.
 // Providers that need a targeting key (go-feature-flag, DevCycle,
 // LaunchDarkly) fail for a request without a routing key, which therefore
 // gets the default stage. With WithCacheTTL a failure is remembered for the
@@ -98,12 +104,22 @@
 // # The flag file
 //
 // NewFileEvaluator checks the file before flagd starts: unreadable, empty,
-// not JSON (or YAML, by extension), not following the flagd schema, or
-// rejected by flagd is an error naming the file. The file's directory is
+// not JSON (or YAML, by extension), not following the flagd schema,
+// rejected by flagd, or with a stage flag that can give a value the scheme
+// cannot map (a variant holding a string that names no stage, a
+// non-boolean in the boolean scheme, a rule naming a variant the flag does
+// not have) is an error naming the file, the flag and the variant. Such a
+// value would send every user it reaches to a fallback stage, so the file
+// is refused as a whole (CheckFile is the same check, for tools that write
+// flag files). The file's directory is
 // watched; a change is read 50 ms after the last event and reaches
 // decisions within about that (tens of milliseconds measured). A version
-// that breaks later (truncated, empty, deleted, schema errors) is logged
-// and never given to flagd, which keeps evaluating the last good one. The
+// that breaks later (truncated, empty, deleted, schema errors, a stage typo)
+// is never given to flagd, which keeps evaluating the last good one; each
+// change of the file's state is logged once (broken, broken otherwise,
+// usable again), not once per reading. FileHealth reports the file, the
+// version in use and, while the file is not usable, why and since when;
+// the gauge pgshift.flags.file_usable is 1 while it is usable, 0 while not. The
 // file is evaluated by flagd's own rules engine (flagd core, the evaluator
 // flagd's daemon and in-process provider run, so a file decides the same
 // everywhere) inside a small OpenFeature provider of pgshift's, which feeds

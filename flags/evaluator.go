@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-feature/go-sdk/openfeature"
@@ -27,7 +28,8 @@ const (
 	// this is the last decision it made for the user.
 	OriginLastGood
 	// OriginDefault means the provider could not decide and has never decided for
-	// the user; this is the configured default stage (WithDefaultStage).
+	// the user; this is the default stage (WithDefaultStage, else
+	// AutomaticDefault of what the flags give others).
 	OriginDefault
 )
 
@@ -90,7 +92,8 @@ type Evaluator struct {
 	cache  *decisions
 
 	fallbacks metric.Int64Counter
-	logged    sync.Map // fallbackKey -> struct{}: causes already logged
+	logged    sync.Map      // fallbackKey -> struct{}: causes already logged
+	seen      atomic.Uint32 // the stages decided so far, a bit per stage
 
 	invalidate openfeature.EventCallback
 	changed    *changes
@@ -212,6 +215,7 @@ func (e *Evaluator) Decide(ctx context.Context) Decision {
 	s := e.cache.begin()
 	d, fail := e.evaluate(ctx, u)
 	if fail == nil {
+		e.seen.Or(1 << d.Stage)
 		e.cache.put(u.cacheKey, d, s)
 		return d
 	}
@@ -338,7 +342,7 @@ func (e *Evaluator) fellBack(ctx context.Context, last entry, f *failure) Decisi
 			slog.String("flag", f.flag),
 			slog.String("cause", string(f.cause)),
 			slog.String("detail", f.detail),
-			slog.String("default_stage", e.cfg.def.String()),
+			slog.String("default_stage", e.defaultStage().String()),
 		)
 	}
 	if last.good {
@@ -347,5 +351,52 @@ func (e *Evaluator) fellBack(ctx context.Context, last entry, f *failure) Decisi
 		d.Cause = f.cause
 		return d
 	}
-	return Decision{Stage: e.cfg.def, Origin: OriginDefault, Cause: f.cause}
+	return Decision{Stage: e.defaultStage(), Origin: OriginDefault, Cause: f.cause}
+}
+
+// defaultStage is the stage of a user the provider cannot decide for and
+// has never decided for: WithDefaultStage's, else AutomaticDefault of the
+// stages the flag file's last good version gives (NewFileEvaluator), or of
+// the stages decided so far (any other provider).
+func (e *Evaluator) defaultStage() Stage {
+	if e.cfg.defSet {
+		return e.cfg.def
+	}
+	var mask uint32
+	if e.cfg.fileStages != nil {
+		mask = e.cfg.fileStages.Load()
+	}
+	if mask == 0 {
+		mask = e.seen.Load()
+	}
+	var given []Stage
+	for _, s := range AllStages() {
+		if mask&(1<<s) != 0 {
+			given = append(given, s)
+		}
+	}
+	return AutomaticDefault(given)
+}
+
+// AutomaticDefault is the default stage when the flags give others the
+// stages given: the most conservative stage that still writes every side
+// one of them writes. When some stage writes new and some writes old (a
+// migration under way), StageDualWrite: old answers, as before the
+// migration, and new gets the write too, so no side misses it. When every
+// one writes new only, StageComplete; when every one writes old only, or
+// none is known, StageOff.
+func AutomaticDefault(given []Stage) Stage {
+	var writesOld, writesNew bool
+	for _, s := range given {
+		p := s.Plan()
+		writesOld = writesOld || p.Authoritative == SideOld || p.WriteOther
+		writesNew = writesNew || p.Authoritative == SideNew || p.WriteOther
+	}
+	switch {
+	case writesOld && writesNew:
+		return StageDualWrite
+	case writesNew:
+		return StageComplete
+	}
+	return StageOff
 }

@@ -1,10 +1,12 @@
 package flags_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/open-feature/go-sdk/openfeature/isolated"
+	"github.com/open-feature/go-sdk/openfeature/memprovider"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -24,8 +26,6 @@ func TestFallbacks(t *testing.T) {
 		cause   flags.Cause
 	}{
 		{"missing flag", staticFlag("live"), []flags.Option{flags.WithStageFlag("no-such-flag")}, flags.CauseFlagNotFound},
-		{"wrong type", booleans, []flags.Option{flags.WithStageFlag("write-to-new-db")}, flags.CauseTypeMismatch},
-		{"unknown variant value", staticFlag("banana"), nil, flags.CauseUnknownValue},
 		{"disabled flag", `{"flags": {"pgshift-stage": {"state": "DISABLED", "variants": {"v": "live"}, "defaultVariant": "v"}}}`, nil, flags.CauseFlagDisabled},
 		{"read without write", booleans, []flags.Option{flags.WithBooleanFlags("", "")}, flags.CauseReadWithoutWrite},
 		{"missing boolean", staticFlag("live"), []flags.Option{flags.WithBooleanFlags("", "")}, flags.CauseFlagNotFound},
@@ -51,6 +51,89 @@ func TestFallbacks(t *testing.T) {
 	}
 }
 
+// TestFallbacksOfOtherProviders checks the causes a flag file cannot have
+// (NewFileEvaluator refuses a file whose stage flag can give a value that
+// names no stage, or another type) with a provider that serves anything.
+func TestFallbacksOfOtherProviders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		value any
+		cause flags.Cause
+	}{
+		{"wrong type", true, flags.CauseTypeMismatch},
+		{"unknown variant value", "banana", flags.CauseUnknownValue},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := memprovider.NewInMemoryProvider(map[string]memprovider.InMemoryFlag{
+				flags.DefaultStageFlag: {Key: flags.DefaultStageFlag, State: memprovider.Enabled, DefaultVariant: "v", Variants: map[string]any{"v": tc.value}},
+			})
+			logs := &syncBuffer{}
+			ev, err := flags.NewProviderEvaluator(t.Context(), p, flags.WithLogger(newLogger(logs)), flags.WithDefaultStage(flags.StageDualWrite))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = ev.Close() })
+			want := flags.Decision{Stage: flags.StageDualWrite, Origin: flags.OriginDefault, Cause: tc.cause}
+			for i := range 5 {
+				if d := ev.Decide(user("123", nil)); d != want {
+					t.Fatalf("call %d: %+v, want %+v", i, d, want)
+				}
+			}
+			if n := logs.count("cannot decide", "cause="+string(tc.cause)); n != 1 {
+				t.Errorf("%d log lines for cause %s, want 1:\n%s", n, tc.cause, logs)
+			}
+		})
+	}
+}
+
+func TestAutomaticDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		given []flags.Stage
+		want  flags.Stage
+	}{
+		{nil, flags.StageOff},
+		{[]flags.Stage{flags.StageOff}, flags.StageOff},
+		{[]flags.Stage{flags.StageOff, flags.StageDualWrite}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageLive}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageRampdown, flags.StageComplete}, flags.StageDualWrite},
+		{[]flags.Stage{flags.StageComplete}, flags.StageComplete},
+	} {
+		if got := flags.AutomaticDefault(tc.given); got != tc.want {
+			t.Errorf("AutomaticDefault(%v) = %v, want %v", tc.given, got, tc.want)
+		}
+	}
+}
+
+// TestAutomaticDefaultFollowsTheFile: with the boolean scheme, a file whose
+// write flag is true for some users gives dualwrite to a user the provider
+// cannot decide for; WithDefaultStage overrides it.
+func TestAutomaticDefaultFollowsTheFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cohorts, flags.WithBooleanFlags("", ""))
+	// Removing both flags makes every new user a fallback.
+	writeFile(t, b.path, `{"flags": {"another-flag": {"state": "ENABLED", "variants": {"v": "x"}, "defaultVariant": "v"}}}`)
+	n := 0
+	waitFor(t, "the missing flags to be seen", func() bool {
+		n++ // a key never decided before
+		return b.ev.Decide(user(fmt.Sprint("new-", n), nil)).Origin == flags.OriginDefault
+	})
+	if d := b.ev.Decide(user("new2", nil)); d.Stage != flags.StageDualWrite {
+		t.Errorf("new user: %+v, want dualwrite (the file wrote new for some)", d)
+	}
+	fixed := setupContent(t, staticFlag("live"), flags.WithDefaultStage(flags.StageOff))
+	writeFile(t, fixed.path, `{"flags": {}}`)
+	waitFor(t, "the missing flag to be seen", func() bool {
+		n++
+		return fixed.ev.Decide(user(fmt.Sprint("x-", n), nil)).Origin == flags.OriginDefault
+	})
+	if d := fixed.ev.Decide(user("y", nil)); d.Stage != flags.StageOff {
+		t.Errorf("WithDefaultStage(off): %+v", d)
+	}
+}
+
 func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, `{"flags": {
@@ -65,24 +148,26 @@ func TestReadWithoutWriteOnlyByOption(t *testing.T) {
 	}
 }
 
-// TestLastGoodDecision breaks the flag's value while the evaluator runs: a
-// user decided before keeps that decision, a new user gets the default.
+// TestLastGoodDecision removes the stage flag while the evaluator runs: a
+// user decided before keeps that decision; a new user gets the automatic
+// default: the last file with the flag put users in live, which writes both
+// sides, so dualwrite (off would write old only).
 func TestLastGoodDecision(t *testing.T) {
 	t.Parallel()
 	b := setupContent(t, staticFlag("live"))
 	if got := b.ev.Stage(user("known", nil)); got != flags.StageLive {
 		t.Fatalf("before: %v, want live", got)
 	}
-	writeFile(t, b.path, staticFlag("banana"))
-	waitFor(t, "the unknown value to be seen", func() bool {
+	writeFile(t, b.path, `{"flags": {"another-flag": {"state": "ENABLED", "variants": {"v": "x"}, "defaultVariant": "v"}}}`)
+	waitFor(t, "the missing flag to be seen", func() bool {
 		return b.ev.Decide(user("known", nil)).Origin == flags.OriginLastGood
 	})
-	want := flags.Decision{Stage: flags.StageLive, Origin: flags.OriginLastGood, Reason: "STATIC", Variant: "v", Cause: flags.CauseUnknownValue}
+	want := flags.Decision{Stage: flags.StageLive, Origin: flags.OriginLastGood, Reason: "STATIC", Variant: "v", Cause: flags.CauseFlagNotFound}
 	if d := b.ev.Decide(user("known", nil)); d != want {
 		t.Errorf("known user: %+v, want %+v", d, want)
 	}
-	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.StageOff || d.Origin != flags.OriginDefault {
-		t.Errorf("new user: %+v, want off by default", d)
+	if d := b.ev.Decide(user("new", nil)); d.Stage != flags.StageDualWrite || d.Origin != flags.OriginDefault {
+		t.Errorf("new user: %+v, want dualwrite by the automatic default", d)
 	}
 }
 

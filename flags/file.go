@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -38,22 +39,25 @@ const MaxFileSize = 4 << 20
 // NewFileEvaluator returns a ready Evaluator over flagd's in-process
 // provider reading the flagd flag file at path (JSON, or YAML by its
 // extension). The file is checked before the provider starts: a file that
-// cannot be read, is not JSON, does not follow the flagd schema or that
-// flagd rejects is an error naming the file and the problem.
+// cannot be read, is not JSON, does not follow the flagd schema, that
+// flagd rejects, or whose stage flag can give a value that names no stage
+// (a non-boolean in the boolean scheme, a variant its rules name but do not
+// define) is an error naming the file, the flag and the variant.
 //
 // The file is watched (its directory, so editors that replace the file and
 // Kubernetes ConfigMap symlink swaps are seen) and re-read 50 ms after it
 // changes: after events on its own name, or on the entries of the directory
 // its symlinks lead through (a ConfigMap's ..data link and the directory
 // it points to), never on other files there, such as a log. A version that
-// is broken, empty, missing or larger than MaxFileSize is logged, once per
-// content, and not given to flagd, which keeps evaluating the last good
-// one. A good version replaces the flags and drops the cached decisions.
+// is broken, empty, missing, larger than MaxFileSize, or whose stage flag
+// can give a value the scheme cannot map, is logged and not given to flagd,
+// which keeps evaluating the last good one. A good version replaces the
+// flags and drops the cached decisions.
 //
 // Close stops the watcher and the provider.
 func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evaluator, error) {
 	cfg := newConfig(opts)
-	chk, err := newChecker()
+	chk, err := newChecker(cfg.scheme())
 	if err != nil {
 		return nil, err
 	}
@@ -65,20 +69,34 @@ func NewFileEvaluator(ctx context.Context, path string, opts ...Option) (*Evalua
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
 	}
-	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good})
-	return NewProviderEvaluator(ctx, p, opts...)
+	hl := newHealth(path, good)
+	p := newFileProvider(&fileWatch{path: path, log: cfg.log, chk: chk, good: good, health: hl})
+	p.stages, p.scheme = new(atomic.Uint32), cfg.scheme()
+	p.stages.Store(stageMask(good, p.scheme))
+	opts = append(opts[:len(opts):len(opts)], func(c *config) { c.fileStages, c.health = p.stages, hl })
+	ev, err := NewProviderEvaluator(ctx, p, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.observeHealth(path, hl); err != nil {
+		return nil, errors.Join(err, ev.Close())
+	}
+	return ev, nil
 }
 
 // checker decides whether a flag file may reach flagd: stricter than flagd
-// itself, which applies a file that breaks its own schema with a warning.
+// itself, which applies a file that breaks its own schema with a warning,
+// and stricter than the Evaluator, which maps a value that names no stage
+// to a fallback per request: such a file is refused as a whole.
 type checker struct {
-	flagd *jsonschema.Schema
+	flagd  *jsonschema.Schema
+	scheme scheme
 
 	mu      gosync.Mutex
 	scratch *evaluator.JSON // a flagd evaluator nobody reads, to try files on
 }
 
-func newChecker() (*checker, error) {
+func newChecker(sc scheme) (*checker, error) {
 	c := jsonschema.NewCompiler()
 	for url, doc := range map[string]string{
 		"https://flagd.dev/schema/v0/flagd.json":     schema.FlagdSchema,
@@ -102,7 +120,7 @@ func newChecker() (*checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flags: flagd store: %w", err)
 	}
-	return &checker{flagd: compiled, scratch: evaluator.NewJSON(quiet, scratch)}, nil
+	return &checker{flagd: compiled, scheme: sc, scratch: evaluator.NewJSON(quiet, scratch)}, nil
 }
 
 // check returns the file's flag configuration as JSON, or why it is not one.
@@ -124,6 +142,9 @@ func (c *checker) check(path string, data []byte) (string, error) {
 	}
 	if err := c.flagd.Validate(inst); err != nil {
 		return "", fmt.Errorf("flag file %s does not follow the flagd schema (https://flagd.dev/reference/flag-definitions/): %w", path, err)
+	}
+	if err := checkStages(js, c.scheme); err != nil {
+		return "", fmt.Errorf("flag file %s: %w: fix the file; until then the last good version stays in use", path, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -164,6 +185,7 @@ type fileWatch struct {
 	log     *slog.Logger
 	chk     *checker
 	good    string // the last good configuration, as JSON
+	health  *health
 	watcher *fsnotify.Watcher
 	// names are the entries of the file's directory whose events may
 	// change what the path reads (see relevantNames).
@@ -265,8 +287,10 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 	}
 }
 
-// reload reads the file and returns it when it changed and is good. An
-// unusable version is logged once, however many events it gets.
+// reload reads the file and returns it when it changed and is good. It
+// logs each change of the file's state once: broken (again for another
+// error), usable again, reloaded; a version already found unusable is not
+// looked at again, however many events it gets.
 func (w *fileWatch) reload() (string, bool) {
 	// A symlink swap may have changed the entries the path goes through.
 	w.names = relevantNames(w.path)
@@ -277,15 +301,22 @@ func (w *fileWatch) reload() (string, bool) {
 	}
 	if err != nil {
 		sum := sha256.Sum256(append(append(data, 0), err.Error()...))
-		if sum != w.unusable {
-			w.unusable = sum
+		if sum == w.unusable {
+			return "", false
+		}
+		w.unusable = sum
+		if w.health == nil || w.health.broken(err) {
 			w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
 				slog.String("file", w.path), slog.Any("error", err))
 		}
 		return "", false
 	}
 	w.unusable = [sha256.Size]byte{}
-	if js == w.good {
+	changed := js != w.good
+	if w.health != nil && w.health.good(js, changed) && !changed {
+		w.log.Info("flags: flag file usable again, as the version in use", slog.String("file", w.path))
+	}
+	if !changed {
 		return "", false
 	}
 	w.good = js

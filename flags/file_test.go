@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -68,6 +69,12 @@ func TestBrokenFileKeepsLastGood(t *testing.T) {
 		{"truncated JSON", func() { writeFile(t, b.path, `{"flags": {`) }, "not valid JSON"},
 		{"empty", func() { writeFile(t, b.path, "") }, "is empty"},
 		{"not flagd", func() { writeFile(t, b.path, `{"flags": {"pgshift-stage": {"variants": 3}}}`) }, "flagd schema"},
+		{"a stage name with a typo", func() { writeFile(t, b.path, strings.Replace(cohortsText(t), `"live": "live"`, `"live": "liv"`, 1)) },
+			`variant \"live\": unknown migration stage \"liv\"`},
+		{"a rule naming no variant", func() {
+			writeFile(t, b.path, strings.Replace(cohortsText(t), `["dualwrite", 10]`, `["dualwrit", 10]`, 1))
+		},
+			`variant \"dualwrit\", which is not among its variants`},
 		{"deleted", func() {
 			if err := os.Remove(b.path); err != nil {
 				t.Fatal(err)
@@ -91,6 +98,47 @@ func TestBrokenFileKeepsLastGood(t *testing.T) {
 	waitFor(t, "the repaired file to be used", func() bool { return b.ev.Stage(user("123", nil)) == flags.StageShadow })
 }
 
+// TestBooleanSchemeRefusesNonBooleans: in the boolean scheme a write or read
+// flag that can give anything but true or false makes the file unusable.
+func TestBooleanSchemeRefusesNonBooleans(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "flags.json")
+	writeFile(t, path, strings.Replace(cohortsText(t), `"variants": { "on": true, "off": false },
+      "defaultVariant": "off",
+      "targeting": {
+        "if": [
+          { "in": [{ "var": "targetingKey" }, ["123", "456"]] }, "on"
+        ]`, `"variants": { "on": "true", "off": "false" },
+      "defaultVariant": "off",
+      "targeting": {
+        "if": [
+          { "in": [{ "var": "targetingKey" }, ["123", "456"]] }, "on"
+        ]`, 1))
+	ev, err := flags.NewFileEvaluator(t.Context(), path, flags.WithBooleanFlags("", ""))
+	if err == nil {
+		_ = ev.Close()
+		t.Fatal("a read flag whose variant holds a string: no error")
+	}
+	if want := `flag read-from-new-db: variant "off" holds "false", not a boolean`; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q, want it to say %q", err, want)
+	}
+	// The string scheme does not read the boolean flags.
+	ev, err = flags.NewFileEvaluator(t.Context(), path)
+	if err != nil {
+		t.Fatalf("string scheme: %v", err)
+	}
+	_ = ev.Close()
+}
+
+func cohortsText(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(cohorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
 func TestStartupErrorNamesFileAndProblem(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -102,6 +150,8 @@ func TestStartupErrorNamesFileAndProblem(t *testing.T) {
 		{"broken.json", `{"flags": {"pgshift-stage": `, "not valid JSON"},
 		{"schema.json", `{"flags": {"pgshift-stage": {"state": "ON", "variants": {}, "defaultVariant": "x"}}}`, "flagd schema"},
 		{"flags.txt", `{"flags": {}}`, "flags.txt"},
+		{"typo.json", staticFlag("liv"), `flag pgshift-stage: variant "v": unknown migration stage "liv"`},
+		{"number.json", `{"flags": {"pgshift-stage": {"state": "ENABLED", "variants": {"v": 3}, "defaultVariant": "v"}}}`, `variant "v" holds 3, not a stage name`},
 	} {
 		path := filepath.Join(dir, tc.name)
 		if tc.name != "missing.json" {
@@ -118,3 +168,46 @@ func TestStartupErrorNamesFileAndProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestFileHealthLogsChangesOnce breaks the file and writes the same broken
+// version again and again: one log line, not one per reading; FileHealth
+// and the gauge pgshift.flags.file_usable say it is not usable; the good
+// version written back is logged once as usable again.
+func TestFileHealthLogsChangesOnce(t *testing.T) {
+	t.Parallel()
+	good := staticFlag("live")
+	b := setupContent(t, good)
+	h, ok := b.ev.FileHealth()
+	if !ok || !h.Usable || h.File != b.path || h.Version == "" {
+		t.Fatalf("health at start: %+v, %v", h, ok)
+	}
+	version := h.Version
+	for i := range 5 {
+		writeFile(t, b.path, `{"flags": {`)
+		waitFor(t, fmt.Sprintf("writing %d to be noticed", i), func() bool { h, _ = b.ev.FileHealth(); return !h.Usable })
+		time.Sleep(3 * reloadSettle)
+	}
+	if n := b.logs.count("not usable"); n != 1 {
+		t.Errorf("%d log lines about the unusable file, want 1:\n%s", n, b.logs)
+	}
+	if h, _ := b.ev.FileHealth(); h.Usable || !strings.Contains(h.LastError, "not valid JSON") || h.Version != version || h.Since.IsZero() {
+		t.Errorf("health of a broken file: %+v", h)
+	}
+	if g := b.gauge(t, "pgshift.flags.file_usable"); g != 0 {
+		t.Errorf("pgshift.flags.file_usable = %d while broken, want 0", g)
+	}
+	writeFile(t, b.path, good)
+	waitFor(t, "the good version to be noticed", func() bool { h, _ = b.ev.FileHealth(); return h.Usable })
+	if n := b.logs.count("usable again"); n != 1 {
+		t.Errorf("%d log lines about the file usable again, want 1:\n%s", n, b.logs)
+	}
+	if h.LastError != "" || h.Version != version {
+		t.Errorf("health once good again: %+v", h)
+	}
+	if g := b.gauge(t, "pgshift.flags.file_usable"); g != 1 {
+		t.Errorf("pgshift.flags.file_usable = %d once good, want 1", g)
+	}
+}
+
+// reloadSettle is longer than the watcher's delay before it reads the file.
+const reloadSettle = 100 * time.Millisecond

@@ -5,12 +5,15 @@ import (
 	"fmt"
 )
 
-// CheckFile reports whether data is a flag file NewFileEvaluator would take:
-// JSON (or YAML, by path's extension) following the flagd schema, which
-// flagd accepts. The error names path and what is wrong. Tools that write
-// flag files (pgshift move) check them with it before they replace one.
-func CheckFile(path string, data []byte) error {
-	chk, err := newChecker()
+// CheckFile reports whether data is a flag file NewFileEvaluator would take
+// with opts (the scheme and its flag keys; the string flag DefaultStageFlag
+// when none): JSON (or YAML, by path's extension) following the flagd
+// schema, which flagd accepts, and whose stage flags can give only values
+// that map to a stage. The error names path and what is wrong. Tools that
+// write flag files (pgshift move) check them with it before they replace
+// one.
+func CheckFile(path string, data []byte, opts ...Option) error {
+	chk, err := newChecker(newConfig(opts).scheme())
 	if err != nil {
 		return err
 	}
@@ -25,7 +28,7 @@ func EvaluateFile(path string, data []byte, flagKey, routingKey string, attrs ma
 	if flagKey == "" {
 		flagKey = DefaultStageFlag
 	}
-	chk, err := newChecker()
+	chk, err := newChecker(stringScheme(flagKey))
 	if err != nil {
 		return StageOff, err
 	}

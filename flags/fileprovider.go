@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	gosync "sync"
+	"sync/atomic"
 
 	"github.com/open-feature/flagd/core/pkg/evaluator"
 	"github.com/open-feature/flagd/core/pkg/logger"
@@ -34,6 +35,11 @@ type fileProvider struct {
 	mu     gosync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// stages holds the stages the applied configuration gives (a bitmask),
+	// for the Evaluator's automatic default stage.
+	stages *atomic.Uint32
+	scheme scheme
 }
 
 var (
@@ -90,6 +96,11 @@ func (p *fileProvider) apply(ctx context.Context, js string) {
 		p.watch.log.Error("flags: flagd rejected a checked flag file; keeping the last good flag configuration",
 			slog.String("file", p.watch.path), slog.Any("error", err))
 		return
+	}
+	// A version without the stage flags keeps the stages of the last one
+	// that had them: everyone falls back then, to the stages they had.
+	if m := stageMask(js, p.scheme); p.stages != nil && m != 0 {
+		p.stages.Store(m)
 	}
 	select {
 	case p.events <- openfeature.Event{

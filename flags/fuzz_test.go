@@ -64,7 +64,8 @@ func FuzzStageFromBooleans(f *testing.F) {
 }
 
 // FuzzCheckFlagFile feeds arbitrary file contents to the check that guards
-// flagd: it never panics, and what it accepts flagd accepts too.
+// flagd: it never panics, and in what it accepts every variant the stage
+// flag can give names a stage.
 func FuzzCheckFlagFile(f *testing.F) {
 	seed, err := os.ReadFile("testdata/cohorts.flagd.json")
 	if err != nil {
@@ -73,7 +74,7 @@ func FuzzCheckFlagFile(f *testing.F) {
 	for _, s := range []string{string(seed), "", "{", `{"flags":{}}`, `{"flags":{"x":{"state":"ENABLED","variants":{"a":"live"},"defaultVariant":"a"}}}`, "null", "[]"} {
 		f.Add([]byte(s))
 	}
-	chk, err := newChecker()
+	chk, err := newChecker(stringScheme(""))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -87,6 +88,9 @@ func FuzzCheckFlagFile(f *testing.F) {
 		}
 		if !strings.Contains(js, "flags") {
 			t.Fatalf("accepted %q without flags", js)
+		}
+		if _, err := reachableStages(js, DefaultStageFlag); err != nil && !strings.Contains(err.Error(), "no flag") {
+			t.Fatalf("accepted %q, whose stage flag can give a value that names no stage: %v", js, err)
 		}
 	})
 }

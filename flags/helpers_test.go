@@ -109,6 +109,26 @@ func (b *bundle) fallbacks(t *testing.T) map[string]int64 {
 	return got
 }
 
+// gauge returns the value of an int64 gauge.
+func (b *bundle) gauge(t *testing.T, name string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := b.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				for _, dp := range m.Data.(metricdata.Gauge[int64]).DataPoints {
+					return dp.Value
+				}
+			}
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
 // waitFor polls cond until it holds; it fails the test after 10 s, a bound
 // far above what any check here needs, so a slow machine does not fail it.
 func waitFor(t *testing.T, what string, cond func() bool) time.Duration {

@@ -2,6 +2,7 @@ package flags
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -29,7 +30,13 @@ type config struct {
 	readFlag         string
 	readWithoutWrite *Stage
 
-	def       Stage
+	def    Stage
+	defSet bool
+	// fileStages, set by NewFileEvaluator, holds the stages the file's
+	// last good version gives (a bitmask), for the automatic default.
+	fileStages *atomic.Uint32
+	// health, set by NewFileEvaluator, is the state of its file.
+	health    *health
 	cacheSize int
 	cacheTTL  time.Duration
 	noCache   bool
@@ -104,9 +111,13 @@ func WithReadWithoutWrite(s Stage) Option {
 }
 
 // WithDefaultStage sets the stage of a user for whom the provider cannot
-// decide and who has no last good decision (default StageOff).
+// decide and who has no last good decision. Without it the default is
+// chosen from what the flags give others (see AutomaticDefault): the most
+// conservative stage that still writes every side some user's stage
+// writes, so that a user nobody could decide for never writes one side
+// while the others write both.
 func WithDefaultStage(s Stage) Option {
-	return func(c *config) { c.def = s }
+	return func(c *config) { c.def, c.defSet = s, true }
 }
 
 // WithCacheSize bounds the decision cache to n users (default

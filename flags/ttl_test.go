@@ -161,8 +161,8 @@ func TestCacheTTLPacesFailures(t *testing.T) {
 		if d := b.ev.Decide(known); d != want {
 			t.Fatalf("known user while the provider fails: %+v, want %+v", d, want)
 		}
-		if d := b.ev.Decide(unknown); d.Stage != flags.StageOff || d.Origin != flags.OriginDefault {
-			t.Fatalf("new user while the provider fails: %+v, want off by default", d)
+		if d := b.ev.Decide(unknown); d.Stage != flags.StageDualWrite || d.Origin != flags.OriginDefault {
+			t.Fatalf("new user while the provider fails: %+v, want dualwrite (others are live: the automatic default writes both sides)", d)
 		}
 	}
 	if n := srv.calls.Load() - before; n != 2 {
@@ -231,8 +231,10 @@ func TestCacheTTLConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 2000 {
 				s := ev.Stage(user(string(rune('a'+(g*7+i)%16)), nil))
-				if s != flags.StageOff && s != flags.StageLive {
-					t.Errorf("stage %v, want off or live", s)
+				// dualwrite: the automatic default of a user never decided
+				// while the provider fails, once off and live were given.
+				if s != flags.StageOff && s != flags.StageLive && s != flags.StageDualWrite {
+					t.Errorf("stage %v, want off, live or dualwrite", s)
 					return
 				}
 			}

@@ -45,11 +45,13 @@ func TestCohorts(t *testing.T) {
 				}
 
 				// No routing key: flagd's default rule decides; go-feature-flag
-				// needs a targeting key, so it is the default stage.
+				// needs a targeting key, so it is the automatic default stage:
+				// dualwrite, as the users above were given stages that write
+				// new and stages that write old.
 				d := ev.Decide(user("", nil))
 				want := flags.Decision{Stage: flags.StageOff, Origin: flags.OriginEvaluated}
 				if src.needsKey {
-					want = flags.Decision{Stage: flags.StageOff, Origin: flags.OriginDefault, Cause: flags.CauseProviderError}
+					want = flags.Decision{Stage: flags.StageDualWrite, Origin: flags.OriginDefault, Cause: flags.CauseProviderError}
 				}
 				if d.Stage != want.Stage || d.Origin != want.Origin || d.Cause != want.Cause {
 					t.Errorf("no routing key: %+v, want %+v", d, want)

@@ -39,7 +39,8 @@
 // HTTP request, made on the caller's path for every cache miss.
 //
 // go-feature-flag needs a targeting key: a request without a routing key
-// gets the default stage (flags.WithDefaultStage), counted as a fallback
+// gets the default stage (flags.WithDefaultStage, else
+// flags.AutomaticDefault of the stages decided so far), counted as a fallback
 // with cause provider_error. Its percentages hash the flag's name with the
 // key, so which users fall in a 10% differs from flagd's and between flags,
 // while each user's bucket stays fixed.

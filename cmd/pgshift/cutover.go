@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -63,18 +64,27 @@ is one of:
 
   --keys 123,456          routing keys (user or tenant ids): they get a rule
                           of their own ahead of every other rule
-  --percent 10 --from off ten points of the fractional rollout's off bucket
+  --percent 10 --from off ten points of the fractional rollout's off bucket,
+                          given to a bucket of --to right beside it, so no
+                          other user changes bucket; a file without a rollout
+                          gets one where the users no rule places are
   --rule 2                the users the 2nd branch of the targeting "if" places
   --default               everyone no rule places
 
-The gates of the move run first (see pgshift preflight); a gate not met
-refuses the move, naming it, unless --force. A move that skips a stage
-forward is refused even with --force. A backward move (rollback) is never
-refused and prints what to run before moving forward again.
+What cannot be done (a percentage of a stage nobody is in, keys in different
+stages, a file that does not load) is refused before any gate. The gates of
+the move run next (see pgshift preflight); a gate not met refuses the move,
+naming it, unless --force. A move that skips a stage forward is refused even
+with --force. A backward move (rollback) is never refused, needs no database,
+and prints what to run before moving forward again.
 
-The file is written atomically (a temporary file renamed over it), checked
-as the application would check it, and the version it replaces is kept
-beside it (FILE.prev) for --undo.
+Only the part of the file the move changes is rewritten. The file is written
+atomically (a temporary file renamed over it), checked as the application
+would check it, and the version it replaces is kept beside it (FILE.prev,
+with what the move did in FILE.prev.json). Every move is recorded in
+pgshift.moves on new, for the gates. --undo reverses the last move, gated as
+the move back: undoing a rollback to off is off -> the stage left, refused
+when that skips a stage; refused too when the file changed since.
 
 Examples:
   pgshift move --flags flags.json --keys 123,456 --to dualwrite
@@ -233,7 +243,13 @@ func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool 
 		}
 		cohort = co.String()
 	}
-	rep, err := cutover.Check(ctx, cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}, from, to, cf.limits)
+	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+	if cf.file != "" {
+		if target.Stages, err = cf.flagFile().FileStages(); err != nil {
+			return nil, "", err
+		}
+	}
+	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
 	return rep, cohort, err
 }
 
@@ -274,13 +290,48 @@ func writeReport(w io.Writer, cohort string, r *cutover.Report) error {
 	return nil
 }
 
+// moveJSON is move's --json output.
+type moveJSON struct {
+	Cohort string `json:"cohort"`
+	File   string `json:"file"`
+	Undo   bool   `json:"undo,omitempty"`
+	*cutover.Report
+	// Moved says the file was changed; Refused says why it was not.
+	Moved   bool   `json:"moved"`
+	Forced  bool   `json:"forced,omitempty"`
+	Refused string `json:"refused,omitempty"`
+	// Warning says the move was made but not recorded in pgshift.moves.
+	Warning string `json:"warning,omitempty"`
+}
+
+// recordMove writes the move into pgshift.moves on new, connecting to new
+// when the move did not (a rollback). A rollback is made when new is down,
+// so a failure is a warning: the move stands, and the error says what the
+// gates then cannot know.
+func recordMove(ctx context.Context, com *common, newPool *pgxpool.Pool, edit *cutover.Edit, forced bool) error {
+	if newPool == nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		np, err := com.connect(cctx, "new", com.new, 1)
+		if err != nil {
+			return fmt.Errorf("the move is made but not recorded in pgshift.moves (%w); the gates learn of the period it starts from the next forward move, or run a full pgshift verify --repair before moving forward again", err)
+		}
+		defer np.Close()
+		newPool = np
+	}
+	if err := cutover.RecordMove(ctx, newPool, edit, forced); err != nil {
+		return fmt.Errorf("the move is made but %w; run a full pgshift verify --repair before moving forward again", err)
+	}
+	return nil
+}
+
 func runMove(ctx context.Context, e *env, args []string) int {
 	c, fs, com := flagsFor("move", e)
 	var cf cohortFlags
 	cf.bind(fs)
 	var force, undo bool
 	fs.BoolVar(&force, "force", false, "move although a gate is not met (never past a skipped stage)")
-	fs.BoolVar(&undo, "undo", false, "put back the version of --flags the last move replaced")
+	fs.BoolVar(&undo, "undo", false, "reverse the last move: put back the version of --flags it replaced, gated like the move back")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -288,49 +339,58 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		return fail(e, c.name, errors.New("name the application's flag file with --flags FILE"))
 	}
 	ff := cf.flagFile()
+	// Everything that refuses the move without a database comes first, so
+	// nothing says "ready" about a move that cannot be made.
+	var edit *cutover.Edit
+	var err error
 	if undo {
 		if cf.cohortIsSet() || cf.to != "" {
-			return fail(e, c.name, errors.New("--undo takes no cohort and no --to: it puts the whole previous file back"))
+			return fail(e, c.name, errors.New("--undo takes no cohort and no --to: it reverses the last move"))
 		}
-		if err := ff.Undo(); err != nil {
-			return fail(e, c.name, err)
-		}
-		fmt.Fprintf(e.stdout, "%s: the version before the last move is back\n", ff.Path)
-		return exitOK
+		edit, err = ff.PrepareUndo()
+	} else {
+		edit, err = cf.prepare(ff)
 	}
-	if !cf.cohortIsSet() {
-		return fail(e, c.name, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default"))
-	}
-	cohort, err := cf.cohort()
 	if err != nil {
 		return fail(e, c.name, err)
 	}
-	from, to, err := cf.stages()
-	if err != nil {
-		return fail(e, c.name, err)
-	}
-	if from == to {
-		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", cohort, to)
+	who := edit.Cohort.String()
+	out := moveJSON{Cohort: who, File: ff.Path, Undo: edit.Undo}
+	if edit.From == edit.To {
+		if com.json {
+			out.Report = &cutover.Report{From: edit.From, To: edit.To, Ready: true}
+			return writeMoveJSON(e, c.name, out, exitOK)
+		}
+		fmt.Fprintf(e.stdout, "%s is already in %v; nothing to move\n", who, edit.To)
 		return exitOK
 	}
-	// A rollback needs no database: it must work when one is down.
+	// A rollback needs no database: it must work when one is down. Nor does
+	// a skip, which is refused whatever the databases hold.
 	var target cutover.Target
-	if to > from {
-		oldPool, newPool, err := com.connectBoth(ctx)
+	var newPool *pgxpool.Pool
+	if edit.To == edit.From+1 {
+		oldPool, np, err := com.connectBoth(ctx)
 		if err != nil {
 			return fail(e, c.name, err)
 		}
 		defer oldPool.Close()
-		defer newPool.Close()
-		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+		defer np.Close()
+		newPool = np
+		stages, err := flags.FlagStages(ff.Path, edit.Before(), cf.flag)
+		if err != nil {
+			return fail(e, c.name, err)
+		}
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages}
 	}
-	rep, err := cutover.Check(ctx, target, from, to, cf.limits)
+	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {
 		return fail(e, c.name, err)
 	}
-	who := cohort.String()
-	if err := writeReport(e.stdout, who, rep); err != nil {
-		return fail(e, c.name, err)
+	out.Report = rep
+	if !com.json {
+		if err := writeReport(e.stdout, who, rep); err != nil {
+			return fail(e, c.name, err)
+		}
 	}
 	if !rep.Ready {
 		skipped := rep.Forward && rep.To != rep.From+1
@@ -339,16 +399,59 @@ func runMove(ctx context.Context, e *env, args []string) int {
 			if skipped {
 				how = fmt.Sprintf("move to %v first; --force never skips a stage", rep.From+1)
 			}
-			fmt.Fprintf(e.stderr, "pgshift move: refused: %s (%s); the flag file is unchanged\n", blocking(rep), how)
+			out.Refused = fmt.Sprintf("%s (%s)", blocking(rep), how)
+			if com.json {
+				return writeMoveJSON(e, c.name, out, exitDifferences)
+			}
+			fmt.Fprintf(e.stderr, "pgshift move: refused: %s; the flag file is unchanged\n", out.Refused)
 			return exitDifferences
 		}
+		out.Forced = true
 		fmt.Fprintf(e.stderr, "pgshift move: moving although %s (--force)\n", blocking(rep))
 	}
-	if err := ff.Move(cohort, rep.To); err != nil {
+	if err := edit.Apply(); err != nil {
 		return fail(e, c.name, err)
+	}
+	out.Moved = true
+	if err := recordMove(ctx, com, newPool, edit, out.Forced); err != nil {
+		out.Warning = err.Error()
+		fmt.Fprintf(e.stderr, "pgshift move: warning: %v\n", err)
+	}
+	if com.json {
+		return writeMoveJSON(e, c.name, out, exitOK)
+	}
+	if edit.Undo {
+		fmt.Fprintf(e.stdout, "undid the last move: %s from %v back to %v in %s\n", who, rep.From, rep.To, ff.Path)
+		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "moved %s from %v to %v in %s (undo: pgshift move --flags %s --undo)\n", who, rep.From, rep.To, ff.Path, ff.Path)
 	return exitOK
+}
+
+func writeMoveJSON(e *env, name string, out moveJSON, code int) int {
+	if err := writeJSON(e.stdout, out); err != nil {
+		return fail(e, name, err)
+	}
+	return code
+}
+
+// prepare works out the move the flags name, refusing what cannot be done.
+func (cf *cohortFlags) prepare(ff cutover.FlagFile) (*cutover.Edit, error) {
+	if !cf.cohortIsSet() {
+		return nil, errors.New("name the cohort to move: --keys, --percent with --from, --rule or --default")
+	}
+	cohort, err := cf.cohort()
+	if err != nil {
+		return nil, err
+	}
+	if cf.to == "" {
+		return nil, errors.New("name the stage to move to with --to (" + stageList() + ")")
+	}
+	to, err := flags.ParseStage(cf.to)
+	if err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
+	return ff.Prepare(cohort, to)
 }
 
 // blocking names the gates a report has not met.

@@ -83,7 +83,13 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("move into dualwrite: %s; testers in %v", out, stageNow())
 	}
 
-	// Into shadow: nothing backfilled or verified yet.
+	// Into shadow: everyone else is in off, writing old only.
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") || !strings.Contains(out, "a cohort is in off now") {
+		t.Fatalf("preflight into shadow while a cohort is in off: code %d\n%s", code, out)
+	}
+	mustRun("move", "--flags", file, "--default", "--to", "dualwrite")
+	// Nothing backfilled or verified yet.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow", "--json"}, testers...)...)
 	var rep struct {
 		Cohort string
@@ -96,7 +102,8 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	for _, g := range rep.Blocking() {
 		notMet[g.Name] = g.Measured + " / " + g.Fix
 	}
-	if code != exitDifferences || rep.Ready || rep.From != flags.StageDualWrite || len(notMet) != 2 ||
+	if code != exitDifferences || rep.Ready || rep.From != flags.StageDualWrite || len(notMet) != 3 ||
+		!strings.HasPrefix(notMet["full verify since a cohort was last in off"], "0 of 1 tables verified in full and equal since") ||
 		notMet["backfill finished"] != "0 of 1 tables / pgshift backfill --table users" ||
 		notMet["verify equal"] != "0 of 1 tables equal (never verified: users) / pgshift verify --repair --table users" {
 		t.Fatalf("preflight into shadow before backfill: code %d, %+v", code, rep)
@@ -111,7 +118,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	// Into live: sequences not moved, no shadow reads recorded.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "live"}, testers...)...)
 	if code != exitDifferences || !hasGate(out, "NOT MET", "new's sequences ahead of old's") ||
-		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 3 gates not met") {
+		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 4 gates not met") {
 		t.Fatalf("preflight into live: code %d\n%s", code, out)
 	}
 	mustRun("sync-sequences")
@@ -119,16 +126,82 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("preflight into live after sync-sequences: code %d\n%s", code, out)
 	}
 
-	// The rollback is allowed, needs no database and says what to run.
-	code, out, _ = pgshift(t, "move", "--flags", file, "--keys", "123,456", "--to", "off", "--old", "postgres://nobody@127.0.0.1:1/none")
+	// The rollback is allowed, needs no database and says what to run; new
+	// is up here, so it is recorded.
+	code, out, _ = pgshift(t, "move", "--flags", file, "--keys", "123,456", "--to", "off", "--old", "postgres://nobody@127.0.0.1:1/none", "--new", p.New.URL)
 	if code != exitOK || stageNow() != flags.StageOff || !strings.Contains(out, "before moving forward again: new takes no writes in off") {
 		t.Fatalf("rollback to off: code %d\n%s; testers in %v", code, out, stageNow())
 	}
-	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageShadow {
+	// Undoing the rollback is the move off -> shadow, which skips a stage:
+	// refused, with or without a database, and the file stays.
+	before, _ := os.ReadFile(file)
+	code, _, errOut = pgshift(t, "move", "--flags", file, "--undo", "--force")
+	if after, _ := os.ReadFile(file); code != exitDifferences || string(after) != string(before) ||
+		!strings.Contains(errOut, "move to dualwrite first; --force never skips a stage") {
+		t.Fatalf("move --undo of a rollback to off: code %d, %s; testers in %v", code, errOut, stageNow())
+	}
+	// Forward again: the verify from before the rollback is recent and
+	// equal, but the testers wrote old only since; shadow wants a full
+	// verify that started after.
+	mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...)
+	if code != exitDifferences || !hasGate(out, "ok", "verify equal") || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") ||
+		!strings.Contains(out, "0 of 1 tables verified in full and equal since") {
+		t.Fatalf("preflight into shadow after a rollback to off: code %d\n%s", code, out)
+	}
+	mustRun("verify", "--changed")
+	if code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...); code != exitDifferences {
+		t.Fatalf("a verify of the changed rows counted across a period in off: code %d\n%s", code, out)
+	}
+	mustRun("verify")
+	if code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...); code != exitOK {
+		t.Fatalf("preflight into shadow after a full verify: code %d\n%s", code, out)
+	}
+	// Undoing a forward move is a rollback: allowed without a database.
+	if code, out, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitOK || stageNow() != flags.StageOff ||
+		!strings.Contains(out, "undid the last move: routing keys [123 456] from dualwrite back to off") {
 		t.Fatalf("move --undo: code %d %s%s; testers in %v", code, out, errOut, stageNow())
 	}
 	if code, _, errOut := pgshift(t, "move", "--flags", file, "--undo"); code != exitError || !strings.Contains(errOut, "nothing to undo") {
 		t.Fatalf("second --undo: code %d, %s", code, errOut)
+	}
+	var moves int
+	if err := p.New.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pgshift.moves WHERE NOT undo`).Scan(&moves); err != nil || moves != 5 {
+		t.Fatalf("pgshift.moves holds %d moves, want 5 (the undo, made without new, is not recorded): %v", moves, err)
+	}
+}
+
+// move refuses what it cannot do before it measures or prints any gate,
+// and --json prints JSON.
+func TestMoveRefusesBeforeGatesAndPrintsJSON(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(file, []byte(testerFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noDB := []string{"--old", "postgres://nobody@127.0.0.1:1/none", "--new", "postgres://nobody@127.0.0.1:1/none"}
+	code, out, errOut := pgshift(t, append([]string{"move", "--flags", file, "--percent", "10", "--from", "shadow", "--to", "live"}, noDB...)...)
+	if code != exitError || out != "" || !strings.Contains(errOut, "the users no rule places are in off, not shadow") {
+		t.Fatalf("a percentage of a stage nobody is in: code %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	// A rollback needs no database; --json says what happened, as JSON.
+	if err := os.WriteFile(file, []byte(strings.Replace(testerFlags, `"off", "off"]`, `"dualwrite", "off"]`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = pgshift(t, append([]string{"move", "--flags", file, "--keys", "123,456", "--to", "off", "--json"}, noDB...)...)
+	var got struct {
+		Cohort string      `json:"cohort"`
+		From   flags.Stage `json:"from"`
+		To     flags.Stage `json:"to"`
+		Moved  bool        `json:"moved"`
+		Before []string    `json:"before_moving_forward_again"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("move --json printed no JSON: %v\n%s%s", err, out, errOut)
+	}
+	if code != exitOK || got.Cohort != "routing keys [123 456]" || got.From != flags.StageDualWrite || got.To != flags.StageOff ||
+		!got.Moved || len(got.Before) != 1 {
+		t.Fatalf("move --json of a rollback: code %d, %+v", code, got)
 	}
 }
 
@@ -167,4 +240,33 @@ func hasGate(out, mark, name string) bool {
 		}
 	}
 	return false
+}
+
+// A flag file whose stage flag can give a value that names no stage is
+// unusable: move and preflight refuse it (exit 2), naming the flag and the
+// variant, and move leaves it as it is.
+func TestMoveAndPreflightRefuseAStageTypo(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	file := filepath.Join(t.TempDir(), "flags.json")
+	typo := strings.Replace(testerFlags, `"dualwrite": "dualwrite"`, `"dualwrite": "dualwrit"`, 1)
+	if err := os.WriteFile(file, []byte(typo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
+	const want = `flag pgshift-stage: variant "dualwrite": unknown migration stage "dualwrit"`
+	for _, args := range [][]string{
+		{"move", "--flags", file, "--keys", "123", "--to", "off"},
+		{"move", "--flags", file, "--default", "--to", "dualwrite"},
+		{"preflight", "--flags", file, "--rule", "1", "--to", "dualwrite"},
+		{"preflight", "--flags", file, "--default", "--to", "dualwrite"},
+	} {
+		code, out, errOut := pgshift(t, append(args, urls...)...)
+		if code != exitError || !strings.Contains(errOut, want) || strings.Contains(out, "ready") {
+			t.Errorf("pgshift %v on a stage typo: code %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+		}
+	}
+	if after, _ := os.ReadFile(file); string(after) != typo {
+		t.Fatalf("a refused move changed the file:\n%s", after)
+	}
 }

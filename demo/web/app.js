@@ -89,7 +89,16 @@ async function poll() {
     const res = await fetch("/api/dashboard", { cache: "no-store" });
     const d = await res.json();
     $("conn").className = "dot ok";
-    $("flags-file").textContent = "flags: " + d.flags_file;
+    let flagsText = "flags: " + d.flags_file;
+    const fh = d.flags_health;
+    if (fh) {
+      flagsText += fh.usable
+        ? " (version " + fh.version + ")"
+        : " (NOT USABLE since " + new Date(fh.since).toLocaleTimeString() + ": " + fh.last_error +
+          "; version " + fh.version + " stays in use)";
+    }
+    $("flags-file").textContent = flagsText;
+    $("flags-file").className = fh && !fh.usable ? "bad" : "";
     $("requests").textContent = fmt(d.requests);
     $("failed").textContent = fmt(d.failed);
     $("shadow-reads").textContent = fmt(d.shadow_reads);

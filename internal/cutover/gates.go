@@ -10,12 +10,23 @@
 //   - into dualwrite: pgshift installed on both sides; the schemas equal
 //     (schema-diff);
 //   - into shadow: every table backfilled; every table's latest verify
-//     equal and recent; the repair backlog small and its oldest entry young;
-//   - into live: new's sequences ahead of old's by a margin; the shadow
-//     reads of the last window clean, and enough of them to tell;
+//     equal and recent; a full verify since a cohort was last in off; the
+//     repair backlog small and its oldest entry young;
+//   - into live: new's sequences ahead of old's by a margin; a full verify
+//     since a cohort was last in off; the shadow reads of the last window
+//     clean, and enough of them to tell;
 //   - into rampdown: the repair backlog small;
 //   - into complete: both repair logs empty; every table's latest verify
-//     equal and recent.
+//     equal and recent; a full verify since a cohort was last in off.
+//
+// A cohort in off writes old only, so new misses its rows and no repair log
+// knows of them. pgshift move records every move it makes, rollbacks too,
+// in pgshift.moves with the stages the flag file could give before and
+// after; while some cohort can be in off (by the latest move, or by the
+// flag file the move is made in) the gates into shadow, live and complete
+// are not met, and once none can, they want a full verify of every table
+// that started after the last move made while one could. A verify of the
+// changed rows never counts across such a period.
 //
 // Every forward move also wants each partition of a captured table to
 // refuse TRUNCATE (a gate shown only when it is not met).
@@ -24,10 +35,27 @@
 // Backward moves (the rollback) are always allowed; Check says what to run
 // before moving forward again.
 //
+// # Moves
+//
+// FlagFile.Prepare works a move of a cohort out on a flagd file and refuses,
+// before any gate is measured, what cannot be done; Edit.Apply writes it
+// atomically, changing only the values the move changes (the rest of the
+// file keeps its bytes), and keeps the version it replaced with a record of
+// the move for PrepareUndo. A percentage moves points of the fractional
+// rollout: flagd places users by bucket position, so the points are carved
+// off the edge of a From bucket into a To bucket beside it, and only From
+// users move, only to To; a file without a rollout gets one where the users
+// no rule places are (with the default variant set to their stage, as a
+// fractional gives requests without a routing key the default variant). An
+// undo is the recorded move reversed and is gated as such: undoing a
+// rollback to off is a forward move that may skip a stage. RecordMove
+// writes each applied move, with the stages the file could give before and
+// after, into pgshift.moves.
+//
 // The gates read facts pgshift keeps in its own schema: the backfill's
 // progress, pgshift.verify_runs (each verify's result per table) and
-// pgshift.shadow_reads (every facade's shadow-read counts), all on new, and
-// both repair logs.
+// pgshift.shadow_reads (every facade's shadow-read counts), pgshift.moves
+// (the moves pgshift move made), all on new, and both repair logs.
 package cutover
 
 import (
@@ -142,6 +170,10 @@ type Target struct {
 	Old, New *pgxpool.Pool
 	Schema   string
 	Tables   []string
+	// Stages are the stages the flag file can give a user now
+	// (FlagFile.FileStages), when the move is made in one: off among them
+	// means some cohort writes old only now, whatever pgshift.moves says.
+	Stages []flags.Stage
 }
 
 // Check measures the gates of moving a cohort from stage from to stage to.
@@ -172,13 +204,13 @@ func Check(ctx context.Context, t Target, from, to flags.Stage, limits Limits) (
 	case flags.StageDualWrite:
 		err = c.run(ctx, r, c.installed, c.schemaEqual)
 	case flags.StageShadow:
-		err = c.run(ctx, r, c.backfilled, c.verified, c.backlogSmall)
+		err = c.run(ctx, r, c.backfilled, c.verified, c.verifiedSinceOneSided, c.backlogSmall)
 	case flags.StageLive:
-		err = c.run(ctx, r, c.sequencesAhead, c.shadowClean)
+		err = c.run(ctx, r, c.sequencesAhead, c.verifiedSinceOneSided, c.shadowClean)
 	case flags.StageRampdown:
 		err = c.run(ctx, r, c.backlogSmall)
 	case flags.StageComplete:
-		err = c.run(ctx, r, c.backlogEmpty, c.verified)
+		err = c.run(ctx, r, c.backlogEmpty, c.verified, c.verifiedSinceOneSided)
 	}
 	if err != nil {
 		return nil, err
@@ -192,7 +224,7 @@ func Check(ctx context.Context, t Target, from, to flags.Stage, limits Limits) (
 func beforeForwardAgain(from, to flags.Stage) []string {
 	switch {
 	case to == flags.StageOff && from >= flags.StageDualWrite:
-		return []string{"new takes no writes in off: run `pgshift verify --repair` (old to new) before moving into dualwrite again"}
+		return []string{"new takes no writes in off: once the cohort is back in dualwrite, run a full `pgshift verify --repair` (old to new); the gates into shadow, live and complete want one that started after every cohort left off"}
 	case from == flags.StageComplete:
 		return []string{"old took no writes in complete: run `pgshift verify --repair --source new` before moving into complete again"}
 	}
@@ -352,6 +384,46 @@ func (c checker) verified(ctx context.Context, r *Report) error {
 		OK:       len(fixes) == 0,
 		Fix:      strings.Join(fixes, "; "),
 	})
+	return nil
+}
+
+// verifiedSinceOneSided wants, once no cohort writes old only, a full
+// verify of every table that started after the last period in which some
+// cohort did (pgshift.moves): rows written in off never reached new, and
+// neither the repair log nor a verify of the changed rows knows of them.
+func (c checker) verifiedSinceOneSided(ctx context.Context, r *Report) error {
+	p, err := c.q.OneSidedPeriod(ctx, c.New, flags.StageOff.String())
+	if err != nil {
+		return fmt.Errorf("moves on new: %w", err)
+	}
+	const name = "full verify since a cohort was last in off"
+	if p.Ongoing || slices.Contains(c.Stages, flags.StageOff) {
+		r.Gates = append(r.Gates, Gate{Name: name, Measured: "a cohort is in off now: new misses its writes", Limit: "no cohort in off",
+			Fix: "move every cohort out of off (pgshift move ... --to dualwrite), then pgshift verify --repair"})
+		return nil
+	}
+	if p.EndedAt.Equal(time.Unix(0, 0)) {
+		r.Gates = append(r.Gates, Gate{Name: name, Measured: "no cohort in off since moves are recorded", Limit: "a full verify after", OK: true})
+		return nil
+	}
+	tables, err := c.tables(ctx)
+	if err != nil {
+		return err
+	}
+	done, err := c.q.FullyVerifiedSince(ctx, c.New, pgshiftdb.FullyVerifiedSinceParams{TableSchema: c.Schema, Since: p.EndedAt})
+	if err != nil {
+		return fmt.Errorf("verify results on new: %w", err)
+	}
+	var missing []string
+	for _, t := range tables {
+		if !slices.Contains(done, t) {
+			missing = append(missing, t)
+		}
+	}
+	r.Gates = append(r.Gates, Gate{Name: name,
+		Measured: fmt.Sprintf("%d of %d tables verified in full and equal since %s", len(tables)-len(missing), len(tables), p.EndedAt.UTC().Format(time.RFC3339)),
+		Limit:    fmt.Sprintf("%d of %d", len(tables), len(tables)), OK: len(missing) == 0,
+		Fix: "pgshift verify --repair" + tableFlags(missing)})
 	return nil
 }
 

@@ -1,9 +1,13 @@
 package cutover
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,18 +20,18 @@ import (
 type Cohort struct {
 	// Keys are routing keys (user or tenant ids). They move into a rule of
 	// their own that lists them by targeting key, ahead of every other rule.
-	Keys []string
+	Keys []string `json:"keys,omitempty"`
 	// Percent moves that many percentage points of the flag's fractional
 	// rollout from the bucket of stage From to the bucket of the target
 	// stage (created when missing).
-	Percent int
-	From    flags.Stage
+	Percent int         `json:"percent,omitempty"`
+	From    flags.Stage `json:"from,omitzero"`
 	// Rule moves the Nth branch (from 1) of the flag's targeting "if": the
 	// users its condition matches (an attribute rule, say).
-	Rule int
+	Rule int `json:"rule,omitempty"`
 	// Default moves everyone no rule places: the flag's default variant, or
 	// the final value of its targeting "if".
-	Default bool
+	Default bool `json:"default,omitempty"`
 }
 
 func (c Cohort) String() string {
@@ -80,7 +84,7 @@ func (ff FlagFile) prevPath() string { return ff.Path + ".prev" }
 
 // Stage returns the stage the cohort is in now. Keys must all be in one
 // stage (the stage the flag gives each with no attributes); Percent's is
-// From.
+// From, once the file is found to have users in From to move.
 func (ff FlagFile) Stage(c Cohort) (flags.Stage, error) {
 	if err := c.validate(); err != nil {
 		return 0, err
@@ -89,10 +93,11 @@ func (ff FlagFile) Stage(c Cohort) (flags.Stage, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cutover: %w", err)
 	}
-	switch {
-	case c.Percent > 0:
-		return c.From, nil
-	case len(c.Keys) > 0:
+	return ff.stageIn(data, c)
+}
+
+func (ff FlagFile) stageIn(data []byte, c Cohort) (flags.Stage, error) {
+	if len(c.Keys) > 0 {
 		var stage flags.Stage
 		for i, k := range c.Keys {
 			s, err := flags.EvaluateFile(ff.Path, data, ff.flag(), k, nil)
@@ -110,6 +115,16 @@ func (ff FlagFile) Stage(c Cohort) (flags.Stage, error) {
 	if err != nil {
 		return 0, err
 	}
+	if c.Percent > 0 {
+		sp, err := f.split(c.From)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := sp.sourceShare(f, c.Percent, c.From); err != nil {
+			return 0, err
+		}
+		return c.From, nil
+	}
 	v, err := f.cohortVariant(c)
 	if err != nil {
 		return 0, err
@@ -117,68 +132,212 @@ func (ff FlagFile) Stage(c Cohort) (flags.Stage, error) {
 	return f.stageOf(v)
 }
 
-// Move rewrites the file so that the cohort is in stage to, and keeps the
-// version it replaces for Undo. The new version is checked as the file
-// evaluator would check it, then written to a temporary file and renamed
-// over the old one, so an application reading the file sees the old
-// version or the new one, never a part. Move does not check gates: use
-// Check first.
-func (ff FlagFile) Move(c Cohort, to flags.Stage) error {
+// Edit is a move of a cohort in a flag file, worked out and checked but
+// not written: Prepare and PrepareUndo refuse what cannot be done before any
+// gate is measured, Apply writes it.
+type Edit struct {
+	File   FlagFile
+	Cohort Cohort
+	// From and To are the stages the cohort moves between: the move's gates
+	// are those of From to To (for an undo, the move it reverses, reversed).
+	From, To flags.Stage
+	// Undo says the edit puts back the version the last move replaced.
+	Undo bool
+
+	before, after []byte
+}
+
+// Before and After are the file's content now and once the edit is applied.
+func (e *Edit) Before() []byte { return e.before }
+
+// After is the file's content once the edit is applied.
+func (e *Edit) After() []byte { return e.after }
+
+// Prepare works out the move of the cohort into stage to: the file as it
+// will be, checked as the file evaluator checks it. Only the part of the
+// file the move changes is rewritten. A percentage moves points of the
+// From bucket of the fractional rollout into a bucket of to right beside
+// it, so no other user changes bucket; a file without a fractional gets one
+// where the From users are (the default variant, or the final value of the
+// targeting "if"). Prepare does not check gates: use Check.
+func (ff FlagFile) Prepare(c Cohort, to flags.Stage) (*Edit, error) {
 	if err := c.validate(); err != nil {
-		return err
+		return nil, err
+	}
+	if !to.Valid() {
+		return nil, fmt.Errorf("cutover: stage %v: %w", to, flags.ErrUnknownStage)
 	}
 	data, err := os.ReadFile(ff.Path)
 	if err != nil {
-		return fmt.Errorf("cutover: %w", err)
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	if err := flags.CheckFile(ff.Path, data, flags.WithStageFlag(ff.flag())); err != nil {
+		return nil, fmt.Errorf("cutover: the flag file does not load as it is; fix it first: %w", err)
+	}
+	from, err := ff.stageIn(data, c)
+	if err != nil {
+		return nil, err
+	}
+	e := &Edit{File: ff, Cohort: c, From: from, To: to, before: data}
+	if from == to {
+		e.after = data
+		return e, nil
 	}
 	doc, f, err := ff.parse(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	f.ensureVariant(to)
+	toVariant, err := f.variantFor(to)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case len(c.Keys) > 0:
-		f.moveKeys(c.Keys, to)
+		f.moveKeys(c.Keys, toVariant)
 	case c.Percent > 0:
-		err = f.movePercent(c.Percent, c.From, to)
+		err = f.movePercent(c.Percent, c.From, to, toVariant)
 	case c.Rule > 0:
-		err = f.setRule(c.Rule, to)
+		err = f.setRule(c.Rule, toVariant)
 	default:
-		err = f.setDefault(to)
+		err = f.setDefault(toVariant)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
+	out, err := rewrite(data, doc)
 	if err != nil {
-		return fmt.Errorf("cutover: %w", err)
+		return nil, fmt.Errorf("cutover: %w", err)
 	}
-	out = append(out, '\n')
-	if err := flags.CheckFile(ff.Path, out); err != nil {
-		return fmt.Errorf("cutover: the moved file would not load: %w", err)
+	if err := flags.CheckFile(ff.Path, out, flags.WithStageFlag(ff.flag())); err != nil {
+		return nil, fmt.Errorf("cutover: the moved file would not load: %w", err)
 	}
-	if err := writeAtomic(ff.prevPath(), data); err != nil {
-		return err
-	}
-	return writeAtomic(ff.Path, out)
+	e.after = out
+	return e, nil
 }
 
-// Undo puts back the version the last Move replaced (once).
-func (ff FlagFile) Undo() error {
-	prev, err := os.ReadFile(ff.prevPath())
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("cutover: nothing to undo: %s has no earlier version (%s)", ff.Path, ff.prevPath())
+// Move prepares the move and applies it. It does not check gates: use
+// Check first.
+func (ff FlagFile) Move(c Cohort, to flags.Stage) error {
+	e, err := ff.Prepare(c, to)
+	if err != nil {
+		return err
 	}
+	return e.Apply()
+}
+
+// moveRecord is what Apply keeps beside the file (FILE.prev.json) so that an
+// undo knows which move it reverses, and that nothing changed the file since.
+type moveRecord struct {
+	Cohort Cohort      `json:"cohort"`
+	From   flags.Stage `json:"from"`
+	To     flags.Stage `json:"to"`
+	// After is the SHA-256 of the file the move wrote.
+	After string `json:"after_sha256"`
+}
+
+func (ff FlagFile) recordPath() string { return ff.prevPath() + ".json" }
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Apply writes the edit: the file is replaced atomically (a temporary file
+// renamed over it), so an application reading it sees the old version or
+// the new one, never a part. A move keeps the version it replaces (FILE.prev)
+// and what it did (FILE.prev.json) for an undo; an undo removes both. Apply
+// refuses when the file changed since Prepare read it.
+func (e *Edit) Apply() error {
+	now, err := os.ReadFile(e.File.Path)
 	if err != nil {
 		return fmt.Errorf("cutover: %w", err)
 	}
-	if err := flags.CheckFile(ff.Path, prev); err != nil {
-		return fmt.Errorf("cutover: the earlier version does not load: %w", err)
+	if !bytes.Equal(now, e.before) {
+		return fmt.Errorf("cutover: %s changed while the move was checked; run the move again", e.File.Path)
 	}
-	if err := writeAtomic(ff.Path, prev); err != nil {
+	if bytes.Equal(e.before, e.after) {
+		return nil
+	}
+	if e.Undo {
+		if err := writeAtomic(e.File.Path, e.after); err != nil {
+			return err
+		}
+		return errors.Join(removeIfExists(e.File.prevPath()), removeIfExists(e.File.recordPath()))
+	}
+	rec, err := json.Marshal(moveRecord{Cohort: e.Cohort, From: e.From, To: e.To, After: digest(e.after)})
+	if err != nil {
+		return fmt.Errorf("cutover: %w", err)
+	}
+	if err := writeAtomic(e.File.prevPath(), e.before); err != nil {
 		return err
 	}
-	return os.Remove(ff.prevPath())
+	if err := writeAtomic(e.File.recordPath(), rec); err != nil {
+		return err
+	}
+	return writeAtomic(e.File.Path, e.after)
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cutover: %w", err)
+	}
+	return nil
+}
+
+// PrepareUndo works out the undo of the last move: the version it replaced,
+// as a move of the same cohort from the stage the move put it in back to the
+// stage it left. An undo is gated like that move (Check its From and To):
+// undoing a rollback is a forward move, one stage at a time. It is refused
+// when the file changed since the move, or when no move recorded what it did.
+func (ff FlagFile) PrepareUndo() (*Edit, error) {
+	prev, err := os.ReadFile(ff.prevPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cutover: nothing to undo: %s has no earlier version (%s)", ff.Path, ff.prevPath())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	raw, err := os.ReadFile(ff.recordPath())
+	if err != nil {
+		return nil, fmt.Errorf("cutover: nothing to undo: no record of the last move of %s (%s): make the move you want with pgshift move: %w", ff.Path, ff.recordPath(), err)
+	}
+	var rec moveRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("cutover: the record of the last move %s: %w", ff.recordPath(), err)
+	}
+	now, err := os.ReadFile(ff.Path)
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	if digest(now) != rec.After {
+		return nil, fmt.Errorf("cutover: %s changed since the last move (%s from %v to %v): an undo would revert more than that move; make the move you want with pgshift move", ff.Path, rec.Cohort, rec.From, rec.To)
+	}
+	if err := flags.CheckFile(ff.Path, prev, flags.WithStageFlag(ff.flag())); err != nil {
+		return nil, fmt.Errorf("cutover: the earlier version does not load: %w", err)
+	}
+	c := rec.Cohort
+	if c.Percent > 0 {
+		c.From = rec.To
+	}
+	return &Edit{File: ff, Cohort: c, From: rec.To, To: rec.From, Undo: true, before: now, after: prev}, nil
+}
+
+// Undo puts back the version the last Move replaced (once). It does not
+// check gates: use PrepareUndo and Check.
+func (ff FlagFile) Undo() error {
+	e, err := ff.PrepareUndo()
+	if err != nil {
+		return err
+	}
+	return e.Apply()
+}
+
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	return data, nil
 }
 
 // writeAtomic replaces path with data by renaming a temporary file of the
@@ -241,14 +400,33 @@ func (f *flagDef) stageOf(variant string) (flags.Stage, error) {
 	return flags.ParseStage(v)
 }
 
-// ensureVariant makes sure a variant named after stage s holds s.
-func (f *flagDef) ensureVariant(s flags.Stage) {
+// variantFor returns the name of a variant that holds stage s (the one
+// named after s first), adding one named after s when none does.
+func (f *flagDef) variantFor(s flags.Stage) (string, error) {
 	vs, _ := f.def["variants"].(map[string]any)
 	if vs == nil {
 		vs = map[string]any{}
 		f.def["variants"] = vs
 	}
+	if v, ok := vs[s.String()]; ok {
+		if st, ok := v.(string); ok {
+			if parsed, err := flags.ParseStage(st); err == nil && parsed == s {
+				return s.String(), nil
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(vs)) {
+		if st, ok := vs[name].(string); ok {
+			if parsed, err := flags.ParseStage(st); err == nil && parsed == s {
+				return name, nil
+			}
+		}
+	}
+	if _, taken := vs[s.String()]; taken {
+		return "", fmt.Errorf("cutover: flag %s in %s: variant %q holds another stage, and no variant holds %v: add one", f.name, f.path, s.String(), s)
+	}
 	vs[s.String()] = s.String()
+	return s.String(), nil
 }
 
 // branches returns the flag's targeting "if" list (nil when it has none).
@@ -291,9 +469,15 @@ func keyCondition(keys []any) map[string]any {
 
 // moveKeys takes keys out of every rule that lists them by targeting key
 // (dropping rules left empty) and puts them in the first such rule that
-// gives stage to, or in a new one ahead of the others.
-func (f *flagDef) moveKeys(keys []string, to flags.Stage) {
+// gives stage to, or in a new one ahead of the others. A targeting that is
+// not an "if" becomes the final value of one.
+func (f *flagDef) moveKeys(keys []string, to string) {
 	ifs := f.branches()
+	if t, ok := f.def["targeting"].(map[string]any); ok && len(t) > 0 && ifs == nil {
+		// A targeting that is no "if" (a fractional, say) becomes the
+		// final value of one.
+		ifs = []any{t}
+	}
 	var kept []any
 	for i := 0; i+1 < len(ifs); i += 2 {
 		if list, ok := keyList(ifs[i]); ok {
@@ -309,7 +493,7 @@ func (f *flagDef) moveKeys(keys []string, to flags.Stage) {
 		kept = append(kept, ifs[len(ifs)-1])
 	}
 	for i := 0; i+1 < len(kept); i += 2 {
-		if list, ok := keyList(kept[i]); ok && kept[i+1] == to.String() {
+		if list, ok := keyList(kept[i]); ok && kept[i+1] == to {
 			for _, k := range keys {
 				list = append(list, k)
 			}
@@ -322,76 +506,7 @@ func (f *flagDef) moveKeys(keys []string, to flags.Stage) {
 	for i, k := range keys {
 		listed[i] = k
 	}
-	f.setBranches(append([]any{keyCondition(listed), to.String()}, kept...))
-}
-
-// fractional finds the flag's fractional rollout: the final value of its
-// targeting "if", or its whole targeting.
-func (f *flagDef) fractional() ([]any, error) {
-	expr := f.def["targeting"]
-	if ifs := f.branches(); len(ifs)%2 == 1 {
-		expr = ifs[len(ifs)-1]
-	}
-	m, _ := expr.(map[string]any)
-	buckets, ok := m["fractional"].([]any)
-	if !ok {
-		return nil, fmt.Errorf("cutover: flag %s in %s has no fractional rollout to move percentages of (its targeting, or the final value of its \"if\")", f.name, f.path)
-	}
-	return buckets, nil
-}
-
-// movePercent moves p points of the fractional rollout from stage from's
-// bucket to stage to's.
-func (f *flagDef) movePercent(p int, from, to flags.Stage) error {
-	buckets, err := f.fractional()
-	if err != nil {
-		return err
-	}
-	var src, dst []any
-	for _, b := range buckets {
-		pair, ok := b.([]any)
-		if !ok || len(pair) != 2 {
-			continue // the bucketing key expression
-		}
-		switch pair[0] {
-		case from.String():
-			src = pair
-		case to.String():
-			dst = pair
-		}
-	}
-	have, _ := weight(src)
-	if src == nil || have < float64(p) {
-		return fmt.Errorf("cutover: the %s rollout of flag %s holds %v%% in %v, less than the %d%% to move", f.path, f.name, have, from, p)
-	}
-	src[1] = have - float64(p)
-	if dst == nil {
-		f.appendBucket(to, p)
-		return nil
-	}
-	w, _ := weight(dst)
-	dst[1] = w + float64(p)
-	return nil
-}
-
-func weight(pair []any) (float64, bool) {
-	if len(pair) != 2 {
-		return 0, false
-	}
-	w, ok := pair[1].(float64)
-	return w, ok
-}
-
-// appendBucket adds a bucket for stage s to the fractional rollout.
-func (f *flagDef) appendBucket(s flags.Stage, p int) {
-	bucket := []any{s.String(), float64(p)}
-	if ifs := f.branches(); len(ifs)%2 == 1 {
-		m := ifs[len(ifs)-1].(map[string]any)
-		m["fractional"] = append(m["fractional"].([]any), bucket)
-		return
-	}
-	m := f.def["targeting"].(map[string]any)
-	m["fractional"] = append(m["fractional"].([]any), bucket)
+	f.setBranches(append([]any{keyCondition(listed), to}, kept...))
 }
 
 // cohortVariant is the variant a Rule or Default cohort gets now.
@@ -415,26 +530,29 @@ func (f *flagDef) cohortVariant(c Cohort) (string, error) {
 		}
 		return v, nil
 	}
+	if t, ok := f.def["targeting"].(map[string]any); ok && len(t) > 0 && ifs == nil {
+		return "", fmt.Errorf("cutover: the targeting of flag %s in %s is a rollout or an expression, not a stage: move percentages of it", f.name, f.path)
+	}
 	v, _ := f.def["defaultVariant"].(string)
 	return v, nil
 }
 
-func (f *flagDef) setRule(n int, to flags.Stage) error {
+func (f *flagDef) setRule(n int, to string) error {
 	if _, err := f.cohortVariant(Cohort{Rule: n}); err != nil {
 		return err
 	}
-	f.branches()[2*n-1] = to.String()
+	f.branches()[2*n-1] = to
 	return nil
 }
 
-func (f *flagDef) setDefault(to flags.Stage) error {
+func (f *flagDef) setDefault(to string) error {
 	if _, err := f.cohortVariant(Cohort{Default: true}); err != nil {
 		return err
 	}
 	if ifs := f.branches(); len(ifs)%2 == 1 {
-		ifs[len(ifs)-1] = to.String()
+		ifs[len(ifs)-1] = to
 		return nil
 	}
-	f.def["defaultVariant"] = to.String()
+	f.def["defaultVariant"] = to
 	return nil
 }

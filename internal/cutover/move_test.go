@@ -81,8 +81,13 @@ func TestMoveKeys(t *testing.T) {
 	if _, err := ff.Stage(cutover.Cohort{Keys: []string{"123", "888"}}); err == nil {
 		t.Fatal("keys in different stages: no error")
 	}
-	if err := ff.Move(cutover.Cohort{Keys: []string{"456", "900"}}, flags.StageShadow); err != nil {
-		t.Fatal(err)
+	if err := ff.Move(cutover.Cohort{Keys: []string{"456", "900"}}, flags.StageShadow); err == nil || !strings.Contains(err.Error(), "different stages") {
+		t.Fatalf("moving keys of two stages at once: %v, want a refusal", err)
+	}
+	for _, key := range []string{"456", "900"} {
+		if err := ff.Move(cutover.Cohort{Keys: []string{key}}, flags.StageShadow); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for key, want := range map[string]flags.Stage{"123": flags.StageLive, "456": flags.StageShadow, "900": flags.StageShadow} {
 		if got := stageOf(t, ff, key, nil); got != want {
@@ -161,7 +166,7 @@ func TestMoveIsAtomicAndUndoable(t *testing.T) {
 		return fi.Sys().(*syscall.Stat_t).Ino
 	}
 	i0 := ino()
-	if err := ff.Move(cutover.Cohort{Keys: []string{"5"}}, flags.StageDualWrite); err != nil {
+	if err := ff.Move(cutover.Cohort{Keys: []string{"5"}}, flags.StageShadow); err != nil {
 		t.Fatal(err)
 	}
 	if ino() == i0 {
@@ -188,5 +193,37 @@ func TestMoveRefusesBrokenFile(t *testing.T) {
 	}
 	if err := (cutover.FlagFile{Path: ff.Path}).Move(cutover.Cohort{}, flags.StageDualWrite); err == nil || !strings.Contains(err.Error(), "name one cohort") {
 		t.Fatalf("move without a cohort: %v", err)
+	}
+}
+
+// TestUndoIsTheMoveReversed: an undo is gated as the move back, so undoing
+// a rollback to off is off -> live, a skip that Check refuses; an undo of a
+// file changed since the move is refused.
+func TestUndoIsTheMoveReversed(t *testing.T) {
+	t.Parallel()
+	ff := flagFile(t, rollout)
+	if err := ff.Move(cutover.Cohort{Rule: 1}, flags.StageOff); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ff.PrepareUndo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Undo || e.From != flags.StageOff || e.To != flags.StageLive || e.Cohort.Rule != 1 {
+		t.Fatalf("undo of live -> off: %+v, want rule 1 off -> live", e)
+	}
+	rep, err := cutover.Check(t.Context(), cutover.Target{}, e.From, e.To, cutover.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ready || rep.Gates[0].Name != "one stage at a time" {
+		t.Fatalf("the undo's gates: %+v, want the skip refused", rep)
+	}
+	data, _ := os.ReadFile(ff.Path)
+	if err := os.WriteFile(ff.Path, append(data, ' '), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ff.PrepareUndo(); err == nil || !strings.Contains(err.Error(), "changed since the last move") {
+		t.Fatalf("undo after a hand edit: %v", err)
 	}
 }

@@ -30,6 +30,19 @@ type PgshiftChangedRow struct {
 	ChangedAt   time.Time `json:"changed_at"`
 }
 
+type PgshiftMove struct {
+	ID           int64     `json:"id"`
+	MovedAt      time.Time `json:"moved_at"`
+	FlagFile     string    `json:"flag_file"`
+	Cohort       string    `json:"cohort"`
+	FromStage    string    `json:"from_stage"`
+	ToStage      string    `json:"to_stage"`
+	Forced       bool      `json:"forced"`
+	Undo         bool      `json:"undo"`
+	StagesBefore []string  `json:"stages_before"`
+	StagesAfter  []string  `json:"stages_after"`
+}
+
 type PgshiftRepairLog struct {
 	ID            int64       `json:"id"`
 	TableSchema   string      `json:"table_schema"`

@@ -167,3 +167,28 @@ CREATE TABLE IF NOT EXISTS pgshift.shadow_reads (
     mismatches bigint      NOT NULL,
     PRIMARY KEY (minute, op)
 );
+
+-- ---------------------------------------------------------------------
+-- Cutover: moves of cohorts (pgshift move, internal/cutover).
+-- ---------------------------------------------------------------------
+
+-- moves records, on new, every move pgshift move made in a flag file,
+-- backward ones (rollbacks) and undos too, with the stages the file could
+-- give a user before and after it. A stage that writes one side only in
+-- stages_before or stages_after means some cohort wrote one side only
+-- then: 'off' leaves new missing its writes. The gates into shadow, live
+-- and complete want a full verify that started after the last such period.
+CREATE TABLE IF NOT EXISTS pgshift.moves (
+    id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    moved_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    flag_file     text        NOT NULL,
+    cohort        text        NOT NULL,
+    from_stage    text        NOT NULL,
+    to_stage      text        NOT NULL,
+    forced        boolean     NOT NULL,
+    undo          boolean     NOT NULL,
+    stages_before text[]      NOT NULL,
+    stages_after  text[]      NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS moves_moved_at_idx ON pgshift.moves (moved_at);
