@@ -1,0 +1,195 @@
+package history_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgshift/pgshift/internal/history"
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+var (
+	seedFlag     = flag.Int64("seed", 0, "replay the history of this seed only (and shrink it if it fails)")
+	templateFlag = flag.String("template", "", "run only the template of this name (TestTemplates)")
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// The environment the checker reads.
+const (
+	// EnvDuration runs TestHistories until the duration ends (long mode).
+	envDuration = "PGSHIFT_HISTORY_DURATION"
+	// EnvCount is the number of histories in short mode.
+	envCount = "PGSHIFT_HISTORY_COUNT"
+	// EnvFirstSeed is the first seed.
+	envFirstSeed = "PGSHIFT_HISTORY_SEED"
+	// EnvDisable lists fault classes, modes and kinds to turn off.
+	envDisable = "PGSHIFT_HISTORY_DISABLE"
+	// EnvParallel is how many histories run at once.
+	envParallel = "PGSHIFT_HISTORY_PARALLEL"
+	// EnvShrink is how many replays a failing history's shrink may use.
+	envShrink = "PGSHIFT_HISTORY_SHRINK"
+)
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: want an integer", name, v)
+	}
+	return n
+}
+
+func newEnv(t *testing.T) *history.Env {
+	t.Helper()
+	oldServer, newServer := pgtest.Servers(t)
+	env, err := history.NewEnv(context.Background(), oldServer, newServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Close(context.Background()) })
+	return env
+}
+
+func config(t *testing.T) history.Config {
+	cfg := history.DefaultConfig()
+	if err := cfg.Disable(os.Getenv(envDisable)); err != nil {
+		t.Fatalf("%s: %v", envDisable, err)
+	}
+	return cfg
+}
+
+// failure is one failing history.
+type failure struct {
+	h  history.History
+	vs []history.Violation
+}
+
+// TestHistories runs randomized histories (see the package documentation)
+// and fails with each failing seed, its violations, and a shrunk history of
+// the first failure of each rule.
+func TestHistories(t *testing.T) {
+	cfg := config(t)
+	env := newEnv(t)
+	ctx := context.Background()
+	if *seedFlag != 0 {
+		h := history.Generate(*seedFlag, cfg)
+		run, err := env.Run(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs := history.Judge(run)
+		t.Logf("seed %d ran in %v: %d writes", *seedFlag, run.Elapsed.Round(time.Millisecond), len(run.Records))
+		if len(vs) > 0 {
+			report(t, env, failure{h, vs})
+		}
+		return
+	}
+	first := int64(envInt(t, envFirstSeed, 1))
+	count := envInt(t, envCount, 120)
+	var deadline time.Time
+	if d := os.Getenv(envDuration); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", envDuration, d, err)
+		}
+		deadline, count = time.Now().Add(dur), 1<<62
+	}
+	parallel := envInt(t, envParallel, 4)
+	var next atomic.Int64
+	next.Store(first)
+	var mu sync.Mutex
+	var failures []failure
+	var ran atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range parallel {
+		wg.Go(func() {
+			for {
+				seed := next.Add(1) - 1
+				if seed >= first+int64(count) || (!deadline.IsZero() && time.Now().After(deadline)) {
+					return
+				}
+				h := history.Generate(seed, cfg)
+				run, err := env.Run(ctx, h)
+				if err != nil {
+					t.Errorf("seed %d: %v", seed, err)
+					return
+				}
+				ran.Add(1)
+				if vs := history.Judge(run); len(vs) > 0 {
+					mu.Lock()
+					failures = append(failures, failure{h, vs})
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := ran.Load()
+	t.Logf("%d histories (seeds %d..%d) in %v, %d failed", n, first, first+n-1, time.Since(start).Round(time.Second), len(failures))
+	reported := map[string]bool{}
+	for _, f := range failures {
+		rules := map[string]bool{}
+		for _, v := range f.vs {
+			rules[v.Rule] = true
+		}
+		var names []string
+		for r := range rules {
+			names = append(names, r)
+		}
+		t.Errorf("seed %d broke %s; replay: go test ./internal/history -run 'TestHistories$' -seed %d", f.h.Seed, strings.Join(names, ", "), f.h.Seed)
+		fresh := false
+		for r := range rules {
+			if !reported[r] {
+				reported[r], fresh = true, true
+			}
+		}
+		if fresh {
+			report(t, env, f)
+		}
+	}
+}
+
+// report prints a failing history's violations and a shrunk history that
+// still breaks its first rule.
+func report(t *testing.T, env *history.Env, f failure) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s violations:\n", name(f.h))
+	for i, v := range f.vs {
+		if i == 10 {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(f.vs)-10)
+			break
+		}
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	rule := f.vs[0].Rule
+	tries := envInt(t, envShrink, 24)
+	small, used := env.Shrink(context.Background(), f.h, rule, tries)
+	fmt.Fprintf(&b, "a smaller history that broke %s (%d of %d writes, %d replays):\n%s", rule, len(small.Ops), len(f.h.Ops), used, small)
+	if f.h.Name == "" {
+		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestHistories$' -seed %d\n", f.h.Seed)
+	} else {
+		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestTemplates$' -template %s\n", f.h.Name)
+	}
+	t.Error(b.String())
+}
+
+func name(h history.History) string {
+	if h.Name != "" {
+		return "template " + h.Name
+	}
+	return fmt.Sprintf("seed %d", h.Seed)
+}

@@ -1,0 +1,117 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Disable turns off the fault classes, modes and kinds of writes named in
+// list (comma-separated): "other-fail", "auth-fail", "cancel",
+// "cancel-commit", "lose-commit", "hold", "short-timeout", "drain",
+// "late-facade", "touch", "capture", or a kind's name ("swap-u",
+// "newrows-insert", ...). It returns an error naming anything it does not
+// know.
+func (c *Config) Disable(list string) error {
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		switch name {
+		case "":
+		case "other-fail":
+			c.OtherFail = 0
+		case "auth-fail":
+			c.AuthFail = 0
+		case "cancel":
+			c.Cancel = 0
+		case "cancel-commit":
+			c.CancelCommit = 0
+		case "lose-commit":
+			c.LoseCommit = 0
+		case "hold":
+			c.Hold = 0
+		case "short-timeout":
+			c.ShortTimeout = 0
+		case "drain":
+			c.Drains = false
+		case "late-facade":
+			c.LateFacade = false
+		case "touch":
+			c.Touch = false
+		case "capture":
+			c.Capture = false
+		default:
+			k := slices.Index(kindNames[:], name)
+			if k < 0 {
+				return fmt.Errorf("history: cannot disable %q: name a fault class (other-fail, auth-fail, cancel, cancel-commit, lose-commit, hold, short-timeout, drain, late-facade), a mode (touch, capture) or a kind (%s)",
+					name, strings.Join(kindNames[:], ", "))
+			}
+			if c.Kinds == nil {
+				for k := range numKinds {
+					c.Kinds = append(c.Kinds, k)
+				}
+			}
+			c.Kinds = slices.DeleteFunc(c.Kinds, func(x Kind) bool { return x == Kind(k) })
+		}
+	}
+	if !c.Touch && !c.Capture {
+		return fmt.Errorf("history: touch and capture both disabled: keep one")
+	}
+	if c.Kinds != nil && len(c.Kinds) == 0 {
+		return fmt.Errorf("history: every kind of write disabled: keep one")
+	}
+	return nil
+}
+
+// Fails reports whether a run of h breaks rule.
+func (e *Env) Fails(ctx context.Context, h History, rule string) (bool, []Violation, error) {
+	run, err := e.Run(ctx, h)
+	if err != nil {
+		return false, nil, err
+	}
+	vs := Judge(run)
+	for _, v := range vs {
+		if v.Rule == rule {
+			return true, vs, nil
+		}
+	}
+	return false, vs, nil
+}
+
+// Shrink looks for a smaller history that still breaks rule: it replays h
+// with chunks of its writes and control steps removed, keeping each removal
+// after which a replay still fails, within tries replays. Histories are
+// concurrent, so a replay may pass where the original failed: the result is
+// the smallest history seen failing, not a proof of minimality.
+func (e *Env) Shrink(ctx context.Context, h History, rule string, tries int) (History, int) {
+	used := 0
+	try := func(c History) bool {
+		if used >= tries || ctx.Err() != nil {
+			return false
+		}
+		used++
+		ok, _, err := e.Fails(ctx, c, rule)
+		return err == nil && ok
+	}
+	for chunk := max(1, (len(h.Ops)+len(h.Control))/2); chunk >= 1 && used < tries; chunk /= 2 {
+		for i := 0; i < len(h.Control) && used < tries; {
+			c := h
+			c.Control = slices.Delete(slices.Clone(h.Control), i, min(i+chunk, len(h.Control)))
+			if try(c) {
+				h = c
+				continue
+			}
+			i += chunk
+		}
+		for i := 0; i < len(h.Ops) && used < tries; {
+			c := h
+			c.Ops = slices.Delete(slices.Clone(h.Ops), i, min(i+chunk, len(h.Ops)))
+			if len(c.Ops) > 0 && try(c) {
+				h = c
+				continue
+			}
+			i += chunk
+		}
+	}
+	return h, used
+}
