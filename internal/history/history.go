@@ -89,7 +89,9 @@ const (
 	LoseCommitAnswer
 )
 
-func (f CommitFault) String() string { return [...]string{"none", "cancel-at-commit", "lose-commit-answer"}[f] }
+func (f CommitFault) String() string {
+	return [...]string{"none", "cancel-at-commit", "lose-commit-answer"}[f]
+}
 
 // Op is one write of a history.
 type Op struct {

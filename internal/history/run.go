@@ -126,9 +126,9 @@ type Record struct {
 // result is what a write function returns: the rows its statements
 // changed, by key.
 type result struct {
-	Keys     []int   // kv keys
-	Children []int   // kc ids
-	ID       int64   // sq id
+	Keys     []int    // kv keys
+	Children []int    // kc ids
+	ID       int64    // sq id
 	Ev       []string // ev ids
 }
 
