@@ -47,11 +47,15 @@ const (
 	// makes (identity, from RETURNING); the row is Touched after the
 	// statement; always OneStatement.
 	SerialInsert
+	// TwoStep updates kv row Keys[0], then (after Hold, on the
+	// authoritative side) Keys[1], each Touched just before its statement:
+	// the second row's lock is taken while the first is held.
+	TwoStep
 	numKinds
 )
 
 var kindNames = [...]string{"insert", "update", "upsert", "delete", "update-two", "swap-u", "upsert-many",
-	"child-insert", "child-update", "child-delete", "parent-children", "newrows-insert", "serial-insert"}
+	"child-insert", "child-update", "child-delete", "parent-children", "newrows-insert", "serial-insert", "two-step"}
 
 func (k Kind) String() string {
 	if k >= 0 && int(k) < len(kindNames) {
@@ -354,6 +358,8 @@ func Generate(seed int64, cfg Config) History {
 			o.Keys, single = []int{key()}, true
 		case UpdateTwo:
 			o.Keys, single = two(), true
+		case TwoStep:
+			o.Keys = two()
 		case SwapU:
 			o.Keys = two()
 			a, b := r.IntN(UniquePerUser), r.IntN(UniquePerUser)

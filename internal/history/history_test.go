@@ -193,3 +193,40 @@ func name(h history.History) string {
 	}
 	return fmt.Sprintf("seed %d", h.Seed)
 }
+
+// TestTemplates runs the hand-written history of each proven case of
+// issues 18 and 24 and fails with the violations of each that breaks a rule.
+func TestTemplates(t *testing.T) {
+	env := newEnv(t)
+	for _, tpl := range history.Templates() {
+		if *templateFlag != "" && tpl.History.Name != *templateFlag {
+			continue
+		}
+		t.Run(tpl.History.Name, func(t *testing.T) {
+			t.Parallel()
+			run, err := env.Run(context.Background(), tpl.History)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs := history.Judge(run)
+			if len(vs) == 0 {
+				for _, rec := range run.Records {
+					t.Logf("write #%d %s %v..%v stages %v/%v %s", rec.Op.ID, rec.Outcome, rec.Start.Round(time.Millisecond),
+						rec.End.Round(time.Millisecond), rec.Stage[0], rec.Stage[1], rec.Err)
+				}
+				return
+			}
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s broke the rules:\n", tpl.Case)
+			for _, v := range vs {
+				fmt.Fprintf(&b, "  %s\n", v)
+			}
+			fmt.Fprintf(&b, "%sreplay: go test ./internal/history -run 'TestTemplates$' -template %s\n", tpl.History, tpl.History.Name)
+			for _, rec := range run.Records {
+				fmt.Fprintf(&b, "  write #%d %s %v..%v stages %v/%v %s\n", rec.Op.ID, rec.Outcome, rec.Start.Round(time.Millisecond),
+					rec.End.Round(time.Millisecond), rec.Stage[0], rec.Stage[1], rec.Err)
+			}
+			t.Error(b.String())
+		})
+	}
+}

@@ -14,6 +14,10 @@ const (
 	RuleSidesEqual = "sides-equal"
 	// RuleLogsDrained: the drain empties both repair logs.
 	RuleLogsDrained = "logs-drained"
+	// RuleOneDrain: once traffic has stopped and faults are healed, one
+	// Drain settles every entry (nothing postponed: parents before
+	// children, unique values reused, all in one call).
+	RuleOneDrain = "one-drain-settles-all"
 	// RuleFromAWrite: every row holds the value some write wrote to it,
 	// whole (no value of an unknown write, of a write of another row, or
 	// half of one write and half of another).
@@ -100,6 +104,10 @@ func Judge(run *Run) []Violation {
 				len(left), []string{"old", "new"}[side], run.DrainErr, strings.Join(left[:min(3, len(left))], "; "))})
 		}
 	}
+	if run.FirstDrain.Postponed > 0 || run.FirstDrainErr != "" {
+		add(Violation{Rule: RuleOneDrain, Detail: fmt.Sprintf("the first drain after the traffic postponed %d entries (%+v, err %q)",
+			run.FirstDrain.Postponed, run.FirstDrain, run.FirstDrainErr)})
+	}
 	for _, rec := range run.Records {
 		if strings.Contains(rec.Err, "40P01") && strings.Contains(rec.Err, "lock rows") {
 			add(Violation{Rule: RuleNoLockError, Detail: fmt.Sprintf("write #%d: %s", rec.Op.ID, rec.Err)})
@@ -155,6 +163,10 @@ type effect struct {
 	want     Row
 	checkU   bool // kv: u is the write's (not kept)
 	definite bool // the authoritative side reported the row changed, and the caller was told success
+	// at is a time at which the write held the row's lock (its
+	// authoritative statement on the row had returned, its commit not):
+	// set for definite effects.
+	at time.Duration
 }
 
 type runIndex struct {
@@ -175,6 +187,9 @@ func index(run *Run) *runIndex {
 		acked := rec.Outcome == Acked
 		put := func(id string, e effect) {
 			e.rec = rec
+			if e.definite {
+				e.at = max(rec.Start, rec.Res.At[id])
+			}
 			ix.touched[id] = append(ix.touched[id], e)
 		}
 		kvWrite := func(k int, u string, checkU bool) {
@@ -183,7 +198,7 @@ func index(run *Run) *runIndex {
 		switch o.Kind {
 		case Insert, Update, Upsert, ParentChildren:
 			kvWrite(o.Keys[0], o.U[0], true)
-		case UpdateTwo:
+		case UpdateTwo, TwoStep:
 			kvWrite(o.Keys[0], "", false)
 			kvWrite(o.Keys[1], "", false)
 		case SwapU, UpsertMany:
@@ -250,6 +265,11 @@ func (ix *runIndex) judgeRow(id string, row Row, present bool) []Violation {
 					e = &effects[i]
 				}
 			}
+			if e == nil && rec != nil && rec.Op.Kind == SerialInsert && strings.HasPrefix(id, "sq:") {
+				// The key of a serial insert that was not acknowledged is
+				// known only from the row itself.
+				e = &effect{rec: rec, want: Row{V: rec.Op.Tag()}}
+			}
 			if rec == nil || e == nil {
 				return []Violation{{RuleFromAWrite, id, fmt.Sprintf("holds %s, which no write wrote to this row", row)}}
 			}
@@ -288,7 +308,7 @@ func (ix *runIndex) judgeRow(id string, row Row, present bool) []Violation {
 		if !e.definite || e.rec == holder || (!present && e.del) {
 			continue
 		}
-		if e.rec.Start > latest && (lost == nil || e.rec.Start > lost.rec.Start) {
+		if e.at > latest && (lost == nil || e.at > lost.at) {
 			lost = e
 		}
 	}
@@ -304,7 +324,7 @@ func (ix *runIndex) judgeRow(id string, row Row, present bool) []Violation {
 		what = "deleted it"
 	}
 	for _, f := range failedExplain {
-		if f.End >= lost.rec.Start {
+		if f.End >= lost.at {
 			return []Violation{{RuleFailedInvisible, id, fmt.Sprintf("%s: only %s explains that, after %s %s", state, describe(f), describe(lost.rec), what)}}
 		}
 	}
@@ -312,6 +332,6 @@ func (ix *runIndex) judgeRow(id string, row Row, present bool) []Violation {
 	for _, r := range explain {
 		why = append(why, describe(r))
 	}
-	return []Violation{{RuleAckNotReplaced, id, fmt.Sprintf("%s, %s, yet %s %s after all of these had ended: %s",
-		state, "the state of older writes", describe(lost.rec), what, strings.Join(why, "; "))}}
+	return []Violation{{RuleAckNotReplaced, id, fmt.Sprintf("%s, yet %s %s (holding its lock at %v) after every write that explains that state had ended: %s",
+		state, describe(lost.rec), what, lost.at.Round(time.Millisecond), strings.Join(why, "; "))}}
 }

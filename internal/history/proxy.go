@@ -25,6 +25,15 @@ type proxied struct {
 	client, server net.Conn
 	mu             sync.Mutex
 	deaf           bool
+	holdUntil      time.Time // the server's answers wait until then
+}
+
+// delayAnswers holds what the server sends on c for d: the client acts
+// (cancels) after its COMMIT went out and before the answer comes back.
+func (c *proxied) delayAnswers(d time.Duration) {
+	c.mu.Lock()
+	c.holdUntil = time.Now().Add(d)
+	c.mu.Unlock()
 }
 
 // loseAnswers drops what the server sends on c from now on and cuts c
@@ -140,8 +149,11 @@ func (p *proxy) accept() {
 			for {
 				n, err := server.Read(buf)
 				c.mu.Lock()
-				deaf := c.deaf
+				deaf, hold := c.deaf, time.Until(c.holdUntil)
 				c.mu.Unlock()
+				if hold > 0 {
+					time.Sleep(hold)
+				}
 				if n > 0 && !deaf {
 					if _, werr := client.Write(buf[:n]); werr != nil {
 						break

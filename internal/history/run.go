@@ -130,6 +130,10 @@ type result struct {
 	Children []int    // kc ids
 	ID       int64    // sq id
 	Ev       []string // ev ids
+	// At is when, since the history started, the authoritative statement
+	// that changed each row (by row id) returned: the write held the row's
+	// lock from then until its commit.
+	At map[string]time.Duration
 }
 
 // Row is one row as a side holds it at the end.
@@ -150,7 +154,10 @@ type Run struct {
 	Final    [2]State
 	Leftover [2][]string // repair-log entries left after the drain, with their last errors
 	DrainErr string
-	Elapsed  time.Duration
+	// FirstDrain is what the first Drain after the traffic did.
+	FirstDrain    dualwrite.DrainReport
+	FirstDrainErr string
+	Elapsed       time.Duration
 }
 
 // Run runs h on fresh databases and returns what happened. An error means
@@ -191,7 +198,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 			}
 		}
 	}
-	r := &runner{h: h, t0: time.Now()}
+	r := &runner{h: h}
 	for side := range dbs {
 		cfg := direct[side].Config()
 		p, err := newProxy(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
@@ -219,6 +226,9 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 				return nil, err
 			}
 			defer pools[side].Close()
+			if err := warm(ctx, pools[side], 4); err != nil {
+				return nil, fmt.Errorf("history: connect to %s: %w", flags.Side(side), err)
+			}
 		}
 		fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: r.boards[i], OtherTimeout: h.OtherTimeout,
 			Capture: h.Capture, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -242,24 +252,42 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	slices.SortFunc(out.Records, func(a, b Record) int { return a.Op.ID - b.Op.ID })
 	// Traffic has stopped and the faults are healed (the proxies' cut
 	// connections are gone with the facades' pools): drain on direct pools.
-	rep, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: direct[0], New: direct[1],
+	repairer, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: direct[0], New: direct[1],
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return nil, err
 	}
-	for range 20 {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := rep.Drain(dctx)
+	// Entries postponed during the history wait for their backoff; the
+	// history is over, so they are due now.
+	due := func() error {
+		for side := range direct {
+			if _, err := direct[side].Exec(ctx, "UPDATE pgshift.repair_log SET next_attempt_at = now()"); err != nil {
+				return fmt.Errorf("history: %s: %w", flags.Side(side), err)
+			}
+		}
+		return nil
+	}
+	for i := range 5 {
+		if err := due(); err != nil {
+			return nil, err
+		}
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		rep, err := repairer.Drain(dctx)
 		cancel()
 		if err != nil {
 			out.DrainErr = err.Error()
 		}
-		b, berr := rep.Backlog(ctx)
+		if i == 0 {
+			out.FirstDrain = rep
+			if err != nil {
+				out.FirstDrainErr = err.Error()
+			}
+		}
+		b, berr := repairer.Backlog(ctx)
 		if berr == nil && b.Entries() == 0 {
 			out.DrainErr = ""
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	for side := range direct {
 		st, err := dump(ctx, direct[side])
@@ -278,6 +306,25 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	}
 	out.Elapsed = time.Since(begin)
 	return out, nil
+}
+
+// warm opens n connections of p, so that the history's timing is not
+// that of connecting.
+func warm(ctx context.Context, p *pgxpool.Pool, n int) error {
+	var conns []*pgxpool.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	return nil
 }
 
 func dump(ctx context.Context, p *pgxpool.Pool) (State, error) {
@@ -368,6 +415,7 @@ type runner struct {
 }
 
 func (r *runner) run(ctx context.Context) {
+	r.t0 = time.Now()
 	byWriter := map[int][]Op{}
 	for _, o := range r.h.Ops {
 		byWriter[o.Writer] = append(byWriter[o.Writer], o)
@@ -431,6 +479,7 @@ func (r *runner) do(ctx context.Context, o Op) Record {
 	if o.Commit != NoCommitFault {
 		disarm := r.proxies[o.CommitSide].armCommit(func(c *proxied) {
 			if o.Commit == CancelAtCommit {
+				c.delayAnswers(30 * time.Millisecond)
 				cancel()
 			} else {
 				c.loseAnswers()
@@ -494,6 +543,26 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 		}
 		var err error
 		tag := o.Tag()
+		stamp := func(ids ...string) {
+			if tx.Authoritative() && err == nil {
+				if res.At == nil {
+					res.At = map[string]time.Duration{}
+				}
+				for _, id := range ids {
+					res.At[id] = time.Since(r.t0)
+				}
+			}
+		}
+		stampKeys := func() {
+			for _, k := range res.Keys {
+				stamp(kvID(k))
+			}
+		}
+		stampChildren := func() {
+			for _, c := range res.Children {
+				stamp(kcID(c))
+			}
+		}
 		switch o.Kind {
 		case Insert:
 			touchKV(o.Keys[0], false)
@@ -525,6 +594,19 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 			res.Keys, err = collectInts(tx.Query(ctx, `INSERT INTO kv (k, v, u)
 				SELECT k, $2, nullif(u, '') FROM unnest($1::int[], $3::text[]) AS t(k, u)
 				ON CONFLICT (k) DO UPDATE SET v = excluded.v, u = excluded.u RETURNING k`, o.Keys, tag, o.U))
+		case TwoStep:
+			touchKV(o.Keys[0], false)
+			res.Keys, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[0], tag))
+			stampKeys()
+			if err == nil {
+				if tx.Authoritative() {
+					sleep(ctx, o.Hold)
+				}
+				touchKV(o.Keys[1], false)
+				var more []int
+				more, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[1], tag))
+				res.Keys = append(res.Keys, more...)
+			}
 		case ChildInsert:
 			touch("kc", o.Child)
 			res.Children, err = collectInts(tx.Query(ctx, "INSERT INTO kc (id, k, v) VALUES ($1, $2, $3) RETURNING id", o.Child, o.Keys[0], tag))
@@ -566,10 +648,18 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 		if err != nil {
 			return res, err
 		}
+		stampKeys()
+		stampChildren()
+		if o.Kind == NewRowsInsert {
+			stamp("ev:" + o.EvID.String())
+		}
+		if o.Kind == SerialInsert {
+			stamp(fmt.Sprintf("sq:%d", res.ID))
+		}
 		if !tx.Authoritative() && prev != nil && !sameResult(*prev, res) {
 			return res, dualwrite.ErrDiverged
 		}
-		if tx.Authoritative() && o.Hold > 0 {
+		if tx.Authoritative() && o.Hold > 0 && o.Kind != TwoStep {
 			sleep(ctx, o.Hold)
 		}
 		if fault == FailLate {
