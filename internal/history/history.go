@@ -287,7 +287,7 @@ type Config struct {
 // small histories.
 func DefaultConfig() Config {
 	return Config{
-		Users: 3, Writers: 5, Ops: 24, Controls: 6,
+		Users: 3, Writers: 5, Ops: 16, Controls: 5,
 		Stages: []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive, flags.StageRampdown},
 		Touch:  true, Capture: true,
 		OtherFail: 0.12, AuthFail: 0.06, Cancel: 0.06, CancelCommit: 0.05, LoseCommit: 0.04, Hold: 0.15,
@@ -408,7 +408,7 @@ func Generate(seed int64, cfg Config) History {
 			}
 		}
 		if r.Float64() < cfg.Hold && !o.OneStatement {
-			o.Hold = time.Duration(20+r.IntN(400)) * time.Millisecond
+			o.Hold = time.Duration(20+r.IntN(250)) * time.Millisecond
 		}
 		if r.Float64() < cfg.Cancel {
 			o.CancelAfter = time.Duration(1+r.IntN(8000)) * time.Microsecond

@@ -1,10 +1,12 @@
 package history_test
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,12 +94,12 @@ func TestHistories(t *testing.T) {
 		vs := history.Judge(run)
 		t.Logf("seed %d ran in %v: %d writes", *seedFlag, run.Elapsed.Round(time.Millisecond), len(run.Records))
 		if len(vs) > 0 {
-			report(t, env, failure{h, vs})
+			t.Error(report(env, failure{h, vs}, envInt(t, envShrink, 30)))
 		}
 		return
 	}
 	first := int64(envInt(t, envFirstSeed, 1))
-	count := envInt(t, envCount, 120)
+	count := envInt(t, envCount, 80)
 	var deadline time.Time
 	if d := os.Getenv(envDuration); d != "" {
 		dur, err := time.ParseDuration(d)
@@ -106,7 +108,7 @@ func TestHistories(t *testing.T) {
 		}
 		deadline, count = time.Now().Add(dur), 1<<62
 	}
-	parallel := envInt(t, envParallel, 4)
+	parallel := envInt(t, envParallel, 6)
 	var next atomic.Int64
 	next.Store(first)
 	var mu sync.Mutex
@@ -139,33 +141,39 @@ func TestHistories(t *testing.T) {
 	wg.Wait()
 	n := ran.Load()
 	t.Logf("%d histories (seeds %d..%d) in %v, %d failed", n, first, first+n-1, time.Since(start).Round(time.Second), len(failures))
+	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.h.Seed, b.h.Seed) })
+	// One line per failing seed, then the first failure of each rule in
+	// full, shrunk (the shrinks run at once).
+	var firsts []failure
 	reported := map[string]bool{}
 	for _, f := range failures {
-		rules := map[string]bool{}
-		for _, v := range f.vs {
-			rules[v.Rule] = true
-		}
 		var names []string
-		for r := range rules {
-			names = append(names, r)
-		}
-		t.Errorf("seed %d broke %s; replay: go test ./internal/history -run 'TestHistories$' -seed %d", f.h.Seed, strings.Join(names, ", "), f.h.Seed)
-		fresh := false
-		for r := range rules {
-			if !reported[r] {
-				reported[r], fresh = true, true
+		for _, v := range f.vs {
+			if !slices.Contains(names, v.Rule) {
+				names = append(names, v.Rule)
 			}
 		}
-		if fresh {
-			report(t, env, f)
+		t.Errorf("seed %d broke %s: %.300s (replay: go test ./internal/history -run 'TestHistories$' -seed %d)",
+			f.h.Seed, strings.Join(names, ", "), f.vs[0], f.h.Seed)
+		if !reported[f.vs[0].Rule] {
+			reported[f.vs[0].Rule] = true
+			firsts = append(firsts, f)
 		}
+	}
+	reports := make([]string, len(firsts))
+	var rwg sync.WaitGroup
+	for i, f := range firsts {
+		rwg.Go(func() { reports[i] = report(env, f, envInt(t, envShrink, 8)) })
+	}
+	rwg.Wait()
+	for _, r := range reports {
+		t.Error(r)
 	}
 }
 
-// report prints a failing history's violations and a shrunk history that
-// still breaks its first rule.
-func report(t *testing.T, env *history.Env, f failure) {
-	t.Helper()
+// report describes a failing history's violations and a shrunk history
+// that still breaks its first rule.
+func report(env *history.Env, f failure, tries int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s violations:\n", name(f.h))
 	for i, v := range f.vs {
@@ -176,7 +184,6 @@ func report(t *testing.T, env *history.Env, f failure) {
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
 	rule := f.vs[0].Rule
-	tries := envInt(t, envShrink, 24)
 	small, used := env.Shrink(context.Background(), f.h, rule, tries)
 	fmt.Fprintf(&b, "a smaller history that broke %s (%d of %d writes, %d replays):\n%s", rule, len(small.Ops), len(f.h.Ops), used, small)
 	if f.h.Name == "" {
@@ -184,7 +191,7 @@ func report(t *testing.T, env *history.Env, f failure) {
 	} else {
 		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestTemplates$' -template %s\n", f.h.Name)
 	}
-	t.Error(b.String())
+	return b.String()
 }
 
 func name(h history.History) string {

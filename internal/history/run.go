@@ -41,6 +41,7 @@ type Env struct {
 	servers [2]*pgtest.Server
 	tmpl    [2]string
 	n       atomic.Int64
+	drops   sync.WaitGroup
 }
 
 // NewEnv makes the template databases on the two servers. Close drops them.
@@ -77,8 +78,34 @@ func NewEnv(ctx context.Context, oldServer, newServer *pgtest.Server) (*Env, err
 	return e, nil
 }
 
-// Close drops the template databases.
+// createDB creates side's database of history n from the template, with
+// the seeded rows, and a direct pool on it.
+func (e *Env) createDB(ctx context.Context, side flags.Side, n int64, seeded []int, name *string, pool **pgxpool.Pool) error {
+	db := fmt.Sprintf("pgshift_history_%d_%d_%s", os.Getpid(), n, side)
+	if err := adminExec(ctx, e.servers[side], "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()+" TEMPLATE "+pgx.Identifier{e.tmpl[side]}.Sanitize()); err != nil {
+		return fmt.Errorf("history: create database %s: %w", db, err)
+	}
+	*name = db
+	cfg, err := pgxpool.ParseConfig(e.servers[side].URL(db))
+	if err != nil {
+		return err
+	}
+	cfg.MaxConns = 4
+	if *pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return err
+	}
+	if len(seeded) > 0 {
+		if _, err := (*pool).Exec(ctx, "INSERT INTO kv (k, v) SELECT k, 'seed' FROM unnest($1::int[]) AS t(k)", seeded); err != nil {
+			return fmt.Errorf("history: seed kv on %s: %w", side, err)
+		}
+	}
+	return nil
+}
+
+// Close waits for the histories' databases to be dropped and drops the
+// template databases.
 func (e *Env) Close(ctx context.Context) error {
+	e.drops.Wait()
 	var errs []error
 	for side, s := range e.servers {
 		if e.tmpl[side] != "" {
@@ -174,30 +201,23 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 				direct[side].Close()
 			}
 			if dbs[side] != "" {
-				_ = adminExec(context.WithoutCancel(ctx), e.servers[side], "DROP DATABASE IF EXISTS "+pgx.Identifier{dbs[side]}.Sanitize()+" WITH (FORCE)")
+				// Dropped in the background: Close waits for it.
+				e.drops.Go(func() {
+					_ = adminExec(context.WithoutCancel(ctx), e.servers[side], "DROP DATABASE IF EXISTS "+pgx.Identifier{dbs[side]}.Sanitize()+" WITH (FORCE)")
+				})
 			}
 		}
 	}()
+	var errs [2]error
+	var wg sync.WaitGroup
 	for side := range dbs {
-		name := fmt.Sprintf("pgshift_history_%d_%d_%s", os.Getpid(), n, flags.Side(side))
-		if err := adminExec(ctx, e.servers[side], "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{e.tmpl[side]}.Sanitize()); err != nil {
-			return nil, fmt.Errorf("history: create database %s: %w", name, err)
-		}
-		dbs[side] = name
-		cfg, err := pgxpool.ParseConfig(e.servers[side].URL(name))
-		if err != nil {
-			return nil, err
-		}
-		cfg.MaxConns = 4
-		if direct[side], err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
-			return nil, err
-		}
-		for _, k := range h.Seeded {
-			if _, err := direct[side].Exec(ctx, "INSERT INTO kv (k, v) VALUES ($1, 'seed')", k); err != nil {
-				return nil, fmt.Errorf("history: seed kv %d: %w", k, err)
-			}
-		}
+		wg.Go(func() { errs[side] = e.createDB(ctx, flags.Side(side), n, h.Seeded, &dbs[side], &direct[side]) })
 	}
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, err
+	}
+	tCreated := time.Since(begin)
 	r := &runner{h: h}
 	for side := range dbs {
 		cfg := direct[side].Config()
@@ -226,7 +246,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 				return nil, err
 			}
 			defer pools[side].Close()
-			if err := warm(ctx, pools[side], 4); err != nil {
+			if err := warm(ctx, pools[side], 2); err != nil {
 				return nil, fmt.Errorf("history: connect to %s: %w", flags.Side(side), err)
 			}
 		}
@@ -243,7 +263,15 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		r.facades[i] = f
 		facades = append(facades, f)
 	}
+	tFacades := time.Since(begin)
+	out0 := time.Since(begin)
 	r.run(ctx)
+	out1 := time.Since(begin)
+	defer func() {
+		if os.Getenv("PGSHIFT_HISTORY_TIMING") != "" {
+			fmt.Fprintf(os.Stderr, "history %d: databases %v, facades %v, setup %v, traffic %v, total %v\n", h.Seed, tCreated, tFacades, out0, out1-out0, time.Since(begin))
+		}
+	}()
 	for _, f := range facades {
 		f.Wait()
 		f.Close()
