@@ -37,6 +37,8 @@ const (
 	envDisable = "PGSHIFT_HISTORY_DISABLE"
 	// EnvParallel is how many histories run at once.
 	envParallel = "PGSHIFT_HISTORY_PARALLEL"
+	// EnvReplays is how many times -seed replays a history until it fails.
+	envReplays = "PGSHIFT_HISTORY_REPLAYS"
 	// EnvShrink is how many replays a failing history's shrink may use.
 	envShrink = "PGSHIFT_HISTORY_SHRINK"
 )
@@ -86,15 +88,20 @@ func TestHistories(t *testing.T) {
 	env := newEnv(t)
 	ctx := context.Background()
 	if *seedFlag != 0 {
+		// A concurrent history need not fail on every replay: run it up to
+		// PGSHIFT_HISTORY_REPLAYS times (3) until it does.
 		h := history.Generate(*seedFlag, cfg)
-		run, err := env.Run(ctx, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vs := history.Judge(run)
-		t.Logf("seed %d ran in %v: %d writes", *seedFlag, run.Elapsed.Round(time.Millisecond), len(run.Records))
-		if len(vs) > 0 {
-			t.Error(report(env, failure{h, vs}, envInt(t, envShrink, 30)))
+		for i := range envInt(t, envReplays, 3) {
+			run, err := env.Run(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs := history.Judge(run)
+			t.Logf("seed %d, replay %d, ran in %v: %d writes, %d violations", *seedFlag, i+1, run.Elapsed.Round(time.Millisecond), len(run.Records), len(vs))
+			if len(vs) > 0 {
+				t.Error(report(env, failure{h, vs}, envInt(t, envShrink, 30)))
+				return
+			}
 		}
 		return
 	}
@@ -184,8 +191,14 @@ func report(env *history.Env, f failure, tries int) string {
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
 	rule := f.vs[0].Rule
-	small, used := env.Shrink(context.Background(), f.h, rule, tries)
+	small, vs, used := env.Shrink(context.Background(), f.h, f.vs[0], tries)
 	fmt.Fprintf(&b, "a smaller history that broke %s (%d of %d writes, %d replays):\n%s", rule, len(small.Ops), len(f.h.Ops), used, small)
+	for _, v := range vs {
+		if v.Rule == rule {
+			fmt.Fprintf(&b, "  which broke: %s\n", v)
+			break
+		}
+	}
 	if f.h.Name == "" {
 		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestHistories$' -seed %d\n", f.h.Seed)
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -78,20 +79,40 @@ func (e *Env) Fails(ctx context.Context, h History, rule string) (bool, []Violat
 	return false, vs, nil
 }
 
-// Shrink looks for a smaller history that still breaks rule: it replays h
-// with chunks of its writes and control steps removed, keeping each removal
-// after which a replay still fails, within tries replays. Histories are
-// concurrent, so a replay may pass where the original failed: the result is
-// the smallest history seen failing, not a proof of minimality.
-func (e *Env) Shrink(ctx context.Context, h History, rule string, tries int) (History, int) {
+// Shrink looks for a smaller history that still breaks the rule of v: it
+// first keeps only the writes and stage changes of the user that owns v's
+// row, then replays with chunks of writes and control steps removed,
+// keeping each removal after which a replay still fails, within tries
+// replays. Histories are concurrent, so a replay may pass where the
+// original failed: the result is the smallest history seen failing (with
+// the violations of that run), not a proof of minimality.
+func (e *Env) Shrink(ctx context.Context, h History, v Violation, tries int) (History, []Violation, int) {
 	used := 0
+	var last []Violation
 	try := func(c History) bool {
 		if used >= tries || ctx.Err() != nil {
 			return false
 		}
 		used++
-		ok, _, err := e.Fails(ctx, c, rule)
-		return err == nil && ok
+		ok, vs, err := e.Fails(ctx, c, v.Rule)
+		if err == nil && ok {
+			last = vs
+			return true
+		}
+		return false
+	}
+	if u, ok := rowUser(v.Row); ok {
+		c := h
+		c.Ops = slices.DeleteFunc(slices.Clone(h.Ops), func(o Op) bool { return o.User != u })
+		c.Control = slices.DeleteFunc(slices.Clone(h.Control), func(s Control) bool { return s.Kind == SetStage && s.User != u })
+		if len(c.Ops) < len(h.Ops) && len(c.Ops) > 0 {
+			for range 3 {
+				if try(c) {
+					h = c
+					break
+				}
+			}
+		}
 	}
 	for chunk := max(1, (len(h.Ops)+len(h.Control))/2); chunk >= 1 && used < tries; chunk /= 2 {
 		for i := 0; i < len(h.Control) && used < tries; {
@@ -113,5 +134,24 @@ func (e *Env) Shrink(ctx context.Context, h History, rule string, tries int) (Hi
 			i += chunk
 		}
 	}
-	return h, used
+	return h, last, used
+}
+
+// rowUser is the user that owns a kv or kc row.
+func rowUser(row string) (int, bool) {
+	table, key, ok := strings.Cut(row, ":")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(key)
+	if err != nil {
+		return 0, false
+	}
+	switch table {
+	case "kv":
+		return n / 100, true
+	case "kc":
+		return n / 1000, true
+	}
+	return 0, false
 }
