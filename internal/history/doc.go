@@ -37,7 +37,9 @@
 // instant, or just after a COMMIT went to the server (its answer held back
 // until the cancellation has landed); a COMMIT's answer is lost (the
 // facades' connections go through a proxy that sees COMMITs pass; the
-// server acts on it, the client never hears back).
+// server acts on it, the client never hears back). And per history, a few
+// times: one side looks down for 50 to 300 ms (the proxy cuts its
+// connections and refuses new ones).
 //
 // Every write's outcome is recorded with its real-time start and end:
 // acknowledged (nil), failed (a plain error) or unknown

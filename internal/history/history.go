@@ -185,6 +185,9 @@ const (
 	SetStage ControlKind = iota
 	// Drain runs Repairer.Drain on the first facade's repairer.
 	Drain
+	// Outage makes Side's server look down for Lag: the facades'
+	// connections to it are cut and new ones refused.
+	Outage
 )
 
 // Control is a step of the controller goroutine, which runs beside the
@@ -195,11 +198,15 @@ type Control struct {
 	User  int
 	Stage flags.Stage
 	Lag   time.Duration
+	Side  flags.Side
 }
 
 func (c Control) String() string {
-	if c.Kind == Drain {
+	switch c.Kind {
+	case Drain:
 		return fmt.Sprintf("delay=%v drain", c.Delay)
+	case Outage:
+		return fmt.Sprintf("delay=%v %s down for %v", c.Delay, c.Side, c.Lag)
 	}
 	return fmt.Sprintf("delay=%v user%d -> %s (facade 1 %v later)", c.Delay, c.User, c.Stage, c.Lag)
 }
@@ -279,6 +286,7 @@ type Config struct {
 	Hold           float64 // the authoritative side holds its locks a while
 	ShortTimeout   float64 // probability that a history's OtherTimeout is 200 ms (else 1 s)
 	Drains         bool    // explicit drains among the control steps
+	Outages        bool    // a side looks down for a while among the control steps
 	LateFacade     bool    // facade 1 sees stage changes a few ms late
 	ShortGraceOnly bool    // repair grace 1 ms only (NewRows + Drain races)
 }
@@ -291,7 +299,7 @@ func DefaultConfig() Config {
 		Stages: []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive, flags.StageRampdown},
 		Touch:  true, Capture: true,
 		OtherFail: 0.12, AuthFail: 0.06, Cancel: 0.06, CancelCommit: 0.05, LoseCommit: 0.04, Hold: 0.15,
-		ShortTimeout: 0.6, Drains: true, LateFacade: true,
+		ShortTimeout: 0.6, Drains: true, Outages: true, LateFacade: true,
 	}
 }
 
@@ -427,8 +435,11 @@ func Generate(seed int64, cfg Config) History {
 		if cfg.LateFacade {
 			c.Lag = time.Duration(1+r.IntN(5)) * time.Millisecond
 		}
-		if cfg.Drains && r.IntN(4) == 0 {
+		switch x := r.IntN(8); {
+		case cfg.Drains && x < 2:
 			c = Control{Kind: Drain, Delay: c.Delay}
+		case cfg.Outages && x == 2:
+			c = Control{Kind: Outage, Delay: c.Delay, Side: flags.Side(r.IntN(2)), Lag: time.Duration(50+r.IntN(250)) * time.Millisecond}
 		}
 		h.Control = append(h.Control, c)
 	}

@@ -19,6 +19,21 @@ type proxy struct {
 	mu    sync.Mutex
 	conns map[*proxied]struct{}
 	armed []*arm // fired in order, one per COMMIT seen
+	down  bool   // connections are refused, as by a server that is down
+}
+
+// setDown makes the server look down (every connection cut, new ones
+// refused) or up again.
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			_ = c.client.Close()
+			_ = c.server.Close()
+		}
+	}
 }
 
 type proxied struct {
@@ -112,6 +127,13 @@ func (p *proxy) accept() {
 		client, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			_ = client.Close()
+			continue
 		}
 		server, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", p.target)
 		if err != nil {

@@ -217,7 +217,6 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
-	tCreated := time.Since(begin)
 	r := &runner{h: h}
 	for side := range dbs {
 		cfg := direct[side].Config()
@@ -263,15 +262,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		r.facades[i] = f
 		facades = append(facades, f)
 	}
-	tFacades := time.Since(begin)
-	out0 := time.Since(begin)
 	r.run(ctx)
-	out1 := time.Since(begin)
-	defer func() {
-		if os.Getenv("PGSHIFT_HISTORY_TIMING") != "" {
-			fmt.Fprintf(os.Stderr, "history %d: databases %v, facades %v, setup %v, traffic %v, total %v\n", h.Seed, tCreated, tFacades, out0, out1-out0, time.Since(begin))
-		}
-	}()
 	for _, f := range facades {
 		f.Wait()
 		f.Close()
@@ -472,6 +463,10 @@ func (r *runner) run(ctx context.Context) {
 				dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, _ = r.facades[0].Repairer().Drain(dctx)
 				cancel()
+			case Outage:
+				r.proxies[c.Side].setDown(true)
+				sleep(ctx, c.Lag)
+				r.proxies[c.Side].setDown(false)
 			}
 		}
 	})

@@ -11,7 +11,7 @@ import (
 // Disable turns off the fault classes, modes and kinds of writes named in
 // list (comma-separated): "other-fail", "auth-fail", "cancel",
 // "cancel-commit", "lose-commit", "hold", "short-timeout", "drain",
-// "late-facade", "touch", "capture", or a kind's name ("swap-u",
+// "outage", "late-facade", "touch", "capture", or a kind's name ("swap-u",
 // "newrows-insert", ...). It returns an error naming anything it does not
 // know.
 func (c *Config) Disable(list string) error {
@@ -35,6 +35,8 @@ func (c *Config) Disable(list string) error {
 			c.ShortTimeout = 0
 		case "drain":
 			c.Drains = false
+		case "outage":
+			c.Outages = false
 		case "late-facade":
 			c.LateFacade = false
 		case "touch":
@@ -44,7 +46,7 @@ func (c *Config) Disable(list string) error {
 		default:
 			k := slices.Index(kindNames[:], name)
 			if k < 0 {
-				return fmt.Errorf("history: cannot disable %q: name a fault class (other-fail, auth-fail, cancel, cancel-commit, lose-commit, hold, short-timeout, drain, late-facade), a mode (touch, capture) or a kind (%s)",
+				return fmt.Errorf("history: cannot disable %q: name a fault class (other-fail, auth-fail, cancel, cancel-commit, lose-commit, hold, short-timeout, drain, outage, late-facade), a mode (touch, capture) or a kind (%s)",
 					name, strings.Join(kindNames[:], ", "))
 			}
 			if c.Kinds == nil {

@@ -141,6 +141,17 @@ func Templates() []Template {
 	}
 	out = append(out, Template{h, "issue 18 case 6: repair ignores foreign keys (children before parents)"})
 
+	// The same with new really down (its connections cut and refused)
+	// while the writes run, in touch mode.
+	h = base("parent-children-new-outage", flags.StageDualWrite)
+	h.Seeded = []int{0}
+	h.Ops = []Op{
+		{ID: 1, Writer: 0, Kind: ChildInsert, Keys: []int{0}, Child: 0, Delay: 30 * ms},
+		{ID: 2, Writer: 0, Kind: ParentChildren, Keys: []int{1}, U: []string{""}, Children: []int{10, 11}},
+	}
+	h.Control = []Control{{Kind: Outage, Side: flags.SideNew, Lag: 500 * ms}}
+	out = append(out, Template{h, "issue 18 case 6: repair ignores foreign keys, new down"})
+
 	// A OneStatement insert whose key the server makes (RETURNING),
 	// Touched after the statement, while new is down, in dualwrite and in
 	// live; then a child and parent in the same history.
@@ -152,6 +163,13 @@ func Templates() []Template {
 			{ID: 3, Writer: 0, Kind: SerialInsert, OneStatement: true},
 		}
 		out = append(out, Template{h, "a OneStatement insert with a RETURNING key while new is down"})
+		h = base("serial-insert-new-outage-"+st.String(), st)
+		h.Ops = []Op{
+			{ID: 1, Writer: 0, Kind: SerialInsert, OneStatement: true, Delay: 30 * ms},
+			{ID: 2, Writer: 0, Kind: SerialInsert, OneStatement: true},
+		}
+		h.Control = []Control{{Kind: Outage, Side: st.Plan().Authoritative.Other(), Lag: 400 * ms}}
+		out = append(out, Template{h, "a OneStatement insert with a RETURNING key while the other side is down"})
 	}
 	return out
 }
