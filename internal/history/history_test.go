@@ -84,6 +84,7 @@ type failure struct {
 // and fails with each failing seed, its violations, and a shrunk history of
 // the first failure of each rule.
 func TestHistories(t *testing.T) {
+	t.Parallel()
 	cfg := config(t)
 	env := newEnv(t)
 	ctx := context.Background()
@@ -217,6 +218,7 @@ func name(h history.History) string {
 // TestTemplates runs the hand-written history of each proven case of
 // issues 18 and 24 and fails with the violations of each that breaks a rule.
 func TestTemplates(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t)
 	for _, tpl := range history.Templates() {
 		if *templateFlag != "" && tpl.History.Name != *templateFlag {

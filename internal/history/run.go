@@ -40,15 +40,18 @@ var tables = []string{"kv", "kc", "ev", "sq"}
 type Env struct {
 	servers [2]*pgtest.Server
 	tmpl    [2]string
-	n       atomic.Int64
 	drops   sync.WaitGroup
 }
+
+// databases counts the databases this process made: their names are
+// unique across Envs.
+var databases atomic.Int64
 
 // NewEnv makes the template databases on the two servers. Close drops them.
 func NewEnv(ctx context.Context, oldServer, newServer *pgtest.Server) (*Env, error) {
 	e := &Env{servers: [2]*pgtest.Server{oldServer, newServer}}
 	for side, s := range e.servers {
-		name := fmt.Sprintf("pgshift_history_tmpl_%d_%s", os.Getpid(), flags.Side(side))
+		name := fmt.Sprintf("pgshift_history_tmpl_%d_%d_%s", os.Getpid(), databases.Add(1), flags.Side(side))
 		if err := adminExec(ctx, s, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 			return nil, fmt.Errorf("history: create template database %s: %w", name, err)
 		}
@@ -192,7 +195,7 @@ type Run struct {
 // violation: Judge does that.
 func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	begin := time.Now()
-	n := e.n.Add(1)
+	n := databases.Add(1)
 	var dbs [2]string
 	var direct [2]*pgxpool.Pool
 	defer func() {
