@@ -79,7 +79,7 @@
 //
 // # Running it
 //
-//	go test ./internal/history                                   # short mode: 80 histories, and the templates
+//	go test ./internal/history                                   # short mode: 80 histories (20 under -race), and the templates
 //	go test ./internal/history -run 'TestHistories$' -seed 42    # replay one seed (up to 3 times until it fails) and shrink it
 //	go test ./internal/history -run 'TestTemplates$' -template flip-lock-wait
 //	PGSHIFT_HISTORY_DURATION=2h go test -timeout 0 ./internal/history -run 'TestHistories$'   # long mode

@@ -107,7 +107,11 @@ func TestHistories(t *testing.T) {
 		return
 	}
 	first := int64(envInt(t, envFirstSeed, 1))
-	count := envInt(t, envCount, 80)
+	defaultCount := 80
+	if raceDetector {
+		defaultCount = 20
+	}
+	count := envInt(t, envCount, defaultCount)
 	var deadline time.Time
 	if d := os.Getenv(envDuration); d != "" {
 		dur, err := time.ParseDuration(d)
