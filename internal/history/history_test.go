@@ -165,8 +165,7 @@ func TestHistories(t *testing.T) {
 				names = append(names, v.Rule)
 			}
 		}
-		t.Errorf("seed %d broke %s: %.300s (replay: go test ./internal/history -run 'TestHistories$' -seed %d)",
-			f.h.Seed, strings.Join(names, ", "), f.vs[0], f.h.Seed)
+		t.Errorf("seed %d broke %s: %.300s (replay: %s)", f.h.Seed, strings.Join(names, ", "), f.vs[0], replay(f.h))
 		if !reported[f.vs[0].Rule] {
 			reported[f.vs[0].Rule] = true
 			firsts = append(firsts, f)
@@ -197,19 +196,31 @@ func report(env *history.Env, f failure, tries int) string {
 	}
 	rule := f.vs[0].Rule
 	small, vs, used := env.Shrink(context.Background(), f.h, f.vs[0], tries)
-	fmt.Fprintf(&b, "a smaller history that broke %s (%d of %d writes, %d replays):\n%s", rule, len(small.Ops), len(f.h.Ops), used, small)
+	if len(small.Ops) < len(f.h.Ops) || len(small.Control) < len(f.h.Control) {
+		fmt.Fprintf(&b, "a smaller history that broke %s (%d of %d writes, found in %d replays):\n%s", rule, len(small.Ops), len(f.h.Ops), used, small)
+	} else {
+		fmt.Fprintf(&b, "no smaller history broke %s in %d replays; the history:\n%s", rule, used, small)
+	}
 	for _, v := range vs {
 		if v.Rule == rule {
 			fmt.Fprintf(&b, "  which broke: %s\n", v)
 			break
 		}
 	}
-	if f.h.Name == "" {
-		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestHistories$' -seed %d\n", f.h.Seed)
-	} else {
-		fmt.Fprintf(&b, "replay: go test ./internal/history -run 'TestTemplates$' -template %s\n", f.h.Name)
-	}
+	fmt.Fprintf(&b, "replay: %s\n", replay(f.h))
 	return b.String()
+}
+
+// replay is the command that replays h.
+func replay(h history.History) string {
+	if h.Name != "" {
+		return fmt.Sprintf("go test ./internal/history -run 'TestTemplates$' -template %s", h.Name)
+	}
+	cmd := fmt.Sprintf("go test ./internal/history -run 'TestHistories$' -seed %d", h.Seed)
+	if d := os.Getenv(envDisable); d != "" {
+		cmd = envDisable + "=" + d + " " + cmd
+	}
+	return cmd
 }
 
 func name(h history.History) string {
