@@ -82,7 +82,10 @@
 //	go test ./internal/history                                   # short mode: 80 histories (20 under -race), and the templates
 //	go test ./internal/history -run 'TestHistories$' -seed 42    # replay one seed (up to 3 times until it fails) and shrink it
 //	go test ./internal/history -run 'TestTemplates$' -template flip-lock-wait
-//	PGSHIFT_HISTORY_DURATION=2h go test -timeout 0 ./internal/history -run 'TestHistories$'   # long mode
+//	PGSHIFT_HISTORY_DURATION=2h go test -v -timeout 0 ./internal/history -run 'TestHistories$'   # long mode
+//
+// TestHistories logs how many histories ran, the seeds' range and the
+// failures per rule (-v shows it when they all pass).
 //
 // Environment: PGSHIFT_HISTORY_COUNT (histories in short mode),
 // PGSHIFT_HISTORY_SEED (the first seed, 1), PGSHIFT_HISTORY_PARALLEL

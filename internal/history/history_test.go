@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -154,6 +155,19 @@ func TestHistories(t *testing.T) {
 	n := ran.Load()
 	t.Logf("%d histories (seeds %d..%d) in %v, %d failed", n, first, first+n-1, time.Since(start).Round(time.Second), len(failures))
 	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.h.Seed, b.h.Seed) })
+	perRule := map[string]int{}
+	for _, f := range failures {
+		seen := map[string]bool{}
+		for _, v := range f.vs {
+			if !seen[v.Rule] {
+				seen[v.Rule] = true
+				perRule[v.Rule]++
+			}
+		}
+	}
+	for _, rule := range slices.Sorted(maps.Keys(perRule)) {
+		t.Logf("%d histories broke %s", perRule[rule], rule)
+	}
 	// One line per failing seed, then the first failure of each rule in
 	// full, shrunk (the shrinks run at once).
 	var firsts []failure
