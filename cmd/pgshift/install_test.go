@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,14 +45,14 @@ func TestUninstallChangesNothingUnlessBothSidesCan(t *testing.T) {
 	unreachable := "postgres://app:secret@127.0.0.1:1/app?connect_timeout=2"
 	for _, args := range [][]string{{"uninstall"}, {"uninstall", "--json"}, {"uninstall", "--force", "--json"}} {
 		code, out, errOut := pgshift(t, append(args, "--old", p.Old.URL, "--new", unreachable)...)
-		if code != exitError || !strings.Contains(errOut, "connect to new") || !strings.Contains(errOut, "nothing was changed") || out != "" {
-			t.Fatalf("%v with new unreachable: code %d, want %d, no stdout and a reason that says nothing changed\nstdout: %s\nstderr: %s", args, code, exitError, out, errOut)
+		if code != exitError || !strings.Contains(errOut, "connect to new") || !strings.Contains(errOut, "nothing was changed") || !onlyJSONError(args, out) {
+			t.Fatalf("%v with new unreachable: code %d, want %d, no stdout (with --json the error as JSON) and a reason that says nothing changed\nstdout: %s\nstderr: %s", args, code, exitError, out, errOut)
 		}
 		requireUntouched(strings.Join(args, " ") + " with new unreachable")
 	}
 	pgtest.Exec(t, p.New.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'users', '{x}', 'test')`)
 	code, out, errOut := pgshift(t, append([]string{"uninstall", "--json"}, urls...)...)
-	if code != exitError || !strings.Contains(errOut, "new: the repair log holds 1 entries") || !strings.Contains(errOut, "nothing was changed on either side") || out != "" {
+	if code != exitError || !strings.Contains(errOut, "new: the repair log holds 1 entries") || !strings.Contains(errOut, "nothing was changed on either side") || !onlyJSONError([]string{"--json"}, out) {
 		t.Fatalf("uninstall with a backlog on new: code %d, want %d and the reason\nstdout: %s\nstderr: %s", code, exitError, out, errOut)
 	}
 	requireUntouched("uninstall with a backlog on new")
@@ -83,7 +84,7 @@ func TestInstallRefusesSchemaAnotherRoleOwns(t *testing.T) {
 	pgtest.Exec(t, p.New.Pool, "CREATE SCHEMA pgshift AUTHORIZATION "+pgx.Identifier{role}.Sanitize())
 	for _, args := range [][]string{{"install"}, {"install", "--json"}} {
 		code, out, errOut := pgshift(t, append(args, "--old", p.Old.URL, "--new", p.New.URL)...)
-		if code != exitError || !strings.Contains(errOut, "new: ") || !strings.Contains(errOut, "schema pgshift owned by role "+role) || out != "" {
+		if code != exitError || !strings.Contains(errOut, "new: ") || !strings.Contains(errOut, "schema pgshift owned by role "+role) || !onlyJSONError(args, out) {
 			t.Fatalf("%v: code %d, want %d and a refusal naming %s\nstdout: %s\nstderr: %s", args, code, exitError, role, out, errOut)
 		}
 		if schema, _ := installed(t, p.Old); schema {
@@ -94,4 +95,16 @@ func TestInstallRefusesSchemaAnotherRoleOwns(t *testing.T) {
 	if err := p.New.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relnamespace = 'pgshift'::regnamespace`).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("install put %d relations in the schema it refused (err %v)", tables, err)
 	}
+}
+
+// onlyJSONError reports whether a failed command's stdout is what it should
+// be: empty, or with --json one JSON object holding the error.
+func onlyJSONError(args []string, out string) bool {
+	if !slices.Contains(args, "--json") {
+		return out == ""
+	}
+	var v struct {
+		Error string `json:"error"`
+	}
+	return json.Unmarshal([]byte(out), &v) == nil && v.Error != ""
 }

@@ -229,10 +229,10 @@ func (s *Source) read(ctx context.Context, q pgshift.Querier, keyArgs []any) err
 	t := s.t
 	var arrays, casts []string
 	for i, c := range t.Key {
-		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		casts = append(casts, fmt.Sprintf("u.k%d::%s AS k%d", i+1, c.Type, i+1))
 	}
-	sql := fmt.Sprintf("SELECT k.n::text, %s FROM %s AS t JOIN (SELECT %s, u.n FROM unnest(%s) WITH ORDINALITY AS u(%s, n)) AS k ON %s",
+	sql := fmt.Sprintf("SELECT k.n::text, %s FROM %s AS t JOIN (SELECT %s, u.n FROM ROWS FROM (%s) WITH ORDINALITY AS u(%s, n)) AS k ON %s",
 		t.textColumns("t"), t.Ident(), strings.Join(casts, ", "), strings.Join(arrays, ", "), numbered("k", len(t.Key)), t.keyMatch("t", "k"))
 	rows, err := q.Query(ctx, sql, keyArgs...)
 	if err != nil {
@@ -266,7 +266,7 @@ func (t *Table) sourceRows() (from string, casts []string) {
 		arrays = append(arrays, fmt.Sprintf("pg_catalog.unnest($%d::text[])", i+1))
 		casts = append(casts, fmt.Sprintf("s.c%d::%s", i+1, c.Type))
 	}
-	return fmt.Sprintf("unnest(%s) AS s(%s)", strings.Join(arrays, ", "), numbered("c", len(t.Columns))), casts
+	return fmt.Sprintf("ROWS FROM (%s) AS s(%s)", strings.Join(arrays, ", "), numbered("c", len(t.Columns))), casts
 }
 
 // upsertSQL upserts the rows given as one text array per column ($1..$n).
