@@ -47,12 +47,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	go p.accept()
 	t.Cleanup(func() {
 		_ = ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for c := range p.conns {
-			_ = c.client.Close()
-			_ = c.server.Close()
-		}
+		cut(p.open())
 	})
 	return p
 }
@@ -116,23 +111,13 @@ func (p *Proxy) accept() {
 // has reached the server and been acted on by then). Connections opened
 // later work normally.
 func (p *Proxy) LoseAnswers(after time.Duration) {
-	p.mu.Lock()
-	var cs []*proxied
-	for c := range p.conns {
-		cs = append(cs, c)
-	}
-	p.mu.Unlock()
+	cs := p.open()
 	for _, c := range cs {
 		c.mu.Lock()
 		c.deaf = true
 		c.mu.Unlock()
 	}
-	time.AfterFunc(after, func() {
-		for _, c := range cs {
-			_ = c.client.Close()
-			_ = c.server.Close()
-		}
-	})
+	time.AfterFunc(after, func() { cut(cs) })
 }
 
 // Down cuts every connection open now and closes each new one at once, as
@@ -141,15 +126,8 @@ func (p *Proxy) LoseAnswers(after time.Duration) {
 func (p *Proxy) Down() {
 	p.mu.Lock()
 	p.refused = true
-	cs := make([]*proxied, 0, len(p.conns))
-	for c := range p.conns {
-		cs = append(cs, c)
-	}
 	p.mu.Unlock()
-	for _, c := range cs {
-		_ = c.client.Close()
-		_ = c.server.Close()
-	}
+	cut(p.open())
 }
 
 // Up lets connections through again after Down.
@@ -157,4 +135,23 @@ func (p *Proxy) Up() {
 	p.mu.Lock()
 	p.refused = false
 	p.mu.Unlock()
+}
+
+// open is the connections open now.
+func (p *Proxy) open() []*proxied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := make([]*proxied, 0, len(p.conns))
+	for c := range p.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// cut closes both ends of each connection.
+func cut(cs []*proxied) {
+	for _, c := range cs {
+		_ = c.client.Close()
+		_ = c.server.Close()
+	}
 }
