@@ -98,8 +98,11 @@ func TestRepairIsolatesAFailingRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.OldToNew != 2 || rep.Postponed != 1 {
-		t.Errorf("drain settled %d and postponed %d entries; want 2 and 1", rep.OldToNew, rep.Postponed)
+	// Row 2 is postponed at least once: a Drain that takes longer than the
+	// entry's back-off (a loaded machine) tries it again in a later pass
+	// and counts it again, so the count is a lower bound.
+	if rep.OldToNew != 2 || rep.Postponed < 1 {
+		t.Errorf("drain settled %d and postponed %d entries; want 2 and at least 1", rep.OldToNew, rep.Postponed)
 	}
 	if got := pgtest.Dump(t, pair.New.Pool, "notes"); !slices.Equal(got, []string{"(1,fine)", "(3,\"fine too\")"}) {
 		t.Errorf("new holds %q; want rows 1 and 3", got)
