@@ -198,6 +198,9 @@ func TestFileHealthLogsChangesOnce(t *testing.T) {
 	}
 	writeFile(t, b.path, good)
 	waitFor(t, "the good version to be noticed", func() bool { h, _ = b.ev.FileHealth(); return h.Usable })
+	// The health turns usable just before the line is logged.
+	waitFor(t, "the good version to be logged", func() bool { return b.logs.count("usable again") > 0 })
+	time.Sleep(3 * reloadSettle)
 	if n := b.logs.count("usable again"); n != 1 {
 		t.Errorf("%d log lines about the file usable again, want 1:\n%s", n, b.logs)
 	}
