@@ -313,8 +313,6 @@ type loggedRow struct {
 	key           []string
 	pull          bool
 	ids           []int64
-	kXID          int64     // the newest k_xid among them (0: none known)
-	created       time.Time // the newest created_at among them
 	// skip says a newer entry elsewhere decides this row's copy: the
 	// entries are settled without copying.
 	skip bool
@@ -338,12 +336,6 @@ func groupEntries(entries []pgshiftdb.PgshiftRepairLog) []*loggedRow {
 			rows = append(rows, lr)
 		}
 		lr.ids = append(lr.ids, e.ID)
-		if e.KXid.Valid && e.KXid.Int64 > lr.kXID {
-			lr.kXID = e.KXid.Int64
-		}
-		if e.CreatedAt.After(lr.created) {
-			lr.created = e.CreatedAt
-		}
 	}
 	return rows
 }
@@ -361,75 +353,77 @@ func lockRows(ctx context.Context, tx pgx.Tx, rows []*loggedRow) error {
 // resolve decides, under the rows' locks, which claimed entries still call
 // for a copy. Entries of one row can disagree on its direction only when
 // writes of it failed on both sides (around an authority flip, or with both
-// sides failing in turn); then an authoritative entry (a write the caller
-// was told succeeded) wins over a pull entry (a write whose authoritative
-// commit failed), and of two authoritative entries the newer (by the id of
-// the canonical side's transaction that held the row's lock, else by time)
-// wins, so no acknowledged write is overwritten by an older state.
+// sides failing in turn). The row's latest entry on either side, by k_order
+// (drawn under the row's lock on new, so the order the writes held it in),
+// decides: an authoritative entry copies from its side, a pull entry from
+// the other side (the one authoritative for its write). A claimed entry that
+// would copy the other way is settled without a copy: the later write's
+// entry copies the row. No clock is compared. Entries without an order (new
+// was unreachable; verify --repair's) come before every ordered one; between
+// two of them an authoritative entry wins over a pull entry, else the
+// claimed entry copies as it says.
 func resolve(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) error {
-	var push, pull []*loggedRow
-	for _, lr := range rows {
-		if lr.pull {
-			pull = append(pull, lr)
-		} else {
-			push = append(push, lr)
-		}
-	}
-	// An authoritative entry here loses to a newer authoritative entry of
-	// the same row on the other side, which copies the other way.
-	theirs, err := authoritativeEntries(ctx, dtx, push)
-	if err != nil {
-		return fmt.Errorf("read the other side's entries: %w", err)
-	}
-	for _, lr := range push {
-		if t, ok := theirs[lr]; ok && newer(t.KXid, t.CreatedAt, lr.kXID, lr.created) {
-			lr.skip = true
-		}
-	}
-	// A pull entry here loses to any authoritative entry of the row here.
-	ours, err := authoritativeEntries(ctx, stx, pull)
+	ours, err := rowEntries(ctx, stx, rows)
 	if err != nil {
 		return fmt.Errorf("read this side's entries: %w", err)
 	}
-	for _, lr := range pull {
-		if _, ok := ours[lr]; ok {
-			lr.skip = true
+	theirs, err := rowEntries(ctx, dtx, rows)
+	if err != nil {
+		return fmt.Errorf("read the other side's entries: %w", err)
+	}
+	type entry struct {
+		order    int64 // -1: no entry of this kind
+		push     bool
+		fromHere bool // it copies from this side to the other
+	}
+	later := func(a, b entry) bool { return a.order > b.order || a.order == b.order && a.push && !b.push }
+	for _, lr := range rows {
+		o, t := ours[lr], theirs[lr]
+		entries := []entry{
+			{o.PushOrder, true, true}, {o.PullOrder, false, false},
+			{t.PushOrder, true, false}, {t.PullOrder, false, true},
+		}
+		latest := entry{order: -1}
+		for _, e := range entries {
+			if e.order >= 0 && later(e, latest) {
+				latest = e
+			}
+		}
+		// Skip unless one of the latest entries copies the claimed way
+		// (a tie between entries copying both ways keeps the claimed one).
+		lr.skip = latest.order >= 0
+		for _, e := range entries {
+			if e.order == latest.order && e.push == latest.push && e.fromHere != lr.pull {
+				lr.skip = false
+			}
 		}
 	}
 	return nil
 }
 
-// authoritativeEntries reads q's authoritative entries of rows, newest per
-// row, keyed by the loggedRow.
-func authoritativeEntries(ctx context.Context, q pgshift.Querier, rows []*loggedRow) (map[*loggedRow]pgshiftdb.AuthoritativeEntriesRow, error) {
+// rowEntries reads q's entries of rows (their greatest orders per kind),
+// keyed by the loggedRow; a row without entries there has -1 for both.
+func rowEntries(ctx context.Context, q pgshift.Querier, rows []*loggedRow) (map[*loggedRow]pgshiftdb.RowEntriesRow, error) {
+	out := make(map[*loggedRow]pgshiftdb.RowEntriesRow, len(rows))
 	if len(rows) == 0 {
-		return nil, nil
+		return out, nil
 	}
 	touched := make([]touchedRow, len(rows))
 	for i, lr := range rows {
 		touched[i] = lr.touched()
+		out[lr] = pgshiftdb.RowEntriesRow{PushOrder: -1, PullOrder: -1}
 	}
 	p := rowParams(touched)
-	found, err := ownSQL.AuthoritativeEntries(ctx, q, pgshiftdb.AuthoritativeEntriesParams{
+	found, err := ownSQL.RowEntries(ctx, q, pgshiftdb.RowEntriesParams{
 		Keys: p.Keys, TableSchemas: p.TableSchemas, TableNames: p.TableNames,
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[*loggedRow]pgshiftdb.AuthoritativeEntriesRow, len(found))
 	for _, e := range found {
 		out[rows[e.N-1]] = e
 	}
 	return out, nil
-}
-
-// newer reports whether entry a is newer than entry b: by the ids of the old
-// transactions that held the row's lock when both are known, else by time.
-func newer(aXID int64, aTime time.Time, bXID int64, bTime time.Time) bool {
-	if aXID > 0 && bXID > 0 {
-		return aXID > bXID
-	}
-	return aTime.After(bTime)
 }
 
 // tableGroup is the rows of one table and one direction to copy together.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,6 +66,8 @@ type Tx struct {
 
 	touched []touchedRow // rows reported with Touch
 	logged  int          // touched[:logged] have their repair-log record queued or sent
+	// ownLocked: touched[:ownLocked] are locked by this Tx (NewRows on new).
+	ownLocked int
 	// lateTouch says a row was Touched after the COMMIT had gone inline:
 	// its record could not go with the write (ErrTouchAfterCommit).
 	lateTouch bool
@@ -163,6 +167,10 @@ type queued struct {
 type touchedRow struct {
 	schema, table string
 	key           []string
+	// order is the row's place in the order of its writes (k_order): drawn
+	// on new once the write held the row's lock; 0 until then, and for a row
+	// the write could not lock.
+	order int64
 }
 
 // Side is the database this Tx writes.
@@ -318,6 +326,11 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 	}
 	switch {
 	case !tx.w.logs:
+	case tx.w.op.NewRows:
+		if tx.side == lockSide {
+			tx.lockOwn()
+		}
+		tx.queueLog(!tx.authoritative)
 	case tx.authoritative:
 		if err := tx.w.lockTouched(ctx, tx); err != nil {
 			return nil, err
@@ -325,8 +338,6 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 		if tx.w.eager {
 			tx.queueLog(false)
 		}
-	case tx.w.op.NewRows:
-		tx.queueLog(true)
 	}
 	if tx.begun && len(tx.prefix) == 0 && !tx.mayInline() {
 		return tx.conn, nil
@@ -442,33 +453,63 @@ func (tx *Tx) queueLogOf(rows []touchedRow, pull bool) {
 	if len(fresh) == 1 {
 		r := fresh[0]
 		p := pgshiftdb.LogRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key,
-			Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KXid: w.kXID}
+			Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KOrder: pgtype.Int8{Int64: r.order, Valid: r.order > 0}}
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowSQL, p.Args(), collect})
 		return
 	}
 	p := rowParams(fresh)
+	orders := make([]int64, len(fresh))
+	for i, r := range fresh {
+		orders[i] = r.order
+	}
 	lp := pgshiftdb.LogRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys,
-		Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KXid: w.kXID}
+		Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, Orders: orders}
 	tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowsSQL, lp.Args(), collect})
 }
 
+// lockOwn queues the locks of the rows this Tx touched and has not locked
+// yet, on its own side (the canonical one), with its next statement: a
+// NewRows write's. Their log records, queued after them in the same round
+// trip, take their order from the server (LogRows).
+func (tx *Tx) lockOwn() {
+	from, to := tx.ownLocked, len(tx.touched)
+	if from >= to {
+		return
+	}
+	tx.ownLocked = to
+	tx.queueLock(tx.touched[from:to], 0, func(k int64) {
+		for i := from; i < to; i++ {
+			tx.touched[i].order = k
+		}
+	})
+}
+
 // queueLock queues the locks of rows (on the canonical side, in this Tx's
-// transaction).
-func (tx *Tx) queueLock(rows []touchedRow) {
-	w := tx.w
+// transaction); once they are held, order receives the rows' order. With
+// within > 0 the server gives up waiting for a lock after that long
+// (SQLSTATE 55P03), so a row another write holds is told apart from a server
+// that does not answer.
+func (tx *Tx) queueLock(rows []touchedRow, within time.Duration, order func(int64)) {
 	read := func(br pgx.BatchResults) error {
-		var xid int64
-		if err := br.QueryRow().Scan(&xid); err != nil {
+		var k int64
+		if err := br.QueryRow().Scan(&k); err != nil {
 			return fmt.Errorf("lock rows on %s: %w", tx.side, err)
 		}
-		w.kXID = pgtype.Int8{Int64: xid, Valid: true}
+		order(k)
 		return nil
+	}
+	if within > 0 {
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.SetLockTimeoutSQL,
+			[]any{strconv.FormatInt(within.Milliseconds(), 10)}, readExec})
 	}
 	if len(rows) == 1 {
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowSQL, []any{lockID(rows[0])}, read})
-		return
+	} else {
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
 	}
-	tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
+	if within > 0 {
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec})
+	}
 }
 
 // flush sends the queued statements now, without a statement of the write

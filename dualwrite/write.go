@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -22,6 +23,12 @@ var ErrDiverged = errors.New("dualwrite: other side differs from the authoritati
 // errUnlocked is the other side's failure when it is the canonical side and
 // could not take the rows' locks: it is then not written at all.
 var errUnlocked = errors.New("dualwrite: the canonical side did not take the rows' locks in time; it is left to the repair worker")
+
+// ErrRowBusy is returned by a write in dualwrite or shadow when another write
+// (one made under another stage, or the repair worker) held one of its rows'
+// locks on new longer than OtherTimeout allows for. Nothing was written on
+// either side: retry the write.
+var ErrRowBusy = errors.New("dualwrite: a row of this write is held by another write; nothing was written, retry")
 
 // WriteFunc is one write, run once per side that the stage writes. On the
 // authoritative side prev is nil; on the other side it points to the
@@ -51,8 +58,6 @@ type write struct {
 	// lockFailed says the canonical side, being the other side, could not
 	// take the locks; it is then not written.
 	lockFailed bool
-	// kXID is the id of lockTx's transaction once it holds a lock.
-	kXID pgtype.Int8
 	// lateKeys says the write function Touched a row after a statement
 	// (its key came from RETURNING): the other side may make other keys.
 	lateKeys bool
@@ -63,32 +68,62 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 }
 
 // lockTouched takes, on the canonical side, the locks of the rows atx (the
-// authoritative Tx) touched and has not locked yet. When atx is on the
-// canonical side the locks go with its next statement; otherwise its
-// statement must wait for them, so they are taken now, bounded by
-// OtherTimeout: the canonical side is the other side then, and if it cannot
-// lock in time the write goes on without it.
+// authoritative Tx) touched and has not locked yet, and gives them their
+// order. When atx is on the canonical side the locks go with its next
+// statement; otherwise its statement must wait for them, so they are taken
+// now, bounded by OtherTimeout: the canonical side is the other side then.
+// If it does not answer in time the write goes on without it (the other side
+// is left to the repair worker); if it answers that another write holds a
+// row longer than that, the write fails with ErrRowBusy before anything
+// commits: going on without the lock would let repair order it behind the
+// write that held it.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	if w.lockTx == nil || w.lockFailed || w.locked >= len(atx.touched) {
 		return nil
 	}
-	rows := atx.touched[w.locked:]
-	w.locked = len(atx.touched)
-	w.lockTx.queueLock(rows)
+	from, to := w.locked, len(atx.touched)
+	w.locked = to
+	order := func(k int64) {
+		for i := from; i < to; i++ {
+			atx.touched[i].order = k
+		}
+	}
 	if w.lockTx == atx {
+		atx.queueLock(atx.touched[from:to], 0, order)
 		return nil
 	}
+	w.lockTx.queueLock(atx.touched[from:to], lockWait(w.f.cfg.OtherTimeout), order)
 	lctx, cancel := context.WithTimeout(ctx, w.f.cfg.OtherTimeout)
 	defer cancel()
 	if err := w.lockTx.flush(lctx); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if pgErrorCode(err) == pgerrcode.LockNotAvailable {
+			w.lockFailed = true
+			return fmt.Errorf("%s: %w (%w)", w.op.Name, ErrRowBusy, err)
+		}
 		w.lockFailed = true
 		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,
 			"routing_key", w.routingKey, "err", err)
 	}
 	return nil
+}
+
+// lockWait is how long the canonical side, when it is the other side, waits
+// for a row's lock: long enough for the writes ahead of it, short enough that
+// the server says so (55P03) before the write stops waiting for it.
+func lockWait(otherTimeout time.Duration) time.Duration {
+	return max(otherTimeout*3/4, time.Millisecond)
+}
+
+// pgErrorCode is the SQLSTATE of the server error in err, "" if none.
+func pgErrorCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }
 
 // lockCaptured takes the rows the capture triggers recorded on the
@@ -306,15 +341,27 @@ func (w *write) settle(ctx context.Context, atx, otx *Tx, oerr error) {
 
 // writeParallel writes both sides at once (Op.NewRows): each side's log
 // records go with its statements, authoritative on one side and pull on the
-// other, and each side commits on its own.
+// other. New's transaction takes the rows' locks with its statement, so the
+// repair worker, which takes them too, never reads a row while its write is
+// in flight. When new is the authoritative side each side commits on its
+// own; when old is, new's copy holds its COMMIT until old has committed
+// (off the caller's path, as a follow): a copy on new must never be seen,
+// and repaired from old, before old's commit.
 func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (res T, err error) {
 	f := w.f
 	start := time.Now()
 	w.eager = true
 	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
-	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement && !otx.captures()
+	followed := auth != lockSide // new's copy commits after old
+	atx.commitInline = w.op.OneStatement && !atx.captures()
+	otx.commitInline = w.op.OneStatement && !otx.captures() && !followed
+	follow := false
 	defer atx.end(ctx)
-	defer otx.end(ctx)
+	defer func() {
+		if !follow {
+			otx.end(ctx)
+		}
+	}()
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	defer cancel()
 	// Connections are taken canonical side first, as everywhere: two writes
@@ -336,7 +383,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	var wg sync.WaitGroup
 	if oerr == nil {
 		wg.Go(func() {
-			if auth != lockSide {
+			if followed {
 				// New's copies of the key's earlier writes may still be
 				// on their way: this one may depend on them.
 				f.follows.wait(w.routingKey, f.cfg.OtherTimeout)
@@ -345,7 +392,14 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 			if _, oerr = fn(octx, otx, nil); oerr == nil {
 				oerr = otx.takeCaptured(octx)
 			}
-			if oerr == nil {
+			switch {
+			case oerr != nil:
+			case followed:
+				otx.queueLog(true)
+				if len(otx.prefix) > 0 {
+					oerr = otx.flush(octx)
+				}
+			default:
 				otx.queueLog(true)
 				oerr = otx.commit(octx)
 			}
@@ -364,7 +418,22 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	if err != nil {
 		return res, err
 	}
-	w.settle(ctx, atx, otx, oerr)
+	if !followed || oerr != nil {
+		w.settle(ctx, atx, otx, oerr)
+		return res, nil
+	}
+	follow = true
+	w.pools.holdMore()
+	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
+	f.bg.Go(func() {
+		defer w.pools.release()
+		defer done()
+		defer otx.end(ctx)
+		wait()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
+		defer cancel()
+		w.settle(ctx, atx, otx, otx.commit(cctx))
+	})
 	return res, nil
 }
 

@@ -45,7 +45,7 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 	t.Parallel()
 	q := New()
 	ctx := context.Background()
-	xid := pgtype.Int8{Int64: 7, Valid: true}
+	order := pgtype.Int8{Int64: 7, Valid: true}
 	for _, tc := range []struct {
 		name string
 		call func(DBTX)
@@ -55,11 +55,11 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 		{"LockRow", func(db DBTX) { _, _ = q.LockRow(ctx, db, 42) }, LockRowSQL, []any{int64(42)}},
 		{"LockRows", func(db DBTX) { _, _ = q.LockRows(ctx, db, []int64{1, 2}) }, LockRowsSQL, []any{[]int64{1, 2}}},
 		{"LogRow", func(db DBTX) {
-			_, _ = q.LogRow(ctx, db, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, xid})
-		}, LogRowSQL, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, xid}.Args()},
+			_, _ = q.LogRow(ctx, db, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, order})
+		}, LogRowSQL, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, order}.Args()},
 		{"LogRows", func(db DBTX) {
-			_, _ = q.LogRows(ctx, db, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, xid, []string{`["k"]`}})
-		}, LogRowsSQL, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, xid, []string{`["k"]`}}.Args()},
+			_, _ = q.LogRows(ctx, db, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}})
+		}, LogRowsSQL, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}}.Args()},
 	} {
 		var r recorder
 		tc.call(&r)

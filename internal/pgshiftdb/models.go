@@ -55,7 +55,7 @@ type PgshiftRepairLog struct {
 	NextAttemptAt time.Time   `json:"next_attempt_at"`
 	LastError     string      `json:"last_error"`
 	Pull          bool        `json:"pull"`
-	KXid          pgtype.Int8 `json:"k_xid"`
+	KOrder        pgtype.Int8 `json:"k_order"`
 }
 
 type PgshiftShadowRead struct {

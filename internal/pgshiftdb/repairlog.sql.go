@@ -7,58 +7,12 @@ package pgshiftdb
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const authoritativeEntries = `-- name: AuthoritativeEntries :many
-SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
-FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
-JOIN pgshift.repair_log AS l
-  ON l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
- AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
-GROUP BY t.n
-`
-
-type AuthoritativeEntriesParams struct {
-	Keys         []string `json:"keys"`
-	TableSchemas []string `json:"table_schemas"`
-	TableNames   []string `json:"table_names"`
-}
-
-type AuthoritativeEntriesRow struct {
-	N         int32     `json:"n"`
-	KXid      int64     `json:"k_xid"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// The authoritative (pull = false) entries of the given rows on this side,
-// newest k_xid per row (0 when none is known): what the repair worker weighs
-// an entry against. keys as in LogRows.
-// n is the row's position in keys, from 1.
-func (q *Queries) AuthoritativeEntries(ctx context.Context, db DBTX, arg AuthoritativeEntriesParams) ([]AuthoritativeEntriesRow, error) {
-	rows, err := db.Query(ctx, authoritativeEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []AuthoritativeEntriesRow
-	for rows.Next() {
-		var i AuthoritativeEntriesRow
-		if err := rows.Scan(&i.N, &i.KXid, &i.CreatedAt); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const claimRepairEntries = `-- name: ClaimRepairEntries :many
-SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_xid FROM pgshift.repair_log
+SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_order FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
   AND created_at <= now() - pg_catalog.make_interval(secs => $1::float8)
 ORDER BY id
@@ -94,7 +48,7 @@ func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepa
 			&i.NextAttemptAt,
 			&i.LastError,
 			&i.Pull,
-			&i.KXid,
+			&i.KOrder,
 		); err != nil {
 			return nil, err
 		}
@@ -135,38 +89,42 @@ func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64)
 }
 
 const lockRow = `-- name: LockRow :one
-SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT pg_advisory_xact_lock($1::bigint)) AS locked
+SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+FROM (SELECT pg_advisory_xact_lock($1::bigint) OFFSET 0) AS locked
 `
 
-// Takes one row's advisory lock for the rest of the transaction and returns
-// the transaction's id, which orders the row's log entries (k_xid). The lock
+// Takes one row's advisory lock for the rest of the transaction and, once it
+// holds it, draws the row's order (k_order) from pgshift.row_order. The lock
 // id is computed by the facade from the table and key; sent on new only (the
-// canonical side).
+// canonical side). The order is also kept for the rest of the transaction
+// in pgshift.k_order, for log records sent in the same round trip. OFFSET 0 keeps the lock's subquery from being flattened,
+// so the order is drawn after the lock is taken.
 func (q *Queries) LockRow(ctx context.Context, db DBTX, lockID int64) (int64, error) {
 	row := db.QueryRow(ctx, lockRow, lockID)
-	var k_xid int64
-	err := row.Scan(&k_xid)
-	return k_xid, err
+	var k_order int64
+	err := row.Scan(&k_order)
+	return k_order, err
 }
 
 const lockRows = `-- name: LockRows :one
-SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest($1::bigint[]) AS l (id)) AS locked
+SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest($1::bigint[]) AS l (id) OFFSET 0) AS locked
 `
 
 // LockRow for several rows, in the order given (the facade sorts the ids, so
-// two writes of the same rows take their locks in the same order).
+// two writes of the same rows take their locks in the same order); one order
+// for all of them, drawn once every lock is held.
 func (q *Queries) LockRows(ctx context.Context, db DBTX, lockIds []int64) (int64, error) {
 	row := db.QueryRow(ctx, lockRows, lockIds)
-	var k_xid int64
-	err := row.Scan(&k_xid)
-	return k_xid, err
+	var k_order int64
+	err := row.Scan(&k_order)
+	return k_order, err
 }
 
 const logRow = `-- name: LogRow :one
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
-VALUES ($1::text, $2::text, $3::text[], $4, $5, $6, $7::bigint)
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
+VALUES ($1::text, $2::text, $3::text[], $4, $5, $6,
+        coalesce($7::bigint, nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint))
 RETURNING id
 `
 
@@ -177,10 +135,12 @@ type LogRowParams struct {
 	Op          string      `json:"op"`
 	RoutingKey  string      `json:"routing_key"`
 	Pull        bool        `json:"pull"`
-	KXid        pgtype.Int8 `json:"k_xid"`
+	KOrder      pgtype.Int8 `json:"k_order"`
 }
 
-// Records one row of a write in the write's own transaction.
+// Records one row of a write in the write's own transaction. Without an
+// order, the row takes the one its transaction drew last on this server, if
+// any (its lock was taken in the same round trip).
 func (q *Queries) LogRow(ctx context.Context, db DBTX, arg LogRowParams) (int64, error) {
 	row := db.QueryRow(ctx, logRow,
 		arg.TableSchema,
@@ -189,7 +149,7 @@ func (q *Queries) LogRow(ctx context.Context, db DBTX, arg LogRowParams) (int64,
 		arg.Op,
 		arg.RoutingKey,
 		arg.Pull,
-		arg.KXid,
+		arg.KOrder,
 	)
 	var id int64
 	err := row.Scan(&id)
@@ -197,27 +157,28 @@ func (q *Queries) LogRow(ctx context.Context, db DBTX, arg LogRowParams) (int64,
 }
 
 const logRows = `-- name: LogRows :many
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
 SELECT ($1::text[])[t.n], ($2::text[])[t.n],
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
-       $3, $4, $5, $6::bigint
+       $3, $4, $5,
+       coalesce(nullif(($6::bigint[])[t.n], 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
 FROM pg_catalog.unnest($7::text[]) WITH ORDINALITY AS t (key_json, n)
 ORDER BY t.n
 RETURNING id
 `
 
 type LogRowsParams struct {
-	TableSchemas []string    `json:"table_schemas"`
-	TableNames   []string    `json:"table_names"`
-	Op           string      `json:"op"`
-	RoutingKey   string      `json:"routing_key"`
-	Pull         bool        `json:"pull"`
-	KXid         pgtype.Int8 `json:"k_xid"`
-	Keys         []string    `json:"keys"`
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+	Op           string   `json:"op"`
+	RoutingKey   string   `json:"routing_key"`
+	Pull         bool     `json:"pull"`
+	Orders       []int64  `json:"orders"`
+	Keys         []string `json:"keys"`
 }
 
 // LogRow for several rows; keys holds each row's primary key as a JSON array
-// of strings.
+// of strings, orders each row's order (0: none known).
 func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]int64, error) {
 	rows, err := db.Query(ctx, logRows,
 		arg.TableSchemas,
@@ -225,7 +186,7 @@ func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]in
 		arg.Op,
 		arg.RoutingKey,
 		arg.Pull,
-		arg.KXid,
+		arg.Orders,
 		arg.Keys,
 	)
 	if err != nil {
@@ -281,4 +242,75 @@ func (q *Queries) RepairBacklog(ctx context.Context, db DBTX) (RepairBacklogRow,
 	var i RepairBacklogRow
 	err := row.Scan(&i.Entries, &i.OldestAgeSeconds)
 	return i, err
+}
+
+const resetLockTimeout = `-- name: ResetLockTimeout :exec
+SELECT pg_catalog.set_config('lock_timeout', s.reset_val, true)
+FROM pg_catalog.pg_settings AS s WHERE s.name = 'lock_timeout'
+`
+
+// Undoes SetLockTimeout: the session's own lock_timeout again.
+func (q *Queries) ResetLockTimeout(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, resetLockTimeout)
+	return err
+}
+
+const rowEntries = `-- name: RowEntries :many
+SELECT t.n::int AS n,
+       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
+       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order
+FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
+JOIN pgshift.repair_log AS l
+  ON l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
+ AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
+GROUP BY t.n
+`
+
+type RowEntriesParams struct {
+	Keys         []string `json:"keys"`
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+}
+
+type RowEntriesRow struct {
+	N         int32 `json:"n"`
+	PushOrder int64 `json:"push_order"`
+	PullOrder int64 `json:"pull_order"`
+}
+
+// The entries of the given rows on this side: per row, the greatest k_order
+// of its authoritative entries and of its pull entries (0 when an entry has
+// none, -1 when there is no entry of that kind): what the repair worker
+// weighs a claimed entry against. keys as in LogRows; n is the row's position
+// in keys, from 1.
+func (q *Queries) RowEntries(ctx context.Context, db DBTX, arg RowEntriesParams) ([]RowEntriesRow, error) {
+	rows, err := db.Query(ctx, rowEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RowEntriesRow
+	for rows.Next() {
+		var i RowEntriesRow
+		if err := rows.Scan(&i.N, &i.PushOrder, &i.PullOrder); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const setLockTimeout = `-- name: SetLockTimeout :exec
+SELECT pg_catalog.set_config('lock_timeout', $1::text, true)
+`
+
+// Bounds, for the rest of the transaction, how long a lock is waited for
+// (milliseconds): a row another write holds then fails with SQLSTATE 55P03,
+// which a server that does not answer never does.
+func (q *Queries) SetLockTimeout(ctx context.Context, db DBTX, milliseconds string) error {
+	_, err := db.Exec(ctx, setLockTimeout, milliseconds)
+	return err
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshift/pgshift"
 )
 
@@ -133,13 +135,47 @@ func (s *Source) Replace(ctx context.Context, dst pgshift.Querier, idx []int) (i
 		return 0, fmt.Errorf("copy %s: read foreign keys on destination: %w", s.t, err)
 	}
 	if actions {
-		return 0, fmt.Errorf("copy %s: cannot replace %d rows that trade unique values: foreign keys with ON DELETE CASCADE, SET NULL or SET DEFAULT reference the table, so deleting them would change other rows; copy them by hand (first %v)", s.t, len(idx), s.keys[idx[0]])
+		return s.clearAndUpsert(ctx, dst, idx)
 	}
 	tag, err := InSession(dst).Exec(ctx, s.t.replaceSQL(), s.columns(idx)...)
 	if err != nil {
 		return 0, fmt.Errorf("copy %s: replace on destination (%d keys, first %v): %w", s.t, len(idx), s.keys[idx[0]], err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// clearAndUpsert writes rows that trade unique values on a table whose rows
+// cannot be deleted and inserted again (foreign keys with an ON DELETE action
+// reference it): it sets the columns of the table's unique constraints to
+// NULL in the destination's rows of keys idx, which frees the values, and
+// upserts the source's rows, in one transaction (the caller's). That needs
+// every such column to allow NULL, and no unique index on expressions or
+// with NULLS NOT DISTINCT; otherwise it says so.
+func (s *Source) clearAndUpsert(ctx context.Context, dst pgshift.Querier, idx []int) (int, error) {
+	var cols []string
+	var clearable bool
+	// indnullsnotdistinct exists from PostgreSQL 15 on: read through jsonb,
+	// so older servers read it as absent.
+	err := dst.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT a.attname::text ORDER BY a.attname::text), '{}'),
+		coalesce(bool_and(NOT a.attnotnull), true) AND NOT EXISTS (
+			SELECT 1 FROM pg_catalog.pg_index AS e
+			WHERE e.indrelid = $1::regclass AND e.indisunique AND NOT e.indisprimary
+			  AND e.indexrelid IS DISTINCT FROM $2::regclass
+			  AND (e.indexprs IS NOT NULL OR coalesce((pg_catalog.to_jsonb(e) ->> 'indnullsnotdistinct')::boolean, false)))
+		FROM pg_catalog.pg_index AS i
+		JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::int2[])
+		WHERE i.indrelid = $1::regclass AND i.indisunique AND NOT i.indisprimary
+		  AND i.indexrelid IS DISTINCT FROM $2::regclass`, s.t.Ident(), s.t.keyIndexIdent()).Scan(&cols, &clearable)
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: read unique indexes on destination: %w", s.t, err)
+	}
+	if !clearable || len(cols) == 0 {
+		return 0, fmt.Errorf("copy %s: cannot write %d rows that trade unique values: foreign keys with ON DELETE CASCADE, SET NULL or SET DEFAULT reference the table, so deleting them would change other rows, and a unique column does not allow NULL (or a unique index is on expressions or NULLS NOT DISTINCT), so the values cannot be freed first; copy them by hand (first %v)", s.t, len(idx), s.keys[idx[0]])
+	}
+	if _, err := InSession(dst).Exec(ctx, s.t.clearSQL(cols), s.columns(idx)...); err != nil {
+		return 0, fmt.Errorf("copy %s: free unique values on destination (%d keys, first %v): %w", s.t, len(idx), s.keys[idx[0]], err)
+	}
+	return s.Upsert(ctx, dst, idx)
 }
 
 func (s *Source) pick(idx []int) [][]string {
@@ -309,6 +345,36 @@ func (t *Table) replaceSQL() string {
 del AS (DELETE FROM %[2]s AS d USING s WHERE (%[3]s) OPERATOR(pg_catalog.=) (%[4]s) RETURNING 1)
 INSERT INTO %[2]s (%[5]s) OVERRIDING SYSTEM VALUE SELECT %[6]s FROM s WHERE (SELECT count(*) FROM del) >= 0`,
 		from, t.Ident(), t.keyList("d"), strings.Join(keyOfSrc, ", "), columnList(t.Columns, "", ""), strings.Join(casts, ", "))
+}
+
+// clearSQL sets cols to NULL in the rows given as one text array per column
+// ($1..$n) (their keys are what matters).
+func (t *Table) clearSQL(cols []string) string {
+	from, casts := t.sourceRows()
+	var keyOfSrc, sets []string
+	for _, k := range t.Key {
+		for i, c := range t.Columns {
+			if c.Name == k.Name {
+				keyOfSrc = append(keyOfSrc, casts[i])
+			}
+		}
+	}
+	for _, c := range cols {
+		sets = append(sets, pgx.Identifier{c}.Sanitize()+" = NULL")
+	}
+	return fmt.Sprintf(`WITH s AS (SELECT * FROM %[1]s)
+UPDATE %[2]s AS d SET %[5]s FROM s WHERE (%[3]s) OPERATOR(pg_catalog.=) (%[4]s)`,
+		from, t.Ident(), t.keyList("d"), strings.Join(keyOfSrc, ", "), strings.Join(sets, ", "))
+}
+
+// keyIndexIdent is the quoted qualified name of KeyIndex, nil for a table
+// keyed by its primary key.
+func (t *Table) keyIndexIdent() *string {
+	if t.KeyIndex == "" {
+		return nil
+	}
+	s := pgx.Identifier{t.Schema, t.KeyIndex}.Sanitize()
+	return &s
 }
 
 func (t *Table) isKey(name string) bool {

@@ -1,30 +1,48 @@
 -- name: LockRow :one
--- Takes one row's advisory lock for the rest of the transaction and returns
--- the transaction's id, which orders the row's log entries (k_xid). The lock
+-- Takes one row's advisory lock for the rest of the transaction and, once it
+-- holds it, draws the row's order (k_order) from pgshift.row_order. The lock
 -- id is computed by the facade from the table and key; sent on new only (the
--- canonical side).
-SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT pg_advisory_xact_lock(@lock_id::bigint)) AS locked;
+-- canonical side). The order is also kept for the rest of the transaction
+-- in pgshift.k_order, for log records sent in the same round trip. OFFSET 0 keeps the lock's subquery from being flattened,
+-- so the order is drawn after the lock is taken.
+SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+FROM (SELECT pg_advisory_xact_lock(@lock_id::bigint) OFFSET 0) AS locked;
 
 -- name: LockRows :one
 -- LockRow for several rows, in the order given (the facade sorts the ids, so
--- two writes of the same rows take their locks in the same order).
-SELECT pg_current_xact_id()::text::bigint AS k_xid
-FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest(@lock_ids::bigint[]) AS l (id)) AS locked;
+-- two writes of the same rows take their locks in the same order); one order
+-- for all of them, drawn once every lock is held.
+SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest(@lock_ids::bigint[]) AS l (id) OFFSET 0) AS locked;
+
+-- name: SetLockTimeout :exec
+-- Bounds, for the rest of the transaction, how long a lock is waited for
+-- (milliseconds): a row another write holds then fails with SQLSTATE 55P03,
+-- which a server that does not answer never does.
+SELECT pg_catalog.set_config('lock_timeout', @milliseconds::text, true);
+
+-- name: ResetLockTimeout :exec
+-- Undoes SetLockTimeout: the session's own lock_timeout again.
+SELECT pg_catalog.set_config('lock_timeout', s.reset_val, true)
+FROM pg_catalog.pg_settings AS s WHERE s.name = 'lock_timeout';
 
 -- name: LogRow :one
--- Records one row of a write in the write's own transaction.
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
-VALUES (@table_schema::text, @table_name::text, @key::text[], @op, @routing_key, @pull, sqlc.narg(k_xid)::bigint)
+-- Records one row of a write in the write's own transaction. Without an
+-- order, the row takes the one its transaction drew last on this server, if
+-- any (its lock was taken in the same round trip).
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
+VALUES (@table_schema::text, @table_name::text, @key::text[], @op, @routing_key, @pull,
+        coalesce(sqlc.narg(k_order)::bigint, nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint))
 RETURNING id;
 
 -- name: LogRows :many
 -- LogRow for several rows; keys holds each row's primary key as a JSON array
--- of strings.
-INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_xid)
+-- of strings, orders each row's order (0: none known).
+INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
 SELECT (@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
-       @op, @routing_key, @pull, sqlc.narg(k_xid)::bigint
+       @op, @routing_key, @pull,
+       coalesce(nullif((@orders::bigint[])[t.n], 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
 FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
 ORDER BY t.n
 RETURNING id;
@@ -61,16 +79,19 @@ ORDER BY id
 LIMIT @batch_size
 FOR UPDATE SKIP LOCKED;
 
--- name: AuthoritativeEntries :many
--- The authoritative (pull = false) entries of the given rows on this side,
--- newest k_xid per row (0 when none is known): what the repair worker weighs
--- an entry against. keys as in LogRows.
--- n is the row's position in keys, from 1.
-SELECT t.n::int AS n, coalesce(max(l.k_xid), 0)::bigint AS k_xid, max(l.created_at)::timestamptz AS created_at
+-- name: RowEntries :many
+-- The entries of the given rows on this side: per row, the greatest k_order
+-- of its authoritative entries and of its pull entries (0 when an entry has
+-- none, -1 when there is no entry of that kind): what the repair worker
+-- weighs a claimed entry against. keys as in LogRows; n is the row's position
+-- in keys, from 1.
+SELECT t.n::int AS n,
+       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
+       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order
 FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
 JOIN pgshift.repair_log AS l
   ON l.table_schema = (@table_schemas::text[])[t.n] AND l.table_name = (@table_names::text[])[t.n]
- AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json)) AND NOT l.pull
+ AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
 GROUP BY t.n;
 
 -- name: PostponeRepairEntries :exec

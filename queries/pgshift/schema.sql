@@ -18,10 +18,14 @@ CREATE SCHEMA IF NOT EXISTS pgshift;
 --     copy the row from the other side into this one. Deleted once the
 --     authoritative side confirms its commit.
 --
--- k_xid orders the entries of one row across both sides: the id of the
--- transaction on new (the canonical side, where every dual write and the
--- repair worker take a row's advisory lock before they change it) that held
--- the row's lock when the write ran, NULL when new was unreachable.
+-- k_order orders the entries of one row across both sides: a value of the
+-- sequence pgshift.row_order on new (the canonical side, where every dual
+-- write and the repair worker take a row's advisory lock before they change
+-- it), drawn while the write held the row's lock. Two writes of a row hold its
+-- lock one after the other, so the later write always has the greater value,
+-- whichever side it wrote first and whatever the two servers' clocks say.
+-- NULL when new was unreachable (the write could not lock), and in entries
+-- that no write made (verify --repair's): they order before every other.
 CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_schema    text        NOT NULL,
@@ -35,21 +39,26 @@ CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text        NOT NULL DEFAULT '',
     pull            boolean     NOT NULL DEFAULT false,
-    k_xid           bigint
+    k_order         bigint
 );
 
--- Installs of an earlier pgshift lack the last two columns.
+-- Installs of an earlier pgshift lack the last columns. Their k_xid column
+-- (the id of the transaction that took the write's first lock, which is not
+-- the row's lock order) is no longer read: such entries order as NULL.
 ALTER TABLE pgshift.repair_log ADD COLUMN IF NOT EXISTS pull boolean NOT NULL DEFAULT false;
-ALTER TABLE pgshift.repair_log ADD COLUMN IF NOT EXISTS k_xid bigint;
+ALTER TABLE pgshift.repair_log ADD COLUMN IF NOT EXISTS k_order bigint;
+
+-- row_order numbers row locks on new (k_order above).
+CREATE SEQUENCE IF NOT EXISTS pgshift.row_order AS bigint;
 
 CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
     ON pgshift.repair_log (next_attempt_at, id);
 
--- The authoritative entries of one row, which the repair worker looks up on
--- both sides before it copies (pull entries, one per dual write, stay out of
--- it so they cost no second index).
-CREATE INDEX IF NOT EXISTS repair_log_row_idx
-    ON pgshift.repair_log (table_schema, table_name, key) WHERE NOT pull;
+-- The entries of one row, which the repair worker looks up on both sides
+-- before it copies.
+DROP INDEX IF EXISTS pgshift.repair_log_row_idx;
+CREATE INDEX IF NOT EXISTS repair_log_key_idx
+    ON pgshift.repair_log (table_schema, table_name, key);
 
 -- backfill_chunks are the key ranges a table's backfill is split into, on the
 -- new database. The first `pgshift backfill` to reach a table plans them; any
