@@ -26,7 +26,9 @@ type Facade struct {
 	deletes  *deleter
 	shadows  *shadowLog
 	follows  *follows
-	closed   atomic.Bool
+	// authority is each routing key's side as last caught up (catchup.go).
+	authority *authorities
+	closed    atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight
 	stop context.CancelFunc
@@ -44,7 +46,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		return nil, err
 	}
 	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite"),
-		follows: newFollows()}
+		follows: newFollows(), authority: newAuthorities()}
 	var err error
 	if f.m, err = newInstruments(cfg.MeterProvider); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)

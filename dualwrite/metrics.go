@@ -39,6 +39,7 @@ type instruments struct {
 	errors     metric.Int64Counter
 	missed     metric.Int64Counter
 	mismatches metric.Int64Counter
+	catchUps   metric.Int64Counter
 
 	mu   sync.RWMutex
 	sets map[attrKey]metric.MeasurementOption
@@ -72,6 +73,9 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 		return nil, err
 	}
 	if in.mismatches, err = m.Int64Counter("pgshift.dualwrite.shadow_mismatches", metric.WithDescription("Shadow reads whose answer differed from the authoritative one.")); err != nil {
+		return nil, err
+	}
+	if in.catchUps, err = m.Int64Counter("pgshift.dualwrite.catch_ups", metric.WithDescription("Routing keys whose repair-log entries were repaired before a new authority served them (after a stage change).")); err != nil {
 		return nil, err
 	}
 	return in, nil

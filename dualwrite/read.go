@@ -34,6 +34,9 @@ func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, erro
 // reflect.DeepEqual).
 func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
 	stage, err := f.stage(ctx, op)
+	if err == nil {
+		err = f.caughtUp(ctx, op, stage)
+	}
 	if err != nil {
 		var zero T
 		return zero, err

@@ -243,6 +243,15 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 // resolve). It returns how many entries it settled and how many it
 // postponed.
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (settledN, failedN int, err error) {
+	return r.passOf(ctx, src, func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
+		return ownSQL.ClaimRepairEntries(ctx, tx, pgshiftdb.ClaimRepairEntriesParams{
+			GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
+		})
+	})
+}
+
+// passOf is a pass over the entries claim claims in src's transaction.
+func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error)) (settledN, failedN int, err error) {
 	dst := src.Other()
 	p := r.pools.acquire()
 	defer p.release()
@@ -263,9 +272,7 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 		stx, dtx = otherTx, lockTx
 	}
 
-	entries, err := ownSQL.ClaimRepairEntries(ctx, stx, pgshiftdb.ClaimRepairEntriesParams{
-		GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
-	})
+	entries, err := claim(stx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("repair from %s: claim log entries: %w", src, err)
 	}
@@ -305,6 +312,32 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 	}
 	r.m.repairedRows(ctx, dst, len(settled))
 	return len(settled), len(failed), nil
+}
+
+// catchUp repairs the entries of one routing key on both sides now, due or
+// not, until none is left or a pass settles nothing (entries that fail stay,
+// postponed): what the facade runs before a new authority serves the key. It
+// reports whether entries of the key remain.
+func (r *Repairer) catchUp(ctx context.Context, routingKey string) (remain bool, err error) {
+	claim := func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
+		return ownSQL.ClaimKeyEntries(ctx, tx, pgshiftdb.ClaimKeyEntriesParams{
+			RoutingKey: routingKey, BatchSize: int32(r.cfg.BatchSize),
+		})
+	}
+	for {
+		progress, remain := false, false
+		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+			n, failed, err := r.passOf(ctx, side, claim)
+			if err != nil {
+				return true, err
+			}
+			progress = progress || n > 0
+			remain = remain || failed > 0
+		}
+		if !progress {
+			return remain, nil
+		}
+	}
 }
 
 // loggedRow is one row's claimed entries of one kind.

@@ -11,6 +11,55 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const claimKeyEntries = `-- name: ClaimKeyEntries :many
+SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_order FROM pgshift.repair_log
+WHERE routing_key = $1::text AND routing_key <> ''
+ORDER BY id
+LIMIT $2
+FOR UPDATE
+`
+
+type ClaimKeyEntriesParams struct {
+	RoutingKey string `json:"routing_key"`
+	BatchSize  int32  `json:"batch_size"`
+}
+
+// The entries of one routing key, due or not, oldest first, locked for this
+// caller: the facade repairs them before a new authority serves the key. It
+// waits for entries another worker holds (which settles them meanwhile).
+func (q *Queries) ClaimKeyEntries(ctx context.Context, db DBTX, arg ClaimKeyEntriesParams) ([]PgshiftRepairLog, error) {
+	rows, err := db.Query(ctx, claimKeyEntries, arg.RoutingKey, arg.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PgshiftRepairLog
+	for rows.Next() {
+		var i PgshiftRepairLog
+		if err := rows.Scan(
+			&i.ID,
+			&i.TableSchema,
+			&i.TableName,
+			&i.Key,
+			&i.Op,
+			&i.RoutingKey,
+			&i.CreatedAt,
+			&i.Attempts,
+			&i.NextAttemptAt,
+			&i.LastError,
+			&i.Pull,
+			&i.KOrder,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimRepairEntries = `-- name: ClaimRepairEntries :many
 SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_order FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
@@ -86,6 +135,19 @@ WHERE c.changed_at < now() - interval '10 seconds'
 func (q *Queries) DeleteRepairEntries(ctx context.Context, db DBTX, ids []int64) error {
 	_, err := db.Exec(ctx, deleteRepairEntries, ids)
 	return err
+}
+
+const keyHasEntries = `-- name: KeyHasEntries :one
+SELECT EXISTS (SELECT 1 FROM pgshift.repair_log WHERE routing_key = $1::text AND routing_key <> '')::boolean AS found
+`
+
+// Whether this side's log holds entries of a routing key: what the facade
+// checks before a new authority serves the key (see ClaimKeyEntries).
+func (q *Queries) KeyHasEntries(ctx context.Context, db DBTX, routingKey string) (bool, error) {
+	row := db.QueryRow(ctx, keyHasEntries, routingKey)
+	var found bool
+	err := row.Scan(&found)
+	return found, err
 }
 
 const lockRow = `-- name: LockRow :one

@@ -79,6 +79,21 @@ ORDER BY id
 LIMIT @batch_size
 FOR UPDATE SKIP LOCKED;
 
+-- name: KeyHasEntries :one
+-- Whether this side's log holds entries of a routing key: what the facade
+-- checks before a new authority serves the key (see ClaimKeyEntries).
+SELECT EXISTS (SELECT 1 FROM pgshift.repair_log WHERE routing_key = @routing_key::text AND routing_key <> '')::boolean AS found;
+
+-- name: ClaimKeyEntries :many
+-- The entries of one routing key, due or not, oldest first, locked for this
+-- caller: the facade repairs them before a new authority serves the key. It
+-- waits for entries another worker holds (which settles them meanwhile).
+SELECT * FROM pgshift.repair_log
+WHERE routing_key = @routing_key::text AND routing_key <> ''
+ORDER BY id
+LIMIT @batch_size
+FOR UPDATE;
+
 -- name: RowEntries :many
 -- The entries of the given rows on this side: per row, the greatest k_order
 -- of its authoritative entries and of its pull entries (0 when an entry has

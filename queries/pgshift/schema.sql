@@ -60,6 +60,11 @@ DROP INDEX IF EXISTS pgshift.repair_log_row_idx;
 CREATE INDEX IF NOT EXISTS repair_log_key_idx
     ON pgshift.repair_log (table_schema, table_name, key);
 
+-- The entries of one routing key, which the facade repairs before a new
+-- authority serves the key (after a stage change).
+CREATE INDEX IF NOT EXISTS repair_log_routing_key_idx
+    ON pgshift.repair_log (routing_key) WHERE routing_key <> '';
+
 -- backfill_chunks are the key ranges a table's backfill is split into, on the
 -- new database. The first `pgshift backfill` to reach a table plans them; any
 -- number of processes, on any machines, then lease them (FOR UPDATE SKIP
