@@ -16,8 +16,11 @@ import (
 // cascades away).
 //
 // So before a side serves a routing key as its authority for the first time
-// (the first call of the key this Facade makes, and every call after the
-// key's authority changed), the facade catches the key up: it waits for the
+// (the first call of the key this Facade makes, every call after the key's
+// authority changed, and, with a stage source that implements
+// flags.Versioned, the first call of the key after the source's version
+// changed: another process may have served the key under another stage
+// meanwhile), the facade catches the key up: it waits for the
 // key's follows, and when either side's log holds entries of the key it
 // repairs them now, under the rows' locks, as the repair worker would. The
 // calls of the key wait for it; other keys do not. A side that does not
@@ -30,20 +33,26 @@ import (
 const maxAuthorities = 1 << 17
 
 // authorities remembers, per routing key, the side this Facade last served
-// the key from after catching it up.
+// the key from after catching it up, and the version of the stage source
+// (flags.Versioned) it did so under.
 type authorities struct {
 	mu   sync.Mutex
-	seen map[string]flags.Side
+	seen map[string]authority
 	busy map[string]chan struct{} // keys being caught up; closed when done
 }
 
+type authority struct {
+	side    flags.Side
+	version uint64
+}
+
 func newAuthorities() *authorities {
-	return &authorities{seen: map[string]flags.Side{}, busy: map[string]chan struct{}{}}
+	return &authorities{seen: map[string]authority{}, busy: map[string]chan struct{}{}}
 }
 
 // ensure runs catchUp for key unless key was last caught up for auth;
 // concurrent calls of one key wait for a catch-up in progress.
-func (a *authorities) ensure(ctx context.Context, key string, auth flags.Side, catchUp func() error) error {
+func (a *authorities) ensure(ctx context.Context, key string, auth authority, catchUp func() error) error {
 	for {
 		a.mu.Lock()
 		if s, ok := a.seen[key]; ok && s == auth {
@@ -87,7 +96,11 @@ func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage) error {
 	if op.Global || key == "" {
 		return nil
 	}
-	return f.authority.ensure(ctx, key, stage.Plan().Authoritative, func() error { return f.catchUp(ctx, key) })
+	auth := authority{side: stage.Plan().Authoritative}
+	if v, ok := f.cfg.Stages.(flags.Versioned); ok {
+		auth.version = v.Version()
+	}
+	return f.authority.ensure(ctx, key, auth, func() error { return f.catchUp(ctx, key) })
 }
 
 // catchUp waits for key's follows and repairs key's entries on both sides.

@@ -111,13 +111,16 @@ func TestRoundTrips(t *testing.T) {
 		old, new int64
 	}{
 		// The naive migrator: one round trip per side.
-		{flags.StageOff, "update", 1, 0},                // autocommit, as pgx directly
-		{flags.StageComplete, "update", 0, 1},           // likewise on new
-		{flags.StageDualWrite, "update", 1, 2},          // new: BEGIN+lock; old: BEGIN+log+UPDATE+COMMIT; then new: UPDATE+COMMIT (follow)
-		{flags.StageShadow, "update", 1, 2},             // as dualwrite
-		{flags.StageLive, "update", 1, 2},               // new: BEGIN+lock+UPDATE; old: BEGIN+pull+UPDATE+COMMIT; new: COMMIT
-		{flags.StageRampdown, "update", 1, 2},           // as live
-		{flags.StageDualWrite, "insert-new-rows", 1, 1}, // both sides at once
+		{flags.StageOff, "update", 1, 0},       // autocommit, as pgx directly
+		{flags.StageComplete, "update", 0, 1},  // likewise on new
+		{flags.StageDualWrite, "update", 1, 2}, // new: BEGIN+lock; old: BEGIN+log+UPDATE+COMMIT; then new: UPDATE+COMMIT (follow)
+		{flags.StageShadow, "update", 1, 2},    // as dualwrite
+		{flags.StageLive, "update", 1, 2},      // new: BEGIN+lock+UPDATE; old: BEGIN+pull+UPDATE+COMMIT; new: COMMIT
+		{flags.StageRampdown, "update", 1, 2},  // as live
+		// NewRows: both sides at once; with old authoritative, new's
+		// COMMIT waits for old's and goes as a follow (new must never hold
+		// a copy old may still roll back).
+		{flags.StageDualWrite, "insert-new-rows", 1, 2},
 		{flags.StageLive, "insert-new-rows", 1, 1},
 		// The naive migrator in a transaction on each side: BEGIN, three
 		// statements, COMMIT: 5 per side.

@@ -287,8 +287,11 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 // one whose COMMIT went with it (inline, or autocommit) and its answer was
 // lost rather than refused by the server.
 func (tx *Tx) outcome(err error) error {
-	if err == nil || !tx.autocommit && !tx.inlined {
+	switch {
+	case err == nil || !tx.autocommit && !tx.inlined:
 		return err
+	case tx.inlined:
+		return sentCommitError(err)
 	}
 	return commitError(err)
 }
@@ -384,6 +387,10 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 	if stmt != nil {
 		b.Queue(stmt.sql, stmt.args...)
 		if tx.mayInline() {
+			if err := unsent(ctx, tx.conn); err != nil {
+				tx.prefix = prefix
+				return nil, err
+			}
 			tx.beforeCommit()
 			b.Queue("COMMIT")
 			tx.done, tx.inlined = true, true
@@ -414,7 +421,7 @@ func (tx *Tx) closeBatch(br pgx.BatchResults) error {
 		if err == nil && ct.String() != "COMMIT" {
 			err = pgx.ErrTxCommitRollback
 		}
-		tx.commitErr = commitError(err)
+		tx.commitErr = sentCommitError(err)
 	}
 	err := br.Close()
 	if tx.commitErr != nil {
@@ -556,29 +563,32 @@ func (tx *Tx) commit(ctx context.Context) error {
 	for _, q := range prefix {
 		b.Queue(q.sql, q.args...)
 	}
+	if err := unsent(ctx, tx.conn); err != nil {
+		return err // nothing was sent: the transaction rolls back in end
+	}
 	tx.beforeCommit()
 	b.Queue("COMMIT")
 	br := tx.conn.SendBatch(ctx, b)
 	err := func() error {
 		if !tx.begun {
 			if _, err := br.Exec(); err != nil {
-				return commitError(err)
+				return sentCommitError(err)
 			}
 		}
 		for _, q := range prefix {
 			if err := q.read(br); err != nil {
-				return commitError(err)
+				return sentCommitError(err)
 			}
 		}
 		ct, err := br.Exec()
 		if err == nil && ct.String() != "COMMIT" {
 			err = pgx.ErrTxCommitRollback
 		}
-		return commitError(err)
+		return sentCommitError(err)
 	}()
 	tx.begun, tx.done = true, true
 	if cerr := br.Close(); err == nil && cerr != nil {
-		err = commitError(cerr)
+		err = sentCommitError(cerr)
 	}
 	tx.commitErr = err
 	return err
@@ -610,6 +620,7 @@ func (tx *Tx) logAfterCommit(ctx context.Context) error {
 
 // beforeCommit runs the test hook of that name, if any.
 func (tx *Tx) beforeCommit() {
+	tx.w.committing.Store(true)
 	if h := tx.w.f.cfg.hooks; h != nil && h.beforeCommit != nil {
 		h.beforeCommit(tx.side, tx.authoritative, tx.conn.Conn().PgConn().PID())
 	}
@@ -641,6 +652,35 @@ func (tx *Tx) end(ctx context.Context) {
 // copy whatever the authoritative side holds), but the caller cannot tell
 // which: read the row before retrying a write that is not idempotent.
 var ErrCommitUnknown = errors.New("dualwrite: the outcome of the commit is unknown")
+
+// sentCommitError marks an error read from a batch that carried a COMMIT
+// the client sent: unknown, unless the server answered it with an ordinary
+// error, after which the transaction is known to have rolled back. Unlike
+// commitError it does not trust pgconn.SafeToRetry: a batch whose answer
+// was cut off can fail later reads with "conn closed", which says nothing
+// was sent on that connection since, not that the COMMIT was not.
+func sentCommitError(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, ErrCommitUnknown), errors.Is(err, pgx.ErrTxCommitRollback),
+		errors.As(err, &pgErr) && pgErr.Severity == "ERROR":
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+}
+
+// unsent is the error of a batch with a COMMIT that must not be sent: the
+// caller gave up, or the connection is closed (its transaction rolled back
+// with it). Checked before sending, so what sentCommitError sees was sent.
+func unsent(ctx context.Context, conn *pgxpool.Conn) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if conn.Conn().IsClosed() {
+		return errors.New("dualwrite: the connection closed before the COMMIT was sent; the transaction rolled back")
+	}
+	return nil
+}
 
 // commitError marks a COMMIT error whose outcome is unknown: anything but an
 // ordinary error the server answered with, after which the transaction is

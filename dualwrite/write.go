@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -58,6 +60,9 @@ type write struct {
 	// lockFailed says the canonical side, being the other side, could not
 	// take the locks; it is then not written.
 	lockFailed bool
+	// committing says a COMMIT of the write was sent on some side: from
+	// then on a failed write is not run again.
+	committing atomic.Bool
 	// lateKeys says the write function Touched a row after a statement
 	// (its key came from RETURNING): the other side may make other keys.
 	lateKeys bool
@@ -166,20 +171,55 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 	plan := stage.Plan()
 	p := f.pools.acquire()
 	defer p.release()
-	w := &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
 	var res T
-	switch {
-	case !plan.WriteOther:
-		res, err = writeSingle(ctx, w, plan.Authoritative, fn)
-	case op.NewRows:
-		res, err = writeParallel(ctx, w, plan.Authoritative, fn)
-	default:
-		res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
+	for attempt := 1; ; attempt++ {
+		w := &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
+		switch {
+		case !plan.WriteOther:
+			res, err = writeSingle(ctx, w, plan.Authoritative, fn)
+		case op.NewRows:
+			res, err = writeParallel(ctx, w, plan.Authoritative, fn)
+		default:
+			res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
+		}
+		if err == nil || !w.logs || w.committing.Load() || attempt == writeAttempts || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		f.log.Debug("write ran into another write's locks before anything committed; running it again",
+			"op", op.Name, "routing_key", w.routingKey, "attempt", attempt, "err", err)
+		if sleepCtx(ctx, time.Duration(attempt)*time.Duration(1+rand.IntN(10))*time.Millisecond) != nil {
+			break
+		}
 	}
 	if err == nil {
 		recordOutcome(ctx, op, stage, plan.Authoritative)
 	}
 	return res, err
+}
+
+// writeAttempts is how many times a dual write that ran into another
+// write's locks (a deadlock PostgreSQL broke, or ErrRowBusy) before anything
+// committed is run: the rows' locks pgshift takes, in capture mode after the
+// statement that changed the rows, can meet an application's row locks in
+// the other order, and the caller should not see that.
+const writeAttempts = 3
+
+// retryable reports whether err is a lock conflict a write may be run again
+// after, when nothing of it committed.
+func retryable(err error) bool {
+	return errors.Is(err, ErrRowBusy) || pgErrorCode(err) == pgerrcode.DeadlockDetected
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // writeSingle writes the one side a stage writes: autocommit for a

@@ -97,6 +97,7 @@ type Evaluator struct {
 
 	invalidate openfeature.EventCallback
 	changed    *changes
+	version    atomic.Uint64 // counts configuration changes (Version)
 	closeOnce  sync.Once
 	closeErr   error
 	shutdown   []func(context.Context) error
@@ -141,6 +142,7 @@ func NewEvaluator(client *openfeature.Client, opts ...Option) (*Evaluator, error
 	// comes back may have missed changes meanwhile.
 	e.changed = newChanges()
 	invalidate := func(openfeature.EventDetails) {
+		e.version.Add(1)
 		e.cache.invalidate()
 		e.changed.signal()
 	}
@@ -190,6 +192,10 @@ func (e *Evaluator) Close() error {
 // Stage returns the stage of the user in ctx (see WithUser); it is
 // Decide(ctx).Stage.
 func (e *Evaluator) Stage(ctx context.Context) Stage { return e.Decide(ctx).Stage }
+
+// Version implements Versioned: it changes each time the provider reports a
+// configuration change (or becomes ready).
+func (e *Evaluator) Version() uint64 { return e.version.Load() }
 
 // Decide returns the stage of the user in ctx and where it came from. A
 // decision made under the current flag configuration (and, with

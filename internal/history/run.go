@@ -396,8 +396,9 @@ func dump(ctx context.Context, p *pgxpool.Pool) (State, error) {
 
 // board is a flags.Source whose stages per routing key the controller sets.
 type board struct {
-	mu sync.RWMutex
-	st map[string]flags.Stage
+	mu      sync.RWMutex
+	st      map[string]flags.Stage
+	version atomic.Uint64
 }
 
 func userKey(u int) string { return "user" + strconv.Itoa(u) }
@@ -422,8 +423,12 @@ func (b *board) Stage(ctx context.Context) flags.Stage {
 func (b *board) set(u int, s flags.Stage) {
 	b.mu.Lock()
 	b.st[userKey(u)] = s
+	b.version.Add(1)
 	b.mu.Unlock()
 }
+
+// Version implements flags.Versioned, as a flag file's evaluator does.
+func (b *board) Version() uint64 { return b.version.Load() }
 
 type runner struct {
 	h       History
