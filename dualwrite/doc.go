@@ -71,22 +71,77 @@
 // or failed COMMIT on new converge (old is copied back to what new holds).
 //
 // Writes of rows whose keys were made for the call ([Op].NewRows: inserts of
-// application-made UUIDv7s) need no ordering: both sides run at once, each
-// with its records (authoritative on one, pull on the other), each
-// committing on its own. So when the authoritative side fails, the caller
-// gets the error and the other side may already hold the row, with the pull
+// application-made UUIDv7s) run on both sides at once, each with its records
+// (authoritative on one, pull on the other); new's transaction takes the
+// rows' locks with its statement. When new is authoritative each side
+// commits on its own; when old is, new's COMMIT waits for old's and goes off
+// the caller's path (a follow), so new never shows, nor has repaired from
+// old, a row old may still roll back. When the authoritative side fails, the
+// caller gets the error and the other side may hold the row, with the pull
 // record that has the repair worker remove it once the authoritative side is
 // back; reads, answered by the authoritative side, never return it.
+//
+// # The order of a row's writes
+//
+// Each dual write draws, on new, a number from the sequence
+// pgshift.row_order once it holds its rows' locks, and its records carry it
+// (k_order). Two writes of one row hold its lock one after the other, so the
+// later one always has the greater number, whichever side it wrote first,
+// whichever stage it ran under and whatever the servers' clocks say. When a
+// row's entries disagree on the direction of the copy (writes of it failed
+// on both sides, around a flip), the repair worker follows the row's latest
+// entry on either side: an authoritative entry copies from its side, a pull
+// entry from the other side. Entries without a number (new did not answer;
+// verify --repair's) come before every other.
+//
+// In dualwrite and shadow the locks are taken on new, the other side, before
+// old's statements: when another write (made under live or rampdown, or the
+// repair worker) holds a row longer than three quarters of OtherTimeout,
+// new says so (lock_timeout) and the write fails with [ErrRowBusy], nothing
+// written, rather than going on without the lock (repair would then order it
+// behind the write that held it). When new does not answer at all, the
+// write goes on without it. A dual write that PostgreSQL aborts for a
+// deadlock, or that meets ErrRowBusy, before any of its COMMITs was sent is
+// run again, up to three times: in capture mode the rows' locks are taken
+// after the statements that changed them, which can meet an application's
+// row locks in the other order.
+//
+// # A stage change over a backlog
+//
+// When a routing key's authority moves to the other side (a cohort moves to
+// live, or is rolled back), some of its acknowledged writes may not be there
+// yet: copies in flight, or entries in the repair log. Before a side serves
+// a routing key as its authority for the first time in this Facade, and
+// again after the key's authority changed or the stage source's version
+// changed ([flags.Versioned]: another process may have served the key under
+// the other stage meanwhile), the facade catches the key up: it waits for
+// the key's copies in flight and repairs the key's entries on both sides,
+// under the rows' locks. Calls of that key wait for it, others do not; for a
+// key without entries it costs one small query per side, once per change.
+// So reads and writes under the new authority see every acknowledged write
+// of the key, foreign-key parents included. A side that does not answer is
+// not waited for: the key is served without the writes only it holds, which
+// reach the other side when it is back, in the order above. Calls without a
+// routing key and [Op].Global ones are not caught up.
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.
 //
-// A COMMIT whose answer never arrives returns [ErrCommitUnknown]: the write
-// may or may not have committed, and converges either way. Once a COMMIT may
-// have reached the authoritative server, any error after it (reading a log
-// record's result, a cancelled context, a broken connection) is
-// ErrCommitUnknown; a plain error means the server's answer proved the
-// rollback.
+// What the caller may assume from a write's error:
+//
+//   - nil: committed on the authoritative side; it reaches the other side,
+//     directly or by repair.
+//   - [ErrCommitUnknown]: a COMMIT was sent and its answer never arrived;
+//     the write may or may not have committed, and both sides converge
+//     either way. Once a batch carrying a COMMIT is sent, every error read
+//     from it (a log record's result, a cancelled context, a connection cut,
+//     "conn closed") is ErrCommitUnknown unless the server answered it with
+//     an error. Read the row before retrying a write that is not idempotent.
+//   - [ErrRowBusy]: nothing was written on either side; retry.
+//   - [ErrTouchAfterCommit]: the write committed; fix the write function.
+//   - any other error: the write did not commit on the authoritative side.
+//     A copy the other side may have committed is undone by the repair
+//     worker; once the logs drain no side shows it.
 //
 // # Keys the database makes
 //
