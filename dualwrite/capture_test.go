@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
@@ -264,4 +266,77 @@ func TestTruncateOfEveryPartitionIsRefused(t *testing.T) {
 	if n := count(t, db.Pool, "m", "true"); n != 2 {
 		t.Fatalf("m holds %d rows, want its 2", n)
 	}
+}
+
+// TestCaptureAndTouchWritersGetNoDeadlock: in live, a capture-mode write
+// changes a row and only then takes its lock on new (the facade learns the
+// row from the trigger), while a Touch-mode write of the same row holds that
+// lock and waits for the row: PostgreSQL breaks the cycle by aborting one of
+// them. Nothing of the aborted write has committed, so the facade runs it
+// again: neither caller sees the deadlock, and both writes land.
+func TestCaptureAndTouchWritersGetNoDeadlock(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	installCapture(t, pair)
+	users, _ := seedDomain(t, pair)
+	capture := setupOn(t, pair, flags.StageLive, func(c *dualwrite.Config) { c.Capture = true })
+	touch := setupOn(t, pair, flags.StageLive)
+	ctx := userCtx("deadlock")
+	id := users[0]
+	updated := make(chan struct{})
+	var first sync.Once
+	errs := make(chan error, 2)
+	go func() {
+		errs <- dualwrite.Exec(ctx, capture.facade, dualwrite.Op{Name: "users.rename_captured"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE users SET name = 'captured' WHERE id = $1`, id); err != nil {
+				return err
+			}
+			if tx.Authoritative() {
+				// The first run holds the row until the other write has
+				// taken the row's lock and waits for the row.
+				var waitErr error
+				first.Do(func() {
+					close(updated)
+					waitErr = waitForLockWait(ctx, pair.New.Pool, "%name = 'touched'%")
+				})
+				return waitErr
+			}
+			return nil
+		})
+	}()
+	<-updated
+	go func() {
+		errs <- dualwrite.Exec(ctx, touch.facade, dualwrite.Op{Name: "users.rename_touched"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			tx.Touch("users", id)
+			_, err := tx.Exec(ctx, `UPDATE users SET name = 'touched' WHERE id = $1`, id)
+			return err
+		})
+	}()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a write failed: %v", err)
+		}
+	}
+	capture.facade.Wait()
+	touch.facade.Wait()
+	waitDrained(t, touch.facade, 60*time.Second)
+	requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+}
+
+// waitForLockWait waits until a session of db runs a statement like query
+// and waits for a lock.
+func waitForLockWait(ctx context.Context, db *pgxpool.Pool, query string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var waiting bool
+		if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE $1)`, query).Scan(&waiting); err != nil {
+			return err
+		}
+		if waiting {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("no session ran %q waiting for a lock within a minute", query)
 }
