@@ -26,6 +26,9 @@ type Facade struct {
 	deletes  *deleter
 	shadows  *shadowLog
 	follows  *follows
+	// maxOrder is the greatest k_order this Facade's writes drew (see
+	// unlockedOrder).
+	maxOrder atomic.Int64
 	// authority is each routing key's side as last caught up (catchup.go).
 	authority *authorities
 	closed    atomic.Bool
@@ -34,6 +37,23 @@ type Facade struct {
 	stop context.CancelFunc
 	done chan struct{} // closed when the deleter has returned
 }
+
+// sawOrder notes an order (k_order) a write drew.
+func (f *Facade) sawOrder(k int64) {
+	for {
+		m := f.maxOrder.Load()
+		if k <= m || f.maxOrder.CompareAndSwap(m, k) {
+			return
+		}
+	}
+}
+
+// unlockedOrder is the order of a row a write could not lock (new did not
+// answer, or its key came from RETURNING): odd, just above every order this
+// Facade has seen drawn, so repair puts it after every write the process
+// knew of and before every write that locks the row later (locked orders
+// are even).
+func (f *Facade) unlockedOrder() int64 { return f.maxOrder.Load() + 1 }
 
 // ErrClosed is returned by calls on a closed Facade.
 var ErrClosed = errors.New("dualwrite: facade is closed")

@@ -80,8 +80,52 @@ type Tx struct {
 // side whose log records the write's rows (the authoritative one; both with
 // NewRows).
 func (tx *Tx) captures() bool {
+	return tx.marks() && (tx.authoritative || tx.w.op.NewRows)
+}
+
+// marks reports whether the capture triggers record this Tx's changes at
+// all: on the side whose log records the write's rows (captures), and, in
+// capture mode, on the other side too, where the rows must be the
+// authoritative side's (see capturedElsewhere).
+func (tx *Tx) marks() bool {
 	c := tx.w.f.cfg
-	return (c.Capture || c.Strict) && tx.w.logs && (tx.authoritative || tx.w.op.NewRows)
+	return (c.Capture || c.Strict) && tx.w.logs
+}
+
+// errOtherRows is the other side's failure when, in capture mode, its
+// statements changed rows the authoritative side's did not: the two sides
+// differed before the write. Its transaction is rolled back, and the repair
+// worker copies the authoritative side's rows.
+var errOtherRows = errors.New("dualwrite: the other side's statements changed rows the authoritative side's did not; it is left to the repair worker")
+
+// capturedElsewhere takes the rows the capture triggers recorded in this
+// Tx's transaction (the other side's, in capture mode) and fails with
+// errOtherRows if any is not among rows, the authoritative side's.
+func (tx *Tx) capturedElsewhere(ctx context.Context, rows []touchedRow) error {
+	if !tx.marks() || tx.captures() || !tx.begun || tx.done {
+		return nil
+	}
+	var text string
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.TakeCapturedSQL, nil, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&text)
+	}})
+	if err := tx.flush(ctx); err != nil {
+		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	captured, err := capturedRows(text)
+	if err != nil {
+		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	known := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		known[rowKey(r)] = true
+	}
+	for _, r := range captured {
+		if !known[rowKey(r)] {
+			return fmt.Errorf("%w (first: %s.%s %v)", errOtherRows, r.schema, r.table, r.key)
+		}
+	}
+	return nil
 }
 
 // readExec reads the result of a statement whose result is not needed.
@@ -171,6 +215,9 @@ type touchedRow struct {
 	// on new once the write held the row's lock; 0 until then, and for a row
 	// the write could not lock.
 	order int64
+	// lockQueued says the row's lock goes in the same round trip as its
+	// record (NewRows on new): the server fills the order in.
+	lockQueued bool
 }
 
 // Side is the database this Tx writes.
@@ -323,7 +370,7 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 	if tx.autocommit {
 		return tx.pool, nil
 	}
-	if !tx.begun && !tx.marked && tx.captures() {
+	if !tx.begun && !tx.marked && tx.marks() {
 		tx.marked = true
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.MarkCaptureSQL, []any{"on"}, readExec})
 	}
@@ -457,18 +504,21 @@ func (tx *Tx) queueLogOf(rows []touchedRow, pull bool) {
 		tx.logIDs = append(tx.logIDs, ids...)
 		return nil
 	}
+	orders := make([]int64, len(fresh))
+	for i, r := range fresh {
+		orders[i] = r.order
+		if r.order == 0 && !r.lockQueued {
+			orders[i] = w.f.unlockedOrder()
+		}
+	}
 	if len(fresh) == 1 {
 		r := fresh[0]
 		p := pgshiftdb.LogRowParams{TableSchema: r.schema, TableName: r.table, Key: r.key,
-			Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KOrder: pgtype.Int8{Int64: r.order, Valid: r.order > 0}}
+			Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, KOrder: pgtype.Int8{Int64: orders[0], Valid: orders[0] > 0}}
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowSQL, p.Args(), collect})
 		return
 	}
 	p := rowParams(fresh)
-	orders := make([]int64, len(fresh))
-	for i, r := range fresh {
-		orders[i] = r.order
-	}
 	lp := pgshiftdb.LogRowsParams{TableSchemas: p.TableSchemas, TableNames: p.TableNames, Keys: p.Keys,
 		Op: w.op.Name, RoutingKey: w.routingKey, Pull: pull, Orders: orders}
 	tx.prefix = append(tx.prefix, queued{pgshiftdb.LogRowsSQL, lp.Args(), collect})
@@ -484,6 +534,9 @@ func (tx *Tx) lockOwn() {
 		return
 	}
 	tx.ownLocked = to
+	for i := from; i < to; i++ {
+		tx.touched[i].lockQueued = true
+	}
 	tx.queueLock(tx.touched[from:to], 0, func(k int64) {
 		for i := from; i < to; i++ {
 			tx.touched[i].order = k
@@ -502,6 +555,7 @@ func (tx *Tx) queueLock(rows []touchedRow, within time.Duration, order func(int6
 		if err := br.QueryRow().Scan(&k); err != nil {
 			return fmt.Errorf("lock rows on %s: %w", tx.side, err)
 		}
+		tx.w.f.sawOrder(k)
 		order(k)
 		return nil
 	}

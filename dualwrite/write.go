@@ -256,7 +256,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 	f := w.f
 	start := time.Now()
 	atx, otx := w.newTx(lockSide, true), w.newTx(lockSide.Other(), false)
-	otx.commitInline = w.op.OneStatement
+	otx.commitInline = w.op.OneStatement && !otx.marks()
 	w.lockTx = atx
 	defer atx.end(ctx)
 	defer otx.end(ctx)
@@ -299,7 +299,7 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	f := w.f
 	start := time.Now()
 	otx, atx := w.newTx(lockSide, false), w.newTx(lockSide.Other(), true)
-	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement
+	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement && !otx.marks()
 	w.lockTx, w.eager = otx, true
 	follow := false
 	defer func() {
@@ -359,6 +359,9 @@ func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow
 	start := time.Now()
 	otx.queueLogOf(rows, true)
 	_, err := fn(octx, otx, prev)
+	if err == nil {
+		err = otx.capturedElsewhere(octx, rows)
+	}
 	if err == nil {
 		err = otx.commit(octx)
 	}

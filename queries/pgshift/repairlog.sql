@@ -1,18 +1,20 @@
 -- name: LockRow :one
 -- Takes one row's advisory lock for the rest of the transaction and, once it
--- holds it, draws the row's order (k_order) from pgshift.row_order. The lock
+-- holds it, draws the row's order (k_order): twice a value of
+-- pgshift.row_order, so that the odd numbers between are left for writes that
+-- could not lock (see schema.sql). The lock
 -- id is computed by the facade from the table and key; sent on new only (the
 -- canonical side). The order is also kept for the rest of the transaction
 -- in pgshift.k_order, for log records sent in the same round trip. OFFSET 0 keeps the lock's subquery from being flattened,
 -- so the order is drawn after the lock is taken.
-SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+SELECT pg_catalog.set_config('pgshift.k_order', (2 * pg_catalog.nextval('pgshift.row_order'))::text, true)::bigint AS k_order
 FROM (SELECT pg_advisory_xact_lock(@lock_id::bigint) OFFSET 0) AS locked;
 
 -- name: LockRows :one
 -- LockRow for several rows, in the order given (the facade sorts the ids, so
 -- two writes of the same rows take their locks in the same order); one order
 -- for all of them, drawn once every lock is held.
-SELECT pg_catalog.set_config('pgshift.k_order', pg_catalog.nextval('pgshift.row_order')::text, true)::bigint AS k_order
+SELECT pg_catalog.set_config('pgshift.k_order', (2 * pg_catalog.nextval('pgshift.row_order'))::text, true)::bigint AS k_order
 FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest(@lock_ids::bigint[]) AS l (id) OFFSET 0) AS locked;
 
 -- name: SetLockTimeout :exec

@@ -18,14 +18,17 @@ CREATE SCHEMA IF NOT EXISTS pgshift;
 --     copy the row from the other side into this one. Deleted once the
 --     authoritative side confirms its commit.
 --
--- k_order orders the entries of one row across both sides: a value of the
--- sequence pgshift.row_order on new (the canonical side, where every dual
--- write and the repair worker take a row's advisory lock before they change
--- it), drawn while the write held the row's lock. Two writes of a row hold its
--- lock one after the other, so the later write always has the greater value,
--- whichever side it wrote first and whatever the two servers' clocks say.
--- NULL when new was unreachable (the write could not lock), and in entries
--- that no write made (verify --repair's): they order before every other.
+-- k_order orders the entries of one row across both sides: twice a value of
+-- the sequence pgshift.row_order on new (the canonical side, where every
+-- dual write and the repair worker take a row's advisory lock before they
+-- change it), drawn while the write held the row's lock. Two writes of a row
+-- hold its lock one after the other, so the later write always has the
+-- greater value, whichever side it wrote first and whatever the two servers'
+-- clocks say. A write that could not lock (new did not answer) records the
+-- odd number just above the greatest order its process had seen: after every
+-- write that process knew of, before every one that locks later. NULL in
+-- entries that no write made (verify --repair's): they order before every
+-- other.
 CREATE TABLE IF NOT EXISTS pgshift.repair_log (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_schema    text        NOT NULL,
