@@ -26,6 +26,7 @@ type Facade struct {
 	deletes  *deleter
 	shadows  *shadowLog
 	follows  *follows
+	copyKeys sync.Map // a CopyFrom table's sanitized name -> its key columns' names
 	closed   atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight

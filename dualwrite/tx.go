@@ -69,6 +69,7 @@ type Tx struct {
 	lateTouch bool
 	logIDs    []int64 // the repair-log entries this Tx wrote
 	marked    bool    // the capture mark is queued or sent
+	copies    int     // CopyFrom calls so far
 }
 
 // captures reports whether the capture triggers record this Tx's changes:
@@ -236,7 +237,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		ct, err := direct.Exec(ctx, sql, args...)
 		return ct, tx.outcome(err)
 	}
-	br, err := tx.send(ctx, &statement{sql, args})
+	br, err := tx.send(ctx, &statement{sql: sql, args: args})
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -263,7 +264,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		}
 		return rows, nil
 	}
-	br, err := tx.send(ctx, &statement{sql, args})
+	br, err := tx.send(ctx, &statement{sql: sql, args: args})
 	if err != nil {
 		return nil, err
 	}
@@ -290,10 +291,13 @@ func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return pgxrow.From(tx.Query(ctx, sql, args...))
 }
 
-// statementRunner is what runs a statement that needs no batch.
+// statementRunner is what runs a statement that needs no batch of the
+// facade's: the pool in autocommit, the connection mid-transaction.
 type statementRunner interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
 // beforeStatement does what must happen before the write function's next
@@ -350,10 +354,11 @@ func (tx *Tx) acquire(ctx context.Context) error {
 	return nil
 }
 
-// statement is one of the write function's statements.
+// statement is one of the write function's statements, or its batch.
 type statement struct {
-	sql  string
-	args []any
+	sql   string
+	args  []any
+	batch *pgx.Batch // when set, its statements instead of sql
 }
 
 // send sends BEGIN (on the first statement), the queued statements of the
@@ -371,7 +376,11 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 		b.Queue(q.sql, q.args...)
 	}
 	if stmt != nil {
-		b.Queue(stmt.sql, stmt.args...)
+		if stmt.batch != nil {
+			b.QueuedQueries = append(b.QueuedQueries, stmt.batch.QueuedQueries...)
+		} else {
+			b.Queue(stmt.sql, stmt.args...)
+		}
 		if tx.mayInline() {
 			tx.beforeCommit()
 			b.Queue("COMMIT")
