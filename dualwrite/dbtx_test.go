@@ -164,7 +164,7 @@ func TestBatchCallbacksAndInlineCommit(t *testing.T) {
 				batch.Queue("SELECT count(*)::text FROM cu")
 				batch.Queue("SELECT v FROM cu WHERE id = $1", ids[1])
 				br := q.SendBatch(ctx, batch)
-				defer br.Close()
+				defer func() { _ = br.Close() }()
 				var out []string
 				for range 2 {
 					var s string

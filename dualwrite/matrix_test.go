@@ -338,7 +338,7 @@ var matrixShapes = []matrixShape{
 				}
 			}
 			br := tx.SendBatch(ctx, batch)
-			defer br.Close()
+			defer func() { _ = br.Close() }()
 			var ids []int64
 			for range 2 {
 				var id int64

@@ -386,7 +386,7 @@ func createAuthors(e *env, names ...string) []batch.Author {
 			if prev != nil {
 				params := make([]batch.CreateAuthorsWithIDParams, len(names))
 				for i, a := range *prev {
-					params[i] = batch.CreateAuthorsWithIDParams{AuthorID: a.AuthorID, Name: a.Name}
+					params[i] = batch.CreateAuthorsWithIDParams(a)
 				}
 				res := q.CreateAuthorsWithID(ctx, params)
 				res.QueryRow(collect)
