@@ -41,7 +41,11 @@ func (tx *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return &txBatch{tx: tx, err: err}
 	}
-	return &txBatch{tx: tx, br: br, qs: b.QueuedQueries}
+	res := &txBatch{tx: tx, br: br, qs: b.QueuedQueries}
+	if tx.inlined {
+		tx.unread = func() { _ = res.Close() }
+	}
+	return res
 }
 
 // txBatch are the results of a write function's batch: positioned at its
@@ -99,6 +103,7 @@ func (b *txBatch) Close() error {
 		b.closed = true
 		return b.err
 	}
+	b.tx.unread = nil
 	for b.read < len(b.qs) {
 		at := b.read
 		var err error

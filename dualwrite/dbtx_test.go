@@ -202,3 +202,35 @@ func TestBatchCallbacksAndInlineCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestUnclosedBatchCommitIsRead: a OneStatement write whose COMMIT went
+// with its batch, and whose function returns without closing the results,
+// still gets that COMMIT's answer: here a deferred foreign key refuses it,
+// and the write must fail rather than be acknowledged.
+func TestUnclosedBatchCommitIsRead(t *testing.T) {
+	t.Parallel()
+	b := copySetup(t, flags.StageDualWrite)
+	for _, db := range []*pgtest.DB{b.pair.Old, b.pair.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE dchild (id uuid PRIMARY KEY,
+			parent_id uuid NOT NULL REFERENCES cu (id) DEFERRABLE INITIALLY DEFERRED)`)
+	}
+	id := uuid.Must(uuid.NewV7())
+	err := dualwrite.Exec(userCtx("batch"), b.facade, dualwrite.Op{Name: "dchild.create", OneStatement: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+		tx.Touch("dchild", id)
+		batch := &pgx.Batch{}
+		batch.Queue("INSERT INTO dchild VALUES ($1, $2)", id, uuid.Must(uuid.NewV7())) // no such parent
+		br := tx.SendBatch(ctx, batch)
+		_, err := br.Exec()
+		return err // the results are left open
+	})
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23503" {
+		t.Fatalf("a COMMIT the deferred foreign key refuses: got %v, want the foreign key violation", err)
+	}
+	b.facade.Wait()
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		if n := count(t, b.pool(side), "dchild", "true"); n != 0 {
+			t.Fatalf("%s has the refused row", side)
+		}
+	}
+}

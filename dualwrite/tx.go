@@ -70,6 +70,10 @@ type Tx struct {
 	logIDs    []int64 // the repair-log entries this Tx wrote
 	marked    bool    // the capture mark is queued or sent
 	copies    int     // CopyFrom calls so far
+	// unread closes the results of the statement whose COMMIT went with it,
+	// while the write function has not closed them: commit reads that
+	// COMMIT's answer through them.
+	unread func()
 }
 
 // captures reports whether the capture triggers record this Tx's changes:
@@ -273,7 +277,11 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		_ = tx.closeBatch(br)
 		return nil, tx.outcome(err)
 	}
-	return &batchRows{Rows: rows, tx: tx, br: br}, nil
+	r := &batchRows{Rows: rows, tx: tx, br: br}
+	if tx.inlined {
+		tx.unread = r.Close
+	}
+	return r, nil
 }
 
 // outcome marks err as ErrCommitUnknown when the statement that failed was
@@ -502,6 +510,9 @@ func (tx *Tx) flush(ctx context.Context) error {
 // (a cancelled context, a broken connection) says nothing about the COMMIT
 // behind it.
 func (tx *Tx) commit(ctx context.Context) error {
+	if tx.unread != nil {
+		tx.unread()
+	}
 	if tx.done {
 		if tx.commitErr == nil && tx.lateTouch {
 			return tx.logAfterCommit(ctx)
@@ -638,6 +649,7 @@ func (r *batchRows) Close() {
 		return
 	}
 	r.closed = true
+	r.tx.unread = nil
 	r.Rows.Close()
 	r.err = r.tx.closeBatch(r.br)
 }
