@@ -18,7 +18,8 @@ import (
 )
 
 // ErrNotOneStatement is returned by the second statement of a write whose Op
-// promised OneStatement: the first one has already committed.
+// promised OneStatement: the first one has already committed. A batch
+// (Tx.SendBatch) is one statement; a CopyFrom is one too.
 var ErrNotOneStatement = errors.New("dualwrite: a write marked Op.OneStatement ran a second statement; drop the mark or split the write")
 
 // ErrTouchAfterCommit is returned by a write whose function Touched a row
