@@ -166,6 +166,22 @@
 // Connections are taken canonical side (new) first, everywhere, so two calls
 // never wait for each other's pools in opposite orders.
 //
+// # sqlc, batches and copies
+//
+// [Tx] (a write's side) and the [pgshift.Querier] a read function gets are
+// the DBTX interface sqlc generates for pgx/v5, batches and COPY included:
+// make the generated Queries inside each function (New(tx) in a write, New(q)
+// in a read). A write function is the transaction (sqlc's WithTx does not
+// apply), and it runs again for the other side, in dualwrite and shadow after
+// Write has returned, so it must not close over what the caller closes or
+// reuses. database/sql code is not supported. [Tx.SendBatch] sends a batch
+// as the write's statements, in one round trip with the facade's own, and
+// counts as the one statement of an [Op].OneStatement write.
+// [Tx.CopyFrom] copies in the write's transaction, only rows whose keys are
+// among the columns copied ([ErrCopyServerKeys]: COPY returns no keys to
+// Touch); a read's CopyFrom is [ErrCopyInRead]. The README's "Using sqlc"
+// section shows the wiring.
+//
 // # Reads
 //
 // Reads are served by the authoritative side. In shadow and live the other

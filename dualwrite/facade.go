@@ -26,6 +26,7 @@ type Facade struct {
 	deletes  *deleter
 	shadows  *shadowLog
 	follows  *follows
+	copyKeys sync.Map // a CopyFrom table's sanitized name -> its key columns' names
 	// maxOrder is the greatest k_order this Facade's writes drew (see
 	// unlockedOrder).
 	maxOrder atomic.Int64

@@ -39,6 +39,10 @@ import (
 //	rows/one               insert of two UUIDv7 rows in one statement, both Touched before
 //	delete/one             delete, Touched before, OneStatement
 //	global/one             update as an Op.Global operation
+//	batch/touch-before     two updates in one pgx.Batch (Tx.SendBatch), rows Touched before, OneStatement
+//	batch/returning        two identity inserts in one batch, keys Touched after from RETURNING, OneStatement
+//	copy/touch-before      Tx.CopyFrom of two UUIDv7 rows, Touched before, OneStatement
+//	copy/newrows           the same copy as an Op.NewRows write
 //	repo/users.create      repo.Users.Create (NewRows)
 //	repo/users.update      repo.Users.Update
 //	repo/users.delete      repo.Users.Delete
@@ -309,6 +313,64 @@ var matrixShapes = []matrixShape{
 			return err
 		})
 		return []expectation{{"mu", "id = $1 AND v = $2", []any{id, v}, 1, 0}}, err
+	}},
+	{"batch/touch-before", func(ctx context.Context, m *matrix, v string) ([]expectation, error) {
+		a, b := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+		m.seed("INSERT INTO mu VALUES ($1, 'seed'), ($2, 'seed')", a, b)
+		err := dualwrite.Exec(ctx, m.f, dualwrite.Op{Name: "m.batchupdate", OneStatement: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			m.touch(tx, "mu", a)
+			m.touch(tx, "mu", b)
+			batch := &pgx.Batch{}
+			batch.Queue("UPDATE mu SET v = $2 WHERE id = $1", a, v)
+			batch.Queue("UPDATE mu SET v = $2 WHERE id = $1", b, v)
+			return tx.SendBatch(ctx, batch).Close()
+		})
+		return []expectation{{"mu", "(id = $1 OR id = $2) AND v = $3", []any{a, b, v}, 2, 0}}, err
+	}},
+	{"batch/returning", func(ctx context.Context, m *matrix, v string) ([]expectation, error) {
+		_, err := dualwrite.Write(ctx, m.f, dualwrite.Op{Name: "m.batchinsert", OneStatement: true}, func(ctx context.Context, tx *dualwrite.Tx, prev *[]int64) ([]int64, error) {
+			batch := &pgx.Batch{}
+			for i := range 2 {
+				if prev != nil {
+					batch.Queue("INSERT INTO mx (id, v) VALUES ($1, $2) RETURNING id", (*prev)[i], v)
+				} else {
+					batch.Queue("INSERT INTO mx (v) VALUES ($1) RETURNING id", v)
+				}
+			}
+			br := tx.SendBatch(ctx, batch)
+			defer func() { _ = br.Close() }()
+			var ids []int64
+			for range 2 {
+				var id int64
+				if err := br.QueryRow().Scan(&id); err != nil {
+					return nil, err
+				}
+				ids = append(ids, id)
+				m.touch(tx, "mx", id)
+			}
+			return ids, br.Close()
+		})
+		return []expectation{{"mx", "v = $1", []any{v}, 2, 0}}, err
+	}},
+	{"copy/touch-before", func(ctx context.Context, m *matrix, v string) ([]expectation, error) {
+		a, b := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+		err := dualwrite.Exec(ctx, m.f, dualwrite.Op{Name: "m.copy", OneStatement: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			m.touch(tx, "mu", a)
+			m.touch(tx, "mu", b)
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"mu"}, []string{"id", "v"}, pgx.CopyFromRows([][]any{{a, v}, {b, v}}))
+			return err
+		})
+		return []expectation{{"mu", "v = $1", []any{v}, 2, 0}}, err
+	}},
+	{"copy/newrows", func(ctx context.Context, m *matrix, v string) ([]expectation, error) {
+		a, b := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+		err := dualwrite.Exec(ctx, m.f, dualwrite.Op{Name: "m.copynew", NewRows: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			m.touch(tx, "mu", a)
+			m.touch(tx, "mu", b)
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"mu"}, []string{"id", "v"}, pgx.CopyFromRows([][]any{{a, v}, {b, v}}))
+			return err
+		})
+		return []expectation{{"mu", "v = $1", []any{v}, 2, 0}}, err
 	}},
 	{"repo/users.create", func(ctx context.Context, m *matrix, v string) ([]expectation, error) {
 		_, err := m.store.Users.Create(ctx, repo.NewUser{Email: v + "@example.com", Name: v})

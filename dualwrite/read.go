@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/flags"
@@ -50,7 +51,7 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 		shadow = startShadow(ctx, f, p, op, stage, fn, equal)
 	}
 	start := time.Now()
-	res, err := fn(ctx, p.side(auth))
+	res, err := fn(ctx, reader(p, auth))
 	f.m.record(ctx, op.Name, kindRead, auth, start, err)
 	if shadow != nil {
 		shadow <- answer[T]{res, err}
@@ -60,6 +61,21 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	}
 	return res, err
 }
+
+// ErrCopyInRead is returned by CopyFrom on the Querier of a read function:
+// it would write the one side the read runs on. Copy rows in a Write.
+var ErrCopyInRead = errors.New("dualwrite: CopyFrom in a read function would write one side only: copy rows in a Write")
+
+// readQuerier is the Querier a read function gets: one side's pool, whose
+// CopyFrom refuses (ErrCopyInRead). Its batches run as the pool's do.
+type readQuerier struct{ *pgxpool.Pool }
+
+func (readQuerier) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, ErrCopyInRead
+}
+
+// reader is side s of p for a read function.
+func reader(p *pools, s flags.Side) pgshift.Querier { return readQuerier{p.side(s)} }
 
 type answer[T any] struct {
 	v   T
@@ -80,7 +96,7 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 		defer p.release()
 		defer cancel()
 		start := time.Now()
-		ov, oerr := fn(sctx, p.side(other))
+		ov, oerr := fn(sctx, reader(p, other))
 		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
 		mismatched := false
 		defer func() {
@@ -150,8 +166,8 @@ func recheckAgrees[T any](ctx context.Context, f *Facade, p *pools, stage flags.
 		}
 		delay *= 2
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
-		av, aerr := fn(rctx, p.side(auth))
-		ov, oerr := fn(rctx, p.side(auth.Other()))
+		av, aerr := fn(rctx, reader(p, auth))
+		ov, oerr := fn(rctx, reader(p, auth.Other()))
 		cancel()
 		failed := false
 		for _, err := range []error{aerr, oerr} {

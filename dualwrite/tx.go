@@ -20,7 +20,8 @@ import (
 )
 
 // ErrNotOneStatement is returned by the second statement of a write whose Op
-// promised OneStatement: the first one has already committed.
+// promised OneStatement: the first one has already committed. A batch
+// (Tx.SendBatch) is one statement; a CopyFrom is one too.
 var ErrNotOneStatement = errors.New("dualwrite: a write marked Op.OneStatement ran a second statement; drop the mark or split the write")
 
 // ErrTouchAfterCommit is returned by a write whose function Touched a row
@@ -73,6 +74,11 @@ type Tx struct {
 	lateTouch bool
 	logIDs    []int64 // the repair-log entries this Tx wrote
 	marked    bool    // the capture mark is queued or sent
+	copies    int     // CopyFrom calls so far
+	// unread closes the results of the statement whose COMMIT went with it,
+	// while the write function has not closed them: commit reads that
+	// COMMIT's answer through them.
+	unread func()
 }
 
 // captures reports whether the capture triggers record this Tx's changes:
@@ -291,7 +297,7 @@ func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 		ct, err := direct.Exec(ctx, sql, args...)
 		return ct, tx.outcome(err)
 	}
-	br, err := tx.send(ctx, &statement{sql, args})
+	br, err := tx.send(ctx, &statement{sql: sql, args: args})
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -318,7 +324,7 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		}
 		return rows, nil
 	}
-	br, err := tx.send(ctx, &statement{sql, args})
+	br, err := tx.send(ctx, &statement{sql: sql, args: args})
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +333,11 @@ func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 		_ = tx.closeBatch(br)
 		return nil, tx.outcome(err)
 	}
-	return &batchRows{Rows: rows, tx: tx, br: br}, nil
+	r := &batchRows{Rows: rows, tx: tx, br: br}
+	if tx.inlined {
+		tx.unread = r.Close
+	}
+	return r, nil
 }
 
 // outcome marks err as ErrCommitUnknown when the statement that failed was
@@ -348,10 +358,13 @@ func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return pgxrow.From(tx.Query(ctx, sql, args...))
 }
 
-// statementRunner is what runs a statement that needs no batch.
+// statementRunner is what runs a statement that needs no batch of the
+// facade's: the pool in autocommit, the connection mid-transaction.
 type statementRunner interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
 // beforeStatement does what must happen before the write function's next
@@ -411,10 +424,11 @@ func (tx *Tx) acquire(ctx context.Context) error {
 	return nil
 }
 
-// statement is one of the write function's statements.
+// statement is one of the write function's statements, or its batch.
 type statement struct {
-	sql  string
-	args []any
+	sql   string
+	args  []any
+	batch *pgx.Batch // when set, its statements instead of sql
 }
 
 // send sends BEGIN (on the first statement), the queued statements of the
@@ -432,7 +446,11 @@ func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, erro
 		b.Queue(q.sql, q.args...)
 	}
 	if stmt != nil {
-		b.Queue(stmt.sql, stmt.args...)
+		if stmt.batch != nil {
+			b.QueuedQueries = append(b.QueuedQueries, stmt.batch.QueuedQueries...)
+		} else {
+			b.Queue(stmt.sql, stmt.args...)
+		}
 		if tx.mayInline() {
 			if err := unsent(ctx, tx.conn); err != nil {
 				tx.prefix = prefix
@@ -595,6 +613,9 @@ func (tx *Tx) flush(ctx context.Context) error {
 // (a cancelled context, a broken connection) says nothing about the COMMIT
 // behind it.
 func (tx *Tx) commit(ctx context.Context) error {
+	if tx.unread != nil {
+		tx.unread()
+	}
 	if tx.done {
 		if tx.commitErr == nil && tx.lateTouch {
 			return tx.logAfterCommit(ctx)
@@ -764,6 +785,7 @@ func (r *batchRows) Close() {
 		return
 	}
 	r.closed = true
+	r.tx.unread = nil
 	r.Rows.Close()
 	r.err = r.tx.closeBatch(r.br)
 }

@@ -66,6 +66,10 @@ type write struct {
 	// lateKeys says the write function Touched a row after a statement
 	// (its key came from RETURNING): the other side may make other keys.
 	lateKeys bool
+
+	copyMu      sync.Mutex   // the sides' Txs run at once with NewRows
+	copySources []copySource // the CopyFromSources the Txs have read
+	copyCounts  []int64      // rows each authoritative CopyFrom wrote, in order
 }
 
 func (w *write) newTx(side flags.Side, authoritative bool) *Tx {

@@ -43,13 +43,6 @@ func SetSession(ctx context.Context, q pgshift.Querier) error {
 	return nil
 }
 
-// batcher is what InSession needs of a Querier: *pgxpool.Pool, *pgx.Conn,
-// *pgxpool.Conn and pgx.Tx have it.
-type batcher interface {
-	pgshift.Querier
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-}
-
 // InSession returns a Querier that runs every statement with SessionParams
 // in force: the statement goes in one batch behind a set_config(..., true)
 // of each parameter, so both run in one transaction (the batch's implicit
@@ -57,19 +50,17 @@ type batcher interface {
 // values the same on both sides behind a pooler in transaction mode
 // (PgBouncer), where parameters set per connection do not reach the server
 // connection a statement runs on and startup parameters are refused. The
-// row engine's functions apply it themselves; a q that cannot send batches
-// is returned as it is.
+// row engine's functions apply it themselves. A batch gets the set_config
+// as its first statement; CopyFrom runs as it is (pgx copies in COPY's
+// binary format, which no parameter changes).
 func InSession(q pgshift.Querier) pgshift.Querier {
-	switch b := q.(type) {
-	case session:
-		return b
-	case batcher:
-		return session{b}
+	if s, ok := q.(session); ok {
+		return s
 	}
-	return q
+	return session{q}
 }
 
-type session struct{ q batcher }
+type session struct{ q pgshift.Querier }
 
 func (s session) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
 	var b pgx.Batch
@@ -110,6 +101,21 @@ func (s session) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 
 func (s session) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return pgxrow.From(s.Query(ctx, sql, args...))
+}
+
+// SendBatch sends b behind the set_config of SessionParams; the results
+// start at b's first statement (a failed set_config is the error of each).
+func (s session) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	var sb pgx.Batch
+	sb.Queue(sessionSQL, sessionArgs...)
+	sb.QueuedQueries = append(sb.QueuedQueries, b.QueuedQueries...)
+	br := s.q.SendBatch(ctx, &sb)
+	_, _ = br.Exec() // an error sticks to the results: each read returns it
+	return br
+}
+
+func (s session) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	return s.q.CopyFrom(ctx, table, columns, src)
 }
 
 // sessionRows are a statement's rows; closing them ends the batch, which
