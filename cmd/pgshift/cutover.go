@@ -236,14 +236,15 @@ func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool 
 		return nil, "", err
 	}
 	var cohort string
+	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
 	if cf.cohortIsSet() {
-		co, err := cf.cohort()
-		if err != nil {
+		// The move as pgshift move would make it: the shadow-read gates
+		// count the reads of the users it moves.
+		if target.Move, err = cf.prepare(cf.flagFile()); err != nil {
 			return nil, "", err
 		}
-		cohort = co.String()
+		cohort = target.Move.Cohort.String()
 	}
-	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
 	if cf.file != "" {
 		if target.Stages, err = cf.flagFile().FileStages(); err != nil {
 			return nil, "", err
@@ -380,7 +381,7 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, c.name, err)
 		}
-		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages}
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages, Move: edit}
 	}
 	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {

@@ -60,6 +60,7 @@ package cutover
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,6 +175,12 @@ type Target struct {
 	// (FlagFile.FileStages), when the move is made in one: off among them
 	// means some cohort writes old only now, whatever pgshift.moves says.
 	Stages []flags.Stage
+	// Move is the move the gates are for, when it is made in a flag file:
+	// the shadow-read gates then count the reads and mismatches of the users
+	// it moves (those the file gives From now and To after it), found among
+	// the users pgshift.shadow_reads_by_user recorded. Without it they count
+	// every cohort's.
+	Move *Edit
 }
 
 // Check measures the gates of moving a cohort from stage from to stage to.
@@ -492,17 +499,64 @@ func (c checker) sequencesAhead(ctx context.Context, r *Report) error {
 	return nil
 }
 
+// shadowClean wants the shadow reads of the last window clean, and enough
+// of them: those of the cohort the move moves when the move is known
+// (Target.Move), every cohort's otherwise.
 func (c checker) shadowClean(ctx context.Context, r *Report) error {
-	s, err := c.q.ShadowReadsSince(ctx, c.New, time.Now().Add(-c.limits.ShadowWindow))
+	since := time.Now().Add(-c.limits.ShadowWindow)
+	all, err := c.q.ShadowReadsSince(ctx, c.New, since)
 	if err != nil {
 		return fmt.Errorf("shadow reads on new: %w", err)
 	}
 	window := c.limits.ShadowWindow.String()
-	r.Gates = append(r.Gates,
-		Gate{Name: "shadow reads", Measured: fmt.Sprintf("%d in the last %s", s.Reads, window), Limit: fmt.Sprintf("at least %d", c.limits.MinShadowReads),
-			OK: s.Reads >= c.limits.MinShadowReads, Fix: "keep the cohort in shadow longer, with traffic"},
-		Gate{Name: "shadow mismatches", Measured: fmt.Sprintf("%d in the last %s", s.Mismatches, window), Limit: fmt.Sprintf("at most %d", c.limits.MaxMismatches),
-			OK: s.Mismatches <= c.limits.MaxMismatches, Fix: "find the mismatching operations in the facade's logs, fix them, pgshift verify --repair"})
+	readsGate := Gate{Name: "shadow reads", Limit: fmt.Sprintf("at least %d", c.limits.MinShadowReads)}
+	mismatchGate := Gate{Name: "shadow mismatches", Limit: fmt.Sprintf("at most %d", c.limits.MaxMismatches),
+		Fix: "find the mismatching operations in the facade's logs (they name the routing key), fix them, pgshift verify --repair"}
+	if c.Move == nil {
+		readsGate.Measured = fmt.Sprintf("%d in the last %s, every cohort's (no cohort named: name it to count its own)", all.Reads, window)
+		readsGate.OK = all.Reads >= c.limits.MinShadowReads
+		readsGate.Fix = "keep the cohort in shadow longer, with traffic"
+		mismatchGate.Measured = fmt.Sprintf("%d in the last %s, every cohort's", all.Mismatches, window)
+		mismatchGate.OK = all.Mismatches <= c.limits.MaxMismatches
+		r.Gates = append(r.Gates, readsGate, mismatchGate)
+		return nil
+	}
+	rows, err := c.q.UserShadowReadsSince(ctx, c.New, since)
+	if err != nil {
+		return fmt.Errorf("shadow reads per user on new: %w", err)
+	}
+	moves, err := c.Move.movesUser()
+	if err != nil {
+		return err
+	}
+	var reads, mismatches, recorded int64
+	users := 0
+	for _, row := range rows {
+		recorded += row.Reads
+		var attrs map[string]any
+		if err := json.Unmarshal([]byte(row.Attributes), &attrs); err != nil {
+			return fmt.Errorf("shadow reads of %q on new: attributes %s: %w", row.RoutingKey, row.Attributes, err)
+		}
+		in, err := moves(row.RoutingKey, attrs)
+		if err != nil {
+			return err
+		}
+		if in {
+			users++
+			reads += row.Reads
+			mismatches += row.Mismatches
+		}
+	}
+	unrecorded := ""
+	if n := all.Reads - recorded; n > 0 {
+		unrecorded = fmt.Sprintf("; %d not recorded per user (more than %d users per facade in 10 s)", n, pgshiftdb.MaxShadowUsersPerFlush)
+	}
+	readsGate.Measured = fmt.Sprintf("%d of the cohort's (%d users) in the last %s; %d of every cohort's%s", reads, users, window, all.Reads, unrecorded)
+	readsGate.OK = reads >= c.limits.MinShadowReads
+	readsGate.Fix = "keep the cohort in shadow longer, with traffic: only the reads of the users this move moves count"
+	mismatchGate.Measured = fmt.Sprintf("%d of the cohort's in the last %s; %d of every cohort's", mismatches, window, all.Mismatches)
+	mismatchGate.OK = mismatches <= c.limits.MaxMismatches
+	r.Gates = append(r.Gates, readsGate, mismatchGate)
 	return nil
 }
 

@@ -153,6 +153,27 @@ func (e *Edit) Before() []byte { return e.before }
 // After is the file's content once the edit is applied.
 func (e *Edit) After() []byte { return e.after }
 
+// movesUser returns whether the edit moves a user (routing key and
+// attributes): the file gives them From before it and To after it.
+func (e *Edit) movesUser() (func(routingKey string, attrs map[string]any) (bool, error), error) {
+	before, err := flags.LoadFileRules(e.File.Path, e.before, e.File.flag())
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	after, err := flags.LoadFileRules(e.File.Path, e.after, e.File.flag())
+	if err != nil {
+		return nil, fmt.Errorf("cutover: the moved file: %w", err)
+	}
+	return func(key string, attrs map[string]any) (bool, error) {
+		s, err := before.Stage(key, attrs)
+		if err != nil || s != e.From {
+			return false, err
+		}
+		s, err = after.Stage(key, attrs)
+		return s == e.To, err
+	}, nil
+}
+
 // Prepare works out the move of the cohort into stage to: the file as it
 // will be, checked as the file evaluator checks it. Only the part of the
 // file the move changes is rewritten. A percentage moves points of the
