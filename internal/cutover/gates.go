@@ -525,7 +525,7 @@ func (c checker) shadowClean(ctx context.Context, r *Report) error {
 	if err != nil {
 		return fmt.Errorf("shadow reads per user on new: %w", err)
 	}
-	moves, err := c.Move.movesUser()
+	moves, err := c.Move.MovesUser()
 	if err != nil {
 		return err
 	}

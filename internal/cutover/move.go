@@ -153,9 +153,9 @@ func (e *Edit) Before() []byte { return e.before }
 // After is the file's content once the edit is applied.
 func (e *Edit) After() []byte { return e.after }
 
-// movesUser returns whether the edit moves a user (routing key and
+// MovesUser returns whether the edit moves a user (routing key and
 // attributes): the file gives them From before it and To after it.
-func (e *Edit) movesUser() (func(routingKey string, attrs map[string]any) (bool, error), error) {
+func (e *Edit) MovesUser() (func(routingKey string, attrs map[string]any) (bool, error), error) {
 	before, err := flags.LoadFileRules(e.File.Path, e.before, e.File.flag())
 	if err != nil {
 		return nil, fmt.Errorf("cutover: %w", err)
