@@ -28,8 +28,10 @@ with its measured value, its limit and what to run when it is not met:
   into dualwrite  pgshift installed on both sides; schemas equal
   into shadow     every table backfilled; verify equal and recent; repair
                   backlog small and young
-  into live       new's sequences ahead of old's; shadow reads of the last
-                  window clean, and enough of them
+  into live       new's sequences ahead of old's; the cohort's shadow reads
+                  of the last window clean, and enough of them (the reads
+                  of the users the move moves, with --flags and a cohort;
+                  every cohort's with --from)
   into rampdown   repair backlog small and young
   into complete   both repair logs empty; verify equal and recent
 
@@ -74,7 +76,8 @@ is one of:
 What cannot be done (a percentage of a stage nobody is in, keys in different
 stages, a file that does not load) is refused before any gate. The gates of
 the move run next (see pgshift preflight); a gate not met refuses the move,
-naming it, unless --force. A move that skips a stage forward is refused even
+naming it, unless --force (the gates into live count the shadow reads
+and mismatches of the users this move moves only). A move that skips a stage forward is refused even
 with --force. A backward move (rollback) is never refused, needs no database,
 and prints what to run before moving forward again.
 

@@ -14,7 +14,8 @@
 //     repair backlog small and its oldest entry young;
 //   - into live: new's sequences ahead of old's by a margin; a full verify
 //     since a cohort was last in off; the shadow reads of the last window
-//     clean, and enough of them to tell;
+//     clean, and enough of them to tell: those of the users the move moves
+//     (Target.Move), as one cohort's clean reads say nothing of another's;
 //   - into rampdown: the repair backlog small;
 //   - into complete: both repair logs empty; every table's latest verify
 //     equal and recent; a full verify since a cohort was last in off.
@@ -54,7 +55,8 @@
 //
 // The gates read facts pgshift keeps in its own schema: the backfill's
 // progress, pgshift.verify_runs (each verify's result per table) and
-// pgshift.shadow_reads (every facade's shadow-read counts), pgshift.moves
+// pgshift.shadow_reads and pgshift.shadow_reads_by_user (every facade's
+// shadow-read counts, in all and per user), pgshift.moves
 // (the moves pgshift move made), all on new, and both repair logs.
 package cutover
 
