@@ -75,11 +75,12 @@ is one of:
 
 What cannot be done (a percentage of a stage nobody is in, keys in different
 stages, a file that does not load) is refused before any gate. The gates of
-the move run next (see pgshift preflight); a gate not met refuses the move,
-naming it, unless --force (the gates into live count the shadow reads
-and mismatches of the users this move moves only). A move that skips a stage forward is refused even
-with --force. A backward move (rollback) is never refused, needs no database,
-and prints what to run before moving forward again.
+the move run next (see pgshift preflight; into live they count the shadow
+reads and mismatches of the users this move moves only); a gate not met
+refuses the move, naming it, unless --force. A move that skips a stage
+forward is refused even with --force. A backward move (rollback) is never
+refused, needs no database, and prints what to run before moving forward
+again.
 
 Only the part of the file the move changes is rewritten. The file is written
 atomically (a temporary file renamed over it), checked as the application

@@ -38,7 +38,8 @@
 //
 // # Moves
 //
-// FlagFile.Prepare works a move of a cohort out on a flagd file and refuses,
+// FlagFile.Prepare works a move of a cohort out on a flagd file (its string
+// stage flag; a file of the boolean scheme is refused) and refuses,
 // before any gate is measured, what cannot be done; Edit.Apply writes it
 // atomically, changing only the values the move changes (the rest of the
 // file keeps its bytes), and keeps the version it replaced with a record of
