@@ -26,14 +26,21 @@ Checks what must hold before a cohort enters stage --to, and prints each gate
 with its measured value, its limit and what to run when it is not met:
 
   into dualwrite  pgshift installed on both sides; schemas equal
-  into shadow     every table backfilled; verify equal and recent; repair
-                  backlog small and young
-  into live       new's sequences ahead of old's; the cohort's shadow reads
-                  of the last window clean, and enough of them (the reads
-                  of the users the move moves, with --flags and a cohort;
-                  every cohort's with --from)
+  into shadow     every table backfilled; verify equal and recent; no
+                  cohort in off, and a full verify since one last was;
+                  repair backlog small and young
+  into live       new's sequences ahead of old's; no cohort in off, and a
+                  full verify since; the cohort's shadow reads of the last
+                  window clean, and enough of them (the reads of the users
+                  the move moves, with --flags and a cohort; every
+                  cohort's with --from)
   into rampdown   repair backlog small and young
-  into complete   both repair logs empty; verify equal and recent
+  into complete   both repair logs empty; verify equal and recent; no
+                  cohort in off, and a full verify since
+
+Every move is recorded in pgshift.moves (rollbacks too), so the gates know
+when some cohort last wrote old only; a verify --changed never counts
+across such a period.
 
 A forward move that skips a stage is never ready. A backward move (rollback)
 always is, and preflight prints what to run before moving forward again.
