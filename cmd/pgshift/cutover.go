@@ -38,9 +38,9 @@ with its measured value, its limit and what to run when it is not met:
   into complete   both repair logs empty; verify equal and recent; no
                   cohort in off, and a full verify since
 
-Every move is recorded in pgshift.moves (rollbacks too), so the gates know
-when some cohort last wrote old only; a verify --changed never counts
-across such a period.
+pgshift move records every move in pgshift.moves (rollbacks too), so the
+gates know when some cohort last wrote old only; a verify --changed never
+counts across such a period.
 
 A forward move that skips a stage is never ready. A backward move (rollback)
 always is, and preflight prints what to run before moving forward again.
