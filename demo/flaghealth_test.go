@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -111,8 +110,10 @@ func TestFlagFileHealthInHealthzDashboardMetricsAndLog(t *testing.T) {
 		{`{"flags": {`, "not valid JSON"},
 		{strings.Replace(string(flagFileFor(flags.StageLive)), `"live": "live"`, `"live": "liv"`, 1), `"liv"`},
 	} {
-		for range 20 { // the same broken version, written again and again
-			if err := os.WriteFile(ta.flagsPath, []byte(bad.content), 0o644); err != nil {
+		// The same broken version, written again and again (each write
+		// whole: an in-place write can be read half done, another state).
+		for range 20 {
+			if err := writeFileAtomic(ta.flagsPath, []byte(bad.content)); err != nil {
 				t.Fatal(err)
 			}
 		}
