@@ -533,7 +533,7 @@ func (c checker) shadowClean(ctx context.Context, r *Report) error {
 		return err
 	}
 	var reads, mismatches, recorded int64
-	users := 0
+	users := map[string]bool{} // routing keys: a user may come with several attribute sets
 	for _, row := range rows {
 		recorded += row.Reads
 		var attrs map[string]any
@@ -545,7 +545,7 @@ func (c checker) shadowClean(ctx context.Context, r *Report) error {
 			return err
 		}
 		if in {
-			users++
+			users[row.RoutingKey] = true
 			reads += row.Reads
 			mismatches += row.Mismatches
 		}
@@ -554,7 +554,7 @@ func (c checker) shadowClean(ctx context.Context, r *Report) error {
 	if n := all.Reads - recorded; n > 0 {
 		unrecorded = fmt.Sprintf("; %d not recorded per user (more than %d users per facade in 10 s)", n, pgshiftdb.MaxShadowUsersPerFlush)
 	}
-	readsGate.Measured = fmt.Sprintf("%d of the cohort's (%d users) in the last %s; %d of every cohort's%s", reads, users, window, all.Reads, unrecorded)
+	readsGate.Measured = fmt.Sprintf("%d of the cohort's (%d users) in the last %s; %d of every cohort's%s", reads, len(users), window, all.Reads, unrecorded)
 	readsGate.OK = reads >= c.limits.MinShadowReads
 	readsGate.Fix = "keep the cohort in shadow longer, with traffic: only the reads of the users this move moves count"
 	mismatchGate.Measured = fmt.Sprintf("%d of the cohort's in the last %s; %d of every cohort's", mismatches, window, all.Mismatches)
