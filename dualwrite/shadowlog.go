@@ -122,6 +122,13 @@ func (l *shadowLog) flush(ctx context.Context, f *Facade) {
 	}
 }
 
+// shadowFlushTimeout bounds one flush: a batch of up to
+// MaxShadowUsersPerFlush users may take longer than one write's
+// Config.OtherTimeout, and nobody waits on it but Wait and Close.
+func (f *Facade) shadowFlushTimeout() time.Duration {
+	return max(f.cfg.OtherTimeout, shadowFlushInterval)
+}
+
 // forget deletes the per-user counts older than shadowUserRetention.
 func (l *shadowLog) forget(ctx context.Context, f *Facade) {
 	if _, err := ownSQL.ForgetUserShadowReads(ctx, f.pool(flags.SideNew), time.Now().Add(-shadowUserRetention)); err != nil {
@@ -138,12 +145,12 @@ func (l *shadowLog) run(ctx context.Context, f *Facade) {
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shadowFlushTimeout())
 			l.flush(fctx, f)
 			cancel()
 			return
 		case <-tick.C:
-			fctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
+			fctx, cancel := context.WithTimeout(ctx, f.shadowFlushTimeout())
 			l.flush(fctx, f)
 			if time.Since(lastForget) > time.Hour {
 				l.forget(fctx, f)
