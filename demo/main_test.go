@@ -34,6 +34,13 @@ type testApp struct {
 // flagFile (written to a temporary file the test may rewrite).
 func setup(t *testing.T, flagFile []byte) *testApp {
 	t.Helper()
+	return setupLogging(t, flagFile, io.Discard)
+}
+
+// setupLogging is setup with the application's log (text, info and above)
+// written to logs.
+func setupLogging(t *testing.T, flagFile []byte, logs io.Writer) *testApp {
+	t.Helper()
 	ctx := context.Background()
 	pair := pgtest.NewPair(t, pgtest.Domain)
 	oldPool, err := openPool(ctx, "old", pair.Old.URL)
@@ -61,7 +68,7 @@ func setup(t *testing.T, flagFile []byte) *testApp {
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: oldPool, New: newPool, FlagsPath: path, Accounts: accounts, Token: testToken,
-		Strict: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Strict: true, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -188,7 +188,11 @@
 // side is read too, concurrently and without its latency or errors reaching
 // the caller, and compared (deep equality by default, or a [Comparator]).
 // Mismatches are counted per operation and logged with the operation and the
-// routing key, never with row contents.
+// routing key, never with row contents. Every 10 seconds (and on Wait) the
+// counts go to pgshift.shadow_reads on new, per operation, and to
+// pgshift.shadow_reads_by_user, per user (the routing key and the
+// attributes of flags.WithUser; at most 10,000 users per flush, kept a day),
+// where the cutover gates into live count the reads of the cohort they move.
 //
 // # Rows several cohorts write
 //

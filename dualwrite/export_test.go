@@ -1,6 +1,10 @@
 package dualwrite
 
-import "github.com/pgshift/pgshift/flags"
+import (
+	"context"
+
+	"github.com/pgshift/pgshift/flags"
+)
 
 // WithBeforeCommit returns c with a hook that runs before each transaction
 // of a write sends its COMMIT, with the side, whether it is authoritative,
@@ -8,4 +12,10 @@ import "github.com/pgshift/pgshift/flags"
 func WithBeforeCommit(c Config, fn func(side flags.Side, authoritative bool, pid uint32)) Config {
 	c.hooks = &hooks{beforeCommit: fn}
 	return c
+}
+
+// AddShadowReads counts reads shadow reads of the user in ctx, as a shadow
+// read of op does, without reading.
+func (f *Facade) AddShadowReads(ctx context.Context, op string, reads, mismatches int64) {
+	f.shadows.add(op, userOf(ctx), reads, mismatches)
 }

@@ -170,7 +170,7 @@ func (f *Facade) Close() {
 func (f *Facade) Wait() {
 	f.bg.Wait()
 	f.deletes.flush()
-	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.OtherTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), f.shadowFlushTimeout())
 	defer cancel()
 	f.shadows.flush(ctx, f)
 }

@@ -2,6 +2,8 @@ package dualwrite_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/repo"
 )
@@ -106,5 +109,69 @@ func TestShadowReadsPersisted(t *testing.T) {
 	}
 	if reads != 4 || mismatches != 1 {
 		t.Fatalf("shadow_reads on new: %d reads, %d mismatches; want 4 and 1", reads, mismatches)
+	}
+}
+
+// Shadow reads are recorded per user as well, in
+// pgshift.shadow_reads_by_user: the routing key and the attributes of
+// flags.WithUser, so that the cutover gates count a cohort's own. A flush
+// records at most pgshiftdb.MaxShadowUsersPerFlush users; the reads of the
+// others are in pgshift.shadow_reads only.
+func TestShadowReadsPersistedPerUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageShadow)
+	pro := flags.WithUser(context.Background(), "u1", map[string]any{"country": "US", "plan": "pro"})
+	u, err := b.store.Users.Create(pro, repo.NewUser{Email: "u1@example.com", Name: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	for range 3 {
+		if _, err := b.store.Users.Get(pro, u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.store.Users.Get(flags.WithUser(context.Background(), "", nil), u.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	rows, err := b.pair.New.Pool.Query(context.Background(),
+		"SELECT routing_key, attributes::text, reads, mismatches FROM pgshift.shadow_reads_by_user ORDER BY routing_key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var key, attrs string
+		var reads, mismatches int64
+		if err := rows.Scan(&key, &attrs, &reads, &mismatches); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%q %s %d %d", key, attrs, reads, mismatches))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`"" {} 1 0`, `"u1" {"plan": "pro", "country": "US"} 3 0`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("shadow_reads_by_user: %q, want %q", got, want)
+	}
+
+	// One more user than a flush records: every read is counted in
+	// shadow_reads, the users up to the limit in shadow_reads_by_user.
+	pgtest.Exec(t, b.pair.New.Pool, "TRUNCATE pgshift.shadow_reads, pgshift.shadow_reads_by_user")
+	for i := range pgshiftdb.MaxShadowUsersPerFlush + 1 {
+		b.facade.AddShadowReads(flags.WithUser(context.Background(), fmt.Sprint(i), nil), "users.get", 1, 0)
+	}
+	b.facade.Wait()
+	var total, users, attributed int64
+	if err := b.pair.New.Pool.QueryRow(context.Background(),
+		"SELECT (SELECT sum(reads) FROM pgshift.shadow_reads), (SELECT count(*) FROM pgshift.shadow_reads_by_user), (SELECT sum(reads) FROM pgshift.shadow_reads_by_user)").
+		Scan(&total, &users, &attributed); err != nil {
+		t.Fatal(err)
+	}
+	if total != pgshiftdb.MaxShadowUsersPerFlush+1 || users != pgshiftdb.MaxShadowUsersPerFlush || attributed != pgshiftdb.MaxShadowUsersPerFlush {
+		t.Fatalf("after %d users' reads: %d reads in all, %d users with %d reads recorded per user; want %d, %d, %d",
+			pgshiftdb.MaxShadowUsersPerFlush+1, total, users, attributed, pgshiftdb.MaxShadowUsersPerFlush+1, pgshiftdb.MaxShadowUsersPerFlush, pgshiftdb.MaxShadowUsersPerFlush)
 	}
 }

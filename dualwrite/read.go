@@ -88,6 +88,7 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 	authCh := make(chan answer[T], 1)
 	other := stage.Plan().Authoritative.Other()
 	routingKey := flags.RoutingKey(ctx)
+	user := userOf(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	f.bg.Add(1)
 	p.holdMore()
@@ -101,9 +102,9 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 		mismatched := false
 		defer func() {
 			if mismatched {
-				f.shadows.add(op.Name, 1, 1)
+				f.shadows.add(op.Name, user, 1, 1)
 			} else {
-				f.shadows.add(op.Name, 1, 0)
+				f.shadows.add(op.Name, user, 1, 0)
 			}
 		}()
 		a := <-authCh

@@ -72,6 +72,21 @@ func RoutingKey(ctx context.Context) string {
 	return openfeature.TransactionContext(ctx).TargetingKey()
 }
 
+// Attributes returns the attributes of the user in ctx (see WithUser), a
+// copy, or nil when there are none.
+func Attributes(ctx context.Context) map[string]any {
+	var attrs map[string]any
+	if u, ok := ctx.Value(userKey{}).(*user); ok {
+		attrs = u.ec.Attributes()
+	} else {
+		attrs = openfeature.TransactionContext(ctx).Attributes()
+	}
+	if len(attrs) == 0 {
+		return nil
+	}
+	return attrs
+}
+
 // Middleware returns net/http middleware that puts the user of each request
 // in its context with WithUser. identify reads the routing key and the
 // attributes from the request's authenticated state (its session, a

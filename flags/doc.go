@@ -119,7 +119,9 @@
 // change of the file's state is logged once (broken, broken otherwise,
 // usable again), not once per reading. FileHealth reports the file, the
 // version in use and, while the file is not usable, why and since when;
-// the gauge pgshift.flags.file_usable is 1 while it is usable, 0 while not. The
+// the gauge pgshift.flags.file_usable is 1 while it is usable, 0 while not,
+// and pgshift.flags.file_version is 1 for the version in use (attribute
+// version, FileHealth's Version). The
 // file is evaluated by flagd's own rules engine (flagd core, the evaluator
 // flagd's daemon and in-process provider run, so a file decides the same
 // everywhere) inside a small OpenFeature provider of pgshift's, which feeds

@@ -89,27 +89,39 @@ func (e *Evaluator) FileHealth() (FileHealth, bool) {
 	return e.cfg.health.get(), true
 }
 
-// observeHealth registers the gauge pgshift.flags.file_usable: 1 while the
-// flag file as last read is the version in use, 0 while it is not usable.
+// observeHealth registers the gauges of the flag file's state:
+// pgshift.flags.file_usable, 1 while the file as last read is the version in
+// use, 0 while it is not usable; and pgshift.flags.file_version, 1 for the
+// version in use (attribute version), as Prometheus's info metrics do. Why
+// the file is not usable is free text: it is in FileHealth and the log.
 func (e *Evaluator) observeHealth(path string, h *health) error {
-	g, err := e.cfg.meter.Meter("github.com/pgshift/pgshift/flags").Int64ObservableGauge(
-		"pgshift.flags.file_usable",
+	m := e.cfg.meter.Meter("github.com/pgshift/pgshift/flags")
+	usable, err := m.Int64ObservableGauge("pgshift.flags.file_usable",
 		metric.WithDescription("1 while the flag file as last read is the version in use, 0 while it is not usable (the last good version stays in use)."),
 	)
 	if err != nil {
 		return fmt.Errorf("flags: file health gauge: %w", err)
 	}
-	attrs := metric.WithAttributes(attribute.String("file", path))
-	reg, err := e.cfg.meter.Meter("github.com/pgshift/pgshift/flags").RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	version, err := m.Int64ObservableGauge("pgshift.flags.file_version",
+		metric.WithDescription("1 for the version of the flag file in use (attribute version, a short hash of its configuration)."),
+	)
+	if err != nil {
+		return fmt.Errorf("flags: file version gauge: %w", err)
+	}
+	file := attribute.String("file", path)
+	attrs := metric.WithAttributes(file)
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		fh := h.get()
 		v := int64(0)
-		if h.get().Usable {
+		if fh.Usable {
 			v = 1
 		}
-		o.ObserveInt64(g, v, attrs)
+		o.ObserveInt64(usable, v, attrs)
+		o.ObserveInt64(version, 1, metric.WithAttributes(file, attribute.String("version", fh.Version)))
 		return nil
-	}, g)
+	}, usable, version)
 	if err != nil {
-		return fmt.Errorf("flags: file health gauge: %w", err)
+		return fmt.Errorf("flags: file health gauges: %w", err)
 	}
 	e.shutdown = append(e.shutdown, func(context.Context) error { return reg.Unregister() })
 	return nil

@@ -26,12 +26,21 @@ Checks what must hold before a cohort enters stage --to, and prints each gate
 with its measured value, its limit and what to run when it is not met:
 
   into dualwrite  pgshift installed on both sides; schemas equal
-  into shadow     every table backfilled; verify equal and recent; repair
-                  backlog small and young
-  into live       new's sequences ahead of old's; shadow reads of the last
-                  window clean, and enough of them
+  into shadow     every table backfilled; verify equal and recent; no
+                  cohort in off, and a full verify since one last was;
+                  repair backlog small and young
+  into live       new's sequences ahead of old's; no cohort in off, and a
+                  full verify since; the cohort's shadow reads of the last
+                  window clean, and enough of them (the reads of the users
+                  the move moves, with --flags and a cohort; every
+                  cohort's with --from)
   into rampdown   repair backlog small and young
-  into complete   both repair logs empty; verify equal and recent
+  into complete   both repair logs empty; verify equal and recent; no
+                  cohort in off, and a full verify since
+
+pgshift move records every move in pgshift.moves (rollbacks too), so the
+gates know when some cohort last wrote old only; a verify --changed never
+counts across such a period.
 
 A forward move that skips a stage is never ready. A backward move (rollback)
 always is, and preflight prints what to run before moving forward again.
@@ -73,10 +82,12 @@ is one of:
 
 What cannot be done (a percentage of a stage nobody is in, keys in different
 stages, a file that does not load) is refused before any gate. The gates of
-the move run next (see pgshift preflight); a gate not met refuses the move,
-naming it, unless --force. A move that skips a stage forward is refused even
-with --force. A backward move (rollback) is never refused, needs no database,
-and prints what to run before moving forward again.
+the move run next (see pgshift preflight; into live they count the shadow
+reads and mismatches of the users this move moves only); a gate not met
+refuses the move, naming it, unless --force. A move that skips a stage
+forward is refused even with --force. A backward move (rollback) is never
+refused, needs no database, and prints what to run before moving forward
+again.
 
 Only the part of the file the move changes is rewritten. The file is written
 atomically (a temporary file renamed over it), checked as the application
@@ -236,14 +247,15 @@ func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool 
 		return nil, "", err
 	}
 	var cohort string
+	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
 	if cf.cohortIsSet() {
-		co, err := cf.cohort()
-		if err != nil {
+		// The move as pgshift move would make it: the shadow-read gates
+		// count the reads of the users it moves.
+		if target.Move, err = cf.prepare(cf.flagFile()); err != nil {
 			return nil, "", err
 		}
-		cohort = co.String()
+		cohort = target.Move.Cohort.String()
 	}
-	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
 	if cf.file != "" {
 		if target.Stages, err = cf.flagFile().FileStages(); err != nil {
 			return nil, "", err
@@ -380,7 +392,7 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, c.name, err)
 		}
-		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages}
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages, Move: edit}
 	}
 	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {

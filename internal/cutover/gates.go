@@ -14,7 +14,8 @@
 //     repair backlog small and its oldest entry young;
 //   - into live: new's sequences ahead of old's by a margin; a full verify
 //     since a cohort was last in off; the shadow reads of the last window
-//     clean, and enough of them to tell;
+//     clean, and enough of them to tell: those of the users the move moves
+//     (Target.Move), as one cohort's clean reads say nothing of another's;
 //   - into rampdown: the repair backlog small;
 //   - into complete: both repair logs empty; every table's latest verify
 //     equal and recent; a full verify since a cohort was last in off.
@@ -37,7 +38,8 @@
 //
 // # Moves
 //
-// FlagFile.Prepare works a move of a cohort out on a flagd file and refuses,
+// FlagFile.Prepare works a move of a cohort out on a flagd file (its string
+// stage flag; a file of the boolean scheme is refused) and refuses,
 // before any gate is measured, what cannot be done; Edit.Apply writes it
 // atomically, changing only the values the move changes (the rest of the
 // file keeps its bytes), and keeps the version it replaced with a record of
@@ -54,12 +56,14 @@
 //
 // The gates read facts pgshift keeps in its own schema: the backfill's
 // progress, pgshift.verify_runs (each verify's result per table) and
-// pgshift.shadow_reads (every facade's shadow-read counts), pgshift.moves
+// pgshift.shadow_reads and pgshift.shadow_reads_by_user (every facade's
+// shadow-read counts, in all and per user), pgshift.moves
 // (the moves pgshift move made), all on new, and both repair logs.
 package cutover
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,6 +178,12 @@ type Target struct {
 	// (FlagFile.FileStages), when the move is made in one: off among them
 	// means some cohort writes old only now, whatever pgshift.moves says.
 	Stages []flags.Stage
+	// Move is the move the gates are for, when it is made in a flag file:
+	// the shadow-read gates then count the reads and mismatches of the users
+	// it moves (those the file gives From now and To after it), found among
+	// the users pgshift.shadow_reads_by_user recorded. Without it they count
+	// every cohort's.
+	Move *Edit
 }
 
 // Check measures the gates of moving a cohort from stage from to stage to.
@@ -492,17 +502,64 @@ func (c checker) sequencesAhead(ctx context.Context, r *Report) error {
 	return nil
 }
 
+// shadowClean wants the shadow reads of the last window clean, and enough
+// of them: those of the cohort the move moves when the move is known
+// (Target.Move), every cohort's otherwise.
 func (c checker) shadowClean(ctx context.Context, r *Report) error {
-	s, err := c.q.ShadowReadsSince(ctx, c.New, time.Now().Add(-c.limits.ShadowWindow))
+	since := time.Now().Add(-c.limits.ShadowWindow)
+	all, err := c.q.ShadowReadsSince(ctx, c.New, since)
 	if err != nil {
 		return fmt.Errorf("shadow reads on new: %w", err)
 	}
 	window := c.limits.ShadowWindow.String()
-	r.Gates = append(r.Gates,
-		Gate{Name: "shadow reads", Measured: fmt.Sprintf("%d in the last %s", s.Reads, window), Limit: fmt.Sprintf("at least %d", c.limits.MinShadowReads),
-			OK: s.Reads >= c.limits.MinShadowReads, Fix: "keep the cohort in shadow longer, with traffic"},
-		Gate{Name: "shadow mismatches", Measured: fmt.Sprintf("%d in the last %s", s.Mismatches, window), Limit: fmt.Sprintf("at most %d", c.limits.MaxMismatches),
-			OK: s.Mismatches <= c.limits.MaxMismatches, Fix: "find the mismatching operations in the facade's logs, fix them, pgshift verify --repair"})
+	readsGate := Gate{Name: "shadow reads", Limit: fmt.Sprintf("at least %d", c.limits.MinShadowReads)}
+	mismatchGate := Gate{Name: "shadow mismatches", Limit: fmt.Sprintf("at most %d", c.limits.MaxMismatches),
+		Fix: "find the mismatching operations in the facade's logs (they name the routing key), fix them, pgshift verify --repair"}
+	if c.Move == nil {
+		readsGate.Measured = fmt.Sprintf("%d in the last %s, every cohort's (no cohort named: name it to count its own)", all.Reads, window)
+		readsGate.OK = all.Reads >= c.limits.MinShadowReads
+		readsGate.Fix = "keep the cohort in shadow longer, with traffic"
+		mismatchGate.Measured = fmt.Sprintf("%d in the last %s, every cohort's", all.Mismatches, window)
+		mismatchGate.OK = all.Mismatches <= c.limits.MaxMismatches
+		r.Gates = append(r.Gates, readsGate, mismatchGate)
+		return nil
+	}
+	rows, err := c.q.UserShadowReadsSince(ctx, c.New, since)
+	if err != nil {
+		return fmt.Errorf("shadow reads per user on new: %w", err)
+	}
+	moves, err := c.Move.MovesUser()
+	if err != nil {
+		return err
+	}
+	var reads, mismatches, recorded int64
+	users := map[string]bool{} // routing keys: a user may come with several attribute sets
+	for _, row := range rows {
+		recorded += row.Reads
+		var attrs map[string]any
+		if err := json.Unmarshal([]byte(row.Attributes), &attrs); err != nil {
+			return fmt.Errorf("shadow reads of %q on new: attributes %s: %w", row.RoutingKey, row.Attributes, err)
+		}
+		in, err := moves(row.RoutingKey, attrs)
+		if err != nil {
+			return err
+		}
+		if in {
+			users[row.RoutingKey] = true
+			reads += row.Reads
+			mismatches += row.Mismatches
+		}
+	}
+	unrecorded := ""
+	if n := all.Reads - recorded; n > 0 {
+		unrecorded = fmt.Sprintf("; %d not recorded per user (more than %d users per facade in 10 s)", n, pgshiftdb.MaxShadowUsersPerFlush)
+	}
+	readsGate.Measured = fmt.Sprintf("%d of the cohort's (%d users) in the last %s; %d of every cohort's%s", reads, len(users), window, all.Reads, unrecorded)
+	readsGate.OK = reads >= c.limits.MinShadowReads
+	readsGate.Fix = "keep the cohort in shadow longer, with traffic: only the reads of the users this move moves count"
+	mismatchGate.Measured = fmt.Sprintf("%d of the cohort's in the last %s; %d of every cohort's", mismatches, window, all.Mismatches)
+	mismatchGate.OK = mismatches <= c.limits.MaxMismatches
+	r.Gates = append(r.Gates, readsGate, mismatchGate)
 	return nil
 }
 

@@ -97,6 +97,10 @@ func (ff FlagFile) Stage(c Cohort) (flags.Stage, error) {
 }
 
 func (ff FlagFile) stageIn(data []byte, c Cohort) (flags.Stage, error) {
+	_, f, err := ff.parse(data)
+	if err != nil {
+		return 0, err
+	}
 	if len(c.Keys) > 0 {
 		var stage flags.Stage
 		for i, k := range c.Keys {
@@ -110,10 +114,6 @@ func (ff FlagFile) stageIn(data []byte, c Cohort) (flags.Stage, error) {
 			stage = s
 		}
 		return stage, nil
-	}
-	_, f, err := ff.parse(data)
-	if err != nil {
-		return 0, err
 	}
 	if c.Percent > 0 {
 		sp, err := f.split(c.From)
@@ -152,6 +152,27 @@ func (e *Edit) Before() []byte { return e.before }
 
 // After is the file's content once the edit is applied.
 func (e *Edit) After() []byte { return e.after }
+
+// MovesUser returns whether the edit moves a user (routing key and
+// attributes): the file gives them From before it and To after it.
+func (e *Edit) MovesUser() (func(routingKey string, attrs map[string]any) (bool, error), error) {
+	before, err := flags.LoadFileRules(e.File.Path, e.before, e.File.flag())
+	if err != nil {
+		return nil, fmt.Errorf("cutover: %w", err)
+	}
+	after, err := flags.LoadFileRules(e.File.Path, e.after, e.File.flag())
+	if err != nil {
+		return nil, fmt.Errorf("cutover: the moved file: %w", err)
+	}
+	return func(key string, attrs map[string]any) (bool, error) {
+		s, err := before.Stage(key, attrs)
+		if err != nil || s != e.From {
+			return false, err
+		}
+		s, err = after.Stage(key, attrs)
+		return s == e.To, err
+	}, nil
+}
 
 // Prepare works out the move of the cohort into stage to: the file as it
 // will be, checked as the file evaluator checks it. Only the part of the
@@ -386,7 +407,13 @@ func (ff FlagFile) parse(data []byte) (map[string]any, *flagDef, error) {
 	all, _ := doc["flags"].(map[string]any)
 	def, ok := all[ff.flag()].(map[string]any)
 	if !ok {
-		return nil, nil, fmt.Errorf("cutover: flag file %s has no flag %q", ff.Path, ff.flag())
+		for _, k := range []string{flags.DefaultWriteFlag, flags.DefaultReadFlag} {
+			if _, boolean := all[k]; boolean {
+				return nil, nil, fmt.Errorf("cutover: flag file %s holds the boolean scheme (%s, %s), not the string flag %q: pgshift move edits a string stage flag only; change the two flags yourself and gate the change with pgshift preflight --from STAGE --to STAGE",
+					ff.Path, flags.DefaultWriteFlag, flags.DefaultReadFlag, ff.flag())
+			}
+		}
+		return nil, nil, fmt.Errorf("cutover: flag file %s has no flag %q: name the stage flag with --flag", ff.Path, ff.flag())
 	}
 	return doc, &flagDef{def: def, name: ff.flag(), path: ff.Path}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pgshift/pgshift/flags"
@@ -110,6 +111,85 @@ func TestMovesChangeOnlyTheirCohort(t *testing.T) {
 				undone, stages = stages, now
 			}
 		})
+	}
+}
+
+// TestMovesRefuseTheBooleanScheme is the property's other scheme: on random
+// flag files of the two booleans (write-to-new-db, read-from-new-db: rules
+// on keys and attributes, fractional splits), pgshift move, which edits a
+// string stage flag only, refuses every random move and undo, naming the
+// scheme, and leaves the file as it was, so no user's stage changes.
+func TestMovesRefuseTheBooleanScheme(t *testing.T) {
+	t.Parallel()
+	for seed := range 6 {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			t.Parallel()
+			r := rand.New(rand.NewPCG(uint64(seed), 1919))
+			data := randomBooleanFile(t, r)
+			ff := cutover.FlagFile{Path: filepath.Join(t.TempDir(), "flags.json")}
+			if err := os.WriteFile(ff.Path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f := randomFlags{data: data, rules: r.IntN(3)}
+			stages := flags.AllStages()
+			for step := range 24 {
+				var err error
+				what := "undo"
+				if r.IntN(6) == 0 {
+					_, err = ff.PrepareUndo()
+				} else {
+					c, to := f.randomMove(r, ff, stages)
+					what = fmt.Sprintf("%s to %v", c, to)
+					_, err = ff.Prepare(c, to)
+				}
+				if now, _ := os.ReadFile(ff.Path); !bytes.Equal(now, data) {
+					t.Fatalf("step %d (%s): the file changed", step, what)
+				}
+				if err == nil {
+					t.Fatalf("step %d (%s): a move of a boolean-scheme file was prepared\n%s", step, what, data)
+				}
+				if what != "undo" && !strings.Contains(err.Error(), "boolean scheme") {
+					t.Fatalf("step %d (%s): refused with %v, want it to name the boolean scheme", step, what, err)
+				}
+			}
+		})
+	}
+}
+
+// randomBooleanFile is a random flag file of the boolean scheme that the
+// evaluator takes.
+func randomBooleanFile(t *testing.T, r *rand.Rand) []byte {
+	t.Helper()
+	for {
+		all := map[string]any{}
+		for _, key := range []string{flags.DefaultWriteFlag, flags.DefaultReadFlag} {
+			names := []string{"on", "off"}
+			def := map[string]any{"state": "ENABLED", "variants": map[string]any{"on": true, "off": false}, "defaultVariant": names[r.IntN(2)]}
+			var ifs []any
+			for range r.IntN(3) {
+				var cond any
+				if r.IntN(2) == 0 {
+					cond = map[string]any{"in": []any{map[string]any{"var": "targetingKey"}, []any{fmt.Sprint(r.IntN(1000))}}}
+				} else {
+					cond = map[string]any{"in": []any{map[string]any{"var": "country"}, []any{countries[r.IntN(4)]}}}
+				}
+				ifs = append(ifs, cond, names[r.IntN(2)])
+			}
+			if r.IntN(2) == 0 {
+				ifs = append(ifs, map[string]any{"fractional": []any{[]any{"on", float64(r.IntN(60))}, []any{"off", float64(1 + r.IntN(60))}}})
+			}
+			if len(ifs) > 0 {
+				def["targeting"] = map[string]any{"if": ifs}
+			}
+			all[key] = def
+		}
+		data, err := json.MarshalIndent(map[string]any{"flags": all}, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flags.CheckFile("random.json", data, flags.WithBooleanFlags(flags.DefaultWriteFlag, flags.DefaultReadFlag)) == nil {
+			return data
+		}
 	}
 }
 

@@ -123,6 +123,19 @@ func (q *Queries) ForgetChangedRows(ctx context.Context, db DBTX, arg ForgetChan
 	return result.RowsAffected(), nil
 }
 
+const forgetUserShadowReads = `-- name: ForgetUserShadowReads :execrows
+DELETE FROM pgshift.shadow_reads_by_user WHERE minute < $1::timestamptz
+`
+
+// Drops the per-user shadow-read counts older than a time.
+func (q *Queries) ForgetUserShadowReads(ctx context.Context, db DBTX, before time.Time) (int64, error) {
+	result, err := db.Exec(ctx, forgetUserShadowReads, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const lastFullVerify = `-- name: LastFullVerify :one
 SELECT started_at, equal
 FROM pgshift.verify_runs
@@ -217,6 +230,35 @@ func (q *Queries) RecordShadowReads(ctx context.Context, db DBTX, arg RecordShad
 	return err
 }
 
+const recordUserShadowReads = `-- name: RecordUserShadowReads :exec
+INSERT INTO pgshift.shadow_reads_by_user AS s (minute, routing_key, attributes, reads, mismatches)
+SELECT pg_catalog.date_trunc('minute', now()),
+       pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])::jsonb,
+       pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::bigint[])
+ON CONFLICT (minute, routing_key, attributes) DO UPDATE
+SET reads = s.reads + EXCLUDED.reads,
+    mismatches = s.mismatches + EXCLUDED.mismatches
+`
+
+type RecordUserShadowReadsParams struct {
+	RoutingKeys []string `json:"routing_keys"`
+	Attributes  []string `json:"attributes"`
+	Reads       []int64  `json:"reads"`
+	Mismatches  []int64  `json:"mismatches"`
+}
+
+// Adds shadow-read counts of users to their minute; the arrays are one
+// element per user (routing key, attributes as JSON).
+func (q *Queries) RecordUserShadowReads(ctx context.Context, db DBTX, arg RecordUserShadowReadsParams) error {
+	_, err := db.Exec(ctx, recordUserShadowReads,
+		arg.RoutingKeys,
+		arg.Attributes,
+		arg.Reads,
+		arg.Mismatches,
+	)
+	return err
+}
+
 const recordVerifyRun = `-- name: RecordVerifyRun :exec
 INSERT INTO pgshift.verify_runs (table_schema, table_name, kind, started_at, rows_checked, differences, repaired, equal)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -263,4 +305,44 @@ func (q *Queries) ShadowReadsSince(ctx context.Context, db DBTX, since time.Time
 	var i ShadowReadsSinceRow
 	err := row.Scan(&i.Reads, &i.Mismatches)
 	return i, err
+}
+
+const userShadowReadsSince = `-- name: UserShadowReadsSince :many
+SELECT routing_key, attributes::text AS attributes, sum(reads)::bigint AS reads, sum(mismatches)::bigint AS mismatches
+FROM pgshift.shadow_reads_by_user
+WHERE minute >= pg_catalog.date_trunc('minute', $1::timestamptz)
+GROUP BY routing_key, attributes
+`
+
+type UserShadowReadsSinceRow struct {
+	RoutingKey string `json:"routing_key"`
+	Attributes string `json:"attributes"`
+	Reads      int64  `json:"reads"`
+	Mismatches int64  `json:"mismatches"`
+}
+
+// Each user's shadow reads and mismatches since a time.
+func (q *Queries) UserShadowReadsSince(ctx context.Context, db DBTX, since time.Time) ([]UserShadowReadsSinceRow, error) {
+	rows, err := db.Query(ctx, userShadowReadsSince, since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UserShadowReadsSinceRow
+	for rows.Next() {
+		var i UserShadowReadsSinceRow
+		if err := rows.Scan(
+			&i.RoutingKey,
+			&i.Attributes,
+			&i.Reads,
+			&i.Mismatches,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

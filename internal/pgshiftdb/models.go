@@ -5,6 +5,7 @@
 package pgshiftdb
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -63,6 +64,14 @@ type PgshiftShadowRead struct {
 	Op         string    `json:"op"`
 	Reads      int64     `json:"reads"`
 	Mismatches int64     `json:"mismatches"`
+}
+
+type PgshiftShadowReadsByUser struct {
+	Minute     time.Time       `json:"minute"`
+	RoutingKey string          `json:"routing_key"`
+	Attributes json.RawMessage `json:"attributes"`
+	Reads      int64           `json:"reads"`
+	Mismatches int64           `json:"mismatches"`
 }
 
 type PgshiftVerifyRun struct {

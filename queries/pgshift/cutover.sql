@@ -30,6 +30,28 @@ SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::b
 FROM pgshift.shadow_reads
 WHERE minute >= pg_catalog.date_trunc('minute', @since::timestamptz);
 
+-- name: RecordUserShadowReads :exec
+-- Adds shadow-read counts of users to their minute; the arrays are one
+-- element per user (routing key, attributes as JSON).
+INSERT INTO pgshift.shadow_reads_by_user AS s (minute, routing_key, attributes, reads, mismatches)
+SELECT pg_catalog.date_trunc('minute', now()),
+       pg_catalog.unnest(@routing_keys::text[]), pg_catalog.unnest(@attributes::text[])::jsonb,
+       pg_catalog.unnest(@reads::bigint[]), pg_catalog.unnest(@mismatches::bigint[])
+ON CONFLICT (minute, routing_key, attributes) DO UPDATE
+SET reads = s.reads + EXCLUDED.reads,
+    mismatches = s.mismatches + EXCLUDED.mismatches;
+
+-- name: ForgetUserShadowReads :execrows
+-- Drops the per-user shadow-read counts older than a time.
+DELETE FROM pgshift.shadow_reads_by_user WHERE minute < @before::timestamptz;
+
+-- name: UserShadowReadsSince :many
+-- Each user's shadow reads and mismatches since a time.
+SELECT routing_key, attributes::text AS attributes, sum(reads)::bigint AS reads, sum(mismatches)::bigint AS mismatches
+FROM pgshift.shadow_reads_by_user
+WHERE minute >= pg_catalog.date_trunc('minute', @since::timestamptz)
+GROUP BY routing_key, attributes;
+
 -- name: LastFullVerify :one
 -- The latest full verify of one table.
 SELECT started_at, equal

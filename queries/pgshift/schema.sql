@@ -185,6 +185,23 @@ CREATE TABLE IF NOT EXISTS pgshift.shadow_reads (
     PRIMARY KEY (minute, op)
 );
 
+-- shadow_reads_by_user counts the same reads per user: the routing key and
+-- the attributes the flag rules target (dualwrite's ctx, flags.WithUser),
+-- per minute. The gates of a move count the reads and mismatches of the
+-- users it moves only (pgshift finds them by evaluating the flag file before
+-- and after the move for each user here): one cohort's clean reads say
+-- nothing about another's. A facade records at most 10,000 users per flush
+-- (every 10 s); the reads of users beyond are in shadow_reads only. The
+-- facades delete rows older than a day.
+CREATE TABLE IF NOT EXISTS pgshift.shadow_reads_by_user (
+    minute      timestamptz NOT NULL,
+    routing_key text        NOT NULL,
+    attributes  jsonb       NOT NULL,
+    reads       bigint      NOT NULL,
+    mismatches  bigint      NOT NULL,
+    PRIMARY KEY (minute, routing_key, attributes)
+);
+
 -- ---------------------------------------------------------------------
 -- Cutover: moves of cohorts (pgshift move, internal/cutover).
 -- ---------------------------------------------------------------------
