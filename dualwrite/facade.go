@@ -18,15 +18,17 @@ import (
 // Facade routes reads and writes to the two databases by stage. It is safe
 // for concurrent use. Create it with New and stop it with Close.
 type Facade struct {
-	cfg      Config // with defaults applied; its Old and New are the first pools
-	pools    *poolSet
-	log      *slog.Logger
-	m        *instruments
-	repairer *Repairer
-	deletes  *deleter
-	shadows  *shadowLog
-	follows  *follows
-	closed   atomic.Bool
+	cfg       Config // with defaults applied; its Old and New are the first pools
+	pools     *poolSet
+	log       *slog.Logger
+	m         *instruments
+	repairer  *Repairer
+	deletes   *deleter
+	shadows   *shadowLog
+	follows   *follows
+	breakers  [2]*breaker   // by side: flags.SideOld, flags.SideNew
+	shadowSem chan struct{} // one token per shadow read in flight
+	closed    atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight
 	stop context.CancelFunc
@@ -44,9 +46,13 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		return nil, err
 	}
 	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite"),
-		follows: newFollows()}
+		follows: newFollows(), shadowSem: make(chan struct{}, cfg.ShadowConcurrency)}
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		f.breakers[sideIndex(side)] = newBreaker(side, cfg.BreakerFailures, cfg.BreakerCooldown, cfg.OtherTimeout,
+			func(ctx context.Context) error { return f.pool(side).Ping(ctx) }, f.log)
+	}
 	var err error
-	if f.m, err = newInstruments(cfg.MeterProvider); err != nil {
+	if f.m, err = newInstruments(cfg.MeterProvider, f); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)
 	}
 	f.repairer, err = newRepairer(RepairerConfig{
@@ -69,6 +75,9 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		defer close(f.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { f.shadows.run(wctx, f) })
+		for _, b := range f.breakers {
+			wg.Go(func() { b.run(wctx) })
+		}
 		f.deletes.run(wctx)
 		wg.Wait()
 	}()
@@ -150,6 +159,16 @@ func (f *Facade) Wait() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.OtherTimeout)
 	defer cancel()
 	f.shadows.flush(ctx, f)
+}
+
+// breaker is side's breaker.
+func (f *Facade) breaker(side flags.Side) *breaker { return f.breakers[sideIndex(side)] }
+
+func sideIndex(side flags.Side) int {
+	if side == flags.SideNew {
+		return 1
+	}
+	return 0
 }
 
 // pool is side's current pool, for work that holds no generation (start-up

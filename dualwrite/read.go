@@ -3,6 +3,7 @@ package dualwrite
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"time"
 
@@ -43,7 +44,7 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	p := f.pools.acquire()
 	defer p.release()
 	var shadow chan<- answer[T]
-	if plan.CompareReads {
+	if plan.CompareReads && f.shadowAdmit(ctx, op, auth.Other()) {
 		shadow = startShadow(ctx, f, p, op, stage, fn, equal)
 	}
 	start := time.Now()
@@ -56,6 +57,29 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 		recordOutcome(ctx, op, stage, auth)
 	}
 	return res, err
+}
+
+// shadowAdmit decides whether a read is also read on the other side: a
+// sample of Config.ShadowSample, and only when a shadow slot is free
+// (Config.ShadowConcurrency) and the other side's breaker is closed. A read
+// that is not admitted for either of those reasons is dropped, never
+// queued: a slow other side must not hold the caller or fill its pool. An
+// admitted read holds a slot; startShadow gives it back.
+func (f *Facade) shadowAdmit(ctx context.Context, op Op, other flags.Side) bool {
+	if f.cfg.ShadowSample < 1 && rand.Float64() >= f.cfg.ShadowSample {
+		return false
+	}
+	if !f.breaker(other).allow() {
+		f.m.shadowDropped(ctx, op.Name)
+		return false
+	}
+	select {
+	case f.shadowSem <- struct{}{}:
+		return true
+	default:
+		f.m.shadowDropped(ctx, op.Name)
+		return false
+	}
 }
 
 type answer[T any] struct {
@@ -75,10 +99,12 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 	go func() {
 		defer f.bg.Done()
 		defer p.release()
+		defer func() { <-f.shadowSem }()
 		defer cancel()
 		start := time.Now()
 		ov, oerr := fn(sctx, p.side(other))
 		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
+		f.breaker(other).report(oerr)
 		mismatched := false
 		defer func() {
 			if mismatched {

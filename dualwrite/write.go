@@ -51,6 +51,10 @@ type write struct {
 	// lockFailed says the canonical side, being the other side, could not
 	// take the locks; it is then not written.
 	lockFailed bool
+	// otherSkipped says the other side's breaker was open when the write
+	// began: the other side is not touched at all, the write's rows are
+	// left to the repair worker.
+	otherSkipped bool
 	// kXID is the id of lockTx's transaction once it holds a lock.
 	kXID pgtype.Int8
 	// lateKeys says the write function Touched a row after a statement
@@ -69,7 +73,7 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 // OtherTimeout: the canonical side is the other side then, and if it cannot
 // lock in time the write goes on without it.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
-	if w.lockTx == nil || w.lockFailed || w.locked >= len(atx.touched) {
+	if w.lockTx == nil || w.lockFailed || w.otherSkipped || w.locked >= len(atx.touched) {
 		return nil
 	}
 	rows := atx.touched[w.locked:]
@@ -80,10 +84,12 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	}
 	lctx, cancel := context.WithTimeout(ctx, w.f.cfg.OtherTimeout)
 	defer cancel()
-	if err := w.lockTx.flush(lctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	err := w.lockTx.flush(lctx)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	w.f.breaker(w.lockTx.side).report(err)
+	if err != nil {
 		w.lockFailed = true
 		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,
 			"routing_key", w.routingKey, "err", err)
@@ -189,6 +195,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 		f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 		return res, err
 	}
+	w.otherSkipped = !f.breaker(otx.side).allow()
 	oerr := writeOther(ctx, w, otx, atx.touched, fn, &res)
 	if oerr != nil {
 		atx.queueLog(false) // the other side missed it: repair copies it over
@@ -223,6 +230,7 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	otx, atx := w.newTx(lockSide, false), w.newTx(lockSide.Other(), true)
 	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement
 	w.lockTx, w.eager = otx, true
+	w.otherSkipped = !f.breaker(otx.side).allow()
 	follow := false
 	defer func() {
 		atx.end(ctx)
@@ -256,6 +264,10 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		// The other side has run nothing: its rollback undoes the locks.
 		return res, err
 	}
+	if w.otherSkipped {
+		w.settle(ctx, atx, otx, errSideOpen)
+		return res, nil
+	}
 	follow = true
 	w.pools.holdMore()
 	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
@@ -271,9 +283,13 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 
 // writeOther runs fn on the other side, bounded by OtherTimeout, with the
 // pull records of rows (the authoritative side's touched rows) going with its
-// first statement, and commits it.
+// first statement, and commits it; the outcome counts for the side's
+// breaker.
 func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow, fn WriteFunc[T], prev *T) error {
-	if w.lockFailed {
+	switch {
+	case w.otherSkipped:
+		return errSideOpen
+	case w.lockFailed:
 		return errUnlocked
 	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.f.cfg.OtherTimeout)
@@ -285,6 +301,7 @@ func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow
 		err = otx.commit(octx)
 	}
 	w.f.m.record(ctx, w.op.Name, kindWrite, otx.side, start, err)
+	w.f.breaker(otx.side).report(err)
 	return err
 }
 
@@ -318,16 +335,27 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	defer cancel()
 	// Connections are taken canonical side first, as everywhere: two writes
-	// never hold one pool's connection while waiting for the other's.
+	// never hold one pool's connection while waiting for the other's. A
+	// side whose breaker is open is not asked for one.
 	var oerr error
+	w.otherSkipped = !f.breaker(otx.side).allow()
+	acquireOther := func() {
+		if w.otherSkipped {
+			oerr = errSideOpen
+			return
+		}
+		if oerr = otx.acquire(octx); oerr != nil {
+			f.breaker(otx.side).report(oerr)
+		}
+	}
 	if auth == lockSide {
 		if err = atx.acquire(ctx); err != nil {
 			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 			return res, err
 		}
-		oerr = otx.acquire(octx)
+		acquireOther()
 	} else {
-		oerr = otx.acquire(octx)
+		acquireOther()
 		if err = atx.acquire(ctx); err != nil {
 			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 			return res, err
@@ -350,6 +378,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 				oerr = otx.commit(octx)
 			}
 			f.m.record(ctx, w.op.Name, kindWrite, otx.side, ostart, oerr)
+			f.breaker(otx.side).report(oerr)
 		})
 	}
 	if res, err = fn(ctx, atx, nil); err == nil {
@@ -359,6 +388,9 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		atx.queueLog(false)
 		err = atx.commit(ctx)
 	}
+	// The authoritative connection goes back to its pool now, not once the
+	// other side is done: a slow other side holds none of it.
+	atx.end(ctx)
 	wg.Wait()
 	f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 	if err != nil {
