@@ -56,7 +56,10 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		recordOutcome(ctx, op, stage, auth)
 	}
-	return res, err
+	if err != nil {
+		return res, callError("read", op, auth, err)
+	}
+	return res, nil
 }
 
 // shadowAdmit decides whether a read is also read on the other side: a

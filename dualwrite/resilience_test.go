@@ -288,3 +288,24 @@ func TestRepairPassBoundedOnAHungSide(t *testing.T) {
 		t.Fatalf("drain with old hung: err %v, want one naming RepairConfig.PassTimeout", err)
 	}
 }
+
+// TestErrorsNameSideAndOperation cuts the authoritative side: the caller's
+// errors name the operation and the side, not only what broke.
+func TestErrorsNameSideAndOperation(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageComplete, 2) // proxies old
+	users, _ := seedDomain(t, fb.direct)
+	fb.stage.Set(flags.StageDualWrite) // old is authoritative
+	fb.proxy.Down()
+	ctx := userCtx("u")
+	_, werr := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "x"})
+	_, rerr := fb.store.Users.Get(ctx, users[0])
+	for _, c := range []struct {
+		err  error
+		want string
+	}{{werr, "write users.update on old"}, {rerr, "read users.get on old"}} {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("error with old down: %v, want one saying %q", c.err, c.want)
+		}
+	}
+}

@@ -144,10 +144,18 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 	default:
 		res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
 	}
-	if err == nil {
-		recordOutcome(ctx, op, stage, plan.Authoritative)
+	if err != nil {
+		return res, callError("write", op, plan.Authoritative, err)
 	}
-	return res, err
+	recordOutcome(ctx, op, stage, plan.Authoritative)
+	return res, nil
+}
+
+// callError names the call and the side whose failure err is, so that an
+// error that says only what broke ("connection reset by peer") says where:
+// "dualwrite: write users.update on new: ...".
+func callError(kind string, op Op, side flags.Side, err error) error {
+	return fmt.Errorf("dualwrite: %s %s on %s: %w", kind, op.Name, side, err)
 }
 
 // writeSingle writes the one side a stage writes: autocommit for a
@@ -203,7 +211,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 	err = atx.commit(ctx)
 	f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 	if err != nil {
-		return res, fmt.Errorf("%s: commit on %s: %w", w.op.Name, atx.side, err)
+		return res, fmt.Errorf("commit: %w", err)
 	}
 	w.settle(ctx, atx, otx, oerr)
 	return res, nil
