@@ -53,9 +53,11 @@ type breaker struct {
 	log      *slog.Logger
 
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
-	// timedOut says the outcome being counted was a timeout; written and
-	// read under cb's lock (IsSuccessful, then ReadyToTrip).
+	// timedOut says the outcome being counted was a timeout, and lastErr
+	// is that outcome; written and read under cb's lock (IsSuccessful, then
+	// ReadyToTrip and OnStateChange).
 	timedOut bool
+	lastErr  error
 	opened   chan struct{} // signals the prober
 	skipped  atomic.Int64  // calls that skipped the side
 	probes   atomic.Int64
@@ -69,7 +71,7 @@ func newBreaker(side flags.Side, failures int, cooldown, timeout time.Duration, 
 		MaxRequests: 1,
 		Timeout:     cooldown,
 		IsSuccessful: func(err error) bool {
-			b.timedOut = isTimeout(err)
+			b.timedOut, b.lastErr = isTimeout(err), err
 			return !sideFailure(err)
 		},
 		ReadyToTrip: func(c gobreaker.Counts) bool {
@@ -121,7 +123,7 @@ func (b *breaker) changed(_ string, from, to gobreaker.State) {
 	case gobreaker.StateOpen:
 		if from == gobreaker.StateClosed {
 			b.log.Warn("side is down or hung: writes skip it and leave their rows to the repair worker, shadow reads of it are dropped, until a probe finds it answering",
-				"side", b.side, "probe_every", b.cooldown)
+				"side", b.side, "probe_every", b.cooldown, "err", b.lastErr)
 		}
 		select {
 		case b.opened <- struct{}{}:

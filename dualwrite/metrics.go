@@ -48,7 +48,7 @@ type instruments struct {
 	sets map[attrKey]metric.MeasurementOption
 
 	stats struct {
-		mismatches, missed, shadowReads, shadowTransient, shadowDropped atomic.Int64
+		mismatches, missed, shadowReads, shadowTransient, shadowDropped, shadowPending atomic.Int64
 	}
 }
 
@@ -221,6 +221,10 @@ type Stats struct {
 	// OtherMissed is the number of writes the other side missed (failed,
 	// timed out or diverged), left to the repair worker.
 	OtherMissed int64
+	// ShadowPending is the number of differences on a routing key whose
+	// rows the repair log still holds entries for (a backlog draining after
+	// an outage): expected, so not counted as mismatches.
+	ShadowPending int64
 	// ShadowDropped is the number of shadow reads not made: all
 	// Config.ShadowConcurrency were in flight, or the other side's breaker
 	// was open.
@@ -248,6 +252,7 @@ func (f *Facade) Stats() Stats {
 		ShadowTransient:  s.shadowTransient.Load(),
 		OtherMissed:      s.missed.Load(),
 		ShadowDropped:    s.shadowDropped.Load(),
+		ShadowPending:    s.shadowPending.Load(),
 		OldBreaker:       f.breaker(flags.SideOld).state(),
 		NewBreaker:       f.breaker(flags.SideNew).state(),
 		OldSkipped:       f.breaker(flags.SideOld).skipped.Load(),

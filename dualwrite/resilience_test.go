@@ -309,3 +309,35 @@ func TestErrorsNameSideAndOperation(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowDifferencePendingRepairNotAMismatch reads, in shadow, a row
+// that differs on new while its routing key has an entry in the repair log
+// (a backlog still draining after an outage): it counts as pending repair,
+// not as a mismatch; the same difference for a key with no entry is one.
+func TestShadowDifferencePendingRepairNotAMismatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.ShadowRecheck = -1
+	})
+	users, _ := seedDomain(t, b.pair)
+	for _, id := range users[:2] {
+		pgtest.Exec(t, b.pair.New.Pool, "UPDATE users SET name = 'differs' WHERE id = $1", id)
+	}
+	pgtest.Exec(t, b.pair.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+		VALUES ('public', 'users', ARRAY[$1::text], 'users.update', 'pending')`, users[0].String())
+	if _, err := b.store.Users.Get(userCtx("pending"), users[0]); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	if s := b.facade.Stats(); s.ShadowPending != 1 || s.ShadowMismatches != 0 {
+		t.Fatalf("difference on a key with a pending entry: %d pending, %d mismatches; want 1 and 0", s.ShadowPending, s.ShadowMismatches)
+	}
+	if _, err := b.store.Users.Get(userCtx("clean"), users[1]); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	if s := b.facade.Stats(); s.ShadowPending != 1 || s.ShadowMismatches != 1 {
+		t.Fatalf("difference on a key without entries: %d pending, %d mismatches; want 1 and 1", s.ShadowPending, s.ShadowMismatches)
+	}
+}
