@@ -32,7 +32,7 @@ type faultBundle struct {
 	other  flags.Side
 }
 
-func faultSetup(t *testing.T, stage flags.Stage, otherConns int32, cfg ...func(*dualwrite.Config)) *faultBundle {
+func faultSetup(t testing.TB, stage flags.Stage, otherConns int32, cfg ...func(*dualwrite.Config)) *faultBundle {
 	t.Helper()
 	direct := pgtest.NewPair(t, pgtest.Domain)
 	other := stage.Plan().Authoritative.Other()
@@ -339,5 +339,52 @@ func TestShadowDifferencePendingRepairNotAMismatch(t *testing.T) {
 	b.facade.Wait()
 	if s := b.facade.Stats(); s.ShadowPending != 1 || s.ShadowMismatches != 1 {
 		t.Fatalf("difference on a key without entries: %d pending, %d mismatches; want 1 and 1", s.ShadowPending, s.ShadowMismatches)
+	}
+}
+
+// BenchmarkWriteOtherHung measures an ordered write (Users.Update) with the
+// default Config (OtherTimeout 2 s) while the other side is healthy, and
+// after it hung (a blackhole): the writes in flight when it hung wait
+// OtherTimeout once (first-ms), the breaker opens, and the writes after it
+// skip the side. Latencies in milliseconds; run with -benchtime 200x.
+func BenchmarkWriteOtherHung(b *testing.B) {
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		b.Run(stage.String(), func(b *testing.B) {
+			fb := faultSetup(b, stage, 16, func(c *dualwrite.Config) {
+				c.OtherTimeout = 0 // the default
+				c.BreakerCooldown = time.Hour
+			})
+			users, _ := seedDomain(b, fb.direct)
+			ctx := userCtx(users[0].String())
+			write := func(i int) time.Duration {
+				start := time.Now()
+				if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: fmt.Sprint(i)}); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			var healthy, hung []time.Duration
+			i := 0
+			for b.Loop() {
+				healthy = append(healthy, write(i))
+				i++
+			}
+			fb.facade.Wait()
+			fb.proxy.Blackhole()
+			first := write(i)
+			for range len(healthy) {
+				i++
+				hung = append(hung, write(i))
+			}
+			fb.facade.Wait()
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(percentile(healthy, .5)), "healthy-p50-ms")
+			b.ReportMetric(ms(percentile(healthy, .99)), "healthy-p99-ms")
+			b.ReportMetric(ms(first), "first-ms")
+			b.ReportMetric(ms(percentile(hung, .5)), "open-p50-ms")
+			b.ReportMetric(ms(percentile(hung, .99)), "open-p99-ms")
+			b.ReportMetric(float64(fb.facade.Stats().OtherMissed-fb.skipped()), "waited-writes")
+			fb.proxy.Up()
+		})
 	}
 }
