@@ -66,6 +66,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		if err := f.checkInstalled(ctx, side); err != nil {
 			return nil, err
 		}
+		f.checkDurable(ctx, side)
 	}
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	f.stop, f.done = stop, make(chan struct{})
@@ -119,6 +120,20 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 		}
 	}
 	return nil
+}
+
+// checkDurable warns when side may lose commits in a crash (fsync or
+// synchronous_commit off): the guarantee needs durable commits, since the
+// facade forgets a write's repair-log records once both sides committed it.
+func (f *Facade) checkDurable(ctx context.Context, side flags.Side) {
+	s, err := ownSQL.DurabilitySettings(ctx, f.pool(side))
+	if err != nil {
+		return // unreachable: checkInstalled has said so
+	}
+	if s.Fsync == "off" || s.SynchronousCommit == "off" {
+		f.log.Warn("a crash of this database can lose commits the facade has already settled, and nothing would repair them: turn fsync and synchronous_commit on for the migration",
+			"side", side, "fsync", s.Fsync, "synchronous_commit", s.SynchronousCommit)
+	}
 }
 
 // Install creates pgshift's own tables (schema "pgshift": the repair log and

@@ -3,12 +3,15 @@ package dualwrite_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
@@ -387,4 +390,46 @@ func BenchmarkWriteOtherHung(b *testing.B) {
 			fb.proxy.Up()
 		})
 	}
+}
+
+// TestStartWarnsOnNonDurableSide starts a facade whose new side commits
+// with synchronous_commit off: it warns, naming the side and the setting.
+func TestStartWarnsOnNonDurableSide(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	cfg, err := pgxpool.ParseConfig(pair.New.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	lossy, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lossy.Close)
+	var logs strings.Builder
+	var mu sync.Mutex
+	f, err := dualwrite.New(context.Background(), dualwrite.Config{Old: pair.Old.Pool, New: lossy,
+		Stages: flags.Static(flags.StageDualWrite), RepairDisabled: true,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "side=new fsync=") || !strings.Contains(logs.String(), "synchronous_commit=off") {
+		t.Fatalf("no warning about new's synchronous_commit in the start-up logs:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
