@@ -433,3 +433,22 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestRepairLogVacuumedEagerly checks that Install sets the repair log's
+// autovacuum to run every few thousand entries, not after a fifth of the
+// table changed: a log an outage grew must be analyzed and shrink again.
+func TestRepairLogVacuumedEagerly(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	var opts []string
+	if err := pair.Old.Pool.QueryRow(context.Background(),
+		"SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'pgshift.repair_log'::regclass").Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(opts, ",")
+	for _, want := range []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_insert_scale_factor=0", "autovacuum_analyze_scale_factor=0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("repair_log's options %q lack %s", got, want)
+		}
+	}
+}
