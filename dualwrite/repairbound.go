@@ -40,3 +40,20 @@ func (r *Repairer) backlogDue(side flags.Side, busy bool) bool {
 	*last = time.Now()
 	return true
 }
+
+// RetryPostponed makes every entry that waits out a back-off after a failed
+// attempt (see DrainReport.Postponed) due now, on both sides, so that the
+// next pass or Drain tries it at once; it returns how many there were.
+// `pgshift repair` runs it before it drains: an operator asks for the
+// repair now.
+func (r *Repairer) RetryPostponed(ctx context.Context) (int64, error) {
+	var n int64
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		m, err := ownSQL.RetryPostponedEntries(ctx, r.pool(side))
+		if err != nil {
+			return n, fmt.Errorf("dualwrite: retry postponed entries on %s: %w", side, err)
+		}
+		n += m
+	}
+	return n, nil
+}

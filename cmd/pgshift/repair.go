@@ -19,7 +19,8 @@ repair worker drains these logs continuously; this command does the same
 once, now, without waiting for the grace period, for example after the
 application has stopped. Each logged row is copied from the side that logged
 it to the other side as it is now (or deleted there when it is gone).
-Entries that fail (the other side unreachable, a constraint) stay, postponed.
+Entries that fail (the other side unreachable, a constraint) stay, postponed;
+the worker retries them after a back-off, this command at once.
 
 Exit status 0 when both logs are empty afterwards, 1 when entries remain.
 
@@ -47,6 +48,10 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, c.name, err)
 	}
+	retried, err := r.RetryPostponed(ctx)
+	if err != nil {
+		return fail(e, c.name, err)
+	}
 	rep, err := r.Drain(ctx)
 	if err != nil {
 		return fail(e, c.name, err)
@@ -62,17 +67,21 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	if com.json {
 		out := struct {
 			Before    dualwrite.Backlog `json:"before"`
+			Retried   int64             `json:"retried_after_backoff"`
 			OldToNew  int               `json:"copied_old_to_new"`
 			NewToOld  int               `json:"copied_new_to_old"`
 			Postponed int               `json:"postponed"`
 			After     dualwrite.Backlog `json:"after"`
-		}{before, rep.OldToNew, rep.NewToOld, rep.Postponed, after}
+		}{before, retried, rep.OldToNew, rep.NewToOld, rep.Postponed, after}
 		if err := writeJSON(e.stdout, out); err != nil {
 			return fail(e, c.name, err)
 		}
 		return code
 	}
 	fmt.Fprintf(e.stdout, "repair log before: old %d entries, new %d entries\n", before.Old.Entries, before.New.Entries)
+	if retried > 0 {
+		fmt.Fprintf(e.stdout, "retried now, though waiting out a back-off after failing: %d entries\n", retried)
+	}
 	fmt.Fprintf(e.stdout, "copied old -> new: %d rows\ncopied new -> old: %d rows\npostponed (failed): %d\n",
 		rep.OldToNew, rep.NewToOld, rep.Postponed)
 	fmt.Fprintf(e.stdout, "repair log after: old %d entries, new %d entries\n", after.Old.Entries, after.New.Entries)

@@ -55,6 +55,26 @@ func TestRepairDrainsLogsBothWays(t *testing.T) {
 	}
 }
 
+// TestRepairRetriesEntriesInBackoff logs a row whose entry waits out a
+// back-off after failed attempts: `pgshift repair` copies it now and says
+// it did, instead of reporting nothing done with the entry still there.
+func TestRepairRetriesEntriesInBackoff(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000003', 'c@example.com', 'only on old');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, attempts, next_attempt_at, last_error)
+		VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000003}', 'test', 3, now() + interval '1 hour', 'new was down')`)
+	code, out, errOut := pgshift(t, "repair", "--old", p.Old.URL, "--new", p.New.URL)
+	if code != exitOK {
+		t.Fatalf("repair: code %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"waiting out a back-off after failing: 1 entries", "copied old -> new: 1 rows", "repair log after: old 0 entries, new 0 entries"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("repair output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestStatusShowsBacklogAndCounts(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Domain)

@@ -282,3 +282,19 @@ func (q *Queries) RepairBacklog(ctx context.Context, db DBTX) (RepairBacklogRow,
 	err := row.Scan(&i.Entries, &i.OldestAgeSeconds)
 	return i, err
 }
+
+const retryPostponedEntries = `-- name: RetryPostponedEntries :execrows
+UPDATE pgshift.repair_log
+SET next_attempt_at = now()
+WHERE next_attempt_at > now()
+`
+
+// Makes every entry waiting out a back-off after a failed attempt due now:
+// an operator's `pgshift repair` tries them at once.
+func (q *Queries) RetryPostponedEntries(ctx context.Context, db DBTX) (int64, error) {
+	result, err := db.Exec(ctx, retryPostponedEntries)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
