@@ -22,7 +22,10 @@ it to the other side as it is now (or deleted there when it is gone).
 Entries that fail (the other side unreachable, a constraint) stay, postponed;
 the worker retries them after a back-off, this command at once.
 
-Exit status 0 when both logs are empty afterwards, 1 when entries remain.
+Exit status 0 when every entry it took was settled, 1 when some failed
+(postponed). Entries it could not take (another repairer holds them: the
+application's worker, a second pgshift repair) or that were written after it
+began are counted and left; they are no failure.
 
 Examples:
   pgshift repair --old postgres://app@old-db/app --new postgres://app@new-db/app
@@ -61,7 +64,7 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 		return fail(e, c.name, err)
 	}
 	code = exitOK
-	if after.Entries() > 0 {
+	if rep.Postponed > 0 {
 		code = exitDifferences
 	}
 	if com.json {
@@ -85,8 +88,11 @@ func runRepair(ctx context.Context, e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "copied old -> new: %d rows\ncopied new -> old: %d rows\npostponed (failed): %d\n",
 		rep.OldToNew, rep.NewToOld, rep.Postponed)
 	fmt.Fprintf(e.stdout, "repair log after: old %d entries, new %d entries\n", after.Old.Entries, after.New.Entries)
-	if code != exitOK {
-		fmt.Fprintln(e.stdout, "entries remain: see pgshift.repair_log.last_error on each side, fix the cause, run again")
+	switch {
+	case code != exitOK:
+		fmt.Fprintln(e.stdout, "entries failed: see pgshift.repair_log.last_error on each side, fix the cause, run again")
+	case after.Entries() > 0:
+		fmt.Fprintf(e.stdout, "%d entries remain that this run did not take: another repairer holds them, or they were written since it began\n", after.Entries())
 	}
 	return code
 }
