@@ -3,6 +3,7 @@ package dualwrite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -38,10 +39,14 @@ var errSideOpen = errors.New("dualwrite: the side's breaker is open (it was down
 // breaker keeps a facade off a side that is down or hung. A write or shadow
 // read asks allow before it touches the other side and reports what came of
 // it; after Config.BreakerFailures failures in a row that say the side
-// itself is in trouble (connection refused or reset, a timeout: not an error
-// the server answered with), or one timeout, the breaker opens and the side
-// is skipped. Every Config.BreakerCooldown a probe (a ping bounded by
-// Config.OtherTimeout) tries the side; the first that answers closes the
+// itself is in trouble (connection refused or reset, the server shutting
+// down: not an error the server answered with), or one timeout that a ping
+// confirms, the breaker opens and the side is skipped. A timeout alone is
+// not proof: a healthy side keeps a write waiting for a hot row's lock, or
+// for a connection of a busy pool; so a timeout has the side pinged, on a
+// connection of its own bounded by half of Config.OtherTimeout, and only a
+// ping that gets no answer opens the breaker. Every Config.BreakerCooldown
+// a probe (the same ping) tries the side; the first that answers closes the
 // breaker. Only the probe runs while the breaker is half-open, so no caller
 // waits on a side that is not known to answer.
 type breaker struct {
@@ -56,11 +61,12 @@ type breaker struct {
 	// timedOut says the outcome being counted was a timeout, and lastErr
 	// is that outcome; written and read under cb's lock (IsSuccessful, then
 	// ReadyToTrip and OnStateChange).
-	timedOut bool
-	lastErr  error
-	opened   chan struct{} // signals the prober
-	skipped  atomic.Int64  // calls that skipped the side
-	probes   atomic.Int64
+	timedOut   bool
+	lastErr    error
+	opened     chan struct{} // signals the prober
+	skipped    atomic.Int64  // calls that skipped the side
+	probes     atomic.Int64
+	confirming atomic.Bool // a ping after a timeout is in flight
 }
 
 func newBreaker(side flags.Side, failures int, cooldown, timeout time.Duration, ping func(context.Context) error, log *slog.Logger) *breaker {
@@ -71,7 +77,7 @@ func newBreaker(side flags.Side, failures int, cooldown, timeout time.Duration, 
 		MaxRequests: 1,
 		Timeout:     cooldown,
 		IsSuccessful: func(err error) bool {
-			b.timedOut, b.lastErr = isTimeout(err), err
+			b.timedOut, b.lastErr = errors.Is(err, errConfirmedTimeout), err
 			return !sideFailure(err)
 		},
 		ReadyToTrip: func(c gobreaker.Counts) bool {
@@ -100,9 +106,33 @@ func (b *breaker) report(err error) {
 	if b.cb.State() != gobreaker.StateClosed {
 		return
 	}
+	if isTimeout(err) && !errors.Is(err, errConfirmedTimeout) {
+		b.confirm(err)
+		return
+	}
 	if done, aerr := b.cb.Allow(); aerr == nil {
 		done(err)
 	}
+}
+
+// errConfirmedTimeout marks a timeout after which a ping got no answer
+// either: it opens the breaker at once.
+var errConfirmedTimeout = errors.New("dualwrite: the side did not answer in time, nor a ping after it")
+
+// confirm pings the side after a timeout, one ping at a time, and reports
+// a confirmed timeout if the ping gets no answer.
+func (b *breaker) confirm(timeout error) {
+	if !b.confirming.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.confirming.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), b.timeout/2)
+		defer cancel()
+		if err := b.ping(ctx); err != nil {
+			b.report(fmt.Errorf("%w: %w (ping: %w)", errConfirmedTimeout, timeout, err))
+		}
+	}()
 }
 
 // state is the breaker's state for metrics and Stats.
@@ -185,7 +215,7 @@ func sideFailure(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, errProbeFailed) || isTimeout(err) {
+	if errors.Is(err, errProbeFailed) || errors.Is(err, errConfirmedTimeout) || isTimeout(err) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -75,8 +75,10 @@ type Config struct {
 	OtherTimeout time.Duration
 	// BreakerFailures is how many failures of a side in a row (connection
 	// refused or reset, a statement that did not answer in time: not an
-	// error the server answered with) open the side's breaker; a single
-	// timeout opens it at once. While a side's breaker is open, writes skip
+	// error the server answered with) open the side's breaker; so does a
+	// single timeout after which a ping of the side, on a connection of its
+	// own, gets no answer within half of OtherTimeout (a timeout alone may
+	// be a hot row's lock or a busy pool on a healthy side). While a side's breaker is open, writes skip
 	// that side when it is the other side (their rows go to the repair log,
 	// so the guarantee holds) and shadow reads of it are dropped: nobody
 	// waits on a side known to be down or hung. BreakerFailuresDefault when

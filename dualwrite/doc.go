@@ -131,7 +131,10 @@
 // of every use of the other side counts: Config.BreakerFailures failures in
 // a row that say the side itself is in trouble (connection refused or
 // reset, server shutting down or out of connections), or a single timeout
-// (Config.OtherTimeout passed), open it. While it is open:
+// (Config.OtherTimeout passed) after which a ping of the side on a
+// connection of its own gets no answer either, open it. (A timeout alone
+// proves nothing: a healthy side keeps a write waiting for a hot row's lock,
+// a busy pool keeps it waiting for a connection.) While it is open:
 //
 //   - writes skip that side when it is the other side: the authoritative
 //     side commits alone with the write's repair-log records, so the

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift"
@@ -49,7 +50,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		follows: newFollows(), shadowSem: make(chan struct{}, cfg.ShadowConcurrency)}
 	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		f.breakers[sideIndex(side)] = newBreaker(side, cfg.BreakerFailures, cfg.BreakerCooldown, cfg.OtherTimeout,
-			func(ctx context.Context) error { return f.pool(side).Ping(ctx) }, f.log)
+			func(ctx context.Context) error { return pingAlone(ctx, f.pool(side)) }, f.log)
 	}
 	var err error
 	if f.m, err = newInstruments(cfg.MeterProvider, f); err != nil {
@@ -174,6 +175,17 @@ func (f *Facade) Wait() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.OtherTimeout)
 	defer cancel()
 	f.shadows.flush(ctx, f)
+}
+
+// pingAlone connects to p's database on a connection of its own (not one of
+// p's, which a busy pool may have none of, or hold broken) and pings it.
+func pingAlone(ctx context.Context, p *pgxpool.Pool) error {
+	conn, err := pgx.ConnectConfig(ctx, p.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	return conn.Ping(ctx)
 }
 
 // breaker is side's breaker.

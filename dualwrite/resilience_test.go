@@ -175,10 +175,10 @@ func TestBreakerProbeLetsTheSideBackIn(t *testing.T) {
 }
 
 // TestHungSideWaitedOnOnce blackholes the other side (it accepts and never
-// answers) and writes 30 times one after the other: exactly one write waits
-// for OtherTimeout on it (one timeout opens the breaker), the others skip
-// it, so the authoritative side's transaction, locks and connection are
-// held on its account once. The repair worker's passes against the hung
+// answers) and writes 30 times one after the other: one write times out on
+// it, a ping confirms the hang while at most one more write waits, the
+// breaker opens and the others skip it; so the authoritative side's
+// transaction, locks and connection are held on its account at most twice. The repair worker's passes against the hung
 // side end within their bound. Once the side answers again, the repair log
 // brings it every write.
 func TestHungSideWaitedOnOnce(t *testing.T) {
@@ -197,8 +197,8 @@ func TestHungSideWaitedOnOnce(t *testing.T) {
 			writeMix(t, fb, users[0], writes)
 			fb.facade.Wait()
 			s := fb.facade.Stats()
-			if waited := s.OtherMissed - fb.skipped(); waited != 1 {
-				t.Fatalf("%d writes waited on the hung side (missed %d, skipped %d), want 1", waited, s.OtherMissed, fb.skipped())
+			if waited := s.OtherMissed - fb.skipped(); waited < 1 || waited > 2 {
+				t.Fatalf("%d writes waited on the hung side (missed %d, skipped %d), want 1 or 2", waited, s.OtherMissed, fb.skipped())
 			}
 			fb.proxy.Up()
 			waitDrained(t, fb.facade, 60*time.Second)
