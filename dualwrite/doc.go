@@ -123,7 +123,11 @@
 // (Config.ShadowSample), a shadow slot is free (Config.ShadowConcurrency)
 // and the other side's breaker is closed; otherwise the comparison is
 // dropped (Stats.ShadowDropped), never queued, so a slow other side fills
-// neither the caller's time nor the pool its writes need.
+// neither the caller's time nor the pool its writes need. A difference that
+// persists through the rechecks, on a routing key whose rows still have
+// repair-log entries on either side (a backlog draining after an outage), is
+// expected: it counts as pending repair (Stats.ShadowPending), not as a
+// mismatch, so it does not hold the cutover gate into live.
 //
 // # When a side misbehaves
 //
