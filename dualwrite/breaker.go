@@ -195,7 +195,16 @@ func (b *breaker) probe(ctx context.Context) {
 	b.probes.Add(1)
 	pctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	perr := b.ping(pctx)
+	// The probe reports within its bound whatever the ping does: a probe
+	// that never reports would hold the half-open breaker's one slot.
+	answered := make(chan error, 1)
+	go func() { answered <- b.ping(pctx) }()
+	var perr error
+	select {
+	case perr = <-answered:
+	case <-pctx.Done():
+		perr = pctx.Err()
+	}
 	if perr != nil && ctx.Err() == nil {
 		b.log.Debug("probe of a skipped side failed", "side", b.side, "err", perr)
 		perr = errors.Join(perr, errProbeFailed) // any failure keeps it open
