@@ -113,9 +113,11 @@ func TestBreakerBoundsAttemptsOnADownSide(t *testing.T) {
 			before := fb.proxy.Attempts()
 			writeMix(t, fb, users[0], writes)
 			fb.facade.Wait()
-			// pgx may try a refused connection twice (with and without TLS).
-			if got, most := fb.proxy.Attempts()-before, 2*dualwrite.BreakerFailuresDefault; got > most {
-				t.Fatalf("%d connection attempts to the down side for %d writes, want at most %d (the breaker's threshold)", got, writes, most)
+			// pgx may try a refused connection twice (with and without TLS);
+			// a write that timed out on the loaded machine instead of being
+			// refused has the side pinged once on a connection of its own.
+			if got, most := fb.proxy.Attempts()-before, 2*dualwrite.BreakerFailuresDefault+2; got > most {
+				t.Fatalf("%d connection attempts to the down side for %d writes, want at most %d (the breaker's threshold and one confirming ping)", got, writes, most)
 			}
 			if got := fb.breakerState(); got != dualwrite.BreakerOpen {
 				t.Fatalf("breaker of the down side is %s, want open", got)
