@@ -33,7 +33,7 @@ func installCapture(t *testing.T, pair *pgtest.Pair) {
 }
 
 // seedDomain inserts the same users, posts and events on both sides.
-func seedDomain(t *testing.T, pair *pgtest.Pair) (users, posts []uuid.UUID) {
+func seedDomain(t testing.TB, pair *pgtest.Pair) (users, posts []uuid.UUID) {
 	t.Helper()
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 6 {

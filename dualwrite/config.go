@@ -23,6 +23,18 @@ const (
 	// OtherTimeoutDefault bounds the other side's part of a write and of a
 	// shadow read.
 	OtherTimeoutDefault = 2 * time.Second
+	// BreakerFailuresDefault is how many failures of a side in a row open its
+	// breaker.
+	BreakerFailuresDefault = 3
+	// BreakerCooldownDefault is how long a side whose breaker opened is
+	// skipped before a probe tries it again.
+	BreakerCooldownDefault = time.Second
+	// ShadowConcurrencyDefault is how many shadow reads may be in flight at
+	// once; more are dropped.
+	ShadowConcurrencyDefault = 4
+	// ShadowSampleDefault is the share of reads in shadow and live that are
+	// also read on the other side and compared: all of them.
+	ShadowSampleDefault = 1.0
 	// ShadowRecheckDefault is how long a shadow read that found a difference
 	// waits before it reads both sides again.
 	ShadowRecheckDefault = 100 * time.Millisecond
@@ -36,6 +48,8 @@ const (
 	// own takes it: OtherTimeoutDefault and a second. A facade's repairer
 	// uses its Config.OtherTimeout and a second instead.
 	RepairGraceDefault = OtherTimeoutDefault + time.Second
+	// RepairPassTimeoutDefault bounds one repair pass (one batch per side).
+	RepairPassTimeoutDefault = 10 * time.Second
 	// RepairMaxBackoffDefault caps the wait between passes while a side is
 	// unreachable.
 	RepairMaxBackoffDefault = 10 * time.Second
@@ -59,6 +73,36 @@ type Config struct {
 	// read; OtherTimeoutDefault when zero. A write whose other side takes
 	// longer is left to the repair worker.
 	OtherTimeout time.Duration
+	// BreakerFailures is how many failures of a side in a row (connection
+	// refused or reset, a statement that did not answer in time: not an
+	// error the server answered with) open the side's breaker; so does a
+	// single timeout after which a ping of the side, on a connection of its
+	// own, gets no answer within half of OtherTimeout (a timeout alone may
+	// be a hot row's lock or a busy pool on a healthy side). While a side's breaker is open, writes skip
+	// that side when it is the other side (their rows go to the repair log,
+	// so the guarantee holds) and shadow reads of it are dropped: nobody
+	// waits on a side known to be down or hung. BreakerFailuresDefault when
+	// zero.
+	BreakerFailures int
+	// BreakerCooldown is how long a side whose breaker opened is skipped
+	// before a probe (a ping bounded by OtherTimeout) tries it; the first
+	// probe that gets an answer closes the breaker, a failed one keeps it
+	// open for another BreakerCooldown. So a side that is down sees one
+	// connection attempt per BreakerCooldown, not one per write.
+	// BreakerCooldownDefault when zero.
+	BreakerCooldown time.Duration
+	// ShadowConcurrency bounds the shadow reads in flight (those of shadow
+	// and live, and their rechecks); a read that finds them all taken is
+	// not compared (Stats.ShadowDropped) rather than queued, so a slow
+	// other side never fills its pool with shadow reads and writes always
+	// find connections there. Keep it below the other pool's size.
+	// ShadowConcurrencyDefault when zero.
+	ShadowConcurrency int
+	// ShadowSample is the share of reads in shadow and live, between 0 and
+	// 1, that are also read on the other side and compared;
+	// ShadowSampleDefault (all) when zero. To compare none, use a stage
+	// that does not compare (dualwrite, rampdown).
+	ShadowSample float64
 	// ShadowRecheck is how long a shadow read that found a difference waits
 	// before reading both sides again; it reads them up to four times,
 	// waiting twice as long each time, and only a difference that is still
@@ -123,6 +167,10 @@ type RepairConfig struct {
 	// MaxBackoff caps the wait between passes while a side is unreachable;
 	// RepairMaxBackoffDefault when zero.
 	MaxBackoff time.Duration
+	// PassTimeout bounds one pass (one batch per side): a pass on a side
+	// that hangs fails after it, is logged, and backs off;
+	// RepairPassTimeoutDefault when zero.
+	PassTimeout time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -135,6 +183,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShadowRecheck == 0 {
 		c.ShadowRecheck = ShadowRecheckDefault
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = BreakerFailuresDefault
+	}
+	if c.BreakerCooldown == 0 {
+		c.BreakerCooldown = BreakerCooldownDefault
+	}
+	if c.ShadowConcurrency == 0 {
+		c.ShadowConcurrency = ShadowConcurrencyDefault
+	}
+	if c.ShadowSample == 0 {
+		c.ShadowSample = ShadowSampleDefault
 	}
 	if c.GlobalStages == nil && c.Stages != nil {
 		c.GlobalStages = emptyContextSource{c.Stages}
@@ -162,6 +222,14 @@ func (c Config) validate() error {
 		return errors.New("dualwrite: Config.Stages is required: give a flags.Source (flags.NewFileEvaluator, or flags.Static for one stage)")
 	case c.OtherTimeout < 0:
 		return fmt.Errorf("dualwrite: Config.OtherTimeout is %v: give a positive duration, or zero for the default (%v)", c.OtherTimeout, OtherTimeoutDefault)
+	case c.BreakerFailures < 0:
+		return fmt.Errorf("dualwrite: Config.BreakerFailures is %d: give a positive number, or zero for the default (%d)", c.BreakerFailures, BreakerFailuresDefault)
+	case c.BreakerCooldown < 0:
+		return fmt.Errorf("dualwrite: Config.BreakerCooldown is %v: give a positive duration, or zero for the default (%v)", c.BreakerCooldown, BreakerCooldownDefault)
+	case c.ShadowConcurrency < 0:
+		return fmt.Errorf("dualwrite: Config.ShadowConcurrency is %d: give a positive number, or zero for the default (%d)", c.ShadowConcurrency, ShadowConcurrencyDefault)
+	case c.ShadowSample < 0 || c.ShadowSample > 1 || c.ShadowSample != c.ShadowSample:
+		return fmt.Errorf("dualwrite: Config.ShadowSample is %v: give a share between 0 and 1, or zero for the default (%v, every read)", c.ShadowSample, ShadowSampleDefault)
 	}
 	if err := validSchema(c.Schema); err != nil {
 		return fmt.Errorf("dualwrite: Config.Schema: %w", err)
@@ -227,6 +295,9 @@ func (c RepairConfig) withDefaults() RepairConfig {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = RepairMaxBackoffDefault
 	}
+	if c.PassTimeout == 0 {
+		c.PassTimeout = RepairPassTimeoutDefault
+	}
 	return c
 }
 
@@ -240,6 +311,8 @@ func (c RepairConfig) validate(name string) error {
 		return fmt.Errorf("dualwrite: %s.Grace is %v: give a positive duration, or zero for the default", name, c.Grace)
 	case c.MaxBackoff < 0:
 		return fmt.Errorf("dualwrite: %s.MaxBackoff is %v: give a positive duration, or zero for the default (%v)", name, c.MaxBackoff, RepairMaxBackoffDefault)
+	case c.PassTimeout < 0:
+		return fmt.Errorf("dualwrite: %s.PassTimeout is %v: give a positive duration, or zero for the default (%v)", name, c.PassTimeout, RepairPassTimeoutDefault)
 	}
 	return nil
 }

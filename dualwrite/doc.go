@@ -194,6 +194,49 @@
 // attributes of flags.WithUser; at most 10,000 users per flush, kept a day),
 // where the cutover gates into live count the reads of the cohort they move.
 //
+// A read in shadow and live is compared only when it is sampled
+// (Config.ShadowSample), a shadow slot is free (Config.ShadowConcurrency)
+// and the other side's breaker is closed; otherwise the comparison is
+// dropped (Stats.ShadowDropped), never queued, so a slow other side fills
+// neither the caller's time nor the pool its writes need. A difference that
+// persists through the rechecks, on a routing key whose rows still have
+// repair-log entries on either side (a backlog draining after an outage), is
+// expected: it counts as pending repair (Stats.ShadowPending), not as a
+// mismatch, so it does not hold the cutover gate into live.
+//
+// # When a side misbehaves
+//
+// Each side has a circuit breaker (github.com/sony/gobreaker). The outcome
+// of every use of the other side counts: Config.BreakerFailures failures in
+// a row that say the side itself is in trouble (connection refused or
+// reset, server shutting down or out of connections), or a single timeout
+// (Config.OtherTimeout passed) after which a ping of the side on a
+// connection of its own gets no answer either, open it. (A timeout alone
+// proves nothing: a healthy side keeps a write waiting for a hot row's lock,
+// a busy pool keeps it waiting for a connection.) While it is open:
+//
+//   - writes skip that side when it is the other side: the authoritative
+//     side commits alone with the write's repair-log records, so the
+//     guarantee holds and the repair worker brings the side the write once
+//     it is back; no connection is attempted and no lock or connection of
+//     the authoritative side waits on it;
+//   - shadow reads of it are dropped;
+//   - every Config.BreakerCooldown one probe (a ping bounded by
+//     OtherTimeout) tries the side; the first that gets an answer closes the
+//     breaker. So a down side sees one connection attempt per cooldown, not
+//     one per write, and a hung one holds at most the calls in flight when
+//     it hung, each for OtherTimeout.
+//
+// The state is in Stats (OldBreaker, NewBreaker, and the calls skipped) and
+// in the metric pgshift.dualwrite.breaker_state. The authoritative side has
+// a breaker too but is never skipped: its failure is the caller's failure,
+// bounded by the caller's context. Each repair pass is bounded by
+// RepairConfig.PassTimeout, so a hung side is logged within that bound.
+//
+// The guarantee needs durable commits: a side running with fsync or
+// synchronous_commit off can lose, in a crash, commits the facade already
+// settled (their log records deleted), and nothing then repairs them.
+//
 // # Rows several cohorts write
 //
 // The facade's guarantee rests on each row having one authority at a time,

@@ -58,6 +58,10 @@ func setupOn(t testing.TB, pair *pgtest.Pair, stage flags.Stage, cfg ...func(*du
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	c.Repair.Interval = 50 * time.Millisecond
 	c.Repair.MaxBackoff = 500 * time.Millisecond
+	// Tests that count shadow reads compare every read, however slow the
+	// loaded machine makes the other side (TestShadowReadsBoundedAndDropped
+	// tests the bound).
+	c.ShadowConcurrency = 1000
 	for _, fn := range cfg {
 		fn(&c)
 	}

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift"
@@ -32,6 +34,8 @@ type Facade struct {
 	maxOrder atomic.Int64
 	// authority is each routing key's side as last caught up (catchup.go).
 	authority *authorities
+	breakers  [2]*breaker   // by side: flags.SideOld, flags.SideNew
+	shadowSem chan struct{} // one token per shadow read in flight
 	closed    atomic.Bool
 
 	bg   sync.WaitGroup // other-side commits and shadow reads in flight
@@ -67,9 +71,13 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		return nil, err
 	}
 	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite"),
-		follows: newFollows(), authority: newAuthorities()}
+		follows: newFollows(), authority: newAuthorities(), shadowSem: make(chan struct{}, cfg.ShadowConcurrency)}
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		f.breakers[sideIndex(side)] = newBreaker(side, cfg.BreakerFailures, cfg.BreakerCooldown, cfg.OtherTimeout,
+			func(ctx context.Context) error { return pingAlone(ctx, f.pool(side)) }, f.log)
+	}
 	var err error
-	if f.m, err = newInstruments(cfg.MeterProvider); err != nil {
+	if f.m, err = newInstruments(cfg.MeterProvider, f); err != nil {
 		return nil, fmt.Errorf("dualwrite: metrics: %w", err)
 	}
 	f.repairer, err = newRepairer(RepairerConfig{
@@ -83,6 +91,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		if err := f.checkInstalled(ctx, side); err != nil {
 			return nil, err
 		}
+		f.checkDurable(ctx, side)
 	}
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	f.stop, f.done = stop, make(chan struct{})
@@ -92,6 +101,9 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		defer close(f.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { f.shadows.run(wctx, f) })
+		for _, b := range f.breakers {
+			wg.Go(func() { b.run(wctx) })
+		}
 		f.deletes.run(wctx)
 		wg.Wait()
 	}()
@@ -135,6 +147,20 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 	return nil
 }
 
+// checkDurable warns when side may lose commits in a crash (fsync or
+// synchronous_commit off): the guarantee needs durable commits, since the
+// facade forgets a write's repair-log records once both sides committed it.
+func (f *Facade) checkDurable(ctx context.Context, side flags.Side) {
+	s, err := ownSQL.DurabilitySettings(ctx, f.pool(side))
+	if err != nil {
+		return // unreachable: checkInstalled has said so
+	}
+	if s.Fsync == "off" || s.SynchronousCommit == "off" {
+		f.log.Warn("a crash of this database can lose commits the facade has already settled, and nothing would repair them: turn fsync and synchronous_commit on for the migration",
+			"side", side, "fsync", s.Fsync, "synchronous_commit", s.SynchronousCommit)
+	}
+}
+
 // Install creates pgshift's own tables (schema "pgshift": the repair log and
 // the backfill progress) on one database. It is idempotent; run it on both
 // (`pgshift install` does). It refuses a schema pgshift, or objects in it,
@@ -173,6 +199,31 @@ func (f *Facade) Wait() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.shadowFlushTimeout())
 	defer cancel()
 	f.shadows.flush(ctx, f)
+}
+
+// pingAlone connects to p's database on a connection of its own (not one of
+// p's, which a busy pool may have none of, or hold broken) and pings it.
+func pingAlone(ctx context.Context, p *pgxpool.Pool) error {
+	conn, err := pgx.ConnectConfig(ctx, p.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	return conn.Ping(ctx)
+}
+
+// breaker is side's breaker.
+func (f *Facade) breaker(side flags.Side) *breaker { return f.breakers[sideIndex(side)] }
+
+func sideIndex(side flags.Side) int {
+	if side == flags.SideNew {
+		return 1
+	}
+	return 0
 }
 
 // pool is side's current pool, for work that holds no generation (start-up

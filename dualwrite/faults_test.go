@@ -33,7 +33,7 @@ func proxiedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *pgtest.Proxy) {
 
 // proxiedPoolOf is a pool of up to maxConns connections on db, through a
 // Proxy of its own.
-func proxiedPoolOf(t *testing.T, db *pgtest.DB, maxConns int32) (*pgxpool.Pool, *pgtest.Proxy) {
+func proxiedPoolOf(t testing.TB, db *pgtest.DB, maxConns int32) (*pgxpool.Pool, *pgtest.Proxy) {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	if err != nil {

@@ -436,6 +436,9 @@ func runMatrix(t *testing.T, stage flags.Stage, capture bool) {
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	cfg.Repair.Interval = 50 * time.Millisecond
 	cfg.Repair.MaxBackoff = 300 * time.Millisecond
+	// Each cell starts with the other side trusted again: a fault of the
+	// cell before opened its breaker, a probe soon closes it.
+	cfg.BreakerCooldown = 10 * time.Millisecond
 	cfg = dualwrite.WithBeforeCommit(cfg, func(_ flags.Side, authoritative bool, _ uint32) {
 		fault := armed.Load()
 		if fault == nil {
@@ -493,6 +496,7 @@ func runMatrix(t *testing.T, stage flags.Stage, capture bool) {
 			}
 			m.oldPool.Reset() // connections the fault cut are not reused
 			m.newPool.Reset()
+			waitBreakersClosed(t, f)
 			if fired.Load() {
 				firedIn[fault]++
 			}
@@ -553,4 +557,20 @@ func runMatrix(t *testing.T, stage flags.Stage, capture bool) {
 func countWhere(t *testing.T, p *pgxpool.Pool, e expectation) int {
 	t.Helper()
 	return count(t, p, e.table, e.where, e.args...)
+}
+
+// waitBreakersClosed waits until a probe has closed both sides' breakers.
+func waitBreakersClosed(t *testing.T, f *dualwrite.Facade) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s := f.Stats()
+		if s.OldBreaker == dualwrite.BreakerClosed && s.NewBreaker == dualwrite.BreakerClosed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("breakers still %s (old) and %s (new) a minute after the fault ended", s.OldBreaker, s.NewBreaker)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

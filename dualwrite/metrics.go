@@ -19,6 +19,9 @@ import (
 //	pgshift.dualwrite.errors            counter; op, kind, side
 //	pgshift.dualwrite.other_missed      counter; op, side: writes the other side missed (left to repair)
 //	pgshift.dualwrite.shadow_mismatches counter; op
+//	pgshift.dualwrite.shadow_dropped    counter; op: shadow reads not made (ShadowConcurrency reached, or the other side's breaker open)
+//	pgshift.dualwrite.breaker_state     gauge; side: 0 closed, 1 probing, 2 open (Config.BreakerFailures)
+//	pgshift.dualwrite.side_skipped      counter; side: calls that skipped the side because its breaker was open
 //	pgshift.repair.backlog              gauge; side: repair log entries on that side (Repairer)
 //	pgshift.repair.oldest_age           gauge, seconds; side: age of the oldest entry (Repairer)
 //	pgshift.repair.repaired             counter; side (the side copied to) (Repairer)
@@ -40,12 +43,13 @@ type instruments struct {
 	missed     metric.Int64Counter
 	mismatches metric.Int64Counter
 	catchUps   metric.Int64Counter
+	dropped    metric.Int64Counter
 
 	mu   sync.RWMutex
 	sets map[attrKey]metric.MeasurementOption
 
 	stats struct {
-		mismatches, missed, shadowReads, shadowTransient atomic.Int64
+		mismatches, missed, shadowReads, shadowTransient, shadowDropped, shadowPending atomic.Int64
 	}
 }
 
@@ -54,10 +58,10 @@ type attrKey struct {
 	kind   kind
 	side   flags.Side
 	failed bool
-	which  uint8 // 0 duration, 1 errors, 2 missed, 3 mismatches
+	which  uint8 // 0 duration, 1 errors, 2 missed, 3 mismatches, 4 dropped
 }
 
-func newInstruments(mp metric.MeterProvider) (*instruments, error) {
+func newInstruments(mp metric.MeterProvider, f *Facade) (*instruments, error) {
 	m := mp.Meter(meterName)
 	in := &instruments{sets: make(map[attrKey]metric.MeasurementOption)}
 	var err error
@@ -78,7 +82,26 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	if in.catchUps, err = m.Int64Counter("pgshift.dualwrite.catch_ups", metric.WithDescription("Routing keys whose repair-log entries were repaired before a new authority served them (after a stage change).")); err != nil {
 		return nil, err
 	}
-	return in, nil
+	if in.dropped, err = m.Int64Counter("pgshift.dualwrite.shadow_dropped", metric.WithDescription("Shadow reads not made: too many in flight, or the other side's breaker open.")); err != nil {
+		return nil, err
+	}
+	state, err := m.Int64ObservableGauge("pgshift.dualwrite.breaker_state", metric.WithDescription("State of each side's breaker: 0 closed, 1 probing, 2 open."))
+	if err != nil {
+		return nil, err
+	}
+	skipped, err := m.Int64ObservableCounter("pgshift.dualwrite.side_skipped", metric.WithDescription("Calls that skipped a side because its breaker was open."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, b := range f.breakers {
+			side := metric.WithAttributes(attribute.String("side", b.side.String()))
+			o.ObserveInt64(state, breakerStateValue[b.state()], side)
+			o.ObserveInt64(skipped, b.skipped.Load(), side)
+		}
+		return nil
+	}, state, skipped)
+	return in, err
 }
 
 // attrs returns the (cached) attribute option of one measurement, so that
@@ -125,6 +148,13 @@ func (in *instruments) record(ctx context.Context, op string, k kind, side flags
 func (in *instruments) otherFailed(ctx context.Context, op string, side flags.Side) {
 	in.stats.missed.Add(1)
 	in.missed.Add(ctx, 1, in.attrs(attrKey{op: op, side: side, which: 2}))
+}
+
+var breakerStateValue = map[BreakerState]int64{BreakerClosed: 0, BreakerProbing: 1, BreakerOpen: 2}
+
+func (in *instruments) shadowDropped(ctx context.Context, op string) {
+	in.stats.shadowDropped.Add(1)
+	in.dropped.Add(ctx, 1, in.attrs(attrKey{op: op, which: 4}))
 }
 
 func (in *instruments) mismatch(ctx context.Context, op string) {
@@ -195,6 +225,20 @@ type Stats struct {
 	// OtherMissed is the number of writes the other side missed (failed,
 	// timed out or diverged), left to the repair worker.
 	OtherMissed int64
+	// ShadowPending is the number of differences on a routing key whose
+	// rows the repair log still holds entries for (a backlog draining after
+	// an outage): expected, so not counted as mismatches.
+	ShadowPending int64
+	// ShadowDropped is the number of shadow reads not made: all
+	// Config.ShadowConcurrency were in flight, or the other side's breaker
+	// was open.
+	ShadowDropped int64
+	// OldBreaker and NewBreaker are the states of the sides' breakers.
+	OldBreaker, NewBreaker BreakerState
+	// OldSkipped and NewSkipped count the calls that skipped a side because
+	// its breaker was open: writes whose rows went to the repair log
+	// instead, and shadow reads dropped.
+	OldSkipped, NewSkipped int64
 	// Repaired is the number of rows the facade's repair worker copied or
 	// deleted.
 	Repaired int64
@@ -211,6 +255,12 @@ func (f *Facade) Stats() Stats {
 		ShadowMismatches: s.mismatches.Load(),
 		ShadowTransient:  s.shadowTransient.Load(),
 		OtherMissed:      s.missed.Load(),
+		ShadowDropped:    s.shadowDropped.Load(),
+		ShadowPending:    s.shadowPending.Load(),
+		OldBreaker:       f.breaker(flags.SideOld).state(),
+		NewBreaker:       f.breaker(flags.SideNew).state(),
+		OldSkipped:       f.breaker(flags.SideOld).skipped.Load(),
+		NewSkipped:       f.breaker(flags.SideNew).skipped.Load(),
 		Repaired:         f.repairer.Repaired(),
 		Backlog:          f.repairer.LastBacklog(),
 	}

@@ -3,6 +3,7 @@ package dualwrite
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"time"
 
@@ -47,7 +48,7 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	p := f.pools.acquire()
 	defer p.release()
 	var shadow chan<- answer[T]
-	if plan.CompareReads {
+	if plan.CompareReads && f.shadowAdmit(ctx, op, auth.Other()) {
 		shadow = startShadow(ctx, f, p, op, stage, fn, equal)
 	}
 	start := time.Now()
@@ -59,7 +60,33 @@ func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], e
 	if err == nil || errors.Is(err, pgx.ErrNoRows) {
 		recordOutcome(ctx, op, stage, auth)
 	}
-	return res, err
+	if err != nil {
+		return res, callError("read", op, auth, err)
+	}
+	return res, nil
+}
+
+// shadowAdmit decides whether a read is also read on the other side: a
+// sample of Config.ShadowSample, and only when a shadow slot is free
+// (Config.ShadowConcurrency) and the other side's breaker is closed. A read
+// that is not admitted for either of those reasons is dropped, never
+// queued: a slow other side must not hold the caller or fill its pool. An
+// admitted read holds a slot; startShadow gives it back.
+func (f *Facade) shadowAdmit(ctx context.Context, op Op, other flags.Side) bool {
+	if f.cfg.ShadowSample < 1 && rand.Float64() >= f.cfg.ShadowSample {
+		return false
+	}
+	if !f.breaker(other).allow() {
+		f.m.shadowDropped(ctx, op.Name)
+		return false
+	}
+	select {
+	case f.shadowSem <- struct{}{}:
+		return true
+	default:
+		f.m.shadowDropped(ctx, op.Name)
+		return false
+	}
 }
 
 // ErrCopyInRead is returned by CopyFrom on the Querier of a read function:
@@ -95,10 +122,12 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 	go func() {
 		defer f.bg.Done()
 		defer p.release()
+		defer func() { <-f.shadowSem }()
 		defer cancel()
 		start := time.Now()
 		ov, oerr := fn(sctx, reader(p, other))
 		f.m.record(sctx, op.Name, kindShadow, other, start, oerr)
+		f.breaker(other).report(oerr)
 		mismatched := false
 		defer func() {
 			if mismatched {
@@ -124,6 +153,14 @@ func startShadow[T any](ctx context.Context, f *Facade, p *pools, op Op, stage f
 			f.m.stats.shadowTransient.Add(1)
 			return
 		}
+		if pendingRepair(context.WithoutCancel(ctx), f, p, routingKey) {
+			// The repair worker has yet to copy this key's rows (a backlog
+			// draining after an outage): a difference is expected.
+			f.m.stats.shadowPending.Add(1)
+			f.log.Debug("shadow read differs on a routing key with pending repairs; counted as pending, not as a mismatch",
+				"op", op.Name, "routing_key", routingKey)
+			return
+		}
 		f.m.mismatch(sctx, op.Name)
 		mismatched = true
 		// Row contents hold personal data: log who and what, never the rows.
@@ -145,6 +182,21 @@ func agree[T any](a, o answer[T], equal Comparator[T]) bool {
 		return equal(a.v, o.v)
 	}
 	return reflect.DeepEqual(a.v, o.v)
+}
+
+// pendingRepair reports whether either side's repair log holds an entry of
+// routingKey (any entry when it is empty). A check that fails says no: the
+// difference then counts as a mismatch, as before.
+func pendingRepair(ctx context.Context, f *Facade, p *pools, routingKey string) bool {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		qctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
+		pending, err := ownSQL.RoutingKeyPending(qctx, p.side(side), routingKey)
+		cancel()
+		if err == nil && pending {
+			return true
+		}
+	}
+	return false
 }
 
 // shadowRechecks is how many times a difference is read again before it

@@ -36,8 +36,9 @@ type Repairer struct {
 
 	tables sync.Map // "schema\x00table" -> *rowsync.Table, loaded on first repair
 
-	backlogMu sync.Mutex
-	backlog   Backlog // as the worker last read it
+	backlogMu   sync.Mutex
+	backlog     Backlog      // as the worker last read it
+	backlogRead [2]time.Time // when the worker last read each side's (see backlogDue)
 
 	runMu  sync.Mutex
 	cancel context.CancelFunc // of the running worker; nil when stopped
@@ -112,14 +113,17 @@ func (r *Repairer) run(ctx context.Context) {
 		busy := false
 		var passErr error
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			n, failed, err := r.pass(ctx, side, r.cfg.Grace)
+			n, failed, err := r.boundedPass(ctx, side, r.cfg.Grace)
 			if err != nil {
 				passErr = err
 			}
-			if n+failed == r.cfg.BatchSize {
+			full := n+failed == r.cfg.BatchSize
+			if full {
 				busy = true
 			}
-			r.refreshBacklog(ctx, side)
+			if r.backlogDue(side, full) {
+				r.refreshBacklog(ctx, side)
+			}
 		}
 		wait := r.cfg.Interval
 		if ctx.Err() != nil {
@@ -216,7 +220,7 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 	for {
 		progress := false
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			n, failed, err := r.pass(ctx, side, 0)
+			n, failed, err := r.boundedPass(ctx, side, 0)
 			if err != nil {
 				return rep, err
 			}

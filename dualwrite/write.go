@@ -63,6 +63,10 @@ type write struct {
 	// committing says a COMMIT of the write was sent on some side: from
 	// then on a failed write is not run again.
 	committing atomic.Bool
+	// otherSkipped says the other side's breaker was open when the write
+	// began: the other side is not touched at all, the write's rows are
+	// left to the repair worker.
+	otherSkipped bool
 	// lateKeys says the write function Touched a row after a statement
 	// (its key came from RETURNING): the other side may make other keys.
 	lateKeys bool
@@ -87,7 +91,7 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 // commits: going on without the lock would let repair order it behind the
 // write that held it.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
-	if w.lockTx == nil || w.lockFailed || w.locked >= len(atx.touched) {
+	if w.lockTx == nil || w.lockFailed || w.otherSkipped || w.locked >= len(atx.touched) {
 		return nil
 	}
 	from, to := w.locked, len(atx.touched)
@@ -104,14 +108,18 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	w.lockTx.queueLock(atx.touched[from:to], lockWait(w.f.cfg.OtherTimeout), order)
 	lctx, cancel := context.WithTimeout(ctx, w.f.cfg.OtherTimeout)
 	defer cancel()
-	if err := w.lockTx.flush(lctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if pgErrorCode(err) == pgerrcode.LockNotAvailable {
-			w.lockFailed = true
-			return fmt.Errorf("%s: %w (%w)", w.op.Name, ErrRowBusy, err)
-		}
+	err := w.lockTx.flush(lctx)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if pgErrorCode(err) == pgerrcode.LockNotAvailable {
+		// The side answered: it is healthy, the row is busy.
+		w.f.breaker(w.lockTx.side).report(nil)
+		w.lockFailed = true
+		return fmt.Errorf("%s: %w (%w)", w.op.Name, ErrRowBusy, err)
+	}
+	w.f.breaker(w.lockTx.side).report(err)
+	if err != nil {
 		w.lockFailed = true
 		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,
 			"routing_key", w.routingKey, "err", err)
@@ -195,10 +203,18 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, er
 			break
 		}
 	}
-	if err == nil {
-		recordOutcome(ctx, op, stage, plan.Authoritative)
+	if err != nil {
+		return res, callError("write", op, plan.Authoritative, err)
 	}
-	return res, err
+	recordOutcome(ctx, op, stage, plan.Authoritative)
+	return res, nil
+}
+
+// callError names the call and the side whose failure err is, so that an
+// error that says only what broke ("connection reset by peer") says where:
+// "dualwrite: write users.update on new: ...".
+func callError(kind string, op Op, side flags.Side, err error) error {
+	return fmt.Errorf("dualwrite: %s %s on %s: %w", kind, op.Name, side, err)
 }
 
 // writeAttempts is how many times a dual write that ran into another
@@ -271,6 +287,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 		f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 		return res, err
 	}
+	w.otherSkipped = !f.breaker(otx.side).allow()
 	oerr := writeOther(ctx, w, otx, atx.touched, fn, &res)
 	if oerr != nil {
 		atx.queueLog(false) // the other side missed it: repair copies it over
@@ -278,7 +295,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 	err = atx.commit(ctx)
 	f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
 	if err != nil {
-		return res, fmt.Errorf("%s: commit on %s: %w", w.op.Name, atx.side, err)
+		return res, fmt.Errorf("commit: %w", err)
 	}
 	w.settle(ctx, atx, otx, oerr)
 	return res, nil
@@ -305,6 +322,7 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	otx, atx := w.newTx(lockSide, false), w.newTx(lockSide.Other(), true)
 	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement && !otx.marks()
 	w.lockTx, w.eager = otx, true
+	w.otherSkipped = !f.breaker(otx.side).allow()
 	follow := false
 	defer func() {
 		atx.end(ctx)
@@ -338,6 +356,10 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		// The other side has run nothing: its rollback undoes the locks.
 		return res, err
 	}
+	if w.otherSkipped {
+		w.settle(ctx, atx, otx, errSideOpen)
+		return res, nil
+	}
 	follow = true
 	w.pools.holdMore()
 	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
@@ -353,9 +375,13 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 
 // writeOther runs fn on the other side, bounded by OtherTimeout, with the
 // pull records of rows (the authoritative side's touched rows) going with its
-// first statement, and commits it.
+// first statement, and commits it; the outcome counts for the side's
+// breaker.
 func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow, fn WriteFunc[T], prev *T) error {
-	if w.lockFailed {
+	switch {
+	case w.otherSkipped:
+		return errSideOpen
+	case w.lockFailed:
 		return errUnlocked
 	}
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.f.cfg.OtherTimeout)
@@ -370,6 +396,7 @@ func writeOther[T any](ctx context.Context, w *write, otx *Tx, rows []touchedRow
 		err = otx.commit(octx)
 	}
 	w.f.m.record(ctx, w.op.Name, kindWrite, otx.side, start, err)
+	w.f.breaker(otx.side).report(err)
 	return err
 }
 
@@ -415,16 +442,27 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 	defer cancel()
 	// Connections are taken canonical side first, as everywhere: two writes
-	// never hold one pool's connection while waiting for the other's.
+	// never hold one pool's connection while waiting for the other's. A
+	// side whose breaker is open is not asked for one.
 	var oerr error
+	w.otherSkipped = !f.breaker(otx.side).allow()
+	acquireOther := func() {
+		if w.otherSkipped {
+			oerr = errSideOpen
+			return
+		}
+		if oerr = otx.acquire(octx); oerr != nil {
+			f.breaker(otx.side).report(oerr)
+		}
+	}
 	if auth == lockSide {
 		if err = atx.acquire(ctx); err != nil {
 			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 			return res, err
 		}
-		oerr = otx.acquire(octx)
+		acquireOther()
 	} else {
-		oerr = otx.acquire(octx)
+		acquireOther()
 		if err = atx.acquire(ctx); err != nil {
 			f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 			return res, err
@@ -454,6 +492,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 				oerr = otx.commit(octx)
 			}
 			f.m.record(ctx, w.op.Name, kindWrite, otx.side, ostart, oerr)
+			f.breaker(otx.side).report(oerr)
 		})
 	}
 	if res, err = fn(ctx, atx, nil); err == nil {
@@ -463,6 +502,9 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		atx.queueLog(false)
 		err = atx.commit(ctx)
 	}
+	// The authoritative connection goes back to its pool now, not once the
+	// other side is done: a slow other side holds none of it.
+	atx.end(ctx)
 	wg.Wait()
 	f.m.record(ctx, w.op.Name, kindWrite, auth, start, err)
 	if err != nil {

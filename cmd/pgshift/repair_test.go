@@ -55,6 +55,56 @@ func TestRepairDrainsLogsBothWays(t *testing.T) {
 	}
 }
 
+// TestRepairRetriesEntriesInBackoff logs a row whose entry waits out a
+// back-off after failed attempts: `pgshift repair` copies it now and says
+// it did, instead of reporting nothing done with the entry still there.
+func TestRepairRetriesEntriesInBackoff(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000003', 'c@example.com', 'only on old');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, attempts, next_attempt_at, last_error)
+		VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000003}', 'test', 3, now() + interval '1 hour', 'new was down')`)
+	code, out, errOut := pgshift(t, "repair", "--old", p.Old.URL, "--new", p.New.URL)
+	if code != exitOK {
+		t.Fatalf("repair: code %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"waiting out a back-off after failing: 1 entries", "copied old -> new: 1 rows", "repair log after: old 0 entries, new 0 entries"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("repair output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRepairLeavesEntriesAnotherRepairerHolds runs `pgshift repair` while
+// another transaction (as another repairer's pass does) holds one of two
+// entries: it settles the other, leaves the held one, and exits 0.
+func TestRepairLeavesEntriesAnotherRepairerHolds(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES
+			('00000000-0000-0000-0000-000000000004', 'd@example.com', 'd'), ('00000000-0000-0000-0000-000000000005', 'e@example.com', 'e');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op)
+		VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000004}', 'test'), ('public', 'users', '{00000000-0000-0000-0000-000000000005}', 'test')`)
+	ctx := context.Background()
+	other, err := p.Old.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback(ctx) }()
+	if _, err := other.Exec(ctx, "SELECT id FROM pgshift.repair_log WHERE key = '{00000000-0000-0000-0000-000000000004}' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := pgshift(t, "repair", "--old", p.Old.URL, "--new", p.New.URL)
+	if code != exitOK {
+		t.Fatalf("repair beside another repairer: code %d, want 0\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"copied old -> new: 1 rows", "1 entries remain that this run did not take"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("repair output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestStatusShowsBacklogAndCounts(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Domain)

@@ -289,6 +289,23 @@ func (q *Queries) RecordVerifyRun(ctx context.Context, db DBTX, arg RecordVerify
 	return err
 }
 
+const routingKeyPending = `-- name: RoutingKeyPending :one
+SELECT EXISTS (
+    SELECT 1 FROM pgshift.repair_log
+    WHERE $1::text OPERATOR(pg_catalog.=) '' OR routing_key OPERATOR(pg_catalog.=) $1::text
+) AS pending
+`
+
+// Whether this side's repair log holds an entry of a routing key (any entry
+// when the key is empty): a shadow read that found a difference for it counts
+// it as pending repair, not as a mismatch.
+func (q *Queries) RoutingKeyPending(ctx context.Context, db DBTX, routingKey string) (bool, error) {
+	row := db.QueryRow(ctx, routingKeyPending, routingKey)
+	var pending bool
+	err := row.Scan(&pending)
+	return pending, err
+}
+
 const shadowReadsSince = `-- name: ShadowReadsSince :one
 SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::bigint AS mismatches
 FROM pgshift.shadow_reads

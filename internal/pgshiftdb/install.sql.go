@@ -9,6 +9,25 @@ import (
 	"context"
 )
 
+const durabilitySettings = `-- name: DurabilitySettings :one
+SELECT pg_catalog.current_setting('fsync')::text AS fsync,
+       pg_catalog.current_setting('synchronous_commit')::text AS synchronous_commit
+`
+
+type DurabilitySettingsRow struct {
+	Fsync             string `json:"fsync"`
+	SynchronousCommit string `json:"synchronous_commit"`
+}
+
+// The settings a commit's durability rests on: with fsync or
+// synchronous_commit off, a crash can lose commits the facade has settled.
+func (q *Queries) DurabilitySettings(ctx context.Context, db DBTX) (DurabilitySettingsRow, error) {
+	row := db.QueryRow(ctx, durabilitySettings)
+	var i DurabilitySettingsRow
+	err := row.Scan(&i.Fsync, &i.SynchronousCommit)
+	return i, err
+}
+
 const foreignObjects = `-- name: ForeignObjects :many
 WITH RECURSIVE mine AS (
     SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname OPERATOR(pg_catalog.=) current_user

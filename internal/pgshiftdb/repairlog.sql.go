@@ -319,6 +319,22 @@ func (q *Queries) ResetLockTimeout(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const retryPostponedEntries = `-- name: RetryPostponedEntries :execrows
+UPDATE pgshift.repair_log
+SET next_attempt_at = now()
+WHERE next_attempt_at > now()
+`
+
+// Makes every entry waiting out a back-off after a failed attempt due now:
+// an operator's `pgshift repair` tries them at once.
+func (q *Queries) RetryPostponedEntries(ctx context.Context, db DBTX) (int64, error) {
+	result, err := db.Exec(ctx, retryPostponedEntries)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const rowEntries = `-- name: RowEntries :many
 SELECT t.n::int AS n,
        coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,

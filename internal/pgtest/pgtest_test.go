@@ -2,10 +2,17 @@ package pgtest_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
@@ -102,4 +109,86 @@ func runChild(t *testing.T, run string, env ...string) (string, error) {
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TestProxyBlackholeHoldsAndUpReleases checks the proxy's hung-server mode:
+// a query through it waits until the client's own deadline, a new
+// connection is accepted (counted) and never answered, and after Up new
+// connections work again.
+func TestProxyBlackholeHoldsAndUpReleases(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t, oldServerOf(t), pgtest.Empty)
+	p, conn := proxiedConn(t, db)
+	p.Blackhole()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "SELECT 1"); !errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err) {
+		t.Fatalf("query through a blackholed proxy: err %v, want a timeout", err)
+	}
+	before := p.Attempts()
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if c, err := pgx.ConnectConfig(ctx, proxiedConfig(t, db, p)); err == nil {
+		_ = c.Close(context.Background())
+		t.Fatal("a connection through a blackholed proxy was answered")
+	}
+	if got := p.Attempts(); got <= before {
+		t.Fatalf("attempts after a connection while blackholed: %d, want more than %d", got, before)
+	}
+	p.Up()
+	c, err := pgx.ConnectConfig(context.Background(), proxiedConfig(t, db, p))
+	if err != nil {
+		t.Fatalf("connect after Up: %v", err)
+	}
+	defer func() { _ = c.Close(context.Background()) }()
+	if _, err := c.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Fatalf("query after Up: %v", err)
+	}
+}
+
+// TestProxyDelayPassesBytes checks that a delayed proxy still passes a
+// query and its answer.
+func TestProxyDelayPassesBytes(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t, oldServerOf(t), pgtest.Empty)
+	p, conn := proxiedConn(t, db)
+	p.Delay(20 * time.Millisecond)
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT 41 + 1").Scan(&n); err != nil || n != 42 {
+		t.Fatalf("query through a delayed proxy: %d, %v", n, err)
+	}
+}
+
+func oldServerOf(t *testing.T) *pgtest.Server {
+	s, _ := pgtest.Servers(t)
+	return s
+}
+
+// proxiedConfig is db's connection config with the proxy's address.
+func proxiedConfig(t *testing.T, db *pgtest.DB, p *pgtest.Proxy) *pgx.ConnConfig {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(p.Addr())
+	n, _ := strconv.Atoi(port)
+	cfg.Host, cfg.Port, cfg.Fallbacks = host, uint16(n), nil
+	return cfg
+}
+
+// proxiedConn is a proxy in front of db and a connection through it.
+func proxiedConn(t *testing.T, db *pgtest.DB) (*pgtest.Proxy, *pgx.Conn) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pgtest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	conn, err := pgx.ConnectConfig(context.Background(), proxiedConfig(t, db, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return p, conn
 }

@@ -9,17 +9,31 @@ import (
 	"time"
 )
 
-// Proxy forwards TCP connections to a server, and on request loses the
-// server's answers, as a network that breaks after a request went out does:
-// the server acts on what it received, the client never hears back.
+// Proxy forwards TCP connections to a server and misbehaves on request, as
+// networks and servers do:
+//
+//   - LoseAnswers: the server acts on what it received, the client never
+//     hears back (a network that breaks after a request went out);
+//   - Down: connections are cut and new ones refused (a server that is down);
+//   - Blackhole: connections stay open and nothing gets through either way,
+//     new ones are accepted and never answered (a hung server, or a
+//     firewall that drops packets);
+//   - Delay: every chunk of bytes waits before it is passed on, in each
+//     direction (a slow network).
+//
+// Up ends Down and Blackhole; Delay(0) ends Delay.
 type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu      sync.Mutex
-	conns   map[*proxied]struct{}
-	total   int
-	refused bool // new connections are closed at once, as a server that is down
+	mu         sync.Mutex
+	conns      map[*proxied]struct{}
+	held       map[net.Conn]struct{} // accepted while blackholed, never answered
+	total      int
+	attempts   int
+	refused    bool // new connections are closed at once, as a server that is down
+	blackholed bool // nothing passes; new connections are held
+	delay      time.Duration
 }
 
 // Connections is how many connections the proxy has forwarded so far.
@@ -29,10 +43,19 @@ func (p *Proxy) Connections() int {
 	return p.total
 }
 
+// Attempts is how many connections clients have opened to the proxy so far:
+// those forwarded, refused (Down) and held (Blackhole).
+func (p *Proxy) Attempts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.attempts
+}
+
 type proxied struct {
 	client, server net.Conn
 	mu             sync.Mutex
 	deaf           bool // the server's bytes are dropped
+	mute           bool // the client's bytes are dropped
 }
 
 // NewProxy listens on a free loopback port and forwards every connection to
@@ -43,11 +66,12 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[*proxied]struct{}{}}
+	p := &Proxy{target: target, ln: ln, conns: map[*proxied]struct{}{}, held: map[net.Conn]struct{}{}}
 	go p.accept()
 	t.Cleanup(func() {
 		_ = ln.Close()
 		cut(p.open())
+		p.release()
 	})
 	return p
 }
@@ -62,10 +86,18 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		refused := p.refused
+		p.attempts++
+		refused, blackholed := p.refused, p.blackholed
+		if blackholed {
+			p.held[client] = struct{}{}
+		}
 		p.mu.Unlock()
-		if refused {
+		switch {
+		case refused:
 			_ = client.Close()
+			continue
+		case blackholed:
+			go func() { _, _ = io.Copy(io.Discard, client) }()
 			continue
 		}
 		server, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", p.target)
@@ -79,30 +111,45 @@ func (p *Proxy) accept() {
 		p.total++
 		p.mu.Unlock()
 		go func() {
-			_, _ = io.Copy(server, client)
+			p.pump(c, client, server, func() bool { return c.mute })
 			_ = server.Close()
 		}()
 		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := server.Read(buf)
-				c.mu.Lock()
-				deaf := c.deaf
-				c.mu.Unlock()
-				if n > 0 && !deaf {
-					if _, werr := client.Write(buf[:n]); werr != nil {
-						break
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
+			p.pump(c, server, client, func() bool { return c.deaf })
 			_ = client.Close()
 			p.mu.Lock()
 			delete(p.conns, c)
 			p.mu.Unlock()
 		}()
+	}
+}
+
+// pump copies from src to dst until either fails, dropping what arrives
+// while dropped (read under c.mu) says so, and holding each chunk back for
+// the proxy's delay.
+func (p *Proxy) pump(c *proxied, src, dst net.Conn, dropped func() bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			delay := p.delay
+			p.mu.Unlock()
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			c.mu.Lock()
+			drop := dropped()
+			c.mu.Unlock()
+			if !drop {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
@@ -130,11 +177,57 @@ func (p *Proxy) Down() {
 	cut(p.open())
 }
 
-// Up lets connections through again after Down.
+// Blackhole makes the server hang as far as its clients can tell, until Up:
+// connections open now stay open but pass nothing either way, and new
+// connections are accepted and never answered. A client waits until its own
+// deadline.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	p.blackholed = true
+	p.mu.Unlock()
+	for _, c := range p.open() {
+		c.mu.Lock()
+		c.deaf, c.mute = true, true
+		c.mu.Unlock()
+	}
+}
+
+// Up ends Down and Blackhole: connections get through again. Connections
+// that were blackholed are cut (what they sent was lost, so they cannot go
+// on), as a peer whose hang ends resets them.
 func (p *Proxy) Up() {
 	p.mu.Lock()
-	p.refused = false
+	p.refused, p.blackholed = false, false
 	p.mu.Unlock()
+	var lost []*proxied
+	for _, c := range p.open() {
+		c.mu.Lock()
+		if c.mute {
+			lost = append(lost, c)
+		}
+		c.mu.Unlock()
+	}
+	cut(lost)
+	p.release()
+}
+
+// Delay holds every chunk of bytes back for d before passing it on, in each
+// direction, on connections open now and later; Delay(0) ends it.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+// release closes the connections held while blackholed.
+func (p *Proxy) release() {
+	p.mu.Lock()
+	held := p.held
+	p.held = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for c := range held {
+		_ = c.Close()
+	}
 }
 
 // open is the connections open now.

@@ -25,6 +25,15 @@ ON CONFLICT (minute, op) DO UPDATE
 SET reads = pgshift.shadow_reads.reads + EXCLUDED.reads,
     mismatches = pgshift.shadow_reads.mismatches + EXCLUDED.mismatches;
 
+-- name: RoutingKeyPending :one
+-- Whether this side's repair log holds an entry of a routing key (any entry
+-- when the key is empty): a shadow read that found a difference for it counts
+-- it as pending repair, not as a mismatch.
+SELECT EXISTS (
+    SELECT 1 FROM pgshift.repair_log
+    WHERE @routing_key::text OPERATOR(pg_catalog.=) '' OR routing_key OPERATOR(pg_catalog.=) @routing_key::text
+) AS pending;
+
 -- name: ShadowReadsSince :one
 SELECT coalesce(sum(reads), 0)::bigint AS reads, coalesce(sum(mismatches), 0)::bigint AS mismatches
 FROM pgshift.shadow_reads

@@ -55,3 +55,9 @@ JOIN ns ON c.relnamespace OPERATOR(pg_catalog.=) ns.oid
 JOIN pg_catalog.pg_proc AS p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
 WHERE NOT tg.tgisinternal
 ORDER BY 1, 2;
+
+-- name: DurabilitySettings :one
+-- The settings a commit's durability rests on: with fsync or
+-- synchronous_commit off, a crash can lose commits the facade has settled.
+SELECT pg_catalog.current_setting('fsync')::text AS fsync,
+       pg_catalog.current_setting('synchronous_commit')::text AS synchronous_commit;

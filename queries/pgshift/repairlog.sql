@@ -122,3 +122,10 @@ WHERE id = ANY(@ids::bigint[]);
 SELECT count(*)::bigint AS entries,
        coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
 FROM pgshift.repair_log;
+
+-- name: RetryPostponedEntries :execrows
+-- Makes every entry waiting out a back-off after a failed attempt due now:
+-- an operator's `pgshift repair` tries them at once.
+UPDATE pgshift.repair_log
+SET next_attempt_at = now()
+WHERE next_attempt_at > now();

@@ -68,6 +68,17 @@ CREATE INDEX IF NOT EXISTS repair_log_key_idx
 CREATE INDEX IF NOT EXISTS repair_log_routing_key_idx
     ON pgshift.repair_log (routing_key) WHERE routing_key <> '';
 
+-- The log is a queue: an outage fills it by the million and a drain empties
+-- it. Autovacuum's defaults wait for a fifth of the table to change; these
+-- vacuum and analyze it every few thousand entries instead, so the planner
+-- knows its size from the first pass of a drain and the table shrinks back
+-- once drained.
+ALTER TABLE pgshift.repair_log SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 5000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000
+);
+
 -- backfill_chunks are the key ranges a table's backfill is split into, on the
 -- new database. The first `pgshift backfill` to reach a table plans them; any
 -- number of processes, on any machines, then lease them (FOR UPDATE SKIP

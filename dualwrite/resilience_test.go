@@ -1,0 +1,456 @@
+package dualwrite_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/repo"
+)
+
+// The fault suite of issue 27: the other side refuses connections, hangs
+// (a blackhole: connections accepted, nothing answered) or is slow, and the
+// facade must stay bounded. The tests assert counts (connection attempts,
+// writes that waited on the bad side, shadow reads made or dropped), never
+// durations; every acknowledged write is on both sides at the end.
+
+// faultBundle is a facade whose other side (for stage) is reached through a
+// proxy the test controls; direct holds pools on both databases that bypass
+// it, for the test's own checks.
+type faultBundle struct {
+	*bundle
+	direct *pgtest.Pair
+	proxy  *pgtest.Proxy
+	other  flags.Side
+}
+
+func faultSetup(t testing.TB, stage flags.Stage, otherConns int32, cfg ...func(*dualwrite.Config)) *faultBundle {
+	t.Helper()
+	direct := pgtest.NewPair(t, pgtest.Domain)
+	other := stage.Plan().Authoritative.Other()
+	via := &pgtest.Pair{Old: direct.Old, New: direct.New}
+	db := *direct.Old
+	if other == flags.SideNew {
+		db = *direct.New
+	}
+	var proxy *pgtest.Proxy
+	db.Pool, proxy = proxiedPoolOf(t, &db, otherConns)
+	if other == flags.SideNew {
+		via.New = &db
+	} else {
+		via.Old = &db
+	}
+	return &faultBundle{bundle: setupOn(t, via, stage, cfg...), direct: direct, proxy: proxy, other: other}
+}
+
+func (fb *faultBundle) skipped() int64 {
+	s := fb.facade.Stats()
+	if fb.other == flags.SideNew {
+		return s.NewSkipped
+	}
+	return s.OldSkipped
+}
+
+func (fb *faultBundle) breakerState() dualwrite.BreakerState {
+	s := fb.facade.Stats()
+	if fb.other == flags.SideNew {
+		return s.NewBreaker
+	}
+	return s.OldBreaker
+}
+
+// writeMix runs n writes of one user through the facade, each of the three
+// write paths in turn (an ordered update, a NewRows insert of a user and of
+// a post), and fails the test on any error: the other side's trouble is
+// never the caller's.
+func writeMix(t *testing.T, fb *faultBundle, user uuid.UUID, n int) {
+	t.Helper()
+	ctx := userCtx(user.String())
+	for i := range n {
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = fb.store.Users.Update(ctx, user, repo.UserUpdate{Name: fmt.Sprintf("n%d", i)})
+		case 1:
+			_, err = fb.store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("%s-%d@example.com", user, i), Name: "w"})
+		default:
+			_, err = fb.store.Posts.Create(ctx, repo.NewPost{UserID: user, Title: "p", Body: "b"})
+		}
+		if err != nil {
+			t.Fatalf("write %d failed while the other side was in trouble: %v", i, err)
+		}
+	}
+}
+
+// TestBreakerBoundsAttemptsOnADownSide stops the other side (connections
+// refused) and writes 60 times: the writes succeed, the side sees at most
+// the connection attempts that open its breaker (not one per write), every
+// later write skips it, and after the side is back the repair log brings
+// it every acknowledged write.
+func TestBreakerBoundsAttemptsOnADownSide(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			const writes = 60
+			fb := faultSetup(t, stage, 4, func(c *dualwrite.Config) {
+				c.BreakerCooldown = time.Hour // no probe during the test
+				c.RepairDisabled = true       // its passes, bounded per second, would add attempts
+			})
+			users, _ := seedDomain(t, fb.direct)
+			fb.proxy.Down()
+			before := fb.proxy.Attempts()
+			writeMix(t, fb, users[0], writes)
+			fb.facade.Wait()
+			// pgx may try a refused connection twice (with and without TLS);
+			// a write that timed out on the loaded machine instead of being
+			// refused has the side pinged once on a connection of its own.
+			if got, most := fb.proxy.Attempts()-before, 2*dualwrite.BreakerFailuresDefault+2; got > most {
+				t.Fatalf("%d connection attempts to the down side for %d writes, want at most %d (the breaker's threshold and one confirming ping)", got, writes, most)
+			}
+			if got := fb.breakerState(); got != dualwrite.BreakerOpen {
+				t.Fatalf("breaker of the down side is %s, want open", got)
+			}
+			if got, least := fb.skipped(), int64(writes-dualwrite.BreakerFailuresDefault); got < least {
+				t.Fatalf("%d writes skipped the down side, want at least %d", got, least)
+			}
+			fb.proxy.Up()
+			if _, err := fb.facade.Repairer().Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			waitDrained(t, fb.facade, 60*time.Second)
+			requireEqualSides(t, fb.direct.Old.Pool, fb.direct.New.Pool)
+		})
+	}
+}
+
+// TestBreakerProbeLetsTheSideBackIn opens the breaker with the side down,
+// brings the side back, and checks that a probe closes the breaker and
+// writes reach the side directly again (none skipped, none missed).
+func TestBreakerProbeLetsTheSideBackIn(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageDualWrite, 4, func(c *dualwrite.Config) {
+		c.BreakerCooldown = 50 * time.Millisecond
+	})
+	users, _ := seedDomain(t, fb.direct)
+	fb.proxy.Down()
+	ctx := userCtx(users[0].String())
+	for i := 0; fb.breakerState() == dualwrite.BreakerClosed; i++ {
+		if i == 100 {
+			t.Fatal("breaker still closed after 100 writes with the side down")
+		}
+		if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fb.proxy.Up()
+	deadline := time.Now().Add(60 * time.Second)
+	for fb.breakerState() != dualwrite.BreakerClosed {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker still %s a minute after the side came back", fb.breakerState())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fb.facade.Wait()
+	skipped, missed := fb.skipped(), fb.facade.Stats().OtherMissed
+	writeMix(t, fb, users[1], 9)
+	fb.facade.Wait()
+	if got := fb.skipped(); got != skipped {
+		t.Fatalf("%d writes skipped the side after its breaker closed", got-skipped)
+	}
+	if got := fb.facade.Stats().OtherMissed; got != missed {
+		t.Fatalf("the side missed %d writes after its breaker closed", got-missed)
+	}
+	waitDrained(t, fb.facade, 60*time.Second)
+	requireEqualSides(t, fb.direct.Old.Pool, fb.direct.New.Pool)
+}
+
+// TestHungSideWaitedOnOnce blackholes the other side (it accepts and never
+// answers) and writes 30 times one after the other: one write times out on
+// it, a ping confirms the hang while at most one more write waits, the
+// breaker opens and the others skip it; so the authoritative side's
+// transaction, locks and connection are held on its account at most twice. The repair worker's passes against the hung
+// side end within their bound. Once the side answers again, the repair log
+// brings it every write.
+func TestHungSideWaitedOnOnce(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			const writes = 30
+			fb := faultSetup(t, stage, 4, func(c *dualwrite.Config) {
+				c.OtherTimeout = 300 * time.Millisecond
+				c.BreakerCooldown = time.Hour
+				c.Repair.PassTimeout = 500 * time.Millisecond
+			})
+			users, _ := seedDomain(t, fb.direct)
+			fb.proxy.Blackhole()
+			writeMix(t, fb, users[0], writes)
+			fb.facade.Wait()
+			s := fb.facade.Stats()
+			if waited := s.OtherMissed - fb.skipped(); waited < 1 || waited > 2 {
+				t.Fatalf("%d writes waited on the hung side (missed %d, skipped %d), want 1 or 2", waited, s.OtherMissed, fb.skipped())
+			}
+			fb.proxy.Up()
+			waitDrained(t, fb.facade, 60*time.Second)
+			requireEqualSides(t, fb.direct.Old.Pool, fb.direct.New.Pool)
+		})
+	}
+}
+
+// TestShadowReadsBoundedAndDropped slows the other side down in shadow and
+// reads 48 times at once: at most ShadowConcurrency shadow reads are in
+// flight (the other side sees no more connections than that, and a few for
+// the facade's own work), and every read is either compared or dropped,
+// never queued.
+func TestShadowReadsBoundedAndDropped(t *testing.T) {
+	t.Parallel()
+	const shadows, readers, perReader = 2, 8, 6
+	fb := faultSetup(t, flags.StageShadow, 16, func(c *dualwrite.Config) {
+		c.ShadowConcurrency = shadows
+		c.RepairDisabled = true
+	})
+	users, _ := seedDomain(t, fb.direct)
+	before := fb.proxy.Connections()
+	fb.proxy.Delay(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for r := range readers {
+		wg.Go(func() {
+			for i := range perReader {
+				if _, err := fb.store.Users.Get(userCtx("r"), users[(r+i)%len(users)]); err != nil {
+					t.Errorf("read: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fb.facade.Wait()
+	s := fb.facade.Stats()
+	if s.ShadowReads+s.ShadowDropped != readers*perReader {
+		t.Fatalf("%d shadow reads made and %d dropped, want %d in all", s.ShadowReads, s.ShadowDropped, readers*perReader)
+	}
+	if s.ShadowDropped == 0 {
+		t.Fatalf("no shadow read dropped with %d readers and %d slots on a slow side", readers, shadows)
+	}
+	// The facade's shadow-count flush may add one connection of its own.
+	if got := fb.proxy.Connections() - before; got > shadows+1 {
+		t.Fatalf("the slow side got %d new connections, want at most %d (ShadowConcurrency and one)", got, shadows+1)
+	}
+}
+
+// TestShadowReadsSampled compares a share of the reads only.
+func TestShadowReadsSampled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) {
+		c.ShadowSample = 0.25
+		c.ShadowConcurrency = 1000
+	})
+	users, _ := seedDomain(t, b.pair)
+	const reads = 400
+	for i := range reads {
+		if _, err := b.store.Users.Get(userCtx("r"), users[i%len(users)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.facade.Wait()
+	// 100 expected; the bounds are over 8 standard deviations away.
+	if got := b.facade.Stats().ShadowReads; got < 30 || got > 200 {
+		t.Fatalf("%d of %d reads compared with ShadowSample 0.25", got, reads)
+	}
+}
+
+// TestRepairPassBoundedOnAHungSide drains a repair log while one side is
+// blackholed: the pass fails within RepairConfig.PassTimeout, saying so,
+// instead of waiting for the connection to reset.
+func TestRepairPassBoundedOnAHungSide(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	oldPool, proxy := proxiedPoolOf(t, pair.Old, 2)
+	r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: oldPool, New: pair.New.Pool,
+		RepairConfig: dualwrite.RepairConfig{PassTimeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Drain(context.Background()); err != nil {
+		t.Fatalf("drain before the fault: %v", err)
+	}
+	proxy.Blackhole()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = r.Drain(ctx)
+	if err == nil || !strings.Contains(err.Error(), "PassTimeout") {
+		t.Fatalf("drain with old hung: err %v, want one naming RepairConfig.PassTimeout", err)
+	}
+}
+
+// TestErrorsNameSideAndOperation cuts the authoritative side: the caller's
+// errors name the operation and the side, not only what broke.
+func TestErrorsNameSideAndOperation(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageComplete, 2) // proxies old
+	users, _ := seedDomain(t, fb.direct)
+	fb.stage.Set(flags.StageDualWrite) // old is authoritative
+	fb.proxy.Down()
+	ctx := userCtx("u")
+	_, werr := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "x"})
+	_, rerr := fb.store.Users.Get(ctx, users[0])
+	for _, c := range []struct {
+		err  error
+		want string
+	}{{werr, "write users.update on old"}, {rerr, "read users.get on old"}} {
+		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("error with old down: %v, want one saying %q", c.err, c.want)
+		}
+	}
+}
+
+// TestShadowDifferencePendingRepairNotAMismatch reads, in shadow, a row
+// that differs on new while its routing key has an entry in the repair log
+// (a backlog still draining after an outage): it counts as pending repair,
+// not as a mismatch; the same difference for a key with no entry is one.
+func TestShadowDifferencePendingRepairNotAMismatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageShadow, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.ShadowRecheck = -1
+	})
+	users, _ := seedDomain(t, b.pair)
+	for _, id := range users[:2] {
+		pgtest.Exec(t, b.pair.New.Pool, "UPDATE users SET name = 'differs' WHERE id = $1", id)
+	}
+	pgtest.Exec(t, b.pair.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+		VALUES ('public', 'users', ARRAY[$1::text], 'users.update', 'pending')`, users[0].String())
+	if _, err := b.store.Users.Get(userCtx("pending"), users[0]); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	if s := b.facade.Stats(); s.ShadowPending != 1 || s.ShadowMismatches != 0 {
+		t.Fatalf("difference on a key with a pending entry: %d pending, %d mismatches; want 1 and 0", s.ShadowPending, s.ShadowMismatches)
+	}
+	if _, err := b.store.Users.Get(userCtx("clean"), users[1]); err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	if s := b.facade.Stats(); s.ShadowPending != 1 || s.ShadowMismatches != 1 {
+		t.Fatalf("difference on a key without entries: %d pending, %d mismatches; want 1 and 1", s.ShadowPending, s.ShadowMismatches)
+	}
+}
+
+// BenchmarkWriteOtherHung measures an ordered write (Users.Update) with the
+// default Config (OtherTimeout 2 s) while the other side is healthy, and
+// after it hung (a blackhole): the writes in flight when it hung wait
+// OtherTimeout once (first-ms), the breaker opens, and the writes after it
+// skip the side. Latencies in milliseconds; run with -benchtime 200x.
+func BenchmarkWriteOtherHung(b *testing.B) {
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		b.Run(stage.String(), func(b *testing.B) {
+			fb := faultSetup(b, stage, 16, func(c *dualwrite.Config) {
+				c.OtherTimeout = 0 // the default
+				c.BreakerCooldown = time.Hour
+			})
+			users, _ := seedDomain(b, fb.direct)
+			ctx := userCtx(users[0].String())
+			write := func(i int) time.Duration {
+				start := time.Now()
+				if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: fmt.Sprint(i)}); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			var healthy, hung []time.Duration
+			i := 0
+			for b.Loop() {
+				healthy = append(healthy, write(i))
+				i++
+			}
+			fb.facade.Wait()
+			fb.proxy.Blackhole()
+			first := write(i)
+			for range len(healthy) {
+				i++
+				hung = append(hung, write(i))
+			}
+			fb.facade.Wait()
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			b.ReportMetric(ms(percentile(healthy, .5)), "healthy-p50-ms")
+			b.ReportMetric(ms(percentile(healthy, .99)), "healthy-p99-ms")
+			b.ReportMetric(ms(first), "first-ms")
+			b.ReportMetric(ms(percentile(hung, .5)), "open-p50-ms")
+			b.ReportMetric(ms(percentile(hung, .99)), "open-p99-ms")
+			b.ReportMetric(float64(fb.facade.Stats().OtherMissed-fb.skipped()), "waited-writes")
+			fb.proxy.Up()
+		})
+	}
+}
+
+// TestStartWarnsOnNonDurableSide starts a facade whose new side commits
+// with synchronous_commit off: it warns, naming the side and the setting.
+func TestStartWarnsOnNonDurableSide(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	cfg, err := pgxpool.ParseConfig(pair.New.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	lossy, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lossy.Close)
+	var logs strings.Builder
+	var mu sync.Mutex
+	f, err := dualwrite.New(context.Background(), dualwrite.Config{Old: pair.Old.Pool, New: lossy,
+		Stages: flags.Static(flags.StageDualWrite), RepairDisabled: true,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "side=new fsync=") || !strings.Contains(logs.String(), "synchronous_commit=off") {
+		t.Fatalf("no warning about new's synchronous_commit in the start-up logs:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestRepairLogVacuumedEagerly checks that Install sets the repair log's
+// autovacuum to run every few thousand entries, not after a fifth of the
+// table changed: a log an outage grew must be analyzed and shrink again.
+func TestRepairLogVacuumedEagerly(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	var opts []string
+	if err := pair.Old.Pool.QueryRow(context.Background(),
+		"SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'pgshift.repair_log'::regclass").Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(opts, ",")
+	for _, want := range []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_insert_scale_factor=0", "autovacuum_analyze_scale_factor=0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("repair_log's options %q lack %s", got, want)
+		}
+	}
+}
