@@ -195,8 +195,14 @@ func launchPair(ctx context.Context) (oldServer, newServer *Server, err error) {
 	var oldErr, newErr error
 	var o, n *pglaunch.Server
 	wg.Add(2)
-	go func() { defer wg.Done(); o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old", BinDir: oldDir}) }()
-	go func() { defer wg.Done(); n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new", BinDir: newDir}) }()
+	go func() {
+		defer wg.Done()
+		o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old", BinDir: oldDir})
+	}()
+	go func() {
+		defer wg.Done()
+		n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new", BinDir: newDir})
+	}()
 	wg.Wait()
 	if oldErr != nil || newErr != nil {
 		if o != nil {
