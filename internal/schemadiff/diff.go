@@ -62,6 +62,7 @@ func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Option
 		o.keepTables(keep)
 		n.keepTables(keep)
 	}
+	reprint(ctx, newDB, schema, o, n)
 	return compare(schema, o, n), nil
 }
 
@@ -133,7 +134,7 @@ func compareColumns(schema string, oldCols, newCols []column, add func(kind Kind
 		if oc.NotNull != nc.NotNull {
 			add(Nullability, object, nullability(oc.NotNull), nullability(nc.NotNull))
 		}
-		if oc.Default != nc.Default {
+		if oc.canonDefault() != nc.canonDefault() {
 			add(Default, object, orNone(oc.Default), orNone(nc.Default))
 		}
 	}
@@ -178,7 +179,7 @@ func matchItems(schema string, kind Kind, oldItems, newItems []item, byDef bool,
 	for _, o := range oldItems {
 		found := false
 		for j, n := range newItems {
-			if !usedNew[j] && o.Table == n.Table && o.Def == n.Def && (byDef || o.Name == n.Name) {
+			if !usedNew[j] && o.Table == n.Table && o.canonDef() == n.canonDef() && (byDef || o.Name == n.Name) {
 				usedNew[j], found = true, true
 				break
 			}

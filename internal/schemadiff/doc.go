@@ -26,6 +26,15 @@
 // sequences and enums are matched by name. A table missing on one side is
 // one difference; its columns, constraints and indexes are not listed again.
 //
+// Old and new may run different major versions, which print the same
+// definition differently. Definitions whose text differs are parsed again
+// by new's server, both sides' on a temporary copy of the table, and
+// compared as the expression trees new makes of them, without what only
+// says how to print them (a call written as timezone('utc', now()) or as
+// now() AT TIME ZONE 'utc' is one call); reports show each side's own
+// text. A partition's identity column is compared on its parent only
+// (PostgreSQL 17 marks the partition's column too, older versions do not).
+//
 // Not compared: column order, collations, comments, ownership and grants,
 // triggers, views, functions, and storage parameters.
 //
