@@ -136,6 +136,10 @@ func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, erro
 		s.close()
 		return nil, err
 	}
+	if err := differentDatabases(ctx, s.old, s.new); err != nil {
+		s.close()
+		return nil, err
+	}
 	names := c.tables
 	if len(names) == 0 {
 		if names, err = rowsync.ListTables(ctx, s.old, c.schema); err != nil {
@@ -253,6 +257,11 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 		oldPool.Close()
 		return nil, nil, err
 	}
+	if err := differentDatabases(ctx, oldPool, newPool); err != nil {
+		oldPool.Close()
+		newPool.Close()
+		return nil, nil, err
+	}
 	return oldPool, newPool, nil
 }
 
@@ -281,8 +290,72 @@ func catalogCommand(ctx context.Context, e *env, name string, args []string, own
 		return nil, nil, nil, code, false
 	}
 	oldPool, newPool, err := com.connectBoth(ctx)
+	if err == nil {
+		err = tablesOnEitherSide(ctx, oldPool, newPool, com.schema, com.tables)
+	}
 	if err != nil {
+		if oldPool != nil {
+			oldPool.Close()
+			newPool.Close()
+		}
 		return nil, nil, nil, fail(e, name, err), false
 	}
 	return com, oldPool, newPool, 0, true
+}
+
+// tablesOnEitherSide fails when a table named with --table exists on
+// neither side: a typo, which would otherwise read as "equal" or "nothing
+// to do".
+func tablesOnEitherSide(ctx context.Context, oldPool, newPool *pgxpool.Pool, schema string, tables []string) error {
+	var missing []string
+	for _, t := range tables {
+		found := false
+		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			var ok bool
+			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+				WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2 AND c.relkind IN ('r', 'p'))`, schema, t).Scan(&ok)
+			if err != nil {
+				return fmt.Errorf("look up table %s.%s: %w", schema, t, err)
+			}
+			found = found || ok
+		}
+		if !found {
+			missing = append(missing, schema+"."+t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("table %s exists on neither old nor new: check --table and --schema", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// errSameDatabase is returned when old and new are one database.
+var errSameDatabase = errors.New("old and new are the same database")
+
+// differentDatabases fails when old and new connect to one database (same
+// cluster, same database): every comparison would say "equal" and every
+// copy would copy a row onto itself. A cluster is told by its system
+// identifier where the role may read it (pg_control_system), else by its
+// start time, which two clusters share to the microsecond practically
+// never.
+func differentDatabases(ctx context.Context, oldPool, newPool *pgxpool.Pool) error {
+	var ids [2]string
+	for i, pool := range []*pgxpool.Pool{oldPool, newPool} {
+		err := pool.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_catalog.pg_control_system())`).Scan(&ids[i])
+		if err != nil {
+			err = pool.QueryRow(ctx, `SELECT pg_catalog.pg_postmaster_start_time()::text`).Scan(&ids[i])
+		}
+		if err != nil {
+			return fmt.Errorf("identify the %s server: %w", [2]string{"old", "new"}[i], err)
+		}
+		var db string
+		if err := pool.QueryRow(ctx, `SELECT pg_catalog.current_database()::text`).Scan(&db); err != nil {
+			return fmt.Errorf("identify the %s database: %w", [2]string{"old", "new"}[i], err)
+		}
+		ids[i] += "/" + db
+	}
+	if ids[0] == ids[1] {
+		return fmt.Errorf("%w (server %s): point --new (PGSHIFT_NEW_URL) at the database the application moves to", errSameDatabase, ids[0])
+	}
+	return nil
 }
