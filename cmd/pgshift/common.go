@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ type common struct {
 	old, new string
 	schema   string
 	tables   []string
+	// excludes are --exclude-table patterns (path.Match syntax), taken out
+	// of the tables worked on (see resolveTables).
+	excludes []string
 	json     bool
 	verbose  bool
 	// connectTimeout bounds each connection attempt (0: no bound) unless
@@ -57,6 +62,13 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 		fs.StringVar(&c.schema, "schema", c.schema, "schema of the tables")
 		fs.Func("table", "a table to work on; repeat for more (default: every table of --schema)", func(s string) error {
 			c.tables = append(c.tables, s)
+			return nil
+		})
+		fs.Func("exclude-table", "leave out the tables this pattern matches (* and ? as in shell patterns, e.g. audit_*); repeat for more", func(s string) error {
+			if _, err := path.Match(s, ""); err != nil {
+				return fmt.Errorf("pattern %q: %w", s, err)
+			}
+			c.excludes = append(c.excludes, s)
 			return nil
 		})
 	}
@@ -137,6 +149,10 @@ func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, erro
 		return nil, err
 	}
 	if err := differentDatabases(ctx, s.old, s.new); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := c.resolveTables(ctx, s.old, s.new); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -262,7 +278,46 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 		newPool.Close()
 		return nil, nil, err
 	}
+	if err := c.resolveTables(ctx, oldPool, newPool); err != nil {
+		oldPool.Close()
+		newPool.Close()
+		return nil, nil, err
+	}
 	return oldPool, newPool, nil
+}
+
+// resolveTables applies --exclude-table: the tables worked on become those
+// named with --table, or every table of the schema on either side, less
+// those a pattern matches. Without a pattern it changes nothing.
+func (c *common) resolveTables(ctx context.Context, oldPool, newPool *pgxpool.Pool) error {
+	if len(c.excludes) == 0 {
+		return nil
+	}
+	names := c.tables
+	if len(names) == 0 {
+		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			side, err := rowsync.ListTables(ctx, pool, c.schema)
+			if err != nil {
+				return err
+			}
+			for _, n := range side {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	var kept []string
+	for _, n := range names {
+		if !slices.ContainsFunc(c.excludes, func(p string) bool { ok, _ := path.Match(p, n); return ok }) {
+			kept = append(kept, n)
+		}
+	}
+	if len(kept) == 0 {
+		return fmt.Errorf("--exclude-table %s leaves no table of schema %q to work on", strings.Join(c.excludes, " --exclude-table "), c.schema)
+	}
+	c.tables = kept
+	return nil
 }
 
 // schemaOnEitherSide fails when schema exists on neither side: a mistyped
