@@ -46,6 +46,15 @@ type snapshot struct {
 	tables  []string
 	columns []column
 	items   map[Kind][]item
+	// made are the columns whose values the database makes and the
+	// triggers that may set columns (see Warning).
+	made []made
+}
+
+// made is a column whose value the database makes when a write does not
+// pass one (Column set), or a trigger that may set columns (Trigger set).
+type made struct {
+	Table, Column, Default, Trigger string
 }
 
 // Every query takes the schema name as $1. relkind 'r' and 'p' are ordinary
@@ -119,6 +128,35 @@ JOIN pg_enum e ON e.enumtypid = t.oid
 WHERE n.nspname = $1
 GROUP BY t.typname
 ORDER BY t.typname`
+
+	// madeSQL lists the columns whose values the database makes: identity
+	// columns, and defaults that call a function that is not immutable
+	// (now(), gen_random_uuid(), nextval(), found as the function OIDs of
+	// the expression tree) or CURRENT_TIMESTAMP and its kind (a
+	// SQLValueFunction before PostgreSQL 16); then the BEFORE INSERT or
+	// UPDATE row triggers that are not pgshift's own.
+	madeSQL = `
+SELECT c.relname, a.attname,
+       CASE WHEN a.attidentity <> '' THEN 'identity' ELSE pg_get_expr(d.adbin, d.adrelid) END, ''
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attgenerated = ''
+  AND (a.attidentity <> '' OR d.adbin::text LIKE '%{SQLVALUEFUNCTION %' OR EXISTS (
+    SELECT FROM pg_proc p
+    WHERE p.provolatile <> 'i'
+      AND p.oid::text IN (SELECT (regexp_matches(d.adbin::text, ':(?:funcid|opfuncid) ([0-9]+)', 'g'))[1])))
+UNION ALL
+SELECT c.relname, '', '', t.tgname
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND NOT t.tgisinternal
+  AND t.tgname NOT LIKE 'pgshift%'
+  AND t.tgtype & 1 <> 0 AND t.tgtype & 2 <> 0 AND t.tgtype & (4 | 16) <> 0
+ORDER BY 1, 2, 4`
 )
 
 // constraintKinds maps pg_constraint.contype to the kind of difference.
@@ -193,6 +231,9 @@ func load(ctx context.Context, db Beginner, schema string) (*snapshot, error) {
 			return nil, err
 		}
 	}
+	if s.made, err = collect(ctx, tx, "columns the database makes", madeSQL, schema, pgx.RowToStructByPos[made]); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -216,6 +257,7 @@ func (s *snapshot) keepTables(keep map[string]bool) {
 	}
 	s.tables = filter(s.tables, func(t string) bool { return keep[t] })
 	s.columns = filter(s.columns, func(c column) bool { return keep[c.Table] })
+	s.made = filter(s.made, func(m made) bool { return keep[m.Table] })
 	for k, items := range s.items {
 		s.items[k] = filter(items, func(it item) bool { return it.Table == "" || keep[it.Table] })
 	}

@@ -68,7 +68,7 @@ func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Option
 
 // compare lists the differences between two snapshots of schema.
 func compare(schema string, o, n *snapshot) *Report {
-	r := &Report{Schema: schema, Differences: []Difference{}}
+	r := &Report{Schema: schema, Differences: []Difference{}, Warnings: []Warning{}}
 	add := func(kind Kind, object, oldValue, newValue string) {
 		r.Differences = append(r.Differences, newDifference(kind, object, oldValue, newValue))
 	}
@@ -91,6 +91,10 @@ func compare(schema string, o, n *snapshot) *Report {
 	o.keepTables(common)
 	n.keepTables(common)
 
+	for _, m := range o.made {
+		r.Warnings = append(r.Warnings, newWarning(schema, m))
+	}
+	slices.SortStableFunc(r.Warnings, func(a, b Warning) int { return strings.Compare(a.Object, b.Object) })
 	compareColumns(schema, o.columns, n.columns, add)
 	for _, kind := range []Kind{PrimaryKey, UniqueConstraint, ForeignKey, CheckConstraint, ExclusionConstraint, Index} {
 		matchItems(schema, kind, o.items[kind], n.items[kind], true, add)

@@ -42,6 +42,13 @@
 // pg_catalog alone, so every name in a definition is schema-qualified the
 // same way on both sides whatever the connections' settings are.
 //
+// Beside the differences, a report warns (Report.Warnings, which leave it
+// equal) about old's columns whose values the database makes when a write
+// does not pass them: defaults that call a function that is not immutable
+// (now(), CURRENT_TIMESTAMP, gen_random_uuid(), nextval() of a serial),
+// identity columns, and BEFORE INSERT or UPDATE row triggers. Each side makes
+// its own value, so the rows differ unless the write function passes it.
+//
 // Every difference carries a Kind, the qualified name of the object, the old
 // and new text and a message a person can act on; Report.Write renders them
 // for a terminal and the JSON tags serve --json.
