@@ -173,7 +173,11 @@ func (r *reprinter) try(ctx context.Context, fn func() error) bool {
 func (r *reprinter) print(ctx context.Context, ddl, query string, args ...any) string {
 	var out string
 	_ = r.try(ctx, func() error {
-		if _, err := r.tx.Exec(ctx, ddl); err != nil {
+		// ddl holds definitions as a catalog printed them: sent through
+		// the extended protocol (pgx would send a statement without
+		// parameters as a simple query, which may hold several), it is one
+		// statement or an error.
+		if _, err := r.tx.Conn().PgConn().ExecParams(ctx, ddl, nil, nil, nil, nil).Close(); err != nil {
 			return err
 		}
 		if err := r.tx.QueryRow(ctx, query, args...).Scan(&out); err != nil {

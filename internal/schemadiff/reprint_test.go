@@ -91,3 +91,37 @@ func TestReprintTellsPrintFormsFromDifferences(t *testing.T) {
 		}
 	}
 }
+
+// A definition is applied as one statement or not at all: text that smuggles
+// more statements in (a COMMIT, then a DROP outside the transaction reprint
+// rolls back) fails to reparse and stays a difference, and the others never
+// run.
+func TestReprintRunsOneStatementOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE t (id int PRIMARY KEY, n int DEFAULT 1); CREATE TABLE victim (id int)`)
+	}
+	o, err := load(ctx, p.Old.Pool, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := load(ctx, p.New.Pool, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range o.columns {
+		if o.columns[i].Name == "n" {
+			o.columns[i].Default = "2; COMMIT; DROP TABLE public.victim"
+		}
+	}
+	reprint(ctx, p.New.Pool, "public", o, n)
+	if r := compare("public", o, n); len(r.Differences) != 1 {
+		t.Fatalf("%d differences, want the default's: %+v", len(r.Differences), r.Differences)
+	}
+	var exists bool
+	if err := p.New.Pool.QueryRow(ctx, `SELECT to_regclass('public.victim') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		t.Fatalf("victim exists = %v (err %v), want it untouched", exists, err)
+	}
+}
