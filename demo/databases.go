@@ -59,7 +59,12 @@ func (d *databases) launch(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i], errs[i] = pglaunch.Start(ctx, pglaunch.Options{Name: "demo-" + name})
+			dir, err := pglaunch.BinDirFor(pglaunch.Side(name))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			servers[i], errs[i] = pglaunch.Start(ctx, pglaunch.Options{Name: "demo-" + name, BinDir: dir})
 		}()
 	}
 	wg.Wait()

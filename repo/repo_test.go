@@ -128,3 +128,42 @@ func TestDeleteOfRowMissingOnOtherSideIsRepaired(t *testing.T) {
 		t.Fatalf("Drain = %+v, %v; want one entry settled from old", rep, err)
 	}
 }
+
+// TestDeleteUserWithPostsAndEventsInStrictMode: deleting a user deletes its
+// posts and events by cascade; in strict mode the delete succeeds only
+// because it Touches them, and both sides end up without them.
+func TestDeleteUserWithPostsAndEventsInStrictMode(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageDualWrite, flags.StageLive} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			s, f, pair := setup(t, stage)
+			ctx := flags.WithUser(context.Background(), "owner", nil)
+			u, err := s.Users.Create(ctx, repo.NewUser{Email: "d@example.com", Name: "D"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				if _, err := s.Posts.Create(ctx, repo.NewPost{UserID: u.ID, Title: "p"}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Events.Create(ctx, repo.NewEvent{UserID: u.ID, Kind: "k", Payload: json.RawMessage(`{}`)}); err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+			}
+			if err := s.Users.Delete(ctx, u.ID); err != nil {
+				t.Fatalf("Users.Delete of a user with posts and events: %v", err)
+			}
+			f.Wait()
+			for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+				var n int
+				if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM posts) + (SELECT count(*) FROM events)`).Scan(&n); err != nil || n != 0 {
+					t.Fatalf("%s: %d rows left (err %v), want none", db.Name, n, err)
+				}
+			}
+			if st := f.Stats(); st.OtherMissed != 0 {
+				t.Fatalf("OtherMissed = %d, want 0", st.OtherMissed)
+			}
+		})
+	}
+}

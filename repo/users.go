@@ -18,7 +18,7 @@ var (
 	opUserGet    = dualwrite.Op{Name: "users.get"}
 	opUserList   = dualwrite.Op{Name: "users.list"}
 	opUserUpdate = dualwrite.Op{Name: "users.update", OneStatement: true}
-	opUserDelete = dualwrite.Op{Name: "users.delete", OneStatement: true}
+	opUserDelete = dualwrite.Op{Name: "users.delete"}
 )
 
 // NewUser is what Create needs.
@@ -79,10 +79,20 @@ func (r *Users) Update(ctx context.Context, id uuid.UUID, in UserUpdate) (db.Use
 }
 
 // Delete removes a user and, by cascade, its posts and events, or returns
-// ErrNotFound.
+// ErrNotFound. A write Touches every row it changes, those the database
+// changes for it too (ON DELETE CASCADE): it locks the user, so that no post
+// or event of it can be added meanwhile, Touches the rows the cascade will
+// delete, then deletes.
 func (r *Users) Delete(ctx context.Context, id uuid.UUID) error {
 	_, err := dualwrite.Write(ctx, r.f, opUserDelete, func(ctx context.Context, tx *dualwrite.Tx, prev *int64) (int64, error) {
 		tx.Touch("users", id)
+		owned, err := r.q.LockUserOwnedRows(ctx, tx, id)
+		if err != nil {
+			return 0, err
+		}
+		for _, row := range owned {
+			tx.Touch(row.TableName, row.Key)
+		}
 		n, err := r.q.DeleteUser(ctx, tx, id)
 		if err != nil {
 			return 0, err

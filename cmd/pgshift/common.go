@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ type common struct {
 	old, new string
 	schema   string
 	tables   []string
+	// excludes are --exclude-table patterns (path.Match syntax), taken out
+	// of the tables worked on (see resolveTables).
+	excludes []string
 	json     bool
 	verbose  bool
 	// connectTimeout bounds each connection attempt (0: no bound) unless
@@ -57,6 +62,13 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 		fs.StringVar(&c.schema, "schema", c.schema, "schema of the tables")
 		fs.Func("table", "a table to work on; repeat for more (default: every table of --schema)", func(s string) error {
 			c.tables = append(c.tables, s)
+			return nil
+		})
+		fs.Func("exclude-table", "leave out the tables this pattern matches (* and ? as in shell patterns, e.g. audit_*); repeat for more", func(s string) error {
+			if _, err := path.Match(s, ""); err != nil {
+				return fmt.Errorf("pattern %q: %w", s, err)
+			}
+			c.excludes = append(c.excludes, s)
 			return nil
 		})
 	}
@@ -133,6 +145,14 @@ func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, erro
 		return nil, err
 	}
 	if s.new, err = c.connect(ctx, "new", c.new, maxConns); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := differentDatabases(ctx, s.old, s.new); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := c.resolveTables(ctx, s.old, s.new); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -253,7 +273,51 @@ func (c *common) connectBoth(ctx context.Context) (oldPool, newPool *pgxpool.Poo
 		oldPool.Close()
 		return nil, nil, err
 	}
+	if err := differentDatabases(ctx, oldPool, newPool); err != nil {
+		oldPool.Close()
+		newPool.Close()
+		return nil, nil, err
+	}
+	if err := c.resolveTables(ctx, oldPool, newPool); err != nil {
+		oldPool.Close()
+		newPool.Close()
+		return nil, nil, err
+	}
 	return oldPool, newPool, nil
+}
+
+// resolveTables applies --exclude-table: the tables worked on become those
+// named with --table, or every table of the schema on either side, less
+// those a pattern matches. Without a pattern it changes nothing.
+func (c *common) resolveTables(ctx context.Context, oldPool, newPool *pgxpool.Pool) error {
+	if len(c.excludes) == 0 {
+		return nil
+	}
+	names := c.tables
+	if len(names) == 0 {
+		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			side, err := rowsync.ListTables(ctx, pool, c.schema)
+			if err != nil {
+				return err
+			}
+			for _, n := range side {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	var kept []string
+	for _, n := range names {
+		if !slices.ContainsFunc(c.excludes, func(p string) bool { ok, _ := path.Match(p, n); return ok }) {
+			kept = append(kept, n)
+		}
+	}
+	if len(kept) == 0 {
+		return fmt.Errorf("--exclude-table %s leaves no table of schema %q to work on", strings.Join(c.excludes, " --exclude-table "), c.schema)
+	}
+	c.tables = kept
+	return nil
 }
 
 // schemaOnEitherSide fails when schema exists on neither side: a mistyped
@@ -281,8 +345,72 @@ func catalogCommand(ctx context.Context, e *env, name string, args []string, own
 		return nil, nil, nil, code, false
 	}
 	oldPool, newPool, err := com.connectBoth(ctx)
+	if err == nil {
+		err = tablesOnEitherSide(ctx, oldPool, newPool, com.schema, com.tables)
+	}
 	if err != nil {
+		if oldPool != nil {
+			oldPool.Close()
+			newPool.Close()
+		}
 		return nil, nil, nil, fail(e, name, err), false
 	}
 	return com, oldPool, newPool, 0, true
+}
+
+// tablesOnEitherSide fails when a table named with --table exists on
+// neither side: a typo, which would otherwise read as "equal" or "nothing
+// to do".
+func tablesOnEitherSide(ctx context.Context, oldPool, newPool *pgxpool.Pool, schema string, tables []string) error {
+	var missing []string
+	for _, t := range tables {
+		found := false
+		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			var ok bool
+			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+				WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2 AND c.relkind IN ('r', 'p'))`, schema, t).Scan(&ok)
+			if err != nil {
+				return fmt.Errorf("look up table %s.%s: %w", schema, t, err)
+			}
+			found = found || ok
+		}
+		if !found {
+			missing = append(missing, schema+"."+t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("table %s exists on neither old nor new: check --table and --schema", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// errSameDatabase is returned when old and new are one database.
+var errSameDatabase = errors.New("old and new are the same database")
+
+// differentDatabases fails when old and new connect to one database (same
+// cluster, same database): every comparison would say "equal" and every
+// copy would copy a row onto itself. A cluster is told by its system
+// identifier where the role may read it (pg_control_system), else by its
+// start time, which two clusters share to the microsecond practically
+// never.
+func differentDatabases(ctx context.Context, oldPool, newPool *pgxpool.Pool) error {
+	var ids [2]string
+	for i, pool := range []*pgxpool.Pool{oldPool, newPool} {
+		err := pool.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_catalog.pg_control_system())`).Scan(&ids[i])
+		if err != nil {
+			err = pool.QueryRow(ctx, `SELECT pg_catalog.pg_postmaster_start_time()::text`).Scan(&ids[i])
+		}
+		if err != nil {
+			return fmt.Errorf("identify the %s server: %w", [2]string{"old", "new"}[i], err)
+		}
+		var db string
+		if err := pool.QueryRow(ctx, `SELECT pg_catalog.current_database()::text`).Scan(&db); err != nil {
+			return fmt.Errorf("identify the %s database: %w", [2]string{"old", "new"}[i], err)
+		}
+		ids[i] += "/" + db
+	}
+	if ids[0] == ids[1] {
+		return fmt.Errorf("%w (server %s): point --new (PGSHIFT_NEW_URL) at the database the application moves to", errSameDatabase, ids[0])
+	}
+	return nil
 }

@@ -75,7 +75,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("move off -> shadow --force: code %d, %s", code, errOut)
 	}
 	mustRun("install")
-	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "dualwrite"}, testers...)...); code != exitOK || !strings.Contains(out, "ready: 3 gates met") {
+	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "dualwrite"}, testers...)...); code != exitOK || !strings.Contains(out, "ready: 4 gates met") {
 		t.Fatalf("preflight after install: code %d\n%s", code, out)
 	}
 	out = mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)

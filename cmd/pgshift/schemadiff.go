@@ -19,6 +19,11 @@ indexes, sequences (not their values) and enum types. Run it before backfill
 and before moving writes: a row that fits one side must fit the other.
 pgshift's own schema is never compared.
 
+It also warns about columns whose values the database makes when a write
+does not pass one (defaults such as now() or gen_random_uuid(), identity and
+serial columns, BEFORE triggers): each side makes its own, so a write
+function must pass those values. Warnings do not change the exit status.
+
 Exit status 0 when the schemas match, 1 when they differ.
 
 Examples:

@@ -20,6 +20,15 @@
 // PATH, in the directory `pg_config --bindir` names, and in the versioned
 // directories Debian and the PostgreSQL packages use (/usr/lib/postgresql/N/bin,
 // /usr/pgsql-N/bin, /usr/local/pgsql/bin), newest version first.
+//
+// The two sides of a migration may run different major versions: BinDirFor
+// takes the old side's directory from $PGSHIFT_OLD_BINDIR and the new side's
+// from $PGSHIFT_NEW_BINDIR, each falling back to FindBinDir when unset.
+// scripts/fetch-postgres fetches and caches the binaries of every major
+// version from 13 to 18 and prints their directories:
+//
+//	PGSHIFT_OLD_BINDIR=$(scripts/fetch-postgres 13) \
+//	PGSHIFT_NEW_BINDIR=$(scripts/fetch-postgres 17) go test ./internal/verify/
 package pglaunch
 
 import (
@@ -60,7 +69,7 @@ var searchRoots = []string{
 
 // FindBinDir returns the directory holding initdb and postgres.
 func FindBinDir() (string, error) {
-	if dir := os.Getenv("PGSHIFT_PG_BINDIR"); dir != "" {
+	if dir := os.Getenv(EnvBinDir); dir != "" {
 		if hasServer(dir) {
 			return dir, nil
 		}
@@ -94,6 +103,42 @@ func FindBinDir() (string, error) {
 	}
 	return "", fmt.Errorf("%w (looked in PATH, `pg_config --bindir`, %s): install them (Debian/Ubuntu: apt-get install postgresql) or set PGSHIFT_TEST_OLD_URL and PGSHIFT_TEST_NEW_URL to existing servers",
 		ErrNoBinaries, strings.Join(searchRoots, ", "))
+}
+
+// Side is one side of a migration, as BinDirFor knows it.
+type Side string
+
+// The two sides.
+const (
+	Old Side = "old"
+	New Side = "new"
+)
+
+// Environment variables naming the binary directory of one side.
+const (
+	EnvBinDir    = "PGSHIFT_PG_BINDIR"
+	EnvOldBinDir = "PGSHIFT_OLD_BINDIR"
+	EnvNewBinDir = "PGSHIFT_NEW_BINDIR"
+)
+
+// BinDirFor returns the directory of the server binaries for side: the
+// directory $PGSHIFT_OLD_BINDIR (old) or $PGSHIFT_NEW_BINDIR (new) names when
+// it is set, else FindBinDir's.
+func BinDirFor(side Side) (string, error) {
+	env := EnvOldBinDir
+	if side == New {
+		env = EnvNewBinDir
+	} else if side != Old {
+		return "", fmt.Errorf("pglaunch: side %q: want %q or %q", side, Old, New)
+	}
+	dir := os.Getenv(env)
+	if dir == "" {
+		return FindBinDir()
+	}
+	if !hasServer(dir) {
+		return "", fmt.Errorf("%w in %s=%s: point it at the directory holding initdb and postgres (scripts/fetch-postgres MAJOR prints one), or unset it", ErrNoBinaries, env, dir)
+	}
+	return dir, nil
 }
 
 func hasServer(dir string) bool {
@@ -223,8 +268,11 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 
 func (s *Server) initdb(ctx context.Context) error {
 	cmd := s.command(ctx, "initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+		"-E", "UTF8", "--locale=C", "--no-sync")
 	out, err := cmd.CombinedOutput()
+	if errors.Is(err, os.ErrPermission) && s.cred != nil {
+		return fmt.Errorf("pglaunch %s: initdb: %w: the postgres system user cannot run the binaries in %s; make the directory and every parent readable by all (chmod a+rX) or keep the binaries outside /root (scripts/fetch-postgres caches them in /var/cache/pgshift when run as root)", s.name, err, s.binDir)
+	}
 	if err != nil {
 		return fmt.Errorf("pglaunch %s: initdb: %w: %s", s.name, err, LastLines(string(out), 5))
 	}
@@ -346,6 +394,20 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) removeDir() { _ = os.RemoveAll(s.dir) }
+
+// MajorVersion is the server's major version (13, 17, ...), as its data
+// directory records it.
+func (s *Server) MajorVersion() (int, error) {
+	b, err := os.ReadFile(filepath.Join(s.dataDir(), "PG_VERSION"))
+	if err != nil {
+		return 0, fmt.Errorf("pglaunch %s: %w", s.name, err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("pglaunch %s: PG_VERSION: %w", s.name, err)
+	}
+	return v, nil
+}
 
 // Port is the TCP port the server listens on (127.0.0.1).
 func (s *Server) Port() int { return s.port }

@@ -343,3 +343,34 @@ func TestBouncerPoolsTransactions(t *testing.T) {
 		t.Fatal("PgBouncer still answers after Close")
 	}
 }
+
+// Each side's variable names its own directory; an unset one falls back to
+// FindBinDir, a wrong one is an error naming the variable.
+func TestBinDirForTakesEachSidesVariable(t *testing.T) {
+	// Not parallel: changes the environment.
+	machine, err := FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	for _, name := range []string{"initdb", "postgres"} {
+		if err := os.Symlink(filepath.Join(machine, name), filepath.Join(other, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(EnvOldBinDir, other)
+	t.Setenv(EnvNewBinDir, "")
+	if got, err := BinDirFor(Old); err != nil || got != other {
+		t.Fatalf("BinDirFor(Old) = %q, %v; want %q", got, err, other)
+	}
+	if got, err := BinDirFor(New); err != nil || got != machine {
+		t.Fatalf("BinDirFor(New) = %q, %v; want the machine's %q", got, err, machine)
+	}
+	t.Setenv(EnvNewBinDir, "/nonexistent/pg18/bin")
+	if _, err := BinDirFor(New); !errors.Is(err, ErrNoBinaries) || !strings.Contains(err.Error(), "PGSHIFT_NEW_BINDIR=/nonexistent/pg18/bin") {
+		t.Fatalf("err = %v, want ErrNoBinaries naming PGSHIFT_NEW_BINDIR", err)
+	}
+	if _, err := BinDirFor("middle"); err == nil {
+		t.Fatal("BinDirFor(\"middle\") succeeded, want an error")
+	}
+}

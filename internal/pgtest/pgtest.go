@@ -12,6 +12,11 @@
 // Tests that stop, kill or restart a server ask for servers of their own with
 // Dedicated, which always launches local ones.
 //
+// The old and new servers may run different major versions: the launcher
+// takes each side's binaries from PGSHIFT_OLD_BINDIR and PGSHIFT_NEW_BINDIR
+// (see pglaunch.BinDirFor; scripts/fetch-postgres fetches them), and
+// MajorVersions tells a test which versions it got.
+//
 // A machine without the server binaries fails the test with one line saying
 // what to install or which variables to set; it never skips.
 package pgtest
@@ -55,6 +60,24 @@ func (s *Server) URL(db string) string {
 		return s.Launched.URL(db)
 	}
 	return replaceDatabase(s.AdminURL, db)
+}
+
+// MajorVersion is the server's PostgreSQL major version (13, ..., 18); it
+// fails the test when the server does not answer.
+func (s *Server) MajorVersion(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.AdminURL)
+	if err != nil {
+		t.Fatalf("pgtest: server version: %v", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var num int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		t.Fatalf("pgtest: server version: %v", err)
+	}
+	return num / 10000
 }
 
 // replaceDatabase returns connection string conn with its database set to db.
@@ -160,15 +183,26 @@ func Dedicated(t testing.TB) (oldServer, newServer *Server) {
 }
 
 func launchPair(ctx context.Context) (oldServer, newServer *Server, err error) {
-	if _, err := pglaunch.FindBinDir(); err != nil {
-		return nil, nil, fmt.Errorf("pgtest: %w", err)
+	oldDir, err := pglaunch.BinDirFor(pglaunch.Old)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgtest: old server: %w", err)
+	}
+	newDir, err := pglaunch.BinDirFor(pglaunch.New)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgtest: new server: %w", err)
 	}
 	var wg sync.WaitGroup
 	var oldErr, newErr error
 	var o, n *pglaunch.Server
 	wg.Add(2)
-	go func() { defer wg.Done(); o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old"}) }()
-	go func() { defer wg.Done(); n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new"}) }()
+	go func() {
+		defer wg.Done()
+		o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old", BinDir: oldDir})
+	}()
+	go func() {
+		defer wg.Done()
+		n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new", BinDir: newDir})
+	}()
 	wg.Wait()
 	if oldErr != nil || newErr != nil {
 		if o != nil {

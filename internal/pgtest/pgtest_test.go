@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshift/pgshift/internal/pglaunch"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -76,7 +78,8 @@ func TestMissingBinariesFailWithOneLine(t *testing.T) {
 	if os.Getenv("PGTEST_CHILD") == "nobin" {
 		return
 	}
-	out, err := runChild(t, "^TestChildNeedsServers$", "PGTEST_CHILD=nobin", "PGSHIFT_PG_BINDIR=/nonexistent/pg/bin")
+	out, err := runChild(t, "^TestChildNeedsServers$", "PGTEST_CHILD=nobin", "PGSHIFT_PG_BINDIR=/nonexistent/pg/bin",
+		pglaunch.EnvOldBinDir+"=", pglaunch.EnvNewBinDir+"=")
 	if err == nil {
 		t.Fatalf("child passed without server binaries:\n%s", out)
 	}
@@ -191,4 +194,41 @@ func proxiedConn(t *testing.T, db *pgtest.DB) (*pgtest.Proxy, *pgx.Conn) {
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return p, conn
+}
+
+// Each launched side runs the major version of the binaries its side's
+// directory holds (PGSHIFT_OLD_BINDIR, PGSHIFT_NEW_BINDIR, or the machine's
+// one), so a cross-version run really tests two versions.
+func TestSidesRunTheBinariesOfTheirSide(t *testing.T) {
+	t.Parallel()
+	oldServer, newServer := pgtest.Servers(t)
+	for _, side := range []struct {
+		side   pglaunch.Side
+		server *pgtest.Server
+	}{{pglaunch.Old, oldServer}, {pglaunch.New, newServer}} {
+		if side.server.Launched == nil {
+			t.Skipf("%s server comes from %s, not from the launcher", side.side, pgtest.EnvOldURL)
+		}
+		dir, err := pglaunch.BinDirFor(side.side)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
+		if err != nil {
+			t.Fatalf("%s/postgres --version: %v", dir, err)
+		}
+		// "postgres (PostgreSQL) 17.10"
+		fields := strings.Fields(string(out))
+		want, err := strconv.Atoi(strings.SplitN(fields[len(fields)-1], ".", 2)[0])
+		if err != nil {
+			t.Fatalf("version in %q: %v", out, err)
+		}
+		if got := side.server.MajorVersion(t); got != want {
+			t.Fatalf("%s server runs PostgreSQL %d, want %d from %s", side.side, got, want, dir)
+		}
+		launched, err := side.server.Launched.MajorVersion()
+		if err != nil || launched != want {
+			t.Fatalf("%s: pglaunch.Server.MajorVersion = %d, %v; want %d", side.side, launched, err, want)
+		}
+	}
 }

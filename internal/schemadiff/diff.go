@@ -62,12 +62,13 @@ func Diff(ctx context.Context, oldDB, newDB Beginner, schema string, opts Option
 		o.keepTables(keep)
 		n.keepTables(keep)
 	}
+	reprint(ctx, newDB, schema, o, n)
 	return compare(schema, o, n), nil
 }
 
 // compare lists the differences between two snapshots of schema.
 func compare(schema string, o, n *snapshot) *Report {
-	r := &Report{Schema: schema, Differences: []Difference{}}
+	r := &Report{Schema: schema, Differences: []Difference{}, Warnings: []Warning{}}
 	add := func(kind Kind, object, oldValue, newValue string) {
 		r.Differences = append(r.Differences, newDifference(kind, object, oldValue, newValue))
 	}
@@ -90,6 +91,10 @@ func compare(schema string, o, n *snapshot) *Report {
 	o.keepTables(common)
 	n.keepTables(common)
 
+	for _, m := range o.made {
+		r.Warnings = append(r.Warnings, newWarning(schema, m))
+	}
+	slices.SortStableFunc(r.Warnings, func(a, b Warning) int { return strings.Compare(a.Object, b.Object) })
 	compareColumns(schema, o.columns, n.columns, add)
 	for _, kind := range []Kind{PrimaryKey, UniqueConstraint, ForeignKey, CheckConstraint, ExclusionConstraint, Index} {
 		matchItems(schema, kind, o.items[kind], n.items[kind], true, add)
@@ -133,7 +138,7 @@ func compareColumns(schema string, oldCols, newCols []column, add func(kind Kind
 		if oc.NotNull != nc.NotNull {
 			add(Nullability, object, nullability(oc.NotNull), nullability(nc.NotNull))
 		}
-		if oc.Default != nc.Default {
+		if oc.canonDefault() != nc.canonDefault() {
 			add(Default, object, orNone(oc.Default), orNone(nc.Default))
 		}
 	}
@@ -178,7 +183,7 @@ func matchItems(schema string, kind Kind, oldItems, newItems []item, byDef bool,
 	for _, o := range oldItems {
 		found := false
 		for j, n := range newItems {
-			if !usedNew[j] && o.Table == n.Table && o.Def == n.Def && (byDef || o.Name == n.Name) {
+			if !usedNew[j] && o.Table == n.Table && o.canonDef() == n.canonDef() && (byDef || o.Name == n.Name) {
 				usedNew[j], found = true, true
 				break
 			}

@@ -262,3 +262,33 @@ func render(t *testing.T, r *schemadiff.Report) string {
 	}
 	return b.String()
 }
+
+// Columns whose values the database makes (defaults that are not immutable,
+// identity and serial columns) and triggers that may set columns are
+// warned about per table: they differ between the sides unless the write
+// function passes the value. Constant defaults are not, and warnings leave
+// the report equal.
+func TestWarnsAboutValuesTheDatabaseMakes(t *testing.T) {
+	t.Parallel()
+	p := setup(t, `CREATE TABLE made (
+		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		at timestamptz DEFAULT now(), ct timestamp DEFAULT CURRENT_TIMESTAMP, u uuid DEFAULT gen_random_uuid(),
+		n serial, r float8 DEFAULT random() * 2,
+		c text DEFAULT 'x', two int DEFAULT 1 + 1, up text DEFAULT upper('x'),
+		g int GENERATED ALWAYS AS (two * 2) STORED);
+		CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.at := now(); RETURN NEW; END$$;
+		CREATE TRIGGER stamp BEFORE UPDATE ON made FOR EACH ROW EXECUTE FUNCTION stamp();
+		CREATE TRIGGER after_only AFTER INSERT ON made FOR EACH ROW EXECUTE FUNCTION stamp();`, "", "")
+	r := diff(t, p, "public", schemadiff.Options{})
+	var got []string
+	for _, w := range r.Warnings {
+		got = append(got, w.Object)
+	}
+	want := []string{"public.made.at", "public.made.ct", "public.made.id", "public.made.n", "public.made.r", "public.made.stamp", "public.made.u"}
+	if !r.Equal() || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("warnings on %v (equal %v), want %v:\n%s", got, r.Equal(), want, render(t, r))
+	}
+	if out := render(t, r); !strings.Contains(out, "warning: column public.made.at defaults to now(), which makes a different value on each side") {
+		t.Fatalf("report does not say what to do about now():\n%s", out)
+	}
+}

@@ -26,12 +26,28 @@
 // sequences and enums are matched by name. A table missing on one side is
 // one difference; its columns, constraints and indexes are not listed again.
 //
+// Old and new may run different major versions, which print the same
+// definition differently. Definitions whose text differs are parsed again
+// by new's server, both sides' on a temporary copy of the table, and
+// compared as the expression trees new makes of them, without what only
+// says how to print them (a call written as timezone('utc', now()) or as
+// now() AT TIME ZONE 'utc' is one call); reports show each side's own
+// text. A partition's identity column is compared on its parent only
+// (PostgreSQL 17 marks the partition's column too, older versions do not).
+//
 // Not compared: column order, collations, comments, ownership and grants,
 // triggers, views, functions, and storage parameters.
 //
 // The catalogs are read in a transaction per side with search_path set to
 // pg_catalog alone, so every name in a definition is schema-qualified the
 // same way on both sides whatever the connections' settings are.
+//
+// Beside the differences, a report warns (Report.Warnings, which leave it
+// equal) about old's columns whose values the database makes when a write
+// does not pass them: defaults that call a function that is not immutable
+// (now(), CURRENT_TIMESTAMP, gen_random_uuid(), nextval() of a serial),
+// identity columns, and BEFORE INSERT or UPDATE row triggers. Each side makes
+// its own value, so the rows differ unless the write function passes it.
 //
 // Every difference carries a Kind, the qualified name of the object, the old
 // and new text and a message a person can act on; Report.Write renders them

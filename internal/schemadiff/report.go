@@ -83,6 +83,35 @@ type Difference struct {
 type Report struct {
 	Schema      string       `json:"schema"`
 	Differences []Difference `json:"differences"`
+	// Warnings are about old's schema, not differences: they leave the
+	// report equal.
+	Warnings []Warning `json:"warnings"`
+}
+
+// Warning names a column whose value the database makes when a write does
+// not pass one (a default such as now() or gen_random_uuid(), an identity
+// column), or a trigger that may set columns: the two sides make different
+// values unless the write function passes the value.
+type Warning struct {
+	// Object is schema.table.column, or schema.table.trigger for a trigger.
+	Object  string `json:"object"`
+	Message string `json:"message"`
+}
+
+func newWarning(schema string, m made) Warning {
+	switch {
+	case m.Trigger != "":
+		return Warning{Object: quoteName(schema, m.Table, m.Trigger), Message: fmt.Sprintf(
+			"trigger %s runs before each insert or update of %s and may set columns on each side itself: what it sets must not depend on the side (time, sequences, random values), or the write function must set those columns",
+			quoteName(m.Trigger), quoteName(schema, m.Table))}
+	case m.Default == "identity":
+		return Warning{Object: quoteName(schema, m.Table, m.Column), Message: fmt.Sprintf(
+			"column %s is an identity column: a write that does not pass its value gets one from each side's sequence; pass the authoritative side's value (RETURNING) to the other side, and run pgshift sync-sequences before writes move",
+			quoteName(schema, m.Table, m.Column))}
+	}
+	return Warning{Object: quoteName(schema, m.Table, m.Column), Message: fmt.Sprintf(
+		"column %s defaults to %s, which makes a different value on each side: a write must pass the value (one the application makes, or the authoritative side's from RETURNING)",
+		quoteName(schema, m.Table, m.Column), m.Default)}
 }
 
 // Equal reports whether old and new have no difference.
@@ -98,6 +127,9 @@ func (r *Report) Write(w io.Writer) error {
 		for _, d := range r.Differences {
 			fmt.Fprintf(&b, "  %-21s %s\n", d.Kind, d.Message)
 		}
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(&b, "  warning: %s\n", w.Message)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -122,6 +122,41 @@ func (q *Queries) ListUsers(ctx context.Context, db DBTX, arg ListUsersParams) (
 	return items, nil
 }
 
+const lockUserOwnedRows = `-- name: LockUserOwnedRows :many
+WITH owner AS (SELECT users.id AS user_id FROM users WHERE users.id = $1 FOR UPDATE)
+SELECT 'posts'::text AS table_name, p.id::text AS key FROM posts p JOIN owner o ON p.user_id = o.user_id
+UNION ALL
+SELECT 'events'::text, e.id::text FROM events e JOIN owner o ON e.user_id = o.user_id
+`
+
+type LockUserOwnedRowsRow struct {
+	TableName string `json:"table_name"`
+	Key       string `json:"key"`
+}
+
+// Locks the user (so no post or event of it can be added until the
+// transaction ends) and returns the table and key, as text, of every row that
+// deleting the user deletes by cascade: the rows a delete must Touch.
+func (q *Queries) LockUserOwnedRows(ctx context.Context, db DBTX, id uuid.UUID) ([]LockUserOwnedRowsRow, error) {
+	rows, err := db.Query(ctx, lockUserOwnedRows, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LockUserOwnedRowsRow
+	for rows.Next() {
+		var i LockUserOwnedRowsRow
+		if err := rows.Scan(&i.TableName, &i.Key); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const updateUser = `-- name: UpdateUser :one
 UPDATE users
 SET name = $1, country = $2, plan = $3, updated_at = $4
