@@ -309,11 +309,10 @@ func (q *Queries) RepairBacklog(ctx context.Context, db DBTX) (RepairBacklogRow,
 }
 
 const resetLockTimeout = `-- name: ResetLockTimeout :exec
-SELECT pg_catalog.set_config('lock_timeout', s.reset_val, true)
-FROM pg_catalog.pg_settings AS s WHERE s.name = 'lock_timeout'
+SELECT pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('pgshift.lock_timeout'), true)
 `
 
-// Undoes SetLockTimeout: the session's own lock_timeout again.
+// Undoes SetLockTimeout: the bound in force before it again.
 func (q *Queries) ResetLockTimeout(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, resetLockTimeout)
 	return err
@@ -384,12 +383,14 @@ func (q *Queries) RowEntries(ctx context.Context, db DBTX, arg RowEntriesParams)
 }
 
 const setLockTimeout = `-- name: SetLockTimeout :exec
-SELECT pg_catalog.set_config('lock_timeout', $1::text, true)
+SELECT pg_catalog.set_config('pgshift.lock_timeout', pg_catalog.current_setting('lock_timeout'), true),
+       pg_catalog.set_config('lock_timeout', $1::text, true)
 `
 
 // Bounds, for the rest of the transaction, how long a lock is waited for
 // (milliseconds): a row another write holds then fails with SQLSTATE 55P03,
-// which a server that does not answer never does.
+// which a server that does not answer never does. The bound in force before
+// is kept for ResetLockTimeout.
 func (q *Queries) SetLockTimeout(ctx context.Context, db DBTX, milliseconds string) error {
 	_, err := db.Exec(ctx, setLockTimeout, milliseconds)
 	return err

@@ -20,13 +20,14 @@ FROM (SELECT count(pg_advisory_xact_lock(l.id)) FROM pg_catalog.unnest(@lock_ids
 -- name: SetLockTimeout :exec
 -- Bounds, for the rest of the transaction, how long a lock is waited for
 -- (milliseconds): a row another write holds then fails with SQLSTATE 55P03,
--- which a server that does not answer never does.
-SELECT pg_catalog.set_config('lock_timeout', @milliseconds::text, true);
+-- which a server that does not answer never does. The bound in force before
+-- is kept for ResetLockTimeout.
+SELECT pg_catalog.set_config('pgshift.lock_timeout', pg_catalog.current_setting('lock_timeout'), true),
+       pg_catalog.set_config('lock_timeout', @milliseconds::text, true);
 
 -- name: ResetLockTimeout :exec
--- Undoes SetLockTimeout: the session's own lock_timeout again.
-SELECT pg_catalog.set_config('lock_timeout', s.reset_val, true)
-FROM pg_catalog.pg_settings AS s WHERE s.name = 'lock_timeout';
+-- Undoes SetLockTimeout: the bound in force before it again.
+SELECT pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('pgshift.lock_timeout'), true);
 
 -- name: LogRow :one
 -- Records one row of a write in the write's own transaction. Without an
