@@ -56,7 +56,8 @@ func TestShadowGatesCountTheMovedCohort(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ev.Close() })
-	f, err := dualwrite.New(t.Context(), dualwrite.Config{Old: p.Old.Pool, New: p.New.Pool, Stages: ev, Logger: quiet, ShadowRecheck: -1})
+	f, err := dualwrite.New(t.Context(), dualwrite.Config{Old: p.Old.Pool, New: p.New.Pool, Stages: ev, Logger: quiet, ShadowRecheck: -1,
+		ShadowConcurrency: 1000}) // every read compared: the test counts them
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,8 @@ func TestCommandsRunWithoutSuperuser(t *testing.T) {
 		}
 		// The grants the README gives the application's role.
 		if _, err := conn.Exec(ctx, "GRANT USAGE ON SCHEMA pgshift TO "+q(app)+
-			"; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgshift TO "+q(app)); err != nil {
+			"; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgshift TO "+q(app)+
+			"; GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgshift TO "+q(app)); err != nil {
 			t.Fatalf("%s: %v", db.Name, err)
 		}
 		_ = conn.Close(ctx)
