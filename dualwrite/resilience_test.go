@@ -326,6 +326,15 @@ func TestShadowDifferencePendingRepairNotAMismatch(t *testing.T) {
 		c.ShadowRecheck = -1
 	})
 	users, _ := seedDomain(t, b.pair)
+	// Each key's first call catches the key up (repairs its entries before
+	// its authority serves it): serve both keys once, on a row both sides
+	// agree on, so that the entry below stays pending.
+	for _, key := range []string{"pending", "clean"} {
+		if _, err := b.store.Users.Get(userCtx(key), users[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.facade.Wait()
 	for _, id := range users[:2] {
 		pgtest.Exec(t, b.pair.New.Pool, "UPDATE users SET name = 'differs' WHERE id = $1", id)
 	}
