@@ -104,6 +104,23 @@ func (tx *Tx) marks() bool {
 // worker copies the authoritative side's rows.
 var errOtherRows = errors.New("dualwrite: the other side's statements changed rows the authoritative side's did not; it is left to the repair worker")
 
+// readCaptured sends what is queued and takes the rows the capture
+// triggers recorded in this Tx's transaction so far.
+func (tx *Tx) readCaptured(ctx context.Context) ([]touchedRow, error) {
+	var text string
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.TakeCapturedSQL, nil, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&text)
+	}})
+	if err := tx.flush(ctx); err != nil {
+		return nil, fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	captured, err := capturedRows(text)
+	if err != nil {
+		return nil, fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+	}
+	return captured, nil
+}
+
 // capturedElsewhere takes the rows the capture triggers recorded in this
 // Tx's transaction (the other side's, in capture mode) and fails with
 // errOtherRows if any is not among rows, the authoritative side's.
@@ -111,16 +128,9 @@ func (tx *Tx) capturedElsewhere(ctx context.Context, rows []touchedRow) error {
 	if !tx.marks() || tx.captures() || !tx.begun || tx.done {
 		return nil
 	}
-	var text string
-	tx.prefix = append(tx.prefix, queued{pgshiftdb.TakeCapturedSQL, nil, func(br pgx.BatchResults) error {
-		return br.QueryRow().Scan(&text)
-	}})
-	if err := tx.flush(ctx); err != nil {
-		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
-	}
-	captured, err := capturedRows(text)
+	captured, err := tx.readCaptured(ctx)
 	if err != nil {
-		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+		return err
 	}
 	known := make(map[string]bool, len(rows))
 	for _, r := range rows {
@@ -148,16 +158,9 @@ func (tx *Tx) takeCaptured(ctx context.Context) error {
 	if !tx.captures() || !tx.begun || tx.done {
 		return nil
 	}
-	var text string
-	tx.prefix = append(tx.prefix, queued{pgshiftdb.TakeCapturedSQL, nil, func(br pgx.BatchResults) error {
-		return br.QueryRow().Scan(&text)
-	}})
-	if err := tx.flush(ctx); err != nil {
-		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
-	}
-	captured, err := capturedRows(text)
+	captured, err := tx.readCaptured(ctx)
 	if err != nil {
-		return fmt.Errorf("take captured rows on %s: %w", tx.side, err)
+		return err
 	}
 	touched := make(map[string]bool, len(tx.touched))
 	for _, r := range tx.touched {
@@ -555,11 +558,18 @@ func (tx *Tx) lockOwn() {
 	for i := from; i < to; i++ {
 		tx.touched[i].lockQueued = true
 	}
-	tx.queueLock(tx.touched[from:to], 0, func(k int64) {
-		for i := from; i < to; i++ {
-			tx.touched[i].order = k
+	tx.queueLock(tx.touched[from:to], 0, orderOf(tx.touched[from:to]))
+}
+
+// orderOf is the function that gives rows the order their lock drew. rows
+// must not move (they are a slice of a Tx's touched rows, which no Touch
+// grows between a lock's queueing and its reading).
+func orderOf(rows []touchedRow) func(int64) {
+	return func(k int64) {
+		for i := range rows {
+			rows[i].order = k
 		}
-	})
+	}
 }
 
 // queueLock queues the locks of rows (on the canonical side, in this Tx's
@@ -761,14 +771,10 @@ func unsent(ctx context.Context, conn *pgxpool.Conn) error {
 // ordinary error the server answered with, after which the transaction is
 // known to have rolled back.
 func commitError(err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case err == nil, errors.Is(err, ErrCommitUnknown), errors.Is(err, pgx.ErrTxCommitRollback),
-		errors.As(err, &pgErr) && pgErr.Severity == "ERROR",
-		pgconn.SafeToRetry(err): // nothing was sent
+	if pgconn.SafeToRetry(err) { // nothing was sent
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+	return sentCommitError(err)
 }
 
 // batchRows closes the batch its rows came from when they are closed.

@@ -96,11 +96,7 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	}
 	from, to := w.locked, len(atx.touched)
 	w.locked = to
-	order := func(k int64) {
-		for i := from; i < to; i++ {
-			atx.touched[i].order = k
-		}
-	}
+	order := orderOf(atx.touched[from:to])
 	if w.lockTx == atx {
 		atx.queueLock(atx.touched[from:to], 0, order)
 		return nil
