@@ -46,7 +46,7 @@ func TestListenDeliversEachNotificationOnce(t *testing.T) {
 			},
 		})
 	}()
-	time.Sleep(200 * time.Millisecond) // both LISTENs in place
+	waitListening(t, pair, "Orders")
 
 	var acked sync.Map
 	done := make(chan struct{})
@@ -121,4 +121,30 @@ func TestListenDeliversEachNotificationOnce(t *testing.T) {
 		}
 	}
 	t.Logf("%d notifications through %d stage changes, each delivered once", want, len(phases))
+}
+
+// waitListening returns once a session on each side of pair has run LISTEN
+// on channel (pg_stat_activity shows a session's last statement), so no
+// notification the test sends afterwards can precede its listener.
+func waitListening(t *testing.T, pair *pgtest.Pair, channel string) {
+	t.Helper()
+	stmt := "LISTEN " + pgx.Identifier{channel}.Sanitize()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, db := range []*pgtest.DB{pair.Old, pair.New} {
+		for {
+			var n int
+			err := db.Pool.QueryRow(context.Background(),
+				"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = $1", stmt).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no session ran %s on %s within 30s", stmt, db.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
