@@ -99,6 +99,10 @@ func (b *breaker) allow() bool {
 	return true
 }
 
+// closed reports whether the side may be used now, without counting a
+// skipped call: for the facade's own checks.
+func (b *breaker) closed() bool { return b.cb.State() == gobreaker.StateClosed }
+
 // report counts the outcome of a use of the side (nil: it answered), while
 // the breaker is closed; outcomes of calls that started before it opened
 // are dropped.

@@ -27,6 +27,12 @@ import (
 // answer is not waited for: its entries are repaired when it is back, in the
 // order the rows' locks gave them (see the package documentation).
 
+// The catch-up also waits for the key's writes this Facade has in flight
+// under the previous authority (they were served before the change and
+// commit after it, their entries with them), and a catch-up that could not
+// finish (a side did not answer, an entry could not be applied yet) does not
+// count: the key's next call catches it up again.
+
 // maxAuthorities bounds how many routing keys' authorities a Facade
 // remembers; past it, it forgets them all, and each key is checked again on
 // its next call.
@@ -34,11 +40,13 @@ const maxAuthorities = 1 << 17
 
 // authorities remembers, per routing key, the side this Facade last served
 // the key from after catching it up, and the version of the stage source
-// (flags.Versioned) it did so under.
+// (flags.Versioned) it did so under; and counts the key's writes in flight
+// per authoritative side.
 type authorities struct {
-	mu   sync.Mutex
-	seen map[string]authority
-	busy map[string]chan struct{} // keys being caught up; closed when done
+	mu      sync.Mutex
+	seen    map[string]authority
+	busy    map[string]chan struct{} // keys being caught up; closed when done
+	running map[string]*inFlight
 }
 
 type authority struct {
@@ -46,101 +54,184 @@ type authority struct {
 	version uint64
 }
 
+// inFlight counts one routing key's writes in flight per authoritative
+// side; idle[side] is closed when that count drops to zero.
+type inFlight struct {
+	n    [2]int
+	idle [2]chan struct{}
+}
+
 func newAuthorities() *authorities {
-	return &authorities{seen: map[string]authority{}, busy: map[string]chan struct{}{}}
+	return &authorities{seen: map[string]authority{}, busy: map[string]chan struct{}{}, running: map[string]*inFlight{}}
 }
 
 // ensure runs catchUp for key unless key was last caught up for auth;
-// concurrent calls of one key wait for a catch-up in progress.
-func (a *authorities) ensure(ctx context.Context, key string, auth authority, catchUp func() error) error {
+// concurrent calls of one key wait for a catch-up in progress. A catch-up
+// that returns complete false lets this call go on but is run again by the
+// key's next call. With write set the call counts as one of key's writes in
+// flight under auth.side until release is called.
+func (a *authorities) ensure(ctx context.Context, key string, auth authority, write bool, catchUp func() (complete bool, err error)) (release func(), err error) {
 	for {
 		a.mu.Lock()
-		if s, ok := a.seen[key]; ok && s == auth {
-			a.mu.Unlock()
-			return nil
-		}
 		ch := a.busy[key]
 		if ch == nil {
+			if s, ok := a.seen[key]; ok && s == auth {
+				defer a.mu.Unlock()
+				return a.start(key, auth.side, write), nil
+			}
 			break // a.mu held: this call catches up
 		}
 		a.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	ch := make(chan struct{})
 	a.busy[key] = ch
 	a.mu.Unlock()
-	err := catchUp()
+	complete, err := catchUp()
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	delete(a.busy, key)
-	if err == nil {
+	close(ch)
+	switch {
+	case err != nil:
+		return nil, err
+	case complete:
 		if len(a.seen) >= maxAuthorities {
 			clear(a.seen)
 		}
 		a.seen[key] = auth
+	default:
+		delete(a.seen, key)
 	}
-	close(ch)
+	return a.start(key, auth.side, write), nil
+}
+
+// start counts a write of key in flight under side (a.mu held) and returns
+// the function that ends it.
+func (a *authorities) start(key string, side flags.Side, write bool) func() {
+	if !write {
+		return func() {}
+	}
+	fl := a.running[key]
+	if fl == nil {
+		fl = &inFlight{}
+		a.running[key] = fl
+	}
+	i := sideIndex(side)
+	if fl.n[i] == 0 {
+		fl.idle[i] = make(chan struct{})
+	}
+	fl.n[i]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			fl.n[i]--
+			if fl.n[i] == 0 {
+				close(fl.idle[i])
+				fl.idle[i] = nil
+				if fl.n[1-i] == 0 {
+					delete(a.running, key)
+				}
+			}
+		})
+	}
+}
+
+// settled waits until key has no write in flight under side: writes served
+// before the key's authority moved away from side.
+func (a *authorities) settled(ctx context.Context, key string, side flags.Side) error {
+	a.mu.Lock()
+	var idle chan struct{}
+	if fl := a.running[key]; fl != nil {
+		idle = fl.idle[sideIndex(side)]
+	}
 	a.mu.Unlock()
-	return err
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // caughtUp makes sure the side stage makes authoritative for the caller's
 // routing key holds the key's acknowledged writes before it serves the
-// call. Calls without a routing key, and Op.Global ones (decided by another
-// source), are not caught up.
-func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage) error {
+// call; a write calls release when it has ended. Calls without a routing
+// key, and Op.Global ones (decided by another source), are not caught up.
+func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage, write bool) (release func(), err error) {
 	key := flags.RoutingKey(ctx)
 	if op.Global || key == "" {
-		return nil
+		return func() {}, nil
 	}
 	auth := authority{side: stage.Plan().Authoritative}
 	if v, ok := f.cfg.Stages.(flags.Versioned); ok {
 		auth.version = v.Version()
 	}
-	return f.authority.ensure(ctx, key, auth, func() error { return f.catchUp(ctx, key) })
+	return f.authority.ensure(ctx, key, auth, write, func() (bool, error) { return f.catchUp(ctx, key, auth.side) })
 }
 
-// catchUp waits for key's follows and repairs key's entries on both sides.
-// Only the caller's cancellation fails it: a side that does not answer, or
-// an entry that cannot be applied yet, is logged and left to the repair
-// worker.
-func (f *Facade) catchUp(ctx context.Context, key string) error {
+// catchUp waits for key's writes in flight under the other authority and
+// for key's follows, and repairs key's entries on both sides. Only the
+// caller's cancellation fails it: a side that does not answer (or whose
+// breaker is open), or an entry that cannot be applied yet, is logged and
+// left to the repair worker, and the catch-up is not complete.
+func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (complete bool, err error) {
+	if err := f.authority.settled(ctx, key, auth.Other()); err != nil {
+		return false, err
+	}
 	f.follows.wait(key, f.cfg.OtherTimeout)
+	sides := []flags.Side{flags.SideOld, flags.SideNew}
+	for _, side := range sides {
+		if !f.breaker(side).closed() {
+			// Repair needs both sides: the key's entries wait for the side.
+			return false, nil
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
 	defer cancel()
 	var found [2]bool
 	var errs [2]error
 	var wg sync.WaitGroup
-	for i, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+	for i, side := range sides {
 		wg.Go(func() { found[i], errs[i] = ownSQL.KeyHasEntries(cctx, f.pool(side), key) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	for i, err := range errs {
+		f.breaker(sides[i]).report(err)
 		if err != nil {
-			f.log.Warn("cannot check a routing key's repair-log entries before its authority serves it; its writes there are repaired when the side is back",
-				"side", []flags.Side{flags.SideOld, flags.SideNew}[i], "routing_key", key, "err", err)
+			f.log.Warn("cannot check a routing key's repair-log entries before its authority serves it; its writes are repaired when the side is back, and the key's next call checks again",
+				"side", sides[i], "routing_key", key, "err", err)
+			return false, nil
 		}
 	}
 	if !found[0] && !found[1] {
-		return nil
+		return true, nil
 	}
 	f.m.catchUps.Add(ctx, 1)
 	remain, err := f.repairer.catchUp(cctx, key)
 	switch {
 	case ctx.Err() != nil:
-		return ctx.Err()
+		return false, ctx.Err()
 	case err != nil:
 		f.log.Warn("cannot repair a routing key's entries before its authority serves it; left to the repair worker",
 			"routing_key", key, "err", err)
+		return false, nil
 	case remain:
 		f.log.Warn("some of a routing key's entries could not be repaired before its authority serves it; left to the repair worker (see pgshift.repair_log.last_error)",
 			"routing_key", key)
+		return false, nil
 	}
-	return nil
+	return true, nil
 }

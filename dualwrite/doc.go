@@ -115,14 +115,22 @@
 // again after the key's authority changed or the stage source's version
 // changed ([flags.Versioned]: another process may have served the key under
 // the other stage meanwhile), the facade catches the key up: it waits for
-// the key's copies in flight and repairs the key's entries on both sides,
-// under the rows' locks. Calls of that key wait for it, others do not; for a
-// key without entries it costs one small query per side, once per change.
+// the key's writes this Facade has in flight under the previous authority
+// (served before the change, they commit after it) and for their copies in
+// flight, and repairs the key's entries on both sides, under the rows'
+// locks. Calls of that key wait for it, others do not; for a key without
+// entries it costs one small query per side, once per change.
 // So reads and writes under the new authority see every acknowledged write
-// of the key, foreign-key parents included. A side that does not answer is
-// not waited for: the key is served without the writes only it holds, which
-// reach the other side when it is back, in the order above. Calls without a
-// routing key and [Op].Global ones are not caught up.
+// of the key, foreign-key parents included. A side that does not answer (or
+// whose breaker is open) is not waited for: the key is served without the
+// writes only it holds, which reach the other side when it is back, in the
+// order above, and the catch-up is not done: the key's next call tries it
+// again, as it does after an entry that could not be applied yet. Writes
+// another process still has in flight under the previous authority are not
+// waited for (the facade cannot see them): move a cohort when every process
+// has the change, which flag providers deliver within their polling
+// interval. Calls without a routing key and [Op].Global ones are not caught
+// up.
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.

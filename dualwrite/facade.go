@@ -55,9 +55,10 @@ func (f *Facade) sawOrder(k int64) {
 
 // unlockedOrder is the order of a row a write could not lock (new did not
 // answer, or its key came from RETURNING): odd, just above every order this
-// Facade has seen drawn, so repair puts it after every write the process
-// knew of and before every write that locks the row later (locked orders
-// are even).
+// Facade has seen drawn (its own writes', and the last one drawn on new,
+// which its repair worker reads after each pass: other processes' writes),
+// so repair puts it after every write the process knew of and before every
+// write that locks the row later (locked orders are even).
 func (f *Facade) unlockedOrder() int64 { return f.maxOrder.Load() + 1 }
 
 // ErrClosed is returned by calls on a closed Facade.
@@ -87,6 +88,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.repairer.sawOrder = f.sawOrder
 	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		if err := f.checkInstalled(ctx, side); err != nil {
 			return nil, err

@@ -37,7 +37,7 @@ func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, erro
 func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
 	stage, err := f.stage(ctx, op)
 	if err == nil {
-		err = f.caughtUp(ctx, op, stage)
+		_, err = f.caughtUp(ctx, op, stage, false)
 	}
 	if err != nil {
 		var zero T

@@ -40,6 +40,10 @@ type Repairer struct {
 	backlog     Backlog      // as the worker last read it
 	backlogRead [2]time.Time // when the worker last read each side's (see backlogDue)
 
+	// sawOrder, when set (a Facade's worker), receives the last row order
+	// drawn on new after each pass (see Facade.unlockedOrder).
+	sawOrder func(int64)
+
 	runMu  sync.Mutex
 	cancel context.CancelFunc // of the running worker; nil when stopped
 	done   chan struct{}      // closed when the running worker has returned
@@ -125,6 +129,9 @@ func (r *Repairer) run(ctx context.Context) {
 				r.refreshBacklog(ctx, side)
 			}
 		}
+		if r.sawOrder != nil && passErr == nil {
+			r.readLastOrder(ctx)
+		}
 		wait := r.cfg.Interval
 		if ctx.Err() != nil {
 			return // stopping: a pass cut short is not a failure
@@ -149,6 +156,28 @@ func (r *Repairer) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
+	}
+}
+
+// rollbackWait bounds a repair transaction's ROLLBACK: on a side that
+// stopped answering it would wait forever (and Stop with it); past the
+// bound pgx closes the connection, which ends the transaction on the server.
+const rollbackWait = 5 * time.Second
+
+// rollbackBounded rolls tx back, even after ctx ended, within rollbackWait.
+func rollbackBounded(ctx context.Context, tx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackWait)
+	defer cancel()
+	_ = tx.Rollback(rctx)
+}
+
+// readLastOrder passes the last row order drawn on new to sawOrder; a
+// failure is left for the next pass.
+func (r *Repairer) readLastOrder(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.Interval+time.Second)
+	defer cancel()
+	if k, err := ownSQL.LastRowOrder(qctx, r.pool(flags.SideNew)); err == nil {
+		r.sawOrder(k)
 	}
 }
 
@@ -265,12 +294,12 @@ func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx
 	if err != nil {
 		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide, err)
 	}
-	defer func() { _ = lockTx.Rollback(context.WithoutCancel(ctx)) }()
+	defer rollbackBounded(ctx, lockTx)
 	otherTx, err := p.side(lockSide.Other()).Begin(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide.Other(), err)
 	}
-	defer func() { _ = otherTx.Rollback(context.WithoutCancel(ctx)) }()
+	defer rollbackBounded(ctx, otherTx)
 	stx, dtx := lockTx, otherTx
 	if src != lockSide {
 		stx, dtx = otherTx, lockTx

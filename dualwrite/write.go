@@ -169,13 +169,16 @@ func (w *write) lockCaptured(ctx context.Context, atx *Tx) error {
 // the authoritative side's.
 func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
 	stage, err := f.stage(ctx, op)
-	if err == nil {
-		err = f.caughtUp(ctx, op, stage)
-	}
 	if err != nil {
 		var zero T
 		return zero, err
 	}
+	release, err := f.caughtUp(ctx, op, stage, true)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer release()
 	plan := stage.Plan()
 	p := f.pools.acquire()
 	defer p.release()

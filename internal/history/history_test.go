@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,8 +92,9 @@ func config(t *testing.T) history.Config {
 
 // failure is one failing history.
 type failure struct {
-	h  history.History
-	vs []history.Violation
+	h   history.History
+	vs  []history.Violation
+	log []string // the facades' log of the failing run
 }
 
 // TestHistories runs randomized histories (see the package documentation)
@@ -116,7 +118,7 @@ func TestHistories(t *testing.T) {
 			vs := history.Judge(run)
 			t.Logf("seed %d, replay %d, ran in %v: %d writes, %d violations", *seedFlag, i+1, run.Elapsed.Round(time.Millisecond), len(run.Records), len(vs))
 			if len(vs) > 0 {
-				t.Error(report(env, failure{h, vs}, envInt(t, envShrink, 30)))
+				t.Error(report(env, failure{h, vs, run.Log}, envInt(t, envShrink, 30)))
 				return
 			}
 		}
@@ -160,7 +162,7 @@ func TestHistories(t *testing.T) {
 				ran.Add(1)
 				if vs := history.Judge(run); len(vs) > 0 {
 					mu.Lock()
-					failures = append(failures, failure{h, vs})
+					failures = append(failures, failure{h, vs, run.Log})
 					mu.Unlock()
 				}
 			}
@@ -222,6 +224,14 @@ func report(env *history.Env, f failure, tries int) string {
 			break
 		}
 		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	if len(f.log) > 0 {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("pgshift-history-%s.log", strings.ReplaceAll(name(f.h), " ", "-")))
+		if err := os.WriteFile(path, []byte(strings.Join(f.log, "\n")+"\n"), 0o644); err != nil {
+			fmt.Fprintf(&b, "cannot keep the facades' log: %v\n", err)
+		} else {
+			fmt.Fprintf(&b, "the facades' log of the failing run (debug level, times since the traffic began): %s\n", path)
+		}
 	}
 	rule := f.vs[0].Rule
 	small, vs, used := env.Shrink(context.Background(), f.h, f.vs[0], tries)

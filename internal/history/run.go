@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,6 +188,46 @@ type Run struct {
 	FirstDrain    dualwrite.DrainReport
 	FirstDrainErr string
 	Elapsed       time.Duration
+	// Log is what the facades and their repair workers logged, from debug
+	// up, each line with its time since the history began and the facade
+	// (f0, f1) that logged it: what a failing history's report shows.
+	Log []string
+}
+
+// runLog collects the facades' log lines of one history.
+type runLog struct {
+	t0    time.Time // when the traffic began; zero before
+	mu    sync.Mutex
+	lines []string
+}
+
+// logger is a debug-level logger whose lines go to l, tagged with who.
+func (l *runLog) logger(who string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter{l, who}, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+type logWriter struct {
+	l   *runLog
+	who string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.mu.Lock()
+	defer w.l.mu.Unlock()
+	at := time.Duration(0)
+	if !w.l.t0.IsZero() {
+		at = time.Since(w.l.t0).Round(time.Millisecond)
+	}
+	w.l.lines = append(w.l.lines, fmt.Sprintf("%v %s %s", at, w.who, strings.TrimRight(string(p), "\n")))
+	return len(p), nil
 }
 
 // Run runs h on fresh databases and returns what happened. An error means
@@ -220,7 +260,8 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
-	r := &runner{h: h}
+	logs := &runLog{}
+	r := &runner{h: h, logs: logs}
 	for side := range dbs {
 		cfg := direct[side].Config()
 		p, err := newProxy(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
@@ -253,7 +294,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 			}
 		}
 		fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: r.boards[i], OtherTimeout: h.OtherTimeout,
-			Capture: h.Capture, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			Capture: h.Capture, Logger: logs.logger(fmt.Sprintf("f%d", i))}
 		fc.Repair.Grace = h.Grace[i]
 		fc.Repair.Interval = 10 * time.Millisecond
 		fc.Repair.MaxBackoff = 200 * time.Millisecond
@@ -275,7 +316,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	// Traffic has stopped and the faults are healed (the proxies' cut
 	// connections are gone with the facades' pools): drain on direct pools.
 	repairer, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: direct[0], New: direct[1],
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: logs.logger("drain")})
 	if err != nil {
 		return nil, err
 	}
@@ -327,6 +368,9 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		}
 	}
 	out.Elapsed = time.Since(begin)
+	logs.mu.Lock()
+	out.Log = logs.lines
+	logs.mu.Unlock()
 	return out, nil
 }
 
@@ -436,6 +480,7 @@ type runner struct {
 	proxies [2]*proxy
 	boards  [2]*board
 	facades [2]*dualwrite.Facade
+	logs    *runLog
 
 	mu      sync.Mutex
 	records []Record
@@ -443,6 +488,9 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) {
 	r.t0 = time.Now()
+	r.logs.mu.Lock()
+	r.logs.t0 = r.t0
+	r.logs.mu.Unlock()
 	byWriter := map[int][]Op{}
 	for _, o := range r.h.Ops {
 		byWriter[o.Writer] = append(byWriter[o.Writer], o)

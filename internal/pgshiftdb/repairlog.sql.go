@@ -150,6 +150,21 @@ func (q *Queries) KeyHasEntries(ctx context.Context, db DBTX, routingKey string)
 	return found, err
 }
 
+const lastRowOrder = `-- name: LastRowOrder :one
+SELECT coalesce(pg_catalog.pg_sequence_last_value('pgshift.row_order'::pg_catalog.regclass), 0)::bigint AS last_order
+`
+
+// The last order any write drew on this server (0 before the first): the
+// facade's repair worker reads it on new now and then, so that a write that
+// cannot lock its rows (new does not answer) still orders after the writes
+// other processes locked meanwhile (see the facade's unlockedOrder).
+func (q *Queries) LastRowOrder(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, lastRowOrder)
+	var last_order int64
+	err := row.Scan(&last_order)
+	return last_order, err
+}
+
 const lockRow = `-- name: LockRow :one
 SELECT pg_catalog.set_config('pgshift.k_order', (2 * pg_catalog.nextval('pgshift.row_order'))::text, true)::bigint AS k_order
 FROM (SELECT pg_advisory_xact_lock($1::bigint) OFFSET 0) AS locked

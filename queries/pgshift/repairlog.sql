@@ -130,3 +130,10 @@ FROM pgshift.repair_log;
 UPDATE pgshift.repair_log
 SET next_attempt_at = now()
 WHERE next_attempt_at > now();
+
+-- name: LastRowOrder :one
+-- The last order any write drew on this server (0 before the first): the
+-- facade's repair worker reads it on new now and then, so that a write that
+-- cannot lock its rows (new does not answer) still orders after the writes
+-- other processes locked meanwhile (see the facade's unlockedOrder).
+SELECT coalesce(pg_catalog.pg_sequence_last_value('pgshift.row_order'::pg_catalog.regclass), 0)::bigint AS last_order;
