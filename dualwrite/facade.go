@@ -140,6 +140,11 @@ func (f *Facade) checkInstalled(ctx context.Context, side flags.Side) error {
 	} else if err != nil {
 		f.log.Warn("cannot check the owners of pgshift's schema", "side", side, "err", err)
 	}
+	if priv, err := ownSQL.WritePrivileges(ctx, f.pool(side)); err != nil {
+		f.log.Warn("cannot check the role's privileges on pgshift's schema", "side", side, "err", err)
+	} else if !priv.Log || (side == lockSide && !priv.RowOrder) {
+		return fmt.Errorf("dualwrite: the %s database: the application's role lacks privileges on pgshift's schema that every dual write needs (the repair log, and on new the sequence pgshift.row_order that orders it); grant them: GRANT USAGE ON SCHEMA pgshift TO <role>; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgshift TO <role>; GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgshift TO <role>", side)
+	}
 	if f.cfg.Capture || f.cfg.Strict {
 		captured, err := ownSQL.CaptureInstalled(ctx, f.pool(side))
 		if err == nil && !captured {

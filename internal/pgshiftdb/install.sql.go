@@ -120,3 +120,25 @@ func (q *Queries) Installed(ctx context.Context, db DBTX) (bool, error) {
 	err := row.Scan(&installed)
 	return installed, err
 }
+
+const writePrivileges = `-- name: WritePrivileges :one
+SELECT pg_catalog.has_table_privilege('pgshift.repair_log', 'INSERT, DELETE, SELECT')::boolean AS log,
+       pg_catalog.has_sequence_privilege('pgshift.row_order', 'USAGE')::boolean AS row_order
+`
+
+type WritePrivilegesRow struct {
+	Log      bool `json:"log"`
+	RowOrder bool `json:"row_order"`
+}
+
+// Whether the current role may do what every dual write does on this
+// database: record its rows in the repair log, confirm them (delete), and,
+// on new, draw its rows' order from pgshift.row_order. Without USAGE on the
+// sequence a write could not take its rows' locks on new and would go on
+// unordered.
+func (q *Queries) WritePrivileges(ctx context.Context, db DBTX) (WritePrivilegesRow, error) {
+	row := db.QueryRow(ctx, writePrivileges)
+	var i WritePrivilegesRow
+	err := row.Scan(&i.Log, &i.RowOrder)
+	return i, err
+}

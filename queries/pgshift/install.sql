@@ -3,6 +3,15 @@
 -- of pgshift installs it (its newest table is there).
 SELECT (pg_catalog.to_regclass('pgshift.repair_log') IS NOT NULL AND pg_catalog.to_regclass('pgshift.changed_rows') IS NOT NULL)::boolean AS installed;
 
+-- name: WritePrivileges :one
+-- Whether the current role may do what every dual write does on this
+-- database: record its rows in the repair log, confirm them (delete), and,
+-- on new, draw its rows' order from pgshift.row_order. Without USAGE on the
+-- sequence a write could not take its rows' locks on new and would go on
+-- unordered.
+SELECT pg_catalog.has_table_privilege('pgshift.repair_log', 'INSERT, DELETE, SELECT')::boolean AS log,
+       pg_catalog.has_sequence_privilege('pgshift.row_order', 'USAGE')::boolean AS row_order;
+
 -- name: ForeignObjects :many
 -- Schema pgshift and the objects in it that another role may have put there
 -- for pgshift to adopt: those owned by a role that is neither the current
