@@ -220,6 +220,9 @@ func TestShadowReadsBoundedAndDropped(t *testing.T) {
 	fb := faultSetup(t, flags.StageShadow, 16, func(c *dualwrite.Config) {
 		c.ShadowConcurrency = shadows
 		c.RepairDisabled = true
+		// Slow, not hung: no read may time out, or the breaker's ping and
+		// probes would add connections of their own on a loaded machine.
+		c.OtherTimeout = 30 * time.Second
 	})
 	users, _ := seedDomain(t, fb.direct)
 	before := fb.proxy.Connections()
@@ -278,7 +281,7 @@ func TestRepairPassBoundedOnAHungSide(t *testing.T) {
 	pair := pgtest.NewPair(t, pgtest.Domain)
 	oldPool, proxy := proxiedPoolOf(t, pair.Old, 2)
 	r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: oldPool, New: pair.New.Pool,
-		RepairConfig: dualwrite.RepairConfig{PassTimeout: 300 * time.Millisecond}})
+		RepairConfig: dualwrite.RepairConfig{PassTimeout: 2 * time.Second}}) // a loaded machine's healthy pass fits
 	if err != nil {
 		t.Fatal(err)
 	}
