@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,19 +142,7 @@ func guaranteeAsRole(t *testing.T, urls []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(oldPool.Close)
-	cfg, err := pgxpool.ParseConfig(urls[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := pgtest.NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
-	host, port, _ := net.SplitHostPort(proxy.Addr())
-	n, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
-	newPool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(newPool.Close)
+	newPool, proxy := pgtest.ProxiedPool(t, urls[1], 0)
 	var ids []uuid.UUID
 	for _, capture := range []bool{true, false} {
 		c := dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(flags.StageDualWrite),
