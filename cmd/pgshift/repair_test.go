@@ -205,7 +205,7 @@ func TestStatusWithNewDownShowsOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := "postgres://app:s3cret-pw@" + l.Addr().String() + "/app?sslmode=disable"
-	l.Close() // nothing listens there now: connection refused
+	_ = l.Close() // nothing listens there now: connection refused
 	code, out, errOut := pgshift(t, "status", "--old", p.Old.URL, "--new", down)
 	if code != exitError {
 		t.Fatalf("status with new down: code %d, want %d\n%s%s", code, exitError, out, errOut)
