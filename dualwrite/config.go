@@ -23,6 +23,9 @@ const (
 	// OtherTimeoutDefault bounds the other side's part of a write and of a
 	// shadow read.
 	OtherTimeoutDefault = 2 * time.Second
+	// CallTimeoutDefault bounds a facade call whose context has no earlier
+	// deadline.
+	CallTimeoutDefault = 30 * time.Second
 	// BreakerFailuresDefault is how many failures of a side in a row open its
 	// breaker.
 	BreakerFailuresDefault = 3
@@ -73,6 +76,13 @@ type Config struct {
 	// read; OtherTimeoutDefault when zero. A write whose other side takes
 	// longer is left to the repair worker.
 	OtherTimeout time.Duration
+	// CallTimeout bounds each Read and Write (the authoritative side's part
+	// included) whose context has no earlier deadline, so that a hung
+	// authoritative side fails calls, logged, instead of holding callers
+	// and connections forever; CallTimeoutDefault when zero, none when
+	// negative. A write whose COMMIT was sent when the bound ended returns
+	// ErrCommitUnknown, as with any deadline.
+	CallTimeout time.Duration
 	// BreakerFailures is how many failures of a side in a row (connection
 	// refused or reset, a statement that did not answer in time: not an
 	// error the server answered with) open the side's breaker; so does a
@@ -180,6 +190,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OtherTimeout == 0 {
 		c.OtherTimeout = OtherTimeoutDefault
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = CallTimeoutDefault
 	}
 	if c.ShadowRecheck == 0 {
 		c.ShadowRecheck = ShadowRecheckDefault

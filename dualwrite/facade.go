@@ -43,6 +43,29 @@ type Facade struct {
 	done chan struct{} // closed when the deleter has returned
 }
 
+// bound gives a call Config.CallTimeout unless its context ends sooner;
+// timedOut says whether err is that bound's doing, and logs it: a call that
+// runs into it is most likely waiting on a hung authoritative side.
+func (f *Facade) bound(ctx context.Context) (bctx context.Context, cancel context.CancelFunc, timedOut func(op Op, err error) error) {
+	pass := func(_ Op, err error) error { return err }
+	if f.cfg.CallTimeout < 0 {
+		return ctx, func() {}, pass
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= f.cfg.CallTimeout {
+		return ctx, func() {}, pass
+	}
+	bctx, cancel = context.WithTimeout(ctx, f.cfg.CallTimeout)
+	return bctx, cancel, func(op Op, err error) error {
+		if err == nil || ctx.Err() != nil || bctx.Err() == nil {
+			return err
+		}
+		// err names the side (callError).
+		f.log.Warn("a call ran past Config.CallTimeout: is the authoritative side hung?", "op", op.Name,
+			"call_timeout", f.cfg.CallTimeout, "err", err)
+		return fmt.Errorf("%w (Config.CallTimeout, %v, ended the call)", err, f.cfg.CallTimeout)
+	}
+}
+
 // sawOrder notes an order (k_order) a write drew.
 func (f *Facade) sawOrder(k int64) {
 	for {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,22 +33,7 @@ func proxiedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *pgtest.Proxy) {
 // Proxy of its own.
 func proxiedPoolOf(t testing.TB, db *pgtest.DB, maxConns int32) (*pgxpool.Pool, *pgtest.Proxy) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pgtest.NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
-	host, port, _ := net.SplitHostPort(p.Addr())
-	cfg.ConnConfig.Host = host
-	n, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Port = uint16(n)
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool, p
+	return pgtest.ProxiedPool(t, db.URL, maxConns)
 }
 
 // seedUser inserts the same user on both sides.

@@ -34,7 +34,16 @@ func Read[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T]) (T, erro
 
 // ReadCompare is Read with a comparator of the caller's (nil means
 // reflect.DeepEqual).
-func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
+func ReadCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (res T, err error) {
+	bctx, cancel, timedOut := f.bound(ctx)
+	defer cancel()
+	res, err = readCompare(bctx, f, op, fn, equal)
+	return res, timedOut(op, err)
+}
+
+// readCompare is ReadCompare within the call's bound; its shadow read does
+// not end with the call (startShadow).
+func readCompare[T any](ctx context.Context, f *Facade, op Op, fn ReadFunc[T], equal Comparator[T]) (T, error) {
 	stage, err := f.stage(ctx, op)
 	if err == nil {
 		_, err = f.caughtUp(ctx, op, stage, false)

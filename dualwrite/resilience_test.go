@@ -2,6 +2,7 @@ package dualwrite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -464,5 +465,47 @@ func TestRepairLogVacuumedEagerly(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("repair_log's options %q lack %s", got, want)
 		}
+	}
+}
+
+// TestHungAuthoritativeSideBoundedByCallTimeout blackholes old, the
+// authoritative side in dualwrite, and calls the facade with a context that
+// has no deadline: a write and a read each fail once Config.CallTimeout has
+// passed, saying so, instead of waiting for ever; with old back, writes
+// succeed again.
+func TestHungAuthoritativeSideBoundedByCallTimeout(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	oldPool, proxy := proxiedPoolOf(t, pair.Old, 4)
+	b := setupOn(t, &pgtest.Pair{Old: &pgtest.DB{Server: pair.Old.Server, Name: pair.Old.Name, URL: pair.Old.URL, Pool: oldPool}, New: pair.New},
+		flags.StageDualWrite, func(c *dualwrite.Config) { c.CallTimeout = 500 * time.Millisecond })
+	users, _ := seedDomain(t, pair)
+	ctx := userCtx(users[0].String())
+	proxy.Blackhole()
+	calls := map[string]func() error{
+		"write": func() error {
+			_, err := b.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "hung", Country: "FR", Plan: "pro"})
+			return err
+		},
+		"read": func() error {
+			_, err := b.store.Users.Get(ctx, users[0])
+			return err
+		},
+	}
+	for name, call := range calls {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "Config.CallTimeout") {
+				t.Fatalf("%s with the authoritative side hung: %v, want a deadline naming Config.CallTimeout", name, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s with the authoritative side hung still waits after a minute (CallTimeout 500ms)", name)
+		}
+	}
+	proxy.Up()
+	if _, err := b.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "back", Country: "FR", Plan: "pro"}); err != nil {
+		t.Fatalf("write with old back: %v", err)
 	}
 }

@@ -167,7 +167,15 @@ func (w *write) lockCaptured(ctx context.Context, atx *Tx) error {
 // side, and then, when the stage writes both, on the other side, with the
 // guarantee described in the package documentation. The result and error are
 // the authoritative side's.
-func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
+func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (res T, err error) {
+	ctx, cancel, timedOut := f.bound(ctx)
+	defer cancel()
+	res, err = writeBounded(ctx, f, op, fn)
+	return res, timedOut(op, err)
+}
+
+// writeBounded is Write within the call's bound.
+func writeBounded[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
 	stage, err := f.stage(ctx, op)
 	if err != nil {
 		var zero T

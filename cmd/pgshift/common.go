@@ -296,6 +296,9 @@ func (c *common) resolveTables(ctx context.Context, oldPool, newPool *pgxpool.Po
 	names := c.tables
 	if len(names) == 0 {
 		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			if pool == nil {
+				continue // unreachable (status)
+			}
 			side, err := rowsync.ListTables(ctx, pool, c.schema)
 			if err != nil {
 				return err
@@ -366,6 +369,9 @@ func tablesOnEitherSide(ctx context.Context, oldPool, newPool *pgxpool.Pool, sch
 	for _, t := range tables {
 		found := false
 		for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+			if pool == nil {
+				continue // unreachable (status)
+			}
 			var ok bool
 			err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 				WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2 AND c.relkind IN ('r', 'p'))`, schema, t).Scan(&ok)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -112,6 +113,7 @@ func TestCommandsRunWithoutSuperuser(t *testing.T) {
 			t.Fatalf("%s: %d rows of the written user (err %v), want 1", db.Name, n, err)
 		}
 	}
+	guaranteeAsRole(t, appURLs)
 
 	// The operator's commands.
 	pgtest.Exec(t, p.Old.Pool, "INSERT INTO users (id, email, name) VALUES ($1, 'b@example.com', 'B')", uuid.Must(uuid.NewV7()))
@@ -125,4 +127,65 @@ func TestCommandsRunWithoutSuperuser(t *testing.T) {
 	mustRun("schema-diff")
 	mustRun("status")
 	mustRun("uninstall")
+}
+
+// guaranteeAsRole runs the guarantee as the application's role (urls: old's
+// and new's, as that role): in dualwrite, writes in capture and in Touch
+// mode while new refuses connections, then new back and the facade's own
+// repair, as that role, copies what it missed: both sides hold every
+// acknowledged write.
+func guaranteeAsRole(t *testing.T, urls []string) {
+	t.Helper()
+	ctx := context.Background()
+	oldPool, err := pgxpool.New(ctx, urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(oldPool.Close)
+	newPool, proxy := pgtest.ProxiedPool(t, urls[1], 0)
+	var ids []uuid.UUID
+	for _, capture := range []bool{true, false} {
+		c := dualwrite.Config{Old: oldPool, New: newPool, Stages: flags.Static(flags.StageDualWrite),
+			Capture: capture, OtherTimeout: 2 * time.Second}
+		c.Repair.Interval = 50 * time.Millisecond
+		f, err := dualwrite.New(ctx, c)
+		if err != nil {
+			t.Fatalf("the facade as the application's role (capture %t): %v", capture, err)
+		}
+		proxy.Down()
+		for i := range 5 {
+			id := uuid.Must(uuid.NewV7())
+			err := dualwrite.Exec(flags.WithUser(ctx, "1", nil), f, dualwrite.Op{Name: "signup"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+				if !capture {
+					tx.Touch("users", id)
+				}
+				_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name) VALUES ($1, $2, 'down')", id, fmt.Sprintf("%s-%d@example.com", id, i))
+				return err
+			})
+			if err != nil {
+				t.Fatalf("write %d with new down (capture %t): %v", i, capture, err)
+			}
+			ids = append(ids, id)
+		}
+		proxy.Up()
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		for {
+			b, err := f.Repairer().Backlog(dctx)
+			if err == nil && b.Entries() == 0 {
+				break
+			}
+			if dctx.Err() != nil {
+				t.Fatalf("the repair log as the application's role did not drain in a minute (capture %t): %+v, %v", capture, b, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		f.Close()
+	}
+	for _, pool := range []*pgxpool.Pool{oldPool, newPool} {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = ANY($1)", ids).Scan(&n); err != nil || n != len(ids) {
+			t.Fatalf("%d of the %d acknowledged writes on a side (err %v)", n, len(ids), err)
+		}
+	}
 }

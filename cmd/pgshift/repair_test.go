@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -187,5 +188,61 @@ func TestVerifySaysWhenNotRecorded(t *testing.T) {
 	code, out, _ = pgshift(t, "verify", "--table", "users", "--json", "--old", urls[0], "--new", urls[1])
 	if code != exitOK || !strings.Contains(out, `"not_recorded"`) {
 		t.Fatalf("verify --json as %s: code %d, want 0 and not_recorded\n%s", role, code, out)
+	}
+}
+
+// TestStatusWithNewDownShowsOld runs status with new unreachable (nothing
+// listens on its port; its URL carries a password): it prints old's backlog
+// and counts, marks new's "?", names new and the error without the
+// password, and exits 2; with --json the report says the same.
+func TestStatusWithNewDownShowsOld(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO users (id, email, name) VALUES ('00000000-0000-0000-0000-000000000001', 'a@example.com', 'a');
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'users', '{00000000-0000-0000-0000-000000000001}', 'test')`)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "postgres://app:s3cret-pw@" + l.Addr().String() + "/app?sslmode=disable"
+	_ = l.Close() // nothing listens there now: connection refused
+	code, out, errOut := pgshift(t, "status", "--old", p.Old.URL, "--new", down)
+	if code != exitError {
+		t.Fatalf("status with new down: code %d, want %d\n%s%s", code, exitError, out, errOut)
+	}
+	for _, want := range []string{"old: 1 entries", "new: unknown (unreachable)", "new could not be reached", "users"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "connect to new") {
+		t.Fatalf("stderr does not name the side that could not be reached:\n%s", errOut)
+	}
+	if strings.Contains(out+errOut, "s3cret-pw") {
+		t.Fatalf("the password of new's URL is in the output:\n%s%s", out, errOut)
+	}
+	code, out, errOut = pgshift(t, "status", "--old", p.Old.URL, "--new", down, "--json")
+	if code != exitError {
+		t.Fatalf("status --json with new down: code %d\n%s%s", code, out, errOut)
+	}
+	var rep struct {
+		Backlog struct{ Old struct{ Entries int64 } }
+		Tables  []struct {
+			Table string
+			Old   struct{ Rows int64 }
+			New   struct{ Unknown bool }
+		}
+		Unreachable map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	}
+	if rep.Backlog.Old.Entries != 1 || rep.Unreachable["new"] == "" || rep.Unreachable["old"] != "" {
+		t.Fatalf("report %+v: want old's entry and new unreachable\n%s", rep, out)
+	}
+	for _, tc := range rep.Tables {
+		if tc.Table == "users" && (tc.Old.Rows != 1 || !tc.New.Unknown) {
+			t.Fatalf("users: %+v, want 1 row on old and new unknown\n%s", tc, out)
+		}
 	}
 }

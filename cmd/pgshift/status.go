@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
+	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	pgshiftq "github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/status"
 )
 
@@ -20,6 +24,10 @@ worker, rows copied, processes working on it: any machine sees every
 worker's progress), and the row count of every table on both sides. Tables
 larger than --exact-count-limit rows show the planner's estimate, marked "~".
 
+With one side unreachable it shows what the other side holds (the backlog
+growing on old while new is down), marks what it cannot know "?" and names
+the side and the error; the exit status is then 2.
+
 Examples:
   pgshift status --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift status --table users --json
@@ -30,17 +38,48 @@ Examples:
 }
 
 func runStatus(ctx context.Context, e *env, args []string) int {
+	c, fs, com := flagsFor("status", e)
 	var limit int64
-	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "status", args, func(fs *flag.FlagSet) {
-		fs.Int64Var(&limit, "exact-count-limit", status.DefaultExactCountLimit, "count tables up to this many rows exactly; estimate larger ones (-1: always count)")
-	})
-	if !ok {
+	fs.Int64Var(&limit, "exact-count-limit", status.DefaultExactCountLimit, "count tables up to this many rows exactly; estimate larger ones (-1: always count)")
+	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	defer oldPool.Close()
-	defer newPool.Close()
-	c := commands["status"]
-	rep, err := status.Collect(ctx, oldPool, newPool, com.schema, com.tables, status.Options{ExactCountLimit: limit})
+	// Each side on its own: with one side down, status still shows what the
+	// other holds (old's backlog growing while new is down).
+	var pools [2]*pgxpool.Pool
+	var errs [2]error
+	for i, side := range []struct{ name, url string }{{"old", com.old}, {"new", com.new}} {
+		if side.url == "" {
+			_, err := com.connect(ctx, side.name, side.url, 2) // says which flag is missing
+			return fail(e, c.name, err)
+		}
+		if pools[i], errs[i] = com.connect(ctx, side.name, side.url, 2); pools[i] != nil {
+			defer pools[i].Close()
+		}
+	}
+	var err error
+	switch {
+	case errs[0] != nil && errs[1] != nil:
+		err = errors.Join(errs[0], errs[1])
+	case errs[0] == nil && errs[1] == nil:
+		err = differentDatabases(ctx, pools[0], pools[1])
+	}
+	if err == nil {
+		err = com.resolveTables(ctx, pools[0], pools[1])
+	}
+	if err == nil {
+		err = tablesOnEitherSide(ctx, pools[0], pools[1], com.schema, com.tables)
+	}
+	if err != nil {
+		return fail(e, c.name, err)
+	}
+	var dbs [2]pgshiftq.Querier // a nil pool must stay a nil Querier
+	for i, p := range pools {
+		if p != nil {
+			dbs[i] = p
+		}
+	}
+	rep, err := status.Collect(ctx, dbs[0], dbs[1], com.schema, com.tables, status.Options{ExactCountLimit: limit, OldErr: errs[0], NewErr: errs[1]})
 	if err != nil {
 		return fail(e, c.name, err)
 	}
@@ -51,6 +90,12 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 	}
 	if err != nil {
 		return fail(e, c.name, err)
+	}
+	if len(rep.Unreachable) > 0 {
+		// The report says what could not be reached; the exit status says
+		// the picture is incomplete.
+		fmt.Fprintf(e.stderr, "pgshift status: %s\n", errors.Join(errs[0], errs[1]))
+		return exitError
 	}
 	return exitOK
 }

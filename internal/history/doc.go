@@ -83,8 +83,8 @@
 // TestTemplates (the hand-written history of each case proven in issues 18
 // and 24, each a subtest named after it). The randomized histories run on
 // request, PGSHIFT_HISTORY=1, a duration or -seed: they still find
-// violations in about 1 history in 40 (see the README's guarantee section
-// for the last long run), and a test that fails at random is no test for
+// violations in about 1 history in 30 (see the README's guarantee section
+// for the last run), and a test that fails at random is no test for
 // CI; they become part of every go test once a long run finds none.
 //
 //	PGSHIFT_HISTORY=1 go test ./internal/history                 # short mode: 80 histories (20 under -race)
@@ -93,7 +93,10 @@
 //	PGSHIFT_HISTORY_DURATION=2h go test -v -timeout 0 ./internal/history -run 'TestHistories$'   # long mode
 //
 // TestHistories logs how many histories ran, the seeds' range and the
-// failures per rule (-v shows it when they all pass).
+// failures per rule (-v shows it when they all pass). A failing history's
+// report names a file in the temporary directory with both facades' log of
+// the failing run, at debug level, each line with its time since the
+// traffic began (the times the report gives its writes).
 //
 // Environment: PGSHIFT_HISTORY_COUNT (histories in short mode),
 // PGSHIFT_HISTORY_SEED (the first seed, 1), PGSHIFT_HISTORY_PARALLEL

@@ -4,9 +4,12 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Proxy forwards TCP connections to a server and misbehaves on request, as
@@ -247,4 +250,28 @@ func cut(cs []*proxied) {
 		_ = c.client.Close()
 		_ = c.server.Close()
 	}
+}
+
+// ProxiedPool opens a pool of at most maxConns connections (pgx's default
+// when 0) to the database of url through a new Proxy, for a test to fail
+// them; both go when the test ends.
+func ProxiedPool(t testing.TB, url string, maxConns int32) (*pgxpool.Pool, *Proxy) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(p.Addr())
+	n, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, p
 }

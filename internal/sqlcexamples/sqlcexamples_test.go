@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +65,7 @@ func newEnv(t *testing.T, stage flags.Stage, capture bool, schemaFile string, ta
 				t.Fatal(err)
 			}
 		}
-		e.pools[i], proxies[i] = proxiedPool(t, db)
+		e.pools[i], proxies[i] = pgtest.ProxiedPool(t, db.URL, 4)
 	}
 	e.other = proxies[1]
 	if stage.Plan().Authoritative == flags.SideNew {
@@ -84,25 +82,6 @@ func newEnv(t *testing.T, stage flags.Stage, capture bool, schemaFile string, ta
 	}
 	t.Cleanup(e.f.Close)
 	return e
-}
-
-func proxiedPool(t *testing.T, db *pgtest.DB) (*pgxpool.Pool, *pgtest.Proxy) {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pgtest.NewProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
-	host, port, _ := net.SplitHostPort(p.Addr())
-	n, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
-	cfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool, p
 }
 
 // touch is tx.Touch in touch mode; in capture mode the triggers find the rows.

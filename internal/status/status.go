@@ -47,6 +47,9 @@ type Options struct {
 	// estimate. Zero means DefaultExactCountLimit; negative means always
 	// count exactly.
 	ExactCountLimit int64
+	// OldErr and NewErr say why a side passed to Collect as nil could not
+	// be reached (the report shows it); "not connected" when nil.
+	OldErr, NewErr error
 }
 
 // Count is one table's rows on one side.
@@ -56,6 +59,8 @@ type Count struct {
 	Estimate bool `json:"estimate,omitempty"`
 	// Missing is true when the side has no such table; Rows is then zero.
 	Missing bool `json:"missing,omitempty"`
+	// Unknown is true when the side could not be reached.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // TableCount is one table's rows on both sides.
@@ -73,6 +78,9 @@ type Report struct {
 	// running or finished, as every worker's progress records them.
 	Backfills []Backfill   `json:"backfills"`
 	Tables    []TableCount `json:"tables"`
+	// Unreachable names each side that could not be reached ("old",
+	// "new") and why; what the report says of it is unknown.
+	Unreachable map[string]string `json:"unreachable,omitempty"`
 }
 
 // Backfill is one table's backfill: its chunks done, leased by a live
@@ -88,7 +96,10 @@ type Backfill struct {
 
 // Collect reads both sides' repair backlog and the row counts of tables in
 // schema ("public" when empty); no tables means every table either side has
-// in the schema. pgshift's own schema is refused.
+// in the schema. pgshift's own schema is refused. A side passed as nil could
+// not be reached: the report says so (Options.OldErr, NewErr say why) and
+// shows what the other side holds, such as old's backlog growing while new
+// is down.
 func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, tables []string, opts Options) (*Report, error) {
 	if schema == "" {
 		schema = "public"
@@ -100,15 +111,38 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 	if limit == 0 {
 		limit = DefaultExactCountLimit
 	}
-	r := &Report{Schema: schema, Tables: []TableCount{}}
+	r := &Report{Schema: schema, Tables: []TableCount{}, Backfills: []Backfill{}}
+	sides := []struct {
+		name string
+		db   pgshift.Querier
+		err  error
+	}{{"old", oldDB, opts.OldErr}, {"new", newDB, opts.NewErr}}
+	for _, sd := range sides {
+		if sd.db != nil {
+			continue
+		}
+		if r.Unreachable == nil {
+			r.Unreachable = map[string]string{}
+		}
+		r.Unreachable[sd.name] = "not connected"
+		if sd.err != nil {
+			r.Unreachable[sd.name] = sd.err.Error()
+		}
+	}
+	if len(r.Unreachable) == len(sides) {
+		return nil, fmt.Errorf("status: neither side could be reached: old: %s; new: %s", r.Unreachable["old"], r.Unreachable["new"])
+	}
 	var err error
-	if r.Backlog.Old, err = pgshiftdb.ReadBacklog(ctx, oldDB); err != nil {
-		return nil, fmt.Errorf("status: on old: %w", err)
+	if oldDB != nil {
+		if r.Backlog.Old, err = pgshiftdb.ReadBacklog(ctx, oldDB); err != nil {
+			return nil, fmt.Errorf("status: on old: %w", err)
+		}
 	}
-	if r.Backlog.New, err = pgshiftdb.ReadBacklog(ctx, newDB); err != nil {
-		return nil, fmt.Errorf("status: on new: %w", err)
+	if newDB != nil {
+		if r.Backlog.New, err = pgshiftdb.ReadBacklog(ctx, newDB); err != nil {
+			return nil, fmt.Errorf("status: on new: %w", err)
+		}
 	}
-	r.Backfills = []Backfill{}
 	if r.Backlog.New.Installed {
 		jobs, err := pgshiftdb.New().BackfillJobs(ctx, newDB)
 		if err != nil {
@@ -148,6 +182,9 @@ func allTables(ctx context.Context, oldDB, newDB pgshift.Querier, schema string)
 		name string
 		q    pgshift.Querier
 	}{{"old", oldDB}, {"new", newDB}} {
+		if side.q == nil {
+			continue // unreachable
+		}
 		rows, err := side.q.Query(ctx, tablesSQL, schema)
 		if err != nil {
 			return nil, fmt.Errorf("status: list tables of schema %s on %s: %w", schema, side.name, err)
@@ -163,6 +200,9 @@ func allTables(ctx context.Context, oldDB, newDB pgshift.Querier, schema string)
 }
 
 func count(ctx context.Context, q pgshift.Querier, schema, table string, limit int64) (Count, error) {
+	if q == nil {
+		return Count{Unknown: true}, nil
+	}
 	var estimate *int64
 	err := q.QueryRow(ctx, `
 SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -185,7 +225,13 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`, schema, ta
 // Write renders the report for a person.
 func (r *Report) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", r.Backlog.Old, r.Backlog.New)
+	backlog := func(side string, sb pgshiftdb.SideBacklog) string {
+		if _, ok := r.Unreachable[side]; ok {
+			return "unknown (unreachable)"
+		}
+		return sb.String()
+	}
+	fmt.Fprintf(&b, "repair backlog\told: %s\tnew: %s\n", backlog("old", r.Backlog.Old), backlog("new", r.Backlog.New))
 	if len(r.Backfills) > 0 {
 		fmt.Fprintf(&b, "\nbackfill\tchunks done\tleased\trows copied\tworkers\n")
 		for _, j := range r.Backfills {
@@ -204,12 +250,25 @@ func (r *Report) Write(w io.Writer) error {
 	if _, err := io.WriteString(tw, b.String()); err != nil {
 		return err
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, side := range []string{"old", "new"} {
+		if why, ok := r.Unreachable[side]; ok {
+			if _, err := fmt.Fprintf(w, "\n%s could not be reached, so its backlog and counts are unknown (\"?\"): %s\n", side, why); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// String renders a count as "42", "~2000000 (estimate)" or "missing".
+// String renders a count as "42", "~2000000 (estimate)", "missing" or "?"
+// (unreachable).
 func (c Count) String() string {
 	switch {
+	case c.Unknown:
+		return "?"
 	case c.Missing:
 		return "missing"
 	case c.Estimate:
