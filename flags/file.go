@@ -193,6 +193,10 @@ type fileWatch struct {
 	// unusable identifies the last unusable version logged (its content
 	// and why), so that one version is logged once.
 	unusable [sha256.Size]byte
+	// emptyOnce is set when the last read found the file empty: most
+	// likely a write caught between its truncate and its data, so the file
+	// is read once more before it is judged (see reload).
+	emptyOnce bool
 }
 
 // relevantNames returns the entries of path's directory that reading path
@@ -280,8 +284,12 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 			}
 			w.log.Warn("flags: watching the flag file", slog.String("file", w.path), slog.Any("error", err))
 		case <-reload.C:
-			if js, ok := w.reload(); ok {
+			js, ok, again := w.reload()
+			if ok {
 				apply(js)
+			}
+			if again {
+				reload.Reset(reloadDelay)
 			}
 		}
 	}
@@ -290,26 +298,33 @@ func (w *fileWatch) run(ctx context.Context, apply func(js string)) {
 // reload reads the file and returns it when it changed and is good. It
 // logs each change of the file's state once: broken (again for another
 // error), usable again, reloaded; a version already found unusable is not
-// looked at again, however many events it gets.
-func (w *fileWatch) reload() (string, bool) {
+// looked at again, however many events it gets. A file found empty is read
+// again (again true) before it is judged: a write that truncates the file
+// and then writes it can be read in between, and that empty moment is not a
+// state of the file to report.
+func (w *fileWatch) reload() (js string, ok, again bool) {
 	// A symlink swap may have changed the entries the path goes through.
 	w.names = relevantNames(w.path)
 	data, err := readFlagFile(w.path)
-	var js string
+	if err == nil && len(data) == 0 && !w.emptyOnce {
+		w.emptyOnce = true
+		return "", false, true
+	}
+	w.emptyOnce = false
 	if err == nil {
 		js, err = w.chk.check(w.path, data)
 	}
 	if err != nil {
 		sum := sha256.Sum256(append(append(data, 0), err.Error()...))
 		if sum == w.unusable {
-			return "", false
+			return "", false, false
 		}
 		w.unusable = sum
 		if w.health == nil || w.health.broken(err) {
 			w.log.Error("flags: flag file changed and is not usable; keeping the last good flag configuration",
 				slog.String("file", w.path), slog.Any("error", err))
 		}
-		return "", false
+		return "", false, false
 	}
 	w.unusable = [sha256.Size]byte{}
 	changed := js != w.good
@@ -317,9 +332,9 @@ func (w *fileWatch) reload() (string, bool) {
 		w.log.Info("flags: flag file usable again, as the version in use", slog.String("file", w.path))
 	}
 	if !changed {
-		return "", false
+		return "", false, false
 	}
 	w.good = js
 	w.log.Info("flags: flag file reloaded", slog.String("file", w.path))
-	return js, true
+	return js, true, false
 }
