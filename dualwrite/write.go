@@ -368,6 +368,15 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		return res, nil
 	}
 	follow = true
+	w.follow(ctx, atx, otx, func() error { return writeOther(ctx, w, otx, nil, fn, &res) })
+	return res, nil
+}
+
+// follow runs the other side's part of a write (run) off the caller's
+// path, after the routing key's follows queued before it, on a connection
+// held for it, then settles the write and ends otx.
+func (w *write) follow(ctx context.Context, atx, otx *Tx, run func() error) {
+	f := w.f
 	w.pools.holdMore()
 	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
 	f.bg.Go(func() {
@@ -375,9 +384,8 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		defer done()
 		defer otx.end(ctx)
 		wait()
-		w.settle(ctx, atx, otx, writeOther(ctx, w, otx, nil, fn, &res))
+		w.settle(ctx, atx, otx, run())
 	})
-	return res, nil
 }
 
 // writeOther runs fn on the other side, bounded by OtherTimeout, with the
@@ -522,16 +530,10 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		return res, nil
 	}
 	follow = true
-	w.pools.holdMore()
-	wait, done := f.follows.add(w.routingKey, f.cfg.OtherTimeout)
-	f.bg.Go(func() {
-		defer w.pools.release()
-		defer done()
-		defer otx.end(ctx)
-		wait()
+	w.follow(ctx, atx, otx, func() error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.OtherTimeout)
 		defer cancel()
-		w.settle(ctx, atx, otx, otx.commit(cctx))
+		return otx.commit(cctx)
 	})
 	return res, nil
 }
