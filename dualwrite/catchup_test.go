@@ -22,7 +22,13 @@ import (
 // without it (the repair worker is off: only the catch-up can copy it).
 func TestCatchUpWaitsForWritesInFlight(t *testing.T) {
 	t.Parallel()
-	b := setup(t, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
+	b := setup(t, flags.StageLive, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		// The catch-up's repair is bounded by OtherTimeout; with both
+		// cores busy one repair took longer than the default 1 s here, and
+		// the read went on without it. Nothing here is down or hung.
+		c.OtherTimeout = 10 * time.Second
+	})
 	ctx := userCtx("flip")
 	u, err := b.store.Users.Create(ctx, repo.NewUser{Email: "flip@example.com", Name: "before"})
 	if err != nil {
