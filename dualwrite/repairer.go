@@ -328,7 +328,7 @@ func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx
 		return 0, 0, fmt.Errorf("repair %s: commit: %w", dst, err)
 	}
 	if len(settled) > 0 {
-		if err := ownSQL.DeleteRepairEntries(ctx, stx, settled); err != nil {
+		if err := ownSQL.DeleteClaimedEntries(ctx, stx, settled); err != nil {
 			return 0, 0, fmt.Errorf("repair from %s: delete settled entries: %w", src, err)
 		}
 	}

@@ -64,7 +64,7 @@ const claimRepairEntries = `-- name: ClaimRepairEntries :many
 SELECT id, table_schema, table_name, key, op, routing_key, created_at, attempts, next_attempt_at, last_error, pull, k_order FROM pgshift.repair_log
 WHERE next_attempt_at <= now()
   AND created_at <= now() - pg_catalog.make_interval(secs => $1::float8)
-ORDER BY id
+ORDER BY next_attempt_at, id
 LIMIT $2
 FOR UPDATE SKIP LOCKED
 `
@@ -75,7 +75,11 @@ type ClaimRepairEntriesParams struct {
 }
 
 // Due entries older than the grace period (writes still in flight confirm
-// their own), oldest first, locked for this worker; other workers skip them.
+// their own), the longest due first, locked for this worker; other workers
+// skip them. The order is the one of repair_log_next_attempt_at_idx, so a
+// pass reads its batch from the index whatever the planner knows of the
+// log: ordered by id, a log never analyzed (one an outage filled) was read
+// and sorted whole on every pass.
 func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepairEntriesParams) ([]PgshiftRepairLog, error) {
 	rows, err := db.Query(ctx, claimRepairEntries, arg.GraceSeconds, arg.BatchSize)
 	if err != nil {
@@ -107,6 +111,27 @@ func (q *Queries) ClaimRepairEntries(ctx context.Context, db DBTX, arg ClaimRepa
 		return nil, err
 	}
 	return items, nil
+}
+
+const deleteClaimedEntries = `-- name: DeleteClaimedEntries :exec
+WITH settled AS (
+    DELETE FROM pgshift.repair_log
+    WHERE id = ANY($1::bigint[])
+    RETURNING table_schema, table_name, key
+)
+INSERT INTO pgshift.changed_rows AS c (table_schema, table_name, key)
+SELECT DISTINCT table_schema, table_name, key FROM settled
+ORDER BY 1, 2, 3
+ON CONFLICT (table_schema, table_name, key) DO UPDATE SET changed_at = now()
+WHERE c.changed_at < now() - interval '10 seconds'
+`
+
+// DeleteRepairEntries for entries this transaction claimed (and so holds
+// locked): the repair worker's settled entries, deleted without locking
+// them again.
+func (q *Queries) DeleteClaimedEntries(ctx context.Context, db DBTX, ids []int64) error {
+	_, err := db.Exec(ctx, deleteClaimedEntries, ids)
+	return err
 }
 
 const deleteRepairEntries = `-- name: DeleteRepairEntries :exec
@@ -350,14 +375,17 @@ func (q *Queries) RetryPostponedEntries(ctx context.Context, db DBTX) (int64, er
 }
 
 const rowEntries = `-- name: RowEntries :many
-SELECT t.n::int AS n,
-       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
-       coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order
+SELECT t.n::int AS n, e.push_order, e.pull_order
 FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
-JOIN pgshift.repair_log AS l
-  ON l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
- AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
-GROUP BY t.n
+CROSS JOIN LATERAL (
+    SELECT coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
+           coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order,
+           count(*) AS entries
+    FROM pgshift.repair_log AS l
+    WHERE l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
+      AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
+) AS e
+WHERE e.entries > 0
 `
 
 type RowEntriesParams struct {
@@ -376,7 +404,9 @@ type RowEntriesRow struct {
 // of its authoritative entries and of its pull entries (0 when an entry has
 // none, -1 when there is no entry of that kind): what the repair worker
 // weighs a claimed entry against. keys as in LogRows; n is the row's position
-// in keys, from 1.
+// in keys, from 1. Each row is looked up on its own (LATERAL), through
+// repair_log_key_idx: as a join, a log never analyzed was scanned whole for
+// every batch.
 func (q *Queries) RowEntries(ctx context.Context, db DBTX, arg RowEntriesParams) ([]RowEntriesRow, error) {
 	rows, err := db.Query(ctx, rowEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
 	if err != nil {
