@@ -159,6 +159,8 @@ type hooks struct {
 	// statement or on its own), with the side, whether it is authoritative,
 	// and the server process id of its connection.
 	beforeCommit func(side flags.Side, authoritative bool, pid uint32)
+	// heartbeatEvery replaces heartbeatInterval when set.
+	heartbeatEvery time.Duration
 }
 
 // RepairConfig tunes a repair worker: the facade's (Config.Repair) or one

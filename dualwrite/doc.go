@@ -235,8 +235,11 @@
 //     one per write, and a hung one holds at most the calls in flight when
 //     it hung, each for OtherTimeout.
 //
-// The state is in Stats (OldBreaker, NewBreaker, and the calls skipped) and
-// in the metric pgshift.dualwrite.breaker_state. The authoritative side has
+// The state is in Stats (OldBreaker, NewBreaker, and the calls skipped), in
+// the metric pgshift.dualwrite.breaker_state, and, for operators, in
+// pgshift.facades: every 10 s each facade records its breakers there on each
+// side it can reach (and deletes its row when it closes), and `pgshift
+// status` lists the facades seen in the last minute. The authoritative side has
 // a breaker too but is never skipped: its failure is the caller's failure,
 // bounded by the caller's context. Each repair pass is bounded by
 // RepairConfig.PassTimeout, so a hung side is logged within that bound.

@@ -2,6 +2,7 @@ package dualwrite
 
 import (
 	"context"
+	"time"
 
 	"github.com/pgshift/pgshift/flags"
 )
@@ -11,6 +12,16 @@ import (
 // and the server process id of its connection.
 func WithBeforeCommit(c Config, fn func(side flags.Side, authoritative bool, pid uint32)) Config {
 	c.hooks = &hooks{beforeCommit: fn}
+	return c
+}
+
+// WithHeartbeatEvery returns c with the facade reporting itself in
+// pgshift.facades every d instead of every 10 s.
+func WithHeartbeatEvery(c Config, d time.Duration) Config {
+	if c.hooks == nil {
+		c.hooks = &hooks{}
+	}
+	c.hooks.heartbeatEvery = d
 	return c
 }
 

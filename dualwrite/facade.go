@@ -126,6 +126,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		defer close(f.done)
 		var wg sync.WaitGroup
 		wg.Go(func() { f.shadows.run(wctx, f) })
+		wg.Go(func() { newHeartbeat().run(wctx, f) })
 		for _, b := range f.breakers {
 			wg.Go(func() { b.run(wctx) })
 		}

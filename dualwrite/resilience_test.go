@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/status"
 	"github.com/pgshift/pgshift/repo"
 )
 
@@ -515,4 +517,64 @@ func TestHungAuthoritativeSideBoundedByCallTimeout(t *testing.T) {
 		}
 	}
 	t.Fatalf("write with old back still fails after 30 s: %v", err)
+}
+
+// TestStatusShowsEachFacadesBreakers opens new's breaker in one facade and
+// reads `pgshift status`'s report (internal/status) with new down: the
+// facade, reporting itself on old, shows new's breaker open and the writes
+// that skipped it; once it closes, its report is gone.
+func TestStatusShowsEachFacadesBreakers(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageDualWrite, 4, func(c *dualwrite.Config) {
+		c.BreakerCooldown = time.Hour // stays open for the test
+		*c = dualwrite.WithHeartbeatEvery(*c, 50*time.Millisecond)
+	})
+	users, _ := seedDomain(t, fb.direct)
+	fb.proxy.Down()
+	ctx := userCtx(users[0].String())
+	for i := 0; fb.breakerState() != dualwrite.BreakerOpen; i++ {
+		if i == 100 {
+			t.Fatal("breaker still closed after 100 writes with new down")
+		}
+		if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	skipped := fb.skipped()
+	mine := func() *status.Facade {
+		t.Helper()
+		rep, err := status.Collect(context.Background(), fb.direct.Old.Pool, nil, "public", []string{"users"}, status.Options{NewErr: errors.New("down")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rep.Facades {
+			if f.BreakerNew != string(dualwrite.BreakerClosed) && f.SkippedNew >= skipped {
+				return &f
+			}
+		}
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var f *status.Facade
+	for f = mine(); f == nil; f = mine() {
+		if time.Now().After(deadline) {
+			t.Fatal("status shows no facade with new's breaker open 30 s after it opened")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f.BreakerNew != string(dualwrite.BreakerOpen) || f.BreakerOld != string(dualwrite.BreakerClosed) || f.PID != int32(os.Getpid()) {
+		t.Fatalf("status shows %+v, want new's breaker open, old's closed, this process", *f)
+	}
+	var out strings.Builder
+	rep := &status.Report{Schema: "public", Facades: []status.Facade{*f}}
+	if err := rep.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("open (%d calls skipped it)", f.SkippedNew); !strings.Contains(out.String(), want) {
+		t.Fatalf("status's text does not say %q:\n%s", want, out.String())
+	}
+	fb.facade.Close()
+	if f := mine(); f != nil {
+		t.Fatalf("status still shows %+v after the facade closed", *f)
+	}
 }

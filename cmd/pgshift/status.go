@@ -14,14 +14,17 @@ import (
 func init() {
 	register(&command{
 		name:    "status",
-		summary: "repair backlog per side, running and finished backfills, row counts per table on both sides",
+		summary: "repair backlog per side, running and finished backfills, the facades' breakers, row counts per table on both sides",
 		usage: `Usage: pgshift status [--exact-count-limit N] [flags]
 
 Shows, for old and new, how many entries wait in the repair log and how old
 the oldest is (a growing age means the repair worker is not keeping up or a
 side is down), every backfill new knows of (chunks done, leased by a live
 worker, rows copied, processes working on it: any machine sees every
-worker's progress), and the row count of every table on both sides. Tables
+worker's progress), the application processes whose facades reported
+themselves in the last minute with their breakers (a breaker "open" means
+that process skips the side and logs its writes for repair), and the row
+count of every table on both sides. Tables
 larger than --exact-count-limit rows show the planner's estimate, marked "~".
 
 With one side unreachable it shows what the other side holds (the backlog

@@ -31,6 +31,18 @@ type PgshiftChangedRow struct {
 	ChangedAt   time.Time `json:"changed_at"`
 }
 
+type PgshiftFacade struct {
+	Instance   string    `json:"instance"`
+	Host       string    `json:"host"`
+	Pid        int32     `json:"pid"`
+	StartedAt  time.Time `json:"started_at"`
+	SeenAt     time.Time `json:"seen_at"`
+	BreakerOld string    `json:"breaker_old"`
+	BreakerNew string    `json:"breaker_new"`
+	SkippedOld int64     `json:"skipped_old"`
+	SkippedNew int64     `json:"skipped_new"`
+}
+
 type PgshiftMove struct {
 	ID           int64     `json:"id"`
 	MovedAt      time.Time `json:"moved_at"`

@@ -30,8 +30,10 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
@@ -78,9 +80,34 @@ type Report struct {
 	// running or finished, as every worker's progress records them.
 	Backfills []Backfill   `json:"backfills"`
 	Tables    []TableCount `json:"tables"`
+	// Facades are the application processes running a dualwrite facade
+	// that reported themselves in the last FacadeWindow, with their
+	// breakers: a breaker not closed means that process skips that side.
+	Facades []Facade `json:"facades"`
 	// Unreachable names each side that could not be reached ("old",
 	// "new") and why; what the report says of it is unknown.
 	Unreachable map[string]string `json:"unreachable,omitempty"`
+}
+
+// FacadeWindow is how recent a facade's report must be for status to show
+// it: six of its reports (one every 10 s).
+const FacadeWindow = time.Minute
+
+// Facade is one facade as it last reported itself (pgshift.facades), on
+// whichever side had the latest report.
+type Facade struct {
+	Instance string `json:"instance"`
+	Host     string `json:"host"`
+	PID      int32  `json:"pid"`
+	// BreakerOld and BreakerNew are "closed", "probing" or "open".
+	BreakerOld string `json:"breaker_old"`
+	BreakerNew string `json:"breaker_new"`
+	// SkippedOld and SkippedNew count the calls that skipped the side
+	// because its breaker was open, since the facade started.
+	SkippedOld int64 `json:"skipped_old"`
+	SkippedNew int64 `json:"skipped_new"`
+	// SeenSecondsAgo is the age of the report.
+	SeenSecondsAgo float64 `json:"seen_seconds_ago"`
 }
 
 // Backfill is one table's backfill: its chunks done, leased by a live
@@ -111,7 +138,7 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 	if limit == 0 {
 		limit = DefaultExactCountLimit
 	}
-	r := &Report{Schema: schema, Tables: []TableCount{}, Backfills: []Backfill{}}
+	r := &Report{Schema: schema, Tables: []TableCount{}, Backfills: []Backfill{}, Facades: []Facade{}}
 	sides := []struct {
 		name string
 		db   pgshift.Querier
@@ -143,6 +170,9 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 			return nil, fmt.Errorf("status: on new: %w", err)
 		}
 	}
+	if r.Facades, err = facades(ctx, oldDB, newDB); err != nil {
+		return nil, err
+	}
 	if r.Backlog.New.Installed {
 		jobs, err := pgshiftdb.New().BackfillJobs(ctx, newDB)
 		if err != nil {
@@ -169,6 +199,42 @@ func Collect(ctx context.Context, oldDB, newDB pgshift.Querier, schema string, t
 		r.Tables = append(r.Tables, tc)
 	}
 	return r, nil
+}
+
+// facades reads the facades' reports on each reachable side and keeps, per
+// facade, the latest: a facade reports on every side it can reach, so one
+// that skips new reports on old only.
+func facades(ctx context.Context, oldDB, newDB pgshift.Querier) ([]Facade, error) {
+	latest := map[string]Facade{}
+	for _, sd := range []struct {
+		name string
+		db   pgshift.Querier
+	}{{"old", oldDB}, {"new", newDB}} {
+		if sd.db == nil {
+			continue
+		}
+		rows, err := pgshiftdb.New().RecentFacades(ctx, sd.db, FacadeWindow.Seconds())
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
+			continue // not installed, or by a pgshift from before pgshift.facades
+		}
+		if err != nil {
+			return nil, fmt.Errorf("status: facades on %s: %w", sd.name, err)
+		}
+		for _, f := range rows {
+			if l, ok := latest[f.Instance]; ok && l.SeenSecondsAgo <= f.SeenSecondsAgo {
+				continue
+			}
+			latest[f.Instance] = Facade{Instance: f.Instance, Host: f.Host, PID: f.Pid, BreakerOld: f.BreakerOld, BreakerNew: f.BreakerNew,
+				SkippedOld: f.SkippedOld, SkippedNew: f.SkippedNew, SeenSecondsAgo: f.SeenSecondsAgo}
+		}
+	}
+	out := make([]Facade, 0, len(latest))
+	for _, f := range latest {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b Facade) int { return strings.Compare(a.Instance, b.Instance) })
+	return out, nil
 }
 
 const tablesSQL = `
@@ -242,6 +308,14 @@ func (r *Report) Write(w io.Writer) error {
 			fmt.Fprintf(&b, "%s\t%s\t%d\t%d\t%d\n", j.Table, state, j.Leased, j.Rows, j.Workers)
 		}
 	}
+	if len(r.Facades) == 0 {
+		fmt.Fprintf(&b, "\nfacades\tnone reported in the last %s\n", FacadeWindow)
+	} else {
+		fmt.Fprintf(&b, "\nfacade (reported in the last %s)\tbreaker old\tbreaker new\tseen\n", FacadeWindow)
+		for _, f := range r.Facades {
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%.0fs ago\n", f.Instance, breakerText(f.BreakerOld, f.SkippedOld), breakerText(f.BreakerNew, f.SkippedNew), f.SeenSecondsAgo)
+		}
+	}
 	fmt.Fprintf(&b, "\nschema %s\told\tnew\n", r.Schema)
 	for _, t := range r.Tables {
 		fmt.Fprintf(&b, "%s\t%s\t%s\n", t.Table, t.Old, t.New)
@@ -261,6 +335,15 @@ func (r *Report) Write(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// breakerText is a breaker's state, with the calls that skipped its side
+// when there were any.
+func breakerText(state string, skipped int64) string {
+	if skipped == 0 {
+		return state
+	}
+	return fmt.Sprintf("%s (%d calls skipped it)", state, skipped)
 }
 
 // String renders a count as "42", "~2000000 (estimate)", "missing" or "?"

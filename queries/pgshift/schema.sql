@@ -213,6 +213,23 @@ CREATE TABLE IF NOT EXISTS pgshift.shadow_reads_by_user (
     PRIMARY KEY (minute, routing_key, attributes)
 );
 
+-- facades are the processes running a dualwrite facade, as each last
+-- reported itself: every 10 s, on each side it can reach, with the state of
+-- its breakers, which live in the application's processes. `pgshift status`
+-- shows the ones seen in the last minute. A facade deletes its row when it
+-- closes; rows of processes that died stop being refreshed.
+CREATE TABLE IF NOT EXISTS pgshift.facades (
+    instance    text        PRIMARY KEY,
+    host        text        NOT NULL,
+    pid         integer     NOT NULL,
+    started_at  timestamptz NOT NULL,
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    breaker_old text        NOT NULL,
+    breaker_new text        NOT NULL,
+    skipped_old bigint      NOT NULL DEFAULT 0,
+    skipped_new bigint      NOT NULL DEFAULT 0
+);
+
 -- ---------------------------------------------------------------------
 -- Cutover: moves of cohorts (pgshift move, internal/cutover).
 -- ---------------------------------------------------------------------
