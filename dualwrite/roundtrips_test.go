@@ -21,13 +21,17 @@ import (
 
 // roundTrips counts the round trips a pool makes: one per query or exec,
 // one per batch (pipelined statements travel together). The repair log's
-// clean-up, which runs in batches off every caller's path, is not counted.
+// clean-up, which runs in batches off every caller's path, and the facade's
+// report of itself every 10 s (pgshift.facades) are not counted.
 type roundTrips struct{ n atomic.Int64 }
 
 func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if !strings.HasPrefix(d.SQL, "-- name: DeleteRepairEntries ") {
-		r.n.Add(1)
+	for _, background := range []string{"DeleteRepairEntries", "RecordFacade", "ForgetFacade"} {
+		if strings.HasPrefix(d.SQL, "-- name: "+background+" ") {
+			return ctx
+		}
 	}
+	r.n.Add(1)
 	return ctx
 }
 func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
