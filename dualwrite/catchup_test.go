@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
@@ -80,5 +83,54 @@ func TestCatchUpWaitsForWritesInFlight(t *testing.T) {
 	}
 	if name := <-read; name != "after" {
 		t.Fatalf("the read under shadow returned %q, want the acknowledged live write's %q", name, "after")
+	}
+}
+
+// TestNewRowsDrainBeforeNewHasTheRow runs a NewRows insert in live whose
+// authoritative side (new) is slow to start, with a drain in that window:
+// had old committed its copy and pull record first, the drain would find
+// them, read new (no such row yet), delete old's copy and settle the
+// record, and new's record would then be settled as if old had its copy;
+// the row would stay on new alone (the history checker's
+// newrows-drain-live template under a loaded suite). Old's COMMIT now
+// waits for new's, so both sides hold the row.
+func TestNewRowsDrainBeforeNewHasTheRow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flags.StageLive, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.OtherTimeout = 10 * time.Second
+	})
+	ctx := userCtx("newrows")
+	id := uuid.Must(uuid.NewV7())
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := dualwrite.Exec(ctx, b.facade, dualwrite.Op{Name: "users.create", NewRows: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+		tx.Touch("users", id)
+		if tx.Authoritative() {
+			// Old's side runs meanwhile; give it time to commit (it must
+			// not), then drain before new has the row.
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if count(t, b.pair.Old.Pool, "users", "id = $1", id) > 0 {
+					break
+				}
+			}
+			if _, err := b.facade.Repairer().Drain(context.Background()); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)",
+			id, id.String()+"@example.com", at)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.facade.Wait()
+	if _, err := b.facade.Repairer().Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for side, p := range map[string]*pgxpool.Pool{"old": b.pair.Old.Pool, "new": b.pair.New.Pool} {
+		if n := count(t, p, "users", "id = $1", id); n != 1 {
+			t.Errorf("%s holds %d copies of the acknowledged NewRows insert, want 1", side, n)
+		}
 	}
 }

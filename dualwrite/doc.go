@@ -73,10 +73,12 @@
 // Writes of rows whose keys were made for the call ([Op].NewRows: inserts of
 // application-made UUIDv7s) run on both sides at once, each with its records
 // (authoritative on one, pull on the other); new's transaction takes the
-// rows' locks with its statement. When new is authoritative each side
-// commits on its own; when old is, new's COMMIT waits for old's and goes off
-// the caller's path (a follow), so new never shows, nor has repaired from
-// old, a row old may still roll back. When the authoritative side fails, the
+// rows' locks with its statement. When new is authoritative old's COMMIT
+// waits for new's, so a repair pass never finds old's row and pull record
+// before new holds the row (it would copy new's "no such row" over it);
+// when old is, new's COMMIT waits for old's and goes off the caller's path
+// (a follow), so new never shows, nor has repaired from old, a row old may
+// still roll back. When the authoritative side fails, the
 // caller gets the error and the other side may hold the row, with the pull
 // record that has the repair worker remove it once the authoritative side is
 // back; reads, answered by the authoritative side, never return it.

@@ -123,9 +123,11 @@ func TestRoundTrips(t *testing.T) {
 		{flags.StageRampdown, "update", 1, 2},  // as live
 		// NewRows: both sides at once; with old authoritative, new's
 		// COMMIT waits for old's and goes as a follow (new must never hold
-		// a copy old may still roll back).
+		// a copy old may still roll back); with new authoritative, old's
+		// COMMIT waits for new's, in a round trip of its own (a repair
+		// must never find old's copy before new holds the row).
 		{flags.StageDualWrite, "insert-new-rows", 1, 2},
-		{flags.StageLive, "insert-new-rows", 1, 1},
+		{flags.StageLive, "insert-new-rows", 2, 1},
 		// The naive migrator in a transaction on each side: BEGIN, three
 		// statements, COMMIT: 5 per side.
 		// dualwrite: new: BEGIN+lock; old: BEGIN+log+SELECT, UPDATE, INSERT,

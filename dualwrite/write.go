@@ -446,7 +446,17 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	atx, otx := w.newTx(auth, true), w.newTx(auth.Other(), false)
 	followed := auth != lockSide // new's copy commits after old
 	atx.commitInline = w.op.OneStatement && !atx.captures()
-	otx.commitInline = w.op.OneStatement && !otx.captures() && !followed
+	// The other side's COMMIT waits for the authoritative side's write
+	// function, in its own round trip: committed first, old's rows and pull
+	// records could be found by a repair pass before new holds the rows'
+	// locks, which would copy new's not-yet-written state (no row) over
+	// them, and new's record would then be settled as if old had its copy.
+	// With old authoritative new's copy is a follow, committed later still.
+	otx.commitInline = false
+	authDone := make(chan struct{})
+	var authDoneOnce sync.Once
+	signalAuthDone := func() { authDoneOnce.Do(func() { close(authDone) }) }
+	defer signalAuthDone()
 	follow := false
 	defer atx.end(ctx)
 	defer func() {
@@ -504,7 +514,17 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 				}
 			default:
 				otx.queueLog(true)
-				oerr = otx.commit(octx)
+				if len(otx.prefix) > 0 {
+					oerr = otx.flush(octx)
+				}
+				if oerr == nil {
+					select {
+					case <-authDone:
+						oerr = otx.commit(octx)
+					case <-octx.Done():
+						oerr = octx.Err()
+					}
+				}
 			}
 			f.m.record(ctx, w.op.Name, kindWrite, otx.side, ostart, oerr)
 			f.breaker(otx.side).report(oerr)
@@ -517,6 +537,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		atx.queueLog(false)
 		err = atx.commit(ctx)
 	}
+	signalAuthDone()
 	// The authoritative connection goes back to its pool now, not once the
 	// other side is done: a slow other side holds none of it.
 	atx.end(ctx)
