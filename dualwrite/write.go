@@ -435,10 +435,12 @@ func (w *write) settle(ctx context.Context, atx, otx *Tx, oerr error) {
 // records go with its statements, authoritative on one side and pull on the
 // other. New's transaction takes the rows' locks with its statement, so the
 // repair worker, which takes them too, never reads a row while its write is
-// in flight. When new is the authoritative side each side commits on its
-// own; when old is, new's copy holds its COMMIT until old has committed
-// (off the caller's path, as a follow): a copy on new must never be seen,
-// and repaired from old, before old's commit.
+// in flight. When new is the authoritative side old's copy holds its
+// COMMIT until new's write has ended: committed first, it could be repaired
+// from new before new held the row. When old is, new's copy holds its
+// COMMIT until old has committed (off the caller's path, as a follow): a
+// copy on new must never be seen, and repaired from old, before old's
+// commit.
 func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn WriteFunc[T]) (res T, err error) {
 	f := w.f
 	start := time.Now()
