@@ -2,9 +2,12 @@ package dualwrite
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
 
 // A stage change can move a routing key's authority from one side to the
@@ -110,6 +113,14 @@ func (a *authorities) ensure(ctx context.Context, key string, auth authority, wr
 	return a.start(key, auth.side, write), nil
 }
 
+// forget makes key's next call catch it up again: another process served
+// it under the other authority since (its fence said so).
+func (a *authorities) forget(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.seen, key)
+}
+
 // start counts a write of key in flight under side (a.mu held) and returns
 // the function that ends it.
 func (a *authorities) start(key string, side flags.Side, write bool) func() {
@@ -180,15 +191,99 @@ func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage, write b
 }
 
 // catchUp waits for key's writes in flight under the other authority and
-// for key's follows, and repairs key's entries on both sides. Only the
-// caller's cancellation fails it: a side that does not answer (or whose
-// breaker is open), or an entry that cannot be applied yet, is logged and
-// left to the repair worker, and the catch-up is not complete.
+// for key's follows, then moves the key's authority to auth on new (see
+// pgshift.key_authority): when new records another side, or the same one
+// unsettled, it takes the authority alone (which waits for the key's writes
+// in flight in every process) and records auth unsettled, refusing every
+// write of the key; it repairs key's entries on both sides; and it records
+// auth settled. Only the caller's cancellation fails it: a side that does
+// not answer (or whose breaker is open), an authority other processes'
+// writes hold longer than the lock wait, or an entry that cannot be applied
+// yet, is logged and left to the repair worker, and the catch-up is not
+// complete (the key's next call tries again).
 func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (complete bool, err error) {
 	if err := f.authority.settled(ctx, key, auth.Other()); err != nil {
 		return false, err
 	}
 	f.follows.wait(key, f.cfg.OtherTimeout)
+	if !f.breaker(lockSide).closed() {
+		return false, nil
+	}
+	moving, err := f.moveAuthority(ctx, key, auth, false)
+	if err != nil {
+		return false, f.authorityError(ctx, key, auth, err)
+	}
+	if complete, err = f.repairKey(ctx, key); err != nil {
+		return false, err
+	}
+	if moving {
+		if _, err := f.moveAuthority(ctx, key, auth, true); err != nil {
+			return false, f.authorityError(ctx, key, auth, err)
+		}
+	}
+	return complete, nil
+}
+
+// authorityError is catchUp's outcome when key's authority on new could
+// not be read or recorded: the caller's cancellation, or a warning and an
+// incomplete catch-up.
+func (f *Facade) authorityError(ctx context.Context, key string, auth flags.Side, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	f.log.Warn("cannot move a routing key's authority on new; until it moves, the key's dual writes are refused (ErrRowBusy once retries run out), and its next call tries again",
+		"routing_key", key, "side", auth, "err", err)
+	return nil
+}
+
+// moveAuthority takes key's authority on new alone and, unless new records
+// auth settled already, records auth: settled, or unsettled (a move under
+// way: every write of the key is refused) when settle is false. With settle
+// set it records nothing unless new records auth unsettled (another process
+// may have moved the key meanwhile). moving reports whether new did not
+// record auth settled.
+func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side, settle bool) (moving bool, err error) {
+	// The lock waits at most lockWait; the rest of the bound is for the
+	// transaction's few small statements on a busy server.
+	fctx, cancel := context.WithTimeout(ctx, 2*f.cfg.OtherTimeout)
+	defer cancel()
+	tx, err := f.pool(lockSide).Begin(fctx)
+	f.breaker(lockSide).report(err)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	err = ownSQL.SetLockTimeout(fctx, tx, strconv.FormatInt(lockWait(f.cfg.OtherTimeout).Milliseconds(), 10))
+	if err == nil {
+		err = ownSQL.LockAuthority(fctx, tx, key)
+	}
+	if err != nil {
+		return false, fmt.Errorf("take the routing key's authority on new: %w", err)
+	}
+	rec, err := ownSQL.KeyAuthority(fctx, tx, key)
+	if err != nil {
+		return false, fmt.Errorf("read the routing key's authority on new: %w", err)
+	}
+	moving = rec.Side != auth.String() || !rec.Settled
+	switch {
+	case !moving:
+		return false, nil
+	case settle && (rec.Side != auth.String() || rec.Settled):
+		return false, fmt.Errorf("another process moved the routing key's authority to %s meanwhile", rec.Side)
+	}
+	err = ownSQL.RecordAuthority(fctx, tx, pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: settle})
+	if err == nil {
+		err = tx.Commit(fctx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("record the routing key's authority on new: %w", err)
+	}
+	return true, nil
+}
+
+// repairKey repairs key's entries on both sides, under the rows' locks, and
+// reports whether none is left.
+func (f *Facade) repairKey(ctx context.Context, key string) (complete bool, err error) {
 	sides := []flags.Side{flags.SideOld, flags.SideNew}
 	for _, side := range sides {
 		if !f.breaker(side).closed() {

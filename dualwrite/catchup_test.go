@@ -13,6 +13,7 @@ import (
 	"github.com/pgshift/pgshift"
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/repo"
 )
 
@@ -131,6 +132,84 @@ func TestNewRowsDrainBeforeNewHasTheRow(t *testing.T) {
 	for side, p := range map[string]*pgxpool.Pool{"old": b.pair.Old.Pool, "new": b.pair.New.Pool} {
 		if n := count(t, p, "users", "id = $1", id); n != 1 {
 			t.Errorf("%s holds %d copies of the acknowledged NewRows insert, want 1", side, n)
+		}
+	}
+}
+
+// TestTwoFacadesNeverAcknowledgeAKeyUnderBothAuthorities runs two facades
+// over the same databases that see a user's stage differently (processes
+// see a flag change at different moments): A in shadow (old authoritative),
+// B in live (new authoritative). A's create of a user has run on old and
+// holds its COMMIT there while B creates another user with the same email. Without the fence
+// on new, B caught the key up (nothing pending), committed on new and was
+// acknowledged, its copy on old timing out behind A's uncommitted email; A
+// then committed and was acknowledged too: two acknowledged users with one
+// unique email, which no repair can reconcile. With it, B's move of the
+// key's authority waits for A's write (A holds the key's authority on new,
+// shared) and B's write is refused with ErrRowBusy, nothing written.
+func TestTwoFacadesNeverAcknowledgeAKeyUnderBothAuthorities(t *testing.T) {
+	t.Parallel()
+	pair := pgtest.NewPair(t, pgtest.Domain)
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
+	defer let()
+	a := setupOn(t, pair, flags.StageShadow, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		*c = dualwrite.WithBeforeCommit(*c, func(side flags.Side, authoritative bool, _ uint32) {
+			if side == flags.SideOld && authoritative {
+				heldOnce.Do(func() { close(held) })
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			}
+		})
+	})
+	b := setupOn(t, pair, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
+	ctx := userCtx("split")
+	create := func(f *dualwrite.Facade, id uuid.UUID) error {
+		at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		// Not OneStatement: A's insert runs on old before its COMMIT is held.
+		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			tx.Touch("users", id)
+			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'split@example.com', 'n', $2, $2)", id, at)
+			return err
+		})
+	}
+	idA, idB := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	errA := make(chan error, 1)
+	go func() { errA <- create(a.facade, idA) }()
+	select {
+	case <-held:
+	case err := <-errA:
+		t.Fatalf("A's write ended before its COMMIT on old: %v", err)
+	}
+	errB := create(b.facade, idB)
+	let()
+	if err := <-errA; err != nil {
+		t.Fatalf("A's write (shadow, begun first) failed: %v", err)
+	}
+	if errB == nil {
+		t.Fatal("both writes were acknowledged: A's under old's authority and B's under new's, each with the one unique email")
+	}
+	if !errors.Is(errB, dualwrite.ErrRowBusy) {
+		t.Fatalf("B's write failed with %v, want ErrRowBusy (nothing written, retry)", errB)
+	}
+	a.facade.Wait()
+	b.facade.Wait()
+	for _, f := range []*dualwrite.Facade{a.facade, b.facade} {
+		if _, err := f.Repairer().Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+	for _, side := range []*pgxpool.Pool{pair.Old.Pool, pair.New.Pool} {
+		if n := count(t, side, "users", "id = $1", idA); n != 1 {
+			t.Fatalf("A's acknowledged user: %d rows on a side, want 1", n)
+		}
+		if n := count(t, side, "users", "id = $1", idB); n != 0 {
+			t.Fatalf("B's refused user: %d rows on a side, want 0", n)
 		}
 	}
 }

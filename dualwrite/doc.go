@@ -121,18 +121,38 @@
 // (served before the change, they commit after it) and for their copies in
 // flight, and repairs the key's entries on both sides, under the rows'
 // locks. Calls of that key wait for it, others do not; for a key without
-// entries it costs one small query per side, once per change.
+// entries it costs one small query per side and one short transaction on
+// new, once per change.
 // So reads and writes under the new authority see every acknowledged write
 // of the key, foreign-key parents included. A side that does not answer (or
 // whose breaker is open) is not waited for: the key is served without the
 // writes only it holds, which reach the other side when it is back, in the
 // order above, and the catch-up is not done: the key's next call tries it
-// again, as it does after an entry that could not be applied yet. Writes
-// another process still has in flight under the previous authority are not
-// waited for (the facade cannot see them): move a cohort when every process
-// has the change, which flag providers deliver within their polling
-// interval. Calls without a routing key and [Op].Global ones are not caught
-// up.
+// again, as it does after an entry that could not be applied yet. Calls
+// without a routing key and [Op].Global ones are not caught up.
+//
+// Processes see a stage change at different moments, so for a while one
+// may write a key under old's authority while another writes it under
+// new's: two writes of different rows with one unique value would then both
+// be acknowledged. New therefore records each key's authority
+// (pgshift.key_authority) and fences it. Every dual write of a routing key
+// takes a shared lock on the key's authority on new in its first round trip
+// there, with its rows' locks, and is refused (nothing committed) unless new
+// records its stage's authoritative side for the key; the catch-up moves the
+// record: it takes the lock alone, which waits for the key's writes in
+// flight in every process, records the new side as moving (refusing every
+// write of the key), repairs the key's entries and records the side as
+// settled. A refused write catches its key up and runs again, so while two
+// processes disagree each write moves the key to its own view (correct, and
+// slower: each move waits for the other's writes); after three refusals the
+// caller gets [ErrRowBusy]. Where new is out of a write's reach (its breaker
+// is open, or it does not answer within OtherTimeout) a write under old's
+// authority goes on without the fence: a process cut off from new while
+// another moves a key to new can still have writes of the key acknowledged
+// under both. NewRows writes under old's authority check the fence in new's
+// copy, off the caller's path: a row with a fresh key conflicts with no
+// other write's row, only, through a unique column, with a write under the
+// other authority in the same moment.
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.

@@ -540,7 +540,15 @@ func TestStatusShowsEachFacadesBreakers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One write with the breaker open skips new: the count status shows is
+	// then at least 1.
+	if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "skips"}); err != nil {
+		t.Fatal(err)
+	}
 	skipped := fb.skipped()
+	if skipped == 0 {
+		t.Fatal("a write with new's breaker open did not count as skipping it")
+	}
 	mine := func() *status.Facade {
 		t.Helper()
 		rep, err := status.Collect(context.Background(), fb.direct.Old.Pool, nil, "public", []string{"users"}, status.Options{NewErr: errors.New("down")})

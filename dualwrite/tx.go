@@ -398,6 +398,7 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 		}
 		tx.queueLog(!tx.authoritative)
 	case tx.authoritative:
+		tx.w.fenceAhead(ctx, tx)
 		if err := tx.w.lockTouched(ctx, tx); err != nil {
 			return nil, err
 		}
@@ -596,6 +597,39 @@ func (tx *Tx) queueLock(rows []touchedRow, within time.Duration, order func(int6
 	} else {
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
 	}
+	if within > 0 {
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec})
+	}
+}
+
+// queueFence queues, first in this Tx's next round trip, the routing key's
+// fence (pgshift.fence): the shared lock on the key's authority on new, and
+// the check that new records the write's authoritative side for it. The Tx
+// is on new. With within > 0 the lock is waited for at most that long
+// (SQLSTATE 55P03), as queueLock's. A write that fences nothing (see
+// write.fences) queues nothing.
+func (tx *Tx) queueFence(within time.Duration) {
+	w := tx.w
+	if !w.fences() {
+		return
+	}
+	p := pgshiftdb.FenceParams{RoutingKey: w.routingKey, Side: w.auth.String()}
+	read := func(br pgx.BatchResults) error {
+		_, err := br.Exec()
+		switch {
+		case pgErrorCode(err) == pgshiftdb.FenceSQLState:
+			w.moved.Store(true)
+			return fmt.Errorf("%w: %w", errAuthorityMoved, err)
+		case err != nil:
+			return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
+		}
+		return nil
+	}
+	if within > 0 {
+		tx.prefix = append(tx.prefix, queued{pgshiftdb.SetLockTimeoutSQL,
+			[]any{strconv.FormatInt(within.Milliseconds(), 10)}, readExec})
+	}
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.FenceSQL, p.Args(), read})
 	if within > 0 {
 		tx.prefix = append(tx.prefix, queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec})
 	}

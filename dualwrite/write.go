@@ -28,9 +28,22 @@ var errUnlocked = errors.New("dualwrite: the canonical side did not take the row
 
 // ErrRowBusy is returned by a write in dualwrite or shadow when another write
 // (one made under another stage, or the repair worker) held one of its rows'
-// locks on new longer than OtherTimeout allows for. Nothing was written on
-// either side: retry the write.
+// locks on new longer than OtherTimeout allows for, and by a dual write whose
+// routing key other processes kept serving under the other authority (see
+// the package documentation). Nothing was written on either side: retry the
+// write.
 var ErrRowBusy = errors.New("dualwrite: a row of this write is held by another write; nothing was written, retry")
+
+// errAuthorityMoved is a dual write's failure when new records its routing
+// key as served from the other side (pgshift.fence): another process sees
+// another stage for the key, or the key was never caught up. Nothing was
+// written; the write catches the key up and runs again, and the caller gets
+// ErrRowBusy when that keeps happening.
+var errAuthorityMoved = fmt.Errorf("%w (the routing key's authority is recorded on new for the other side: another process serves it under another stage)", ErrRowBusy)
+
+// errAuthFailed is the other side's outcome in a NewRows write when the
+// authoritative side failed before its COMMIT: the other side rolls back.
+var errAuthFailed = errors.New("dualwrite: the authoritative side failed; the other side's copy is rolled back")
 
 // WriteFunc is one write, run once per side that the stage writes. On the
 // authoritative side prev is nil; on the other side it points to the
@@ -45,6 +58,7 @@ type write struct {
 	pools      *pools // the generation the call holds
 	op         Op
 	routingKey string
+	auth       flags.Side // the side the stage makes authoritative
 	// logs says the stage writes both sides: touched rows are locked and
 	// logged.
 	logs bool
@@ -70,6 +84,16 @@ type write struct {
 	// lateKeys says the write function Touched a row after a statement
 	// (its key came from RETURNING): the other side may make other keys.
 	lateKeys bool
+	// fencePending says the fence (pgshift.fence) is queued on the
+	// canonical side, the other side here, and not sent yet; moved says new
+	// answered that the routing key's authority is recorded for the other
+	// side.
+	fencePending bool
+	moved        atomic.Bool
+	// fenceDone is closed when a fence sent ahead of the authoritative
+	// side's first statement (fenceAhead) has its answer, fenceErr.
+	fenceDone chan struct{}
+	fenceErr  error
 
 	copyMu      sync.Mutex   // the sides' Txs run at once with NewRows
 	copySources []copySource // the CopyFromSources the Txs have read
@@ -91,25 +115,80 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 // commits: going on without the lock would let repair order it behind the
 // write that held it.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
-	if w.lockTx == nil || w.lockFailed || w.otherSkipped || w.locked >= len(atx.touched) {
+	if w.lockTx == nil || w.otherSkipped {
 		return nil
 	}
-	from, to := w.locked, len(atx.touched)
-	w.locked = to
-	order := orderOf(atx.touched[from:to])
+	rows := w.locked < len(atx.touched)
+	if !rows && (w.lockTx == atx || !w.fencePending) {
+		return nil
+	}
 	if w.lockTx == atx {
-		atx.queueLock(atx.touched[from:to], 0, order)
+		from, to := w.locked, len(atx.touched)
+		w.locked = to
+		atx.queueLock(atx.touched[from:to], 0, orderOf(atx.touched[from:to]))
 		return nil
 	}
-	w.lockTx.queueLock(atx.touched[from:to], lockWait(w.f.cfg.OtherTimeout), order)
+	// A fence sent ahead is answered before anything else goes to new.
+	if err := w.awaitFence(); err != nil || w.lockFailed {
+		return err
+	}
+	if rows {
+		from, to := w.locked, len(atx.touched)
+		w.locked = to
+		w.lockTx.queueLock(atx.touched[from:to], lockWait(w.f.cfg.OtherTimeout), orderOf(atx.touched[from:to]))
+	}
+	w.fencePending = false
+	return w.flushLocks(ctx)
+}
+
+// fenceAhead sends the routing key's fence, queued on the other side (new),
+// now and without waiting, when the authoritative side's statement is about
+// to go out with no rows to lock before it (their keys come from the
+// statement): its answer is awaited before the authoritative side commits
+// (awaitFence), so it costs that side no round trip of its own.
+func (w *write) fenceAhead(ctx context.Context, atx *Tx) {
+	if !w.fencePending || w.lockTx == atx || w.lockFailed || w.otherSkipped || w.locked < len(atx.touched) {
+		return
+	}
+	w.fencePending = false
+	w.fenceDone = make(chan struct{})
+	go func() {
+		defer close(w.fenceDone)
+		w.fenceErr = w.flushLocks(ctx)
+	}()
+}
+
+// awaitFence waits for the fence fenceAhead sent, if any, and returns its
+// outcome.
+func (w *write) awaitFence() error {
+	if w.fenceDone == nil {
+		return nil
+	}
+	<-w.fenceDone
+	w.fenceDone = nil
+	return w.fenceErr
+}
+
+// flushLocks sends what is queued on the canonical side, the other side
+// here (the fence, the rows' locks), bounded by OtherTimeout, and sorts out
+// its answer: a refused fence or a busy row fail the write (nothing has
+// committed), a side that did not answer is left behind (lockFailed).
+func (w *write) flushLocks(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, w.f.cfg.OtherTimeout)
 	defer cancel()
 	err := w.lockTx.flush(lctx)
 	if err != nil && ctx.Err() != nil {
+		w.lockFailed = true
 		return ctx.Err()
 	}
+	if w.moved.Load() {
+		w.f.breaker(w.lockTx.side).report(nil)
+		w.lockFailed = true
+		return fmt.Errorf("%s: %w", w.op.Name, err)
+	}
 	if pgErrorCode(err) == pgerrcode.LockNotAvailable {
-		// The side answered: it is healthy, the row is busy.
+		// The side answered: it is healthy, the row (or the routing key's
+		// authority, while another process moves it) is busy.
 		w.f.breaker(w.lockTx.side).report(nil)
 		w.lockFailed = true
 		return fmt.Errorf("%s: %w (%w)", w.op.Name, ErrRowBusy, err)
@@ -121,6 +200,12 @@ func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 			"routing_key", w.routingKey, "err", err)
 	}
 	return nil
+}
+
+// fences reports whether the write takes its routing key's fence on new
+// (pgshift.fence): a dual write of a routing key the facade catches up.
+func (w *write) fences() bool {
+	return w.logs && w.routingKey != "" && !w.op.Global
 }
 
 // lockWait is how long the canonical side, when it is the other side, waits
@@ -175,34 +260,31 @@ func Write[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (res T
 }
 
 // writeBounded is Write within the call's bound.
-func writeBounded[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (T, error) {
-	stage, err := f.stage(ctx, op)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	release, err := f.caughtUp(ctx, op, stage, true)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	defer release()
-	plan := stage.Plan()
+func writeBounded[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T]) (res T, err error) {
 	p := f.pools.acquire()
 	defer p.release()
-	var res T
+	var plan flags.Plan
+	var stage flags.Stage
 	for attempt := 1; ; attempt++ {
-		w := &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), logs: plan.WriteOther}
-		switch {
-		case !plan.WriteOther:
-			res, err = writeSingle(ctx, w, plan.Authoritative, fn)
-		case op.NewRows:
-			res, err = writeParallel(ctx, w, plan.Authoritative, fn)
-		default:
-			res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
+		if stage, err = f.stage(ctx, op); err != nil {
+			return res, err
 		}
-		if err == nil || !w.logs || w.committing.Load() || attempt == writeAttempts || !retryable(err) || ctx.Err() != nil {
+		plan = stage.Plan()
+		var w *write
+		if res, w, err = writeAttempt(ctx, f, p, op, stage, fn); err == nil {
 			break
+		}
+		// A refused fence proves the write rolled back on every side (the
+		// other side's COMMIT waits for the authoritative side's), even
+		// when its COMMIT was on its way with the statement.
+		sent := w != nil && w.committing.Load() && !errors.Is(err, errAuthorityMoved)
+		if w == nil || !w.logs || sent || attempt == writeAttempts || !retryable(err) || ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errAuthorityMoved) {
+			// Another process served the key under the other authority
+			// since this Facade caught it up: catch it up again.
+			f.authority.forget(w.routingKey)
 		}
 		f.log.Debug("write ran into another write's locks before anything committed; running it again",
 			"op", op.Name, "routing_key", w.routingKey, "attempt", attempt, "err", err)
@@ -215,6 +297,28 @@ func writeBounded[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T])
 	}
 	recordOutcome(ctx, op, stage, plan.Authoritative)
 	return res, nil
+}
+
+// writeAttempt is one run of a write under stage: the routing key caught
+// up for its authority, then the sides written as the stage says. w is nil
+// when the write did not begin.
+func writeAttempt[T any](ctx context.Context, f *Facade, p *pools, op Op, stage flags.Stage, fn WriteFunc[T]) (res T, w *write, err error) {
+	release, err := f.caughtUp(ctx, op, stage, true)
+	if err != nil {
+		return res, nil, err
+	}
+	defer release()
+	plan := stage.Plan()
+	w = &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), auth: plan.Authoritative, logs: plan.WriteOther}
+	switch {
+	case !plan.WriteOther:
+		res, err = writeSingle(ctx, w, plan.Authoritative, fn)
+	case op.NewRows:
+		res, err = writeParallel(ctx, w, plan.Authoritative, fn)
+	default:
+		res, err = writeOrdered(ctx, w, plan.Authoritative, fn)
+	}
+	return res, w, err
 }
 
 // callError names the call and the side whose failure err is, so that an
@@ -285,6 +389,7 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 	atx, otx := w.newTx(lockSide, true), w.newTx(lockSide.Other(), false)
 	otx.commitInline = w.op.OneStatement && !otx.marks()
 	w.lockTx = atx
+	atx.queueFence(0)
 	defer atx.end(ctx)
 	defer otx.end(ctx)
 	if res, err = fn(ctx, atx, nil); err == nil {
@@ -330,10 +435,15 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	atx.commitInline, otx.commitInline = w.op.OneStatement && !atx.captures(), w.op.OneStatement && !otx.marks()
 	w.lockTx, w.eager = otx, true
 	w.otherSkipped = !f.breaker(otx.side).allow()
+	if !w.otherSkipped {
+		otx.queueFence(lockWait(f.cfg.OtherTimeout))
+		w.fencePending = w.fences()
+	}
 	follow := false
 	defer func() {
 		atx.end(ctx)
 		if !follow {
+			_ = w.awaitFence() // otx's connection is free again
 			otx.end(ctx)
 		}
 	}()
@@ -347,15 +457,23 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 		// again; until the COMMIT nobody else can see them.
 		// If they cannot be locked (the caller gave up meanwhile), the other
 		// side is left to the repair worker.
+		// A write that locked nothing before its statements has not
+		// checked its routing key's fence yet: it does, with those locks,
+		// before old's COMMIT.
 		var wg sync.WaitGroup
-		if w.locked < len(atx.touched) {
+		if err = w.awaitFence(); err == nil && w.fencePending {
+			err = w.lockTouched(ctx, atx)
+		}
+		if err == nil && w.locked < len(atx.touched) {
 			wg.Go(func() {
 				if w.lockTouched(ctx, atx) != nil {
 					w.lockFailed = true
 				}
 			})
 		}
-		err = atx.commit(ctx)
+		if err == nil {
+			err = atx.commit(ctx)
+		}
 		wg.Wait()
 	}
 	f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
@@ -456,6 +574,9 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	// With old authoritative new's copy is a follow, committed later still.
 	otx.commitInline = false
 	authDone := make(chan struct{})
+	// authFailed says the authoritative side failed before its COMMIT was
+	// sent: the other side then rolls back rather than commit a copy.
+	var authFailed atomic.Bool
 	var authDoneOnce sync.Once
 	signalAuthDone := func() { authDoneOnce.Do(func() { close(authDone) }) }
 	defer signalAuthDone()
@@ -481,6 +602,11 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		if oerr = otx.acquire(octx); oerr != nil {
 			f.breaker(otx.side).report(oerr)
 		}
+	}
+	if auth == lockSide {
+		atx.queueFence(0)
+	} else {
+		otx.queueFence(0)
 	}
 	if auth == lockSide {
 		if err = atx.acquire(ctx); err != nil {
@@ -522,7 +648,11 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 				if oerr == nil {
 					select {
 					case <-authDone:
-						oerr = otx.commit(octx)
+						if authFailed.Load() {
+							oerr = errAuthFailed
+						} else {
+							oerr = otx.commit(octx)
+						}
 					case <-octx.Done():
 						oerr = octx.Err()
 					}
@@ -539,6 +669,7 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 		atx.queueLog(false)
 		err = atx.commit(ctx)
 	}
+	authFailed.Store(err != nil && (!atx.done || errors.Is(err, errAuthorityMoved)))
 	signalAuthDone()
 	// The authoritative connection goes back to its pool now, not once the
 	// other side is done: a slow other side holds none of it.

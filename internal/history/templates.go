@@ -117,6 +117,20 @@ func Templates() []Template {
 	h.Control = []Control{both(30*ms, 0, flags.StageLive)}
 	out = append(out, Template{h, "issue 24 case 4: a flip over a backlog (parent deleted in shadow, child inserted in live)"})
 
+	// Two processes serve one user under two authorities: facade 0 sees
+	// live, facade 1 still shadow. W1 (shadow) inserts kv0 with u on old and
+	// holds its COMMIT; W2 (live) inserts kv1 with the same u on new, its
+	// old copy waiting behind W1's uncommitted u. Unfenced, both were
+	// acknowledged with one unique value; the fence on new (key_authority)
+	// refuses W2 while W1 holds the user's authority.
+	h = base("two-authorities-unique", flags.StageShadow)
+	h.Ops = []Op{
+		{ID: 1, Writer: 1, Kind: Insert, Keys: []int{0}, U: []string{"u0.7"}, Delay: 40 * ms, Hold: 400 * ms},
+		{ID: 2, Writer: 0, Kind: Insert, Keys: []int{1}, U: []string{"u0.7"}, Delay: 120 * ms},
+	}
+	h.Control = []Control{{Kind: SetStage, Delay: 20 * ms, User: 0, Stage: flags.StageLive, Lag: 2000 * ms}}
+	out = append(out, Template{h, "two facades serve a user under both authorities (unique value acknowledged twice)"})
+
 	// Issue 18 case 5: new misses a delete of a row holding u = a and an
 	// insert of another row with u = a; and a swap of two values.
 	h = base("unique-reuse", flags.StageDualWrite)

@@ -16,7 +16,17 @@ const (
 	LogRowsSQL          = logRows
 	MarkCaptureSQL      = markCapture  // takes the mode
 	TakeCapturedSQL     = takeCaptured // takes nothing
+	FenceSQL            = fence        // takes the routing key and the side
 )
+
+// FenceSQLState is the SQLSTATE pgshift.fence fails with when the routing
+// key's recorded authority is not the side the write was made for.
+const FenceSQLState = "PGSF1"
+
+// Args returns p's values in the order FenceSQL numbers its parameters.
+func (p FenceParams) Args() []any {
+	return []any{p.RoutingKey, p.Side}
+}
 
 // Args returns p's values in the order LogRowSQL numbers its parameters.
 func (p LogRowParams) Args() []any {

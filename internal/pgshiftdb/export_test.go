@@ -60,6 +60,7 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 		{"LogRows", func(db DBTX) {
 			_, _ = q.LogRows(ctx, db, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}})
 		}, LogRowsSQL, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}}.Args()},
+		{"Fence", func(db DBTX) { _ = q.Fence(ctx, db, FenceParams{"rk", "new"}) }, FenceSQL, FenceParams{"rk", "new"}.Args()},
 	} {
 		var r recorder
 		tc.call(&r)

@@ -43,6 +43,13 @@ type PgshiftFacade struct {
 	SkippedNew int64     `json:"skipped_new"`
 }
 
+type PgshiftKeyAuthority struct {
+	RoutingKey string    `json:"routing_key"`
+	Side       string    `json:"side"`
+	Settled    bool      `json:"settled"`
+	ChangedAt  time.Time `json:"changed_at"`
+}
+
 type PgshiftMove struct {
 	ID           int64     `json:"id"`
 	MovedAt      time.Time `json:"moved_at"`

@@ -230,6 +230,48 @@ CREATE TABLE IF NOT EXISTS pgshift.facades (
     skipped_new bigint      NOT NULL DEFAULT 0
 );
 
+-- key_authority records, on new, the side each routing key is served from
+-- as its authority (old or new), and fences it: every dual write of a
+-- routing key takes a shared lock on the key's authority on new, in its first
+-- round trip there, and fails (SQLSTATE PGSF1, nothing committed) unless the
+-- side its stage makes authoritative is the one recorded, settled (fence).
+-- A facade that serves the key under the other authority first takes the
+-- lock alone, which waits for every write of the key in flight in any
+-- process, records the new side unsettled (every write of the key is then
+-- refused) and commits; it catches the key up (its repair-log entries) and
+-- then records the side settled. So two processes that see a stage change
+-- at different moments never have writes of one routing key acknowledged
+-- under both authorities, nor under the new one before the key's pending
+-- writes reached it.
+CREATE TABLE IF NOT EXISTS pgshift.key_authority (
+    routing_key text        PRIMARY KEY,
+    side        text        NOT NULL CHECK (side IN ('old', 'new')),
+    settled     boolean     NOT NULL,
+    changed_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- fence takes the shared lock on routing_key's authority for the rest of
+-- the transaction and fails unless side is the one key_authority records,
+-- settled.
+-- Volatile plpgsql: the record is read with a snapshot taken after the lock
+-- is held, so a change committed while the lock was waited for is seen.
+CREATE OR REPLACE FUNCTION pgshift.fence(routing_key text, side text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    recorded text;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1885827944, pg_catalog.hashtext(fence.routing_key));
+    SELECT CASE WHEN a.settled THEN a.side ELSE 'a move to ' OPERATOR(pg_catalog.||) a.side END INTO recorded
+    FROM pgshift.key_authority AS a
+    WHERE a.routing_key OPERATOR(pg_catalog.=) fence.routing_key;
+    IF recorded IS DISTINCT FROM fence.side THEN
+        RAISE EXCEPTION 'pgshift: routing key % is served from % as its authority, not from %', fence.routing_key, coalesce(recorded, 'no side yet'), fence.side
+            USING ERRCODE = 'PGSF1',
+                  HINT = 'Another process sees another stage for this key, or the key was not caught up yet: the facade catches it up and runs the write again.';
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------
 -- Cutover: moves of cohorts (pgshift move, internal/cutover).
 -- ---------------------------------------------------------------------
