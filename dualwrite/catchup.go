@@ -206,17 +206,24 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 		return false, err
 	}
 	f.follows.wait(key, f.cfg.OtherTimeout)
-	if !f.breaker(lockSide).closed() {
+	if auth != lockSide && !f.breaker(lockSide).closed() {
+		// The fence is on new: with new out of reach, old's writes go on
+		// without it (see the package documentation).
 		return false, nil
 	}
 	moving, err := f.moveAuthority(ctx, key, auth, false)
 	if err != nil {
 		return false, f.authorityError(ctx, key, auth, err)
 	}
-	if complete, err = f.repairKey(ctx, key); err != nil {
+	complete, authAnswered, err := f.repairKey(ctx, key, auth)
+	if err != nil {
 		return false, err
 	}
-	if moving {
+	if moving && authAnswered {
+		// Unless auth did not answer (the key's writes fail there anyway,
+		// and its next call catches it up), the key is served now: without
+		// the writes only a silent other side holds, which reach auth when
+		// it is back, as the package documentation says.
 		if _, err := f.moveAuthority(ctx, key, auth, true); err != nil {
 			return false, f.authorityError(ctx, key, auth, err)
 		}
@@ -282,14 +289,14 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 }
 
 // repairKey repairs key's entries on both sides, under the rows' locks, and
-// reports whether none is left.
-func (f *Facade) repairKey(ctx context.Context, key string) (complete bool, err error) {
+// reports whether none is left, and whether auth, the key's new authority,
+// answered. Auth is asked even when its breaker is open: the key's calls
+// go to it anyway, and its entries' copies must be there before they do.
+func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (complete, authAnswered bool, err error) {
 	sides := []flags.Side{flags.SideOld, flags.SideNew}
-	for _, side := range sides {
-		if !f.breaker(side).closed() {
-			// Repair needs both sides: the key's entries wait for the side.
-			return false, nil
-		}
+	if !f.breaker(auth.Other()).closed() {
+		// Repair needs both sides: the key's entries wait for the side.
+		return false, true, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
 	defer cancel()
@@ -301,32 +308,32 @@ func (f *Facade) repairKey(ctx context.Context, key string) (complete bool, err 
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return false, ctx.Err()
+		return false, false, ctx.Err()
 	}
 	for i, err := range errs {
 		f.breaker(sides[i]).report(err)
 		if err != nil {
 			f.log.Warn("cannot check a routing key's repair-log entries before its authority serves it; its writes are repaired when the side is back, and the key's next call checks again",
 				"side", sides[i], "routing_key", key, "err", err)
-			return false, nil
+			return false, errs[sideIndex(auth)] == nil, nil
 		}
 	}
 	if !found[0] && !found[1] {
-		return true, nil
+		return true, true, nil
 	}
 	f.m.catchUps.Add(ctx, 1)
 	remain, err := f.repairer.catchUp(cctx, key)
 	switch {
 	case ctx.Err() != nil:
-		return false, ctx.Err()
+		return false, false, ctx.Err()
 	case err != nil:
 		f.log.Warn("cannot repair a routing key's entries before its authority serves it; left to the repair worker",
 			"routing_key", key, "err", err)
-		return false, nil
+		return false, true, nil
 	case remain:
 		f.log.Warn("some of a routing key's entries could not be repaired before its authority serves it; left to the repair worker (see pgshift.repair_log.last_error)",
 			"routing_key", key)
-		return false, nil
+		return false, true, nil
 	}
-	return true, nil
+	return true, true, nil
 }

@@ -3,6 +3,7 @@ package dualwrite_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +212,44 @@ func TestTwoFacadesNeverAcknowledgeAKeyUnderBothAuthorities(t *testing.T) {
 		if n := count(t, side, "users", "id = $1", idB); n != 0 {
 			t.Fatalf("B's refused user: %d rows on a side, want 0", n)
 		}
+	}
+}
+
+// TestCatchUpAsksTheNewAuthorityWithItsBreakerOpen updates a user in live
+// while old is down (new commits, old's copy is left in new's repair log)
+// until old's breaker opens, brings old back with the breaker still open
+// (its probe is a minute away), and moves the user back to shadow: the
+// catch-up must ask old anyway, since the user's calls go to old now, and
+// copy the updates there before the read. Skipping it for the open breaker
+// served old without them, and a later shadow write of the row, ordered
+// after them, then removed them from new as well (the history checker's
+// seed 6771).
+func TestCatchUpAsksTheNewAuthorityWithItsBreakerOpen(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageLive, 4, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.BreakerCooldown = time.Minute
+	})
+	users, _ := seedDomain(t, fb.direct)
+	ctx := userCtx(users[0].String())
+	fb.proxy.Down()
+	var last string
+	for i := 0; fb.breakerState() != dualwrite.BreakerOpen; i++ {
+		if i == 100 {
+			t.Fatal("old's breaker still closed after 100 writes with old down")
+		}
+		last = fmt.Sprintf("while-old-down-%d", i)
+		if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: last}); err != nil {
+			t.Fatalf("live write with old down: %v", err)
+		}
+	}
+	fb.proxy.Up()
+	fb.stage.Set(flags.StageShadow)
+	got, err := fb.store.Users.Get(ctx, users[0])
+	if err != nil {
+		t.Fatalf("read under shadow: %v", err)
+	}
+	if got.Name != last {
+		t.Fatalf("the read under shadow (old) returned %q, want the last acknowledged live write's %q", got.Name, last)
 	}
 }

@@ -124,9 +124,10 @@
 // entries it costs one small query per side and one short transaction on
 // new, once per change.
 // So reads and writes under the new authority see every acknowledged write
-// of the key, foreign-key parents included. A side that does not answer (or
-// whose breaker is open) is not waited for: the key is served without the
-// writes only it holds, which reach the other side when it is back, in the
+// of the key, foreign-key parents included. The new authority is asked even
+// while its breaker is open (the key's calls go to it anyway). The previous
+// one, when it does not answer (or its breaker is open), is not waited for:
+// the key is served without the writes only it holds, which reach the other side when it is back, in the
 // order above, and the catch-up is not done: the key's next call tries it
 // again, as it does after an entry that could not be applied yet. Calls
 // without a routing key and [Op].Global ones are not caught up.

@@ -113,7 +113,9 @@ func (w *write) newTx(side flags.Side, authoritative bool) *Tx {
 // is left to the repair worker); if it answers that another write holds a
 // row longer than that, the write fails with ErrRowBusy before anything
 // commits: going on without the lock would let repair order it behind the
-// write that held it.
+// write that held it. The routing key's fence, queued first on the
+// canonical side, goes with the first of these round trips (or was sent
+// ahead, fenceAhead); a refused fence fails the write the same way.
 func (w *write) lockTouched(ctx context.Context, atx *Tx) error {
 	if w.lockTx == nil || w.otherSkipped {
 		return nil
