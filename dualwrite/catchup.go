@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshift/pgshift/flags"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 )
@@ -243,49 +245,86 @@ func (f *Facade) authorityError(ctx context.Context, key string, auth flags.Side
 	return nil
 }
 
-// moveAuthority takes key's authority on new alone and, unless new records
-// auth settled already, records auth: settled, or unsettled (a move under
-// way: every write of the key is refused) when settle is false. With settle
-// set it records nothing unless new records auth unsettled (another process
-// may have moved the key meanwhile). moving reports whether new did not
-// record auth settled.
+// moveAuthority records auth as key's authority on new, unless new records
+// it settled already (one plain read then): under the key's authority taken
+// alone, settled, or unsettled (a move under way: every write of the key is
+// refused) when settle is false. With settle set it records nothing unless
+// new records auth unsettled (another process may have moved the key
+// meanwhile). moving reports whether new did not record auth settled. A
+// move takes two round trips: BEGIN, the lock and the read; the record and
+// COMMIT.
 func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side, settle bool) (moving bool, err error) {
 	// The lock waits at most lockWait; the rest of the bound is for the
-	// transaction's few small statements on a busy server.
+	// few small statements on a busy server.
 	fctx, cancel := context.WithTimeout(ctx, 2*f.cfg.OtherTimeout)
 	defer cancel()
-	tx, err := f.pool(lockSide).Begin(fctx)
+	pool := f.pool(lockSide)
+	if !settle {
+		rec, err := ownSQL.KeyAuthority(fctx, pool, key)
+		f.breaker(lockSide).report(err)
+		if err != nil {
+			return false, fmt.Errorf("read the routing key's authority on new: %w", err)
+		}
+		if rec.Side == auth.String() && rec.Settled {
+			// Any write under the other side is refused by the record, and
+			// whoever settled it waited for those admitted before.
+			return false, nil
+		}
+	}
+	conn, err := pool.Acquire(fctx)
 	f.breaker(lockSide).report(err)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("connect to new: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	err = ownSQL.SetLockTimeout(fctx, tx, strconv.FormatInt(lockWait(f.cfg.OtherTimeout).Milliseconds(), 10))
+	committed := false
+	defer func() {
+		if !committed {
+			// The transaction's state is unknown: the connection goes.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(pgshiftdb.SetLockTimeoutSQL, strconv.FormatInt(lockWait(f.cfg.OtherTimeout).Milliseconds(), 10))
+	b.Queue(pgshiftdb.LockAuthoritySQL, key)
+	b.Queue(pgshiftdb.KeyAuthoritySQL, key)
+	var rec pgshiftdb.KeyAuthorityRow
+	br := conn.SendBatch(fctx, b)
+	for range 3 {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
 	if err == nil {
-		err = ownSQL.LockAuthority(fctx, tx, key)
+		err = br.QueryRow().Scan(&rec.Side, &rec.Settled)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return false, fmt.Errorf("take the routing key's authority on new: %w", err)
 	}
-	rec, err := ownSQL.KeyAuthority(fctx, tx, key)
-	if err != nil {
-		return false, fmt.Errorf("read the routing key's authority on new: %w", err)
-	}
 	moving = rec.Side != auth.String() || !rec.Settled
+	end := "COMMIT"
 	switch {
 	case !moving:
-		return false, nil
+		end = "ROLLBACK"
 	case settle && (rec.Side != auth.String() || rec.Settled):
-		return false, fmt.Errorf("another process moved the routing key's authority to %s meanwhile", rec.Side)
+		moving, end = false, "ROLLBACK"
+		err = fmt.Errorf("another process moved the routing key's authority to %s meanwhile", rec.Side)
 	}
-	err = ownSQL.RecordAuthority(fctx, tx, pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: settle})
-	if err == nil {
-		err = tx.Commit(fctx)
+	b = &pgx.Batch{}
+	if end == "COMMIT" {
+		p := pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: settle}
+		b.Queue(pgshiftdb.RecordAuthoritySQL, p.Args()...)
 	}
-	if err != nil {
-		return false, fmt.Errorf("record the routing key's authority on new: %w", err)
+	b.Queue(end)
+	if cerr := conn.SendBatch(fctx, b).Close(); cerr != nil {
+		return false, fmt.Errorf("record the routing key's authority on new: %w", cerr)
 	}
-	return true, nil
+	committed = true
+	return moving, err
 }
 
 // repairKey repairs key's entries on both sides, under the rows' locks, and

@@ -17,6 +17,13 @@ const (
 	MarkCaptureSQL      = markCapture  // takes the mode
 	TakeCapturedSQL     = takeCaptured // takes nothing
 	FenceSQL            = fence        // takes the routing key and the side
+	// The statements of a move of a routing key's authority, which the
+	// facade sends in two round trips: LockAuthoritySQL and KeyAuthoritySQL
+	// take the routing key; RecordAuthoritySQL the key, the side and
+	// whether it is settled.
+	LockAuthoritySQL   = lockAuthority
+	KeyAuthoritySQL    = keyAuthority
+	RecordAuthoritySQL = recordAuthority
 )
 
 // FenceSQLState is the SQLSTATE pgshift.fence fails with when the routing
@@ -36,4 +43,10 @@ func (p LogRowParams) Args() []any {
 // Args returns p's values in the order LogRowsSQL numbers its parameters.
 func (p LogRowsParams) Args() []any {
 	return []any{p.TableSchemas, p.TableNames, p.Op, p.RoutingKey, p.Pull, p.Orders, p.Keys}
+}
+
+// Args returns p's values in the order RecordAuthoritySQL numbers its
+// parameters.
+func (p RecordAuthorityParams) Args() []any {
+	return []any{p.RoutingKey, p.Side, p.Settled}
 }
