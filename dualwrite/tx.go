@@ -63,7 +63,8 @@ type Tx struct {
 	inlined    bool  // the COMMIT went with the statement
 	commitErr  error // the inline COMMIT's result
 	statements int
-	prefix     []queued // the facade's statements, sent ahead of the next one
+	prefix     []queued      // the facade's statements, sent ahead of the next one
+	within     time.Duration // the lock bound of the prefix's last queueWithin
 
 	touched []touchedRow // rows reported with Touch
 	logged  int          // touched[:logged] have their repair-log record queued or sent
@@ -588,18 +589,30 @@ func (tx *Tx) queueLock(rows []touchedRow, within time.Duration, order func(int6
 		order(k)
 		return nil
 	}
-	if within > 0 {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.SetLockTimeoutSQL,
-			[]any{strconv.FormatInt(within.Milliseconds(), 10)}, readExec})
-	}
 	if len(rows) == 1 {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowSQL, []any{lockID(rows[0])}, read})
+		tx.queueWithin(within, queued{pgshiftdb.LockRowSQL, []any{lockID(rows[0])}, read})
 	} else {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
+		tx.queueWithin(within, queued{pgshiftdb.LockRowsSQL, []any{lockIDs(rows)}, read})
 	}
-	if within > 0 {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec})
+}
+
+// queueWithin queues q; with within > 0 the locks q waits for are waited
+// for at most that long (SetLockTimeout before it, ResetLockTimeout after).
+// Statements queued one after the other with the same bound share one
+// SetLockTimeout and ResetLockTimeout (the fence and the rows' locks).
+func (tx *Tx) queueWithin(within time.Duration, q queued) {
+	if within <= 0 {
+		tx.prefix = append(tx.prefix, q)
+		return
 	}
+	reset := queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec}
+	if n := len(tx.prefix); n > 0 && tx.prefix[n-1].sql == reset.sql && tx.within == within {
+		tx.prefix = append(tx.prefix[:n-1], q, reset)
+		return
+	}
+	tx.within = within
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.SetLockTimeoutSQL,
+		[]any{strconv.FormatInt(within.Milliseconds(), 10)}, readExec}, q, reset)
 }
 
 // queueFence queues, first in this Tx's next round trip, the routing key's
@@ -625,14 +638,7 @@ func (tx *Tx) queueFence(within time.Duration) {
 		}
 		return nil
 	}
-	if within > 0 {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.SetLockTimeoutSQL,
-			[]any{strconv.FormatInt(within.Milliseconds(), 10)}, readExec})
-	}
-	tx.prefix = append(tx.prefix, queued{pgshiftdb.FenceSQL, p.Args(), read})
-	if within > 0 {
-		tx.prefix = append(tx.prefix, queued{pgshiftdb.ResetLockTimeoutSQL, nil, readExec})
-	}
+	tx.queueWithin(within, queued{pgshiftdb.FenceSQL, p.Args(), read})
 }
 
 // flush sends the queued statements now, without a statement of the write

@@ -183,16 +183,15 @@ func (w *write) flushLocks(ctx context.Context) error {
 		w.lockFailed = true
 		return ctx.Err()
 	}
-	if w.moved.Load() {
+	if moved, busy := w.moved.Load(), pgErrorCode(err) == pgerrcode.LockNotAvailable; moved || busy {
+		// The side answered: it is healthy; the routing key's authority is
+		// recorded for the other side, or a row (or the key's authority,
+		// while another process moves it) is busy.
 		w.f.breaker(w.lockTx.side).report(nil)
 		w.lockFailed = true
-		return fmt.Errorf("%s: %w", w.op.Name, err)
-	}
-	if pgErrorCode(err) == pgerrcode.LockNotAvailable {
-		// The side answered: it is healthy, the row (or the routing key's
-		// authority, while another process moves it) is busy.
-		w.f.breaker(w.lockTx.side).report(nil)
-		w.lockFailed = true
+		if moved {
+			return fmt.Errorf("%s: %w", w.op.Name, err)
+		}
 		return fmt.Errorf("%s: %w (%w)", w.op.Name, ErrRowBusy, err)
 	}
 	w.f.breaker(w.lockTx.side).report(err)

@@ -207,7 +207,18 @@ func TestSidesRunTheBinariesOfTheirSide(t *testing.T) {
 		server *pgtest.Server
 	}{{pglaunch.Old, oldServer}, {pglaunch.New, newServer}} {
 		if side.server.Launched == nil {
-			t.Skipf("%s server comes from %s, not from the launcher", side.side, pgtest.EnvOldURL)
+			// The server comes from PGSHIFT_TEST_OLD_URL/NEW_URL: it runs
+			// whatever binaries its owner runs, and a binary directory set
+			// for the side would be ignored without a word.
+			env := pglaunch.EnvOldBinDir
+			if side.side == pglaunch.New {
+				env = pglaunch.EnvNewBinDir
+			}
+			if dir := os.Getenv(env); dir != "" {
+				t.Fatalf("%s is set (%s) but the %s server comes from %s/%s, not from the launcher: unset one of them",
+					env, dir, side.side, pgtest.EnvOldURL, pgtest.EnvNewURL)
+			}
+			continue
 		}
 		dir, err := pglaunch.BinDirFor(side.side)
 		if err != nil {
