@@ -2,6 +2,7 @@ package dualwrite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -28,15 +29,26 @@ import (
 // meanwhile), the facade catches the key up: it waits for the
 // key's follows, and when either side's log holds entries of the key it
 // repairs them now, under the rows' locks, as the repair worker would. The
-// calls of the key wait for it; other keys do not. A side that does not
-// answer is not waited for: its entries are repaired when it is back, in the
-// order the rows' locks gave them (see the package documentation).
+// calls of the key wait for it; other keys do not. A previous authority
+// that does not answer is not waited for: the key's calls are refused
+// (ErrNotCaughtUp) until it answers (see the package documentation for the
+// exceptions).
 
 // The catch-up also waits for the key's writes this Facade has in flight
 // under the previous authority (they were served before the change and
 // commit after it, their entries with them), and a catch-up that could not
 // finish (a side did not answer, an entry could not be applied yet) does not
 // count: the key's next call catches it up again.
+
+// ErrNotCaughtUp is returned by a call of a routing key whose authoritative
+// side changed (a flag flip, a rollback) while the previous authoritative
+// side does not answer (it is down, hung, or its breaker is open): that
+// side's repair log may hold acknowledged writes of the key the new
+// authority lacks, and serving the key without them would read, and write
+// over, an older state. Nothing was read or written. The key's calls
+// succeed again once the previous side answers and the key's entries are
+// repaired; calls of keys whose authority did not move are not affected.
+var ErrNotCaughtUp = errors.New("dualwrite: the routing key's authority moved and its previous authoritative side does not answer; nothing was read or written, retry when that side is back")
 
 // maxAuthorities bounds how many routing keys' authorities a Facade
 // remembers; past it, it forgets them all, and each key is checked again on
@@ -213,20 +225,34 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 		// without it (see the package documentation).
 		return false, nil
 	}
-	moving, err := f.moveAuthority(ctx, key, auth, false)
+	moving, from, err := f.moveAuthority(ctx, key, auth, false)
 	if err != nil {
 		return false, f.authorityError(ctx, key, auth, err)
 	}
-	complete, authAnswered, err := f.repairKey(ctx, key, auth)
+	complete, answered, err := f.repairKey(ctx, key, auth)
 	if err != nil {
 		return false, err
 	}
-	if moving && authAnswered {
-		// Unless auth did not answer (the key's writes fail there anyway,
-		// and its next call catches it up), the key is served now: without
-		// the writes only a silent other side holds, which reach auth when
-		// it is back, as the package documentation says.
-		if _, err := f.moveAuthority(ctx, key, auth, true); err != nil {
+	switch {
+	case !moving || !answered[sideIndex(auth)]:
+		// Settled already, or auth did not answer: the key's writes fail
+		// there anyway, and its next call catches it up.
+	case from != "" && !answered[sideIndex(auth.Other())]:
+		// The key was served from the other side, which did not answer:
+		// its log may hold acknowledged writes auth has not seen, and a
+		// write served on auth without them would act on an older state
+		// (an update of a row auth lacks, whose entry repair then copies
+		// back as "absent"). The record stays unsettled, so every
+		// process's writes of the key are refused by the fence, and this
+		// call is refused too.
+		f.log.Warn("a routing key's authority moved while its previous authority does not answer; the key's calls are refused (ErrNotCaughtUp) until that side answers and its entries are repaired",
+			"routing_key", key, "side", auth, "previous", auth.Other())
+		return false, ErrNotCaughtUp
+	default:
+		// The key is served now: the other side answered (its entries
+		// were repaired, or those left could not be applied yet and go to
+		// the repair worker), or the key had no authority recorded before.
+		if _, _, err := f.moveAuthority(ctx, key, auth, true); err != nil {
 			return false, f.authorityError(ctx, key, auth, err)
 		}
 	}
@@ -250,10 +276,11 @@ func (f *Facade) authorityError(ctx context.Context, key string, auth flags.Side
 // alone, settled, or unsettled (a move under way: every write of the key is
 // refused) when settle is false. With settle set it records nothing unless
 // new records auth unsettled (another process may have moved the key
-// meanwhile). moving reports whether new did not record auth settled. A
-// move takes two round trips: BEGIN, the lock and the read; the record and
-// COMMIT.
-func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side, settle bool) (moving bool, err error) {
+// meanwhile). moving reports whether new did not record auth settled, and
+// from the side it recorded before the move (empty when none: the key's first
+// catch-up). A move takes two round trips: BEGIN, the lock and the read; the
+// record and COMMIT.
+func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side, settle bool) (moving bool, from string, err error) {
 	// The lock waits at most lockWait; the rest of the bound is for the
 	// few small statements on a busy server.
 	fctx, cancel := context.WithTimeout(ctx, 2*f.cfg.OtherTimeout)
@@ -263,18 +290,18 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 		rec, err := ownSQL.KeyAuthority(fctx, pool, key)
 		f.breaker(lockSide).report(err)
 		if err != nil {
-			return false, fmt.Errorf("read the routing key's authority on new: %w", err)
+			return false, "", fmt.Errorf("read the routing key's authority on new: %w", err)
 		}
 		if rec.Side == auth.String() && rec.Settled {
 			// Any write under the other side is refused by the record, and
 			// whoever settled it waited for those admitted before.
-			return false, nil
+			return false, "", nil
 		}
 	}
 	conn, err := pool.Acquire(fctx)
 	f.breaker(lockSide).report(err)
 	if err != nil {
-		return false, fmt.Errorf("connect to new: %w", err)
+		return false, "", fmt.Errorf("connect to new: %w", err)
 	}
 	committed := false
 	defer func() {
@@ -303,12 +330,15 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 		err = cerr
 	}
 	if err != nil {
-		return false, fmt.Errorf("take the routing key's authority on new: %w", err)
+		return false, "", fmt.Errorf("take the routing key's authority on new: %w", err)
 	}
 	moving = rec.Side != auth.String() || !rec.Settled
 	end := "COMMIT"
 	switch {
-	case !moving:
+	case !moving, !settle && rec.Side == auth.String():
+		// Nothing to record: settled, or recorded moving already (a
+		// catch-up that did not finish); the lock waited for the key's
+		// writes in flight all the same.
 		end = "ROLLBACK"
 	case settle && (rec.Side != auth.String() || rec.Settled):
 		moving, end = false, "ROLLBACK"
@@ -321,21 +351,23 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 	}
 	b.Queue(end)
 	if cerr := conn.SendBatch(fctx, b).Close(); cerr != nil {
-		return false, fmt.Errorf("record the routing key's authority on new: %w", cerr)
+		return false, "", fmt.Errorf("record the routing key's authority on new: %w", cerr)
 	}
 	committed = true
-	return moving, err
+	return moving, rec.Side, err
 }
 
 // repairKey repairs key's entries on both sides, under the rows' locks, and
-// reports whether none is left, and whether auth, the key's new authority,
-// answered. Auth is asked even when its breaker is open: the key's calls
-// go to it anyway, and its entries' copies must be there before they do.
-func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (complete, authAnswered bool, err error) {
+// reports whether none is left, and which sides answered (indexed by
+// sideIndex). Auth, the key's new authority, is asked even when its breaker
+// is open: the key's calls go to it anyway, and its entries' copies must be
+// there before they do.
+func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (complete bool, answered [2]bool, err error) {
 	sides := []flags.Side{flags.SideOld, flags.SideNew}
 	if !f.breaker(auth.Other()).closed() {
 		// Repair needs both sides: the key's entries wait for the side.
-		return false, true, nil
+		answered[sideIndex(auth)] = true
+		return false, answered, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
 	defer cancel()
@@ -347,32 +379,37 @@ func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (co
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return false, false, ctx.Err()
+		return false, answered, ctx.Err()
 	}
 	for i, err := range errs {
 		f.breaker(sides[i]).report(err)
+		answered[sideIndex(sides[i])] = err == nil
 		if err != nil {
 			f.log.Warn("cannot check a routing key's repair-log entries before its authority serves it; its writes are repaired when the side is back, and the key's next call checks again",
 				"side", sides[i], "routing_key", key, "err", err)
-			return false, errs[sideIndex(auth)] == nil, nil
 		}
 	}
+	if !answered[0] || !answered[1] {
+		return false, answered, nil
+	}
 	if !found[0] && !found[1] {
-		return true, true, nil
+		return true, answered, nil
 	}
 	f.m.catchUps.Add(ctx, 1)
 	remain, err := f.repairer.catchUp(cctx, key)
 	switch {
 	case ctx.Err() != nil:
-		return false, false, ctx.Err()
+		return false, [2]bool{}, ctx.Err()
 	case err != nil:
-		f.log.Warn("cannot repair a routing key's entries before its authority serves it; left to the repair worker",
+		// Which side failed is not known: neither counts as answered, and
+		// the key's next call catches it up again.
+		f.log.Warn("cannot repair a routing key's entries before its authority serves it; the key's next call tries again, and the repair worker meanwhile",
 			"routing_key", key, "err", err)
-		return false, true, nil
+		return false, [2]bool{}, nil
 	case remain:
 		f.log.Warn("some of a routing key's entries could not be repaired before its authority serves it; left to the repair worker (see pgshift.repair_log.last_error)",
 			"routing_key", key)
-		return false, true, nil
+		return false, answered, nil
 	}
-	return true, true, nil
+	return true, answered, nil
 }

@@ -257,3 +257,64 @@ func TestCatchUpAsksTheNewAuthorityWithItsBreakerOpen(t *testing.T) {
 		t.Fatalf("the read under shadow (old) returned %q, want the last acknowledged live write's %q", got.Name, last)
 	}
 }
+
+// TestFlipWithThePreviousAuthoritySilentRefusesTheKey: a user in shadow has
+// an acknowledged insert on old whose copy new missed (old's repair log
+// holds its entry); old stops answering and the user flips to live. Served
+// on new at once, an update of that row would find nothing there, and its
+// entry would later copy "absent" to old, deleting the acknowledged row on
+// both sides. So the key's calls are refused (ErrNotCaughtUp, nothing
+// written) until old answers; then the catch-up copies the row and the
+// update lands on both sides.
+func TestFlipWithThePreviousAuthoritySilentRefusesTheKey(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageLive, 4, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.BreakerCooldown = 50 * time.Millisecond
+	})
+	users, _ := seedDomain(t, fb.direct)
+	key := users[0].String()
+	ctx := userCtx(key)
+	fb.stage.Set(flags.StageShadow)
+	if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "under-shadow"}); err != nil {
+		t.Fatalf("shadow write with both sides up: %v", err)
+	}
+	onlyOld := uuid.Must(uuid.NewV7())
+	pgtest.Exec(t, fb.direct.Old.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'only-old@example.com', 'acknowledged', now(), now())", onlyOld)
+	pgtest.Exec(t, fb.direct.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+		VALUES ('public', 'users', ARRAY[$1::text], 'users.create', $2)`, onlyOld.String(), key)
+
+	fb.proxy.Down()
+	fb.stage.Set(flags.StageLive)
+	_, err := fb.store.Users.Update(ctx, onlyOld, repo.UserUpdate{Name: "under-live"})
+	if !errors.Is(err, dualwrite.ErrNotCaughtUp) {
+		t.Fatalf("live write of a key whose previous authority (old) is silent: err %v, want ErrNotCaughtUp", err)
+	}
+	if _, err := fb.store.Users.Get(ctx, onlyOld); !errors.Is(err, dualwrite.ErrNotCaughtUp) {
+		t.Fatalf("live read of that key: err %v, want ErrNotCaughtUp", err)
+	}
+	if n := count(t, fb.direct.New.Pool, "users", "id = $1", onlyOld); n != 0 {
+		t.Fatalf("the refused write left %d rows on new", n)
+	}
+	if n := count(t, fb.direct.New.Pool, "pgshift.repair_log", "routing_key = $1", key); n != 0 {
+		t.Fatalf("the refused write left %d repair-log entries on new", n)
+	}
+
+	fb.proxy.Up()
+	for i := 0; ; i++ {
+		_, err = fb.store.Users.Update(ctx, onlyOld, repo.UserUpdate{Name: "under-live"})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, dualwrite.ErrNotCaughtUp) || i == 100 {
+			t.Fatalf("live write %d after old is back: %v", i, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fb.facade.Wait()
+	for side, db := range map[string]*pgtest.DB{"old": fb.direct.Old, "new": fb.direct.New} {
+		if n := count(t, db.Pool, "users", "id = $1 AND name = 'under-live'", onlyOld); n != 1 {
+			t.Fatalf("%s: the acknowledged insert updated under live is on %d rows, want 1", side, n)
+		}
+	}
+}

@@ -125,12 +125,21 @@
 // new, once per change.
 // So reads and writes under the new authority see every acknowledged write
 // of the key, foreign-key parents included. The new authority is asked even
-// while its breaker is open (the key's calls go to it anyway). The previous
-// one, when it does not answer (or its breaker is open), is not waited for:
-// the key is served without the writes only it holds, which reach the other side when it is back, in the
-// order above, and the catch-up is not done: the key's next call tries it
-// again, as it does after an entry that could not be applied yet. Calls
-// without a routing key and [Op].Global ones are not caught up.
+// while its breaker is open (the key's calls go to it anyway). When the
+// previous one does not answer (or its breaker is open), the key is not
+// served: its log may hold acknowledged writes the new authority lacks, and
+// a write on the state without them would be repaired away (an update of a
+// row the new authority does not have yet copies "absent" back). The key's
+// calls get [ErrNotCaughtUp], nothing read or written, and new keeps the
+// key's authority recorded as moving, so other processes' writes of it are
+// refused too, until a catch-up reaches the previous side. Two exceptions
+// keep a side's outage from stopping the keys it does not concern: a key
+// new has no authority recorded for (its first catch-up) is served, and
+// when new is the side that does not answer, old serves its keys without
+// the catch-up (the record is on new; see below). An entry that could not be
+// applied yet leaves the key served and the catch-up not done: the key's
+// next call tries it again. Calls without a routing key and [Op].Global
+// ones are not caught up.
 //
 // Processes see a stage change at different moments, so for a while one
 // may write a key under old's authority while another writes it under
@@ -169,6 +178,8 @@
 //     "conn closed") is ErrCommitUnknown unless the server answered it with
 //     an error. Read the row before retrying a write that is not idempotent.
 //   - [ErrRowBusy]: nothing was written on either side; retry.
+//   - [ErrNotCaughtUp]: nothing was written; the user's authority moved while
+//     the previous authoritative side does not answer; retry once it does.
 //   - [ErrTouchAfterCommit]: the write committed; fix the write function.
 //   - any other error: the write did not commit on the authoritative side.
 //     A copy the other side may have committed is undone by the repair
