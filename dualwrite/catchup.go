@@ -210,11 +210,12 @@ func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage, write b
 // unsettled, it takes the authority alone (which waits for the key's writes
 // in flight in every process) and records auth unsettled, refusing every
 // write of the key; it repairs key's entries on both sides; and it records
-// auth settled. Only the caller's cancellation fails it: a side that does
-// not answer (or whose breaker is open), an authority other processes'
-// writes hold longer than the lock wait, or an entry that cannot be applied
-// yet, is logged and left to the repair worker, and the catch-up is not
-// complete (the key's next call tries again).
+// auth settled. It fails with ErrNotCaughtUp when the key's previous
+// authority does not answer, and with the caller's cancellation; otherwise
+// a side that does not answer (or whose breaker is open), an authority
+// other processes' writes hold longer than the lock wait, or an entry that
+// cannot be applied yet, is logged and left to the repair worker, and the
+// catch-up is not complete (the key's next call tries again).
 func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (complete bool, err error) {
 	if err := f.authority.settled(ctx, key, auth.Other()); err != nil {
 		return false, err
@@ -222,11 +223,17 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 	f.follows.wait(key, f.cfg.OtherTimeout)
 	if auth != lockSide && !f.breaker(lockSide).closed() {
 		// The fence is on new: with new out of reach, old's writes go on
-		// without it (see the package documentation).
-		return false, nil
+		// without it (see the package documentation), for the keys new
+		// has not served since old last caught them up.
+		return false, f.oldServes(ctx, key)
 	}
 	moving, from, err := f.moveAuthority(ctx, key, auth, false)
 	if err != nil {
+		if auth != lockSide && ctx.Err() == nil {
+			if err := f.oldServes(ctx, key); err != nil {
+				return false, err
+			}
+		}
 		return false, f.authorityError(ctx, key, auth, err)
 	}
 	complete, answered, err := f.repairKey(ctx, key, auth)
@@ -346,6 +353,9 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 	}
 	b = &pgx.Batch{}
 	if end == "COMMIT" {
+		if auth == lockSide && !settle || auth != lockSide && settle {
+			f.markOld(fctx, key, auth)
+		}
 		p := pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: settle}
 		b.Queue(pgshiftdb.RecordAuthoritySQL, p.Args()...)
 	}
@@ -355,6 +365,49 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 	}
 	committed = true
 	return moving, rec.Side, err
+}
+
+// markOld records on old whether new may have served key since old last
+// caught it up: side new before new may serve it, side old once old caught
+// it up from new's log. It runs while the caller holds key's authority on
+// new alone, so the marks follow the order of the moves. A mark that fails
+// is logged and left: a key whose mark says new while old caught it up is
+// refused only while new is out of reach, and a key new serves with no mark
+// on old is the documented exception (old did not answer its first move).
+func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) {
+	old := flags.SideOld
+	err := errSideOpen
+	if f.breaker(old).closed() {
+		mctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
+		err = ownSQL.RecordAuthority(mctx, f.pool(old), pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: true})
+		cancel()
+		f.breaker(old).report(err)
+	}
+	if err != nil {
+		f.log.Debug("cannot record on old which side serves a routing key", "routing_key", key, "side", auth, "err", err)
+	}
+}
+
+// oldServes is the catch-up of a key whose authority is old while new is
+// out of reach: nil when old's mark (see markOld) says new has not served
+// the key since old last caught it up, or old does not answer (the key's
+// calls fail there anyway); ErrNotCaughtUp when new may hold acknowledged
+// writes of the key in its log.
+func (f *Facade) oldServes(ctx context.Context, key string) error {
+	old := flags.SideOld
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
+	defer cancel()
+	rec, err := ownSQL.KeyAuthority(rctx, f.pool(old), key)
+	f.breaker(old).report(err)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil || rec.Side != flags.SideNew.String():
+		return nil
+	}
+	f.log.Warn("a routing key served from new is now served from old while new does not answer; the key's calls are refused (ErrNotCaughtUp) until new answers and its entries are repaired",
+		"routing_key", key)
+	return ErrNotCaughtUp
 }
 
 // repairKey repairs key's entries on both sides, under the rows' locks, and

@@ -301,20 +301,75 @@ func TestFlipWithThePreviousAuthoritySilentRefusesTheKey(t *testing.T) {
 	}
 
 	fb.proxy.Up()
+	updateOnceBack(t, fb, ctx, onlyOld, "under-live")
+}
+
+// updateOnceBack renames user through the facade once the side that did
+// not answer is back (ErrNotCaughtUp until its breaker lets it in again),
+// and checks that both sides hold the name.
+func updateOnceBack(t *testing.T, fb *faultBundle, ctx context.Context, user uuid.UUID, name string) {
+	t.Helper()
 	for i := 0; ; i++ {
-		_, err = fb.store.Users.Update(ctx, onlyOld, repo.UserUpdate{Name: "under-live"})
+		_, err := fb.store.Users.Update(ctx, user, repo.UserUpdate{Name: name})
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, dualwrite.ErrNotCaughtUp) || i == 100 {
-			t.Fatalf("live write %d after old is back: %v", i, err)
+			t.Fatalf("write %d after the side is back: %v", i, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	fb.facade.Wait()
 	for side, db := range map[string]*pgtest.DB{"old": fb.direct.Old, "new": fb.direct.New} {
-		if n := count(t, db.Pool, "users", "id = $1 AND name = 'under-live'", onlyOld); n != 1 {
-			t.Fatalf("%s: the acknowledged insert updated under live is on %d rows, want 1", side, n)
+		if n := count(t, db.Pool, "users", "id = $1 AND name = $2", user, name); n != 1 {
+			t.Fatalf("%s: the acknowledged insert, renamed %q once the side was back, is on %d rows, want 1", side, name, n)
 		}
 	}
+}
+
+// TestRollbackWithNewSilentRefusesTheKeysNewServed: a user in live has an
+// acknowledged insert on new whose copy old missed (new's repair log holds
+// its entry); new stops answering and the user is rolled back to shadow.
+// Old has no way to read new's log, but it knows new served the user (the
+// catch-up into live marked it on old), so the user's calls are refused
+// (ErrNotCaughtUp) rather than answered from a state without that insert,
+// while a user new never served goes on writing old alone. Once new is
+// back the catch-up copies the row, and the rolled-back user's update lands
+// on both sides.
+func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
+	t.Parallel()
+	fb := faultSetup(t, flags.StageShadow, 4, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.BreakerCooldown = 50 * time.Millisecond
+	})
+	users, _ := seedDomain(t, fb.direct)
+	wasLive, neverLive := userCtx(users[0].String()), userCtx(users[1].String())
+	fb.stage.Set(flags.StageLive)
+	if _, err := fb.store.Users.Update(wasLive, users[0], repo.UserUpdate{Name: "under-live"}); err != nil {
+		t.Fatalf("live write with both sides up: %v", err)
+	}
+	onlyNew := uuid.Must(uuid.NewV7())
+	pgtest.Exec(t, fb.direct.New.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'only-new@example.com', 'acknowledged', now(), now())", onlyNew)
+	pgtest.Exec(t, fb.direct.New.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+		VALUES ('public', 'users', ARRAY[$1::text], 'users.create', $2)`, onlyNew.String(), users[0].String())
+
+	fb.proxy.Down()
+	fb.stage.Set(flags.StageShadow)
+	for i := range 3 {
+		if _, err := fb.store.Users.Update(wasLive, onlyNew, repo.UserUpdate{Name: "under-shadow"}); !errors.Is(err, dualwrite.ErrNotCaughtUp) {
+			t.Fatalf("shadow write %d of a user new served, new silent: err %v, want ErrNotCaughtUp", i, err)
+		}
+	}
+	if _, err := fb.store.Users.Get(wasLive, onlyNew); !errors.Is(err, dualwrite.ErrNotCaughtUp) {
+		t.Fatalf("shadow read of that user: err %v, want ErrNotCaughtUp", err)
+	}
+	if n := count(t, fb.direct.Old.Pool, "users", "id = $1", onlyNew); n != 0 {
+		t.Fatalf("the refused write left %d rows on old", n)
+	}
+	if _, err := fb.store.Users.Update(neverLive, users[1], repo.UserUpdate{Name: "old-alone"}); err != nil {
+		t.Fatalf("shadow write of a user new never served, new silent: %v", err)
+	}
+
+	fb.proxy.Up()
+	updateOnceBack(t, fb, wasLive, onlyNew, "under-shadow")
 }

@@ -132,14 +132,20 @@
 // row the new authority does not have yet copies "absent" back). The key's
 // calls get [ErrNotCaughtUp], nothing read or written, and new keeps the
 // key's authority recorded as moving, so other processes' writes of it are
-// refused too, until a catch-up reaches the previous side. Two exceptions
-// keep a side's outage from stopping the keys it does not concern: a key
-// new has no authority recorded for (its first catch-up) is served, and
-// when new is the side that does not answer, old serves its keys without
-// the catch-up (the record is on new; see below). An entry that could not be
-// applied yet leaves the key served and the catch-up not done: the key's
-// next call tries it again. Calls without a routing key and [Op].Global
-// ones are not caught up.
+// refused too, until a catch-up reaches the previous side. When new is the
+// side that does not answer, old cannot read new's record or log, so old
+// keeps a mark per key, written under the key's authority on new: new may
+// serve the key (written before it does), or old caught the key up from
+// new's log. With new out of reach old serves the keys new has not served
+// since (the fence is skipped, see below) and refuses the others with
+// ErrNotCaughtUp, so a cohort that never went live keeps writing through
+// new's outage, and a rolled-back one waits for new. A key's first
+// catch-up is served even when old does not answer (new has no record of
+// the key; nor has old a mark then, the one gap: writes under new whose
+// copies old missed are not known to old if new is then out of reach). An
+// entry that could not be applied yet leaves the key served and the
+// catch-up not done: the key's next call tries it again. Calls without a
+// routing key and [Op].Global ones are not caught up.
 //
 // Processes see a stage change at different moments, so for a while one
 // may write a key under old's authority while another writes it under

@@ -20,7 +20,8 @@ type FenceParams struct {
 }
 
 // The fence on each routing key's authority (see pgshift.key_authority in
-// schema.sql). All of these run on new.
+// schema.sql). All of these run on new; KeyAuthority and RecordAuthority
+// also read and write old's mark of the key.
 // A dual write's shared lock on its routing key's authority, checked
 // against the side its stage makes authoritative (SQLSTATE PGSF1 when the
 // recorded side is another, or none).

@@ -1,5 +1,6 @@
 -- The fence on each routing key's authority (see pgshift.key_authority in
--- schema.sql). All of these run on new.
+-- schema.sql). All of these run on new; KeyAuthority and RecordAuthority
+-- also read and write old's mark of the key.
 
 -- name: Fence :exec
 -- A dual write's shared lock on its routing key's authority, checked

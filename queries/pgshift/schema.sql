@@ -243,6 +243,11 @@ CREATE TABLE IF NOT EXISTS pgshift.facades (
 -- at different moments never have writes of one routing key acknowledged
 -- under both authorities, nor under the new one before the key's pending
 -- writes reached it.
+-- On old the same table holds one mark per routing key, written under the
+-- key's authority on new: side 'new' before new may serve the key, side
+-- 'old' once old caught it up from new's log. While new is out of reach old
+-- serves the keys marked 'old' (or not at all) and refuses the others:
+-- new's log may hold acknowledged writes of theirs.
 CREATE TABLE IF NOT EXISTS pgshift.key_authority (
     routing_key text        PRIMARY KEY,
     side        text        NOT NULL CHECK (side IN ('old', 'new')),
