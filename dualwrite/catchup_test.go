@@ -268,21 +268,14 @@ func TestCatchUpAsksTheNewAuthorityWithItsBreakerOpen(t *testing.T) {
 // update lands on both sides.
 func TestFlipWithThePreviousAuthoritySilentRefusesTheKey(t *testing.T) {
 	t.Parallel()
-	fb := faultSetup(t, flags.StageLive, 4, func(c *dualwrite.Config) {
-		c.RepairDisabled = true
-		c.BreakerCooldown = 50 * time.Millisecond
-	})
-	users, _ := seedDomain(t, fb.direct)
+	fb, users := silentSetup(t, flags.StageLive)
 	key := users[0].String()
 	ctx := userCtx(key)
 	fb.stage.Set(flags.StageShadow)
 	if _, err := fb.store.Users.Update(ctx, users[0], repo.UserUpdate{Name: "under-shadow"}); err != nil {
 		t.Fatalf("shadow write with both sides up: %v", err)
 	}
-	onlyOld := uuid.Must(uuid.NewV7())
-	pgtest.Exec(t, fb.direct.Old.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'only-old@example.com', 'acknowledged', now(), now())", onlyOld)
-	pgtest.Exec(t, fb.direct.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-		VALUES ('public', 'users', ARRAY[$1::text], 'users.create', $2)`, onlyOld.String(), key)
+	onlyOld := insertMissed(t, fb.direct.Old, key)
 
 	fb.proxy.Down()
 	fb.stage.Set(flags.StageLive)
@@ -301,16 +294,41 @@ func TestFlipWithThePreviousAuthoritySilentRefusesTheKey(t *testing.T) {
 	}
 
 	fb.proxy.Up()
-	updateOnceBack(t, fb, ctx, onlyOld, "under-live")
+	updateOnceBack(t, fb, key, onlyOld, "under-live")
 }
 
-// updateOnceBack renames user through the facade once the side that did
-// not answer is back (ErrNotCaughtUp until its breaker lets it in again),
-// and checks that both sides hold the name.
-func updateOnceBack(t *testing.T, fb *faultBundle, ctx context.Context, user uuid.UUID, name string) {
+// silentSetup is the setup of the tests of a side that does not answer
+// around a flip: a facade in stage over a proxied other side, whose breaker
+// lets it back in 50 ms after it answers again, and no repair worker (only
+// the catch-up repairs), over the seeded domain.
+func silentSetup(t *testing.T, stage flags.Stage) (*faultBundle, []uuid.UUID) {
+	t.Helper()
+	fb := faultSetup(t, stage, 4, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.BreakerCooldown = 50 * time.Millisecond
+	})
+	users, _ := seedDomain(t, fb.direct)
+	return fb, users
+}
+
+// insertMissed inserts a user on db alone, with the repair-log entry a
+// write of routing key whose copy the other side missed leaves there.
+func insertMissed(t *testing.T, db *pgtest.DB, key string) uuid.UUID {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	pgtest.Exec(t, db.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'acknowledged', now(), now())", id, id.String()+"@example.com")
+	pgtest.Exec(t, db.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
+		VALUES ('public', 'users', ARRAY[$1::text], 'users.create', $2)`, id.String(), key)
+	return id
+}
+
+// updateOnceBack renames user through the facade, as routing key, once the
+// side that did not answer is back (ErrNotCaughtUp until its breaker lets
+// it in again), and checks that both sides hold the name.
+func updateOnceBack(t *testing.T, fb *faultBundle, key string, user uuid.UUID, name string) {
 	t.Helper()
 	for i := 0; ; i++ {
-		_, err := fb.store.Users.Update(ctx, user, repo.UserUpdate{Name: name})
+		_, err := fb.store.Users.Update(userCtx(key), user, repo.UserUpdate{Name: name})
 		if err == nil {
 			break
 		}
@@ -338,20 +356,13 @@ func updateOnceBack(t *testing.T, fb *faultBundle, ctx context.Context, user uui
 // on both sides.
 func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
 	t.Parallel()
-	fb := faultSetup(t, flags.StageShadow, 4, func(c *dualwrite.Config) {
-		c.RepairDisabled = true
-		c.BreakerCooldown = 50 * time.Millisecond
-	})
-	users, _ := seedDomain(t, fb.direct)
+	fb, users := silentSetup(t, flags.StageShadow)
 	wasLive, neverLive := userCtx(users[0].String()), userCtx(users[1].String())
 	fb.stage.Set(flags.StageLive)
 	if _, err := fb.store.Users.Update(wasLive, users[0], repo.UserUpdate{Name: "under-live"}); err != nil {
 		t.Fatalf("live write with both sides up: %v", err)
 	}
-	onlyNew := uuid.Must(uuid.NewV7())
-	pgtest.Exec(t, fb.direct.New.Pool, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'only-new@example.com', 'acknowledged', now(), now())", onlyNew)
-	pgtest.Exec(t, fb.direct.New.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key)
-		VALUES ('public', 'users', ARRAY[$1::text], 'users.create', $2)`, onlyNew.String(), users[0].String())
+	onlyNew := insertMissed(t, fb.direct.New, users[0].String())
 
 	fb.proxy.Down()
 	fb.stage.Set(flags.StageShadow)
@@ -371,5 +382,5 @@ func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
 	}
 
 	fb.proxy.Up()
-	updateOnceBack(t, fb, wasLive, onlyNew, "under-shadow")
+	updateOnceBack(t, fb, users[0].String(), onlyNew, "under-shadow")
 }
