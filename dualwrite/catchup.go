@@ -351,11 +351,20 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 		moving, end = false, "ROLLBACK"
 		err = fmt.Errorf("another process moved the routing key's authority to %s meanwhile", rec.Side)
 	}
+	switch {
+	case moving && !settle && auth == lockSide:
+		// Before new may serve the key: old's writes of it that went on
+		// without new are waited for, and later ones refused.
+		if merr := f.markOld(fctx, key, auth); merr != nil && pgErrorCode(merr) != "" {
+			// Old answered: such a write held the mark longer than the
+			// lock wait. Moving now would miss its entries.
+			moving, end, err = false, "ROLLBACK", fmt.Errorf("mark the routing key on old: %w", merr)
+		}
+	case settle && end == "COMMIT" && auth != lockSide:
+		_ = f.markOld(fctx, key, auth)
+	}
 	b = &pgx.Batch{}
 	if end == "COMMIT" {
-		if auth == lockSide && !settle || auth != lockSide && settle {
-			f.markOld(fctx, key, auth)
-		}
 		p := pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: settle}
 		b.Queue(pgshiftdb.RecordAuthoritySQL, p.Args()...)
 	}
@@ -370,22 +379,30 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 // markOld records on old whether new may have served key since old last
 // caught it up: side new before new may serve it, side old once old caught
 // it up from new's log. It runs while the caller holds key's authority on
-// new alone, so the marks follow the order of the moves. A mark that fails
-// is logged and left: a key whose mark says new while old caught it up is
-// refused only while new is out of reach, and a key new serves with no mark
-// on old is the documented exception (old did not answer its first move).
-func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) {
+// new alone, so the marks follow the order of the moves, and takes the
+// key's mark on old alone, which waits (at most the lock wait) for the
+// writes under old's authority that went on without new (pgshift.fence_old)
+// and commits before any later one reads it. A mark that fails is logged
+// and returned: a key whose mark says new while old caught it up is refused
+// only while new is out of reach, and a key new serves with no mark on old
+// is the documented exception (old did not answer its first move).
+func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) error {
 	old := flags.SideOld
 	err := errSideOpen
 	if f.breaker(old).closed() {
 		mctx, cancel := context.WithTimeout(ctx, f.cfg.OtherTimeout)
-		err = ownSQL.RecordAuthority(mctx, f.pool(old), pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: true})
+		b := &pgx.Batch{} // one implicit transaction
+		b.Queue(pgshiftdb.SetLockTimeoutSQL, strconv.FormatInt(lockWait(f.cfg.OtherTimeout).Milliseconds(), 10))
+		b.Queue(pgshiftdb.LockAuthoritySQL, key)
+		b.Queue(pgshiftdb.RecordAuthoritySQL, pgshiftdb.RecordAuthorityParams{RoutingKey: key, Side: auth.String(), Settled: true}.Args()...)
+		err = f.pool(old).SendBatch(mctx, b).Close()
 		cancel()
 		f.breaker(old).report(err)
 	}
 	if err != nil {
 		f.log.Debug("cannot record on old which side serves a routing key", "routing_key", key, "side", auth, "err", err)
 	}
+	return err
 }
 
 // oldServes is the catch-up of a key whose authority is old while new is

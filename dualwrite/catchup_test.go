@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,4 +384,89 @@ func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
 
 	fb.proxy.Up()
 	updateOnceBack(t, fb, users[0].String(), onlyNew, "under-shadow")
+}
+
+// TestAWriteCutOffFromNewNeverLandsUnderBothAuthorities: facade A sees a
+// user in shadow and cannot reach new (its write goes on old alone, without
+// new's fence); facade B sees the user in live. A's create of a user has run
+// on old and holds its COMMIT there while B creates another user with the
+// same email. Without a fence on old, B caught the key up (A's entry not
+// committed yet), committed on new and was acknowledged, its copy on old
+// timing out behind A's uncommitted email; A was acknowledged too: two
+// users with one unique email. With pgshift.fence_old, B's move marks the
+// key on old first, which waits for A's write, and B's write is refused
+// with ErrRowBusy, nothing written.
+func TestAWriteCutOffFromNewNeverLandsUnderBothAuthorities(t *testing.T) {
+	t.Parallel()
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
+	defer let()
+	a := faultSetup(t, flags.StageShadow, 4, func(c *dualwrite.Config) {
+		c.RepairDisabled = true
+		c.BreakerCooldown = time.Hour
+		*c = dualwrite.WithBeforeCommit(*c, func(side flags.Side, authoritative bool, _ uint32) {
+			if side == flags.SideOld && authoritative && armed.Load() {
+				heldOnce.Do(func() { close(held) })
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			}
+		})
+	})
+	b := setupOn(t, a.direct, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
+	ctx := userCtx("cut")
+	create := func(f *dualwrite.Facade, id uuid.UUID, email string) error {
+		at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		// Not OneStatement: A's insert runs on old before its COMMIT is held.
+		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			tx.Touch("users", id)
+			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
+			return err
+		})
+	}
+	// A serves the key once while new answers: new records old settled.
+	if err := create(a.facade, uuid.Must(uuid.NewV7()), "first@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	a.facade.Wait()
+	a.proxy.Down()
+	armed.Store(true)
+	idA, idB := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	errA := make(chan error, 1)
+	go func() { errA <- create(a.facade, idA, "cut@example.com") }()
+	select {
+	case <-held:
+	case err := <-errA:
+		t.Fatalf("A's write ended before its COMMIT on old: %v", err)
+	}
+	errB := create(b.facade, idB, "cut@example.com")
+	let()
+	if err := <-errA; err != nil {
+		t.Fatalf("A's write (shadow, new out of reach, begun first) failed: %v", err)
+	}
+	if errB == nil {
+		t.Fatal("both writes were acknowledged: A's under old's authority and B's under new's, each with the one unique email")
+	}
+	if !errors.Is(errB, dualwrite.ErrRowBusy) {
+		t.Fatalf("B's write failed with %v, want ErrRowBusy (nothing written, retry)", errB)
+	}
+	a.proxy.Up()
+	for _, f := range []*dualwrite.Facade{a.facade, b.facade} {
+		f.Wait()
+		if _, err := f.Repairer().Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireEqualSides(t, a.direct.Old.Pool, a.direct.New.Pool)
+	for _, side := range []*pgxpool.Pool{a.direct.Old.Pool, a.direct.New.Pool} {
+		if n := count(t, side, "users", "id = $1", idA); n != 1 {
+			t.Fatalf("A's acknowledged user: %d rows on a side, want 1", n)
+		}
+		if n := count(t, side, "users", "id = $1", idB); n != 0 {
+			t.Fatalf("B's refused user: %d rows on a side, want 0", n)
+		}
+	}
 }

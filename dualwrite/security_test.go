@@ -305,10 +305,10 @@ func TestEveryPgshiftFunctionPinsSearchPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// take_captured, refuse_truncate, fence, one capture function per
-		// table.
-		if len(fns) != 6 {
-			t.Fatalf("%d pgshift functions, want 6: %v", len(fns), fns)
+		// take_captured, refuse_truncate, fence, fence_old, one capture
+		// function per table.
+		if len(fns) != 7 {
+			t.Fatalf("%d pgshift functions, want 7: %v", len(fns), fns)
 		}
 		for _, f := range fns {
 			if !strings.Contains(";"+f.config+";", ";search_path=pg_catalog, pg_temp;") {

@@ -440,6 +440,7 @@ type statement struct {
 // facade, the statement (nil: none) and (with commitInline) COMMIT in one
 // round trip, and returns the results positioned at the statement's.
 func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, error) {
+	tx.w.fenceOld(tx)
 	b := &pgx.Batch{}
 	first := !tx.begun
 	if first {
@@ -627,18 +628,30 @@ func (tx *Tx) queueFence(within time.Duration) {
 		return
 	}
 	p := pgshiftdb.FenceParams{RoutingKey: w.routingKey, Side: w.auth.String()}
-	read := func(br pgx.BatchResults) error {
-		_, err := br.Exec()
-		switch {
-		case pgErrorCode(err) == pgshiftdb.FenceSQLState:
-			w.moved.Store(true)
-			return fmt.Errorf("%w: %w", errAuthorityMoved, err)
-		case err != nil:
-			return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
-		}
-		return nil
+	tx.queueWithin(within, queued{pgshiftdb.FenceSQL, p.Args(), tx.readFence})
+}
+
+// queueFenceOld queues, in this Tx's next round trip, the fence of a write
+// under old's authority that goes on without new (pgshift.fence_old): a
+// shared lock on the routing key's mark on old, and the check that the
+// mark does not say new may serve the key. The Tx is on old.
+func (tx *Tx) queueFenceOld() {
+	tx.prefix = append(tx.prefix, queued{pgshiftdb.FenceOldSQL, []any{tx.w.routingKey}, tx.readFence})
+}
+
+// readFence reads a fence's answer: a refusal (PGSF1) says the routing key's
+// authority moved (errAuthorityMoved; nothing of the transaction commits).
+func (tx *Tx) readFence(br pgx.BatchResults) error {
+	_, err := br.Exec()
+	switch {
+	case pgErrorCode(err) == pgshiftdb.FenceSQLState:
+		tx.w.moved.Store(true)
+		return fmt.Errorf("%w: %w", errAuthorityMoved, err)
+	case err != nil:
+		return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
 	}
-	tx.queueWithin(within, queued{pgshiftdb.FenceSQL, p.Args(), read})
+	tx.w.fenced.Store(true)
+	return nil
 }
 
 // flush sends the queued statements now, without a statement of the write
@@ -672,6 +685,7 @@ func (tx *Tx) commit(ctx context.Context) error {
 		}
 		return tx.commitErr
 	}
+	tx.w.fenceOld(tx)
 	if !tx.begun && len(tx.prefix) == 0 {
 		tx.done = true
 		return nil

@@ -90,6 +90,12 @@ type write struct {
 	// side.
 	fencePending bool
 	moved        atomic.Bool
+	// fenced says new answered the fence. cutOff says a write under old's
+	// authority goes on without new's fence (new did not answer it, or was
+	// skipped): old's COMMIT then waits for pgshift.fence_old, queued once
+	// (oldFenced) on the authoritative Tx.
+	fenced, cutOff atomic.Bool
+	oldFenced      bool
 	// fenceDone is closed when a fence sent ahead of the authoritative
 	// side's first statement (fenceAhead) has its answer, fenceErr.
 	fenceDone chan struct{}
@@ -197,10 +203,27 @@ func (w *write) flushLocks(ctx context.Context) error {
 	w.f.breaker(w.lockTx.side).report(err)
 	if err != nil {
 		w.lockFailed = true
+		if w.fences() && !w.fenced.Load() {
+			w.cutOff.Store(true)
+		}
 		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,
 			"routing_key", w.routingKey, "err", err)
 	}
 	return nil
+}
+
+// fenceOld queues pgshift.fence_old on atx, the authoritative Tx on old,
+// once, when the write goes on without new's fence (cutOff): with atx's
+// next round trip, its COMMIT's at the latest. A catch-up that moves the
+// key to new meanwhile marks it on old first; the mark then either waits
+// for this write's COMMIT (and the catch-up reads its entries) or refuses
+// it (errAuthorityMoved, nothing committed).
+func (w *write) fenceOld(atx *Tx) {
+	if w.oldFenced || !w.cutOff.Load() || atx.side != flags.SideOld || !atx.authoritative {
+		return
+	}
+	w.oldFenced = true
+	atx.queueFenceOld()
 }
 
 // fences reports whether the write takes its routing key's fence on new
@@ -439,6 +462,8 @@ func writeLockedFollows[T any](ctx context.Context, w *write, fn WriteFunc[T]) (
 	if !w.otherSkipped {
 		otx.queueFence(lockWait(f.cfg.OtherTimeout))
 		w.fencePending = w.fences()
+	} else if w.fences() {
+		w.cutOff.Store(true)
 	}
 	follow := false
 	defer func() {

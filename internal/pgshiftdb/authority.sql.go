@@ -20,13 +20,25 @@ type FenceParams struct {
 }
 
 // The fence on each routing key's authority (see pgshift.key_authority in
-// schema.sql). All of these run on new; KeyAuthority and RecordAuthority
-// also read and write old's mark of the key.
+// schema.sql). All of these run on new; FenceOld runs on old, and
+// LockAuthority, KeyAuthority and RecordAuthority also take, read and write
+// old's mark of the key.
 // A dual write's shared lock on its routing key's authority, checked
 // against the side its stage makes authoritative (SQLSTATE PGSF1 when the
 // recorded side is another, or none).
 func (q *Queries) Fence(ctx context.Context, db DBTX, arg FenceParams) error {
 	_, err := db.Exec(ctx, fence, arg.RoutingKey, arg.Side)
+	return err
+}
+
+const fenceOld = `-- name: FenceOld :exec
+SELECT pgshift.fence_old($1::text)
+`
+
+// On old, the fence of a write under old's authority that goes on without
+// new (SQLSTATE PGSF1 when old's mark says new may serve the key).
+func (q *Queries) FenceOld(ctx context.Context, db DBTX, routingKey string) error {
+	_, err := db.Exec(ctx, fenceOld, routingKey)
 	return err
 }
 

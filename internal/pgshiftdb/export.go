@@ -17,6 +17,7 @@ const (
 	MarkCaptureSQL      = markCapture  // takes the mode
 	TakeCapturedSQL     = takeCaptured // takes nothing
 	FenceSQL            = fence        // takes the routing key and the side
+	FenceOldSQL         = fenceOld     // takes the routing key
 	// The statements of a move of a routing key's authority, which the
 	// facade sends in two round trips: LockAuthoritySQL and KeyAuthoritySQL
 	// take the routing key; RecordAuthoritySQL the key, the side and

@@ -61,6 +61,7 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 			_, _ = q.LogRows(ctx, db, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}})
 		}, LogRowsSQL, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}}.Args()},
 		{"Fence", func(db DBTX) { _ = q.Fence(ctx, db, FenceParams{"rk", "new"}) }, FenceSQL, FenceParams{"rk", "new"}.Args()},
+		{"FenceOld", func(db DBTX) { _ = q.FenceOld(ctx, db, "rk") }, FenceOldSQL, []any{"rk"}},
 		{"LockAuthority", func(db DBTX) { _ = q.LockAuthority(ctx, db, "rk") }, LockAuthoritySQL, []any{"rk"}},
 		{"KeyAuthority", func(db DBTX) { _, _ = q.KeyAuthority(ctx, db, "rk") }, KeyAuthoritySQL, []any{"rk"}},
 		{"RecordAuthority", func(db DBTX) {

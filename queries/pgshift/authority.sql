@@ -1,12 +1,18 @@
 -- The fence on each routing key's authority (see pgshift.key_authority in
--- schema.sql). All of these run on new; KeyAuthority and RecordAuthority
--- also read and write old's mark of the key.
+-- schema.sql). All of these run on new; FenceOld runs on old, and
+-- LockAuthority, KeyAuthority and RecordAuthority also take, read and write
+-- old's mark of the key.
 
 -- name: Fence :exec
 -- A dual write's shared lock on its routing key's authority, checked
 -- against the side its stage makes authoritative (SQLSTATE PGSF1 when the
 -- recorded side is another, or none).
 SELECT pgshift.fence(@routing_key::text, @side::text);
+
+-- name: FenceOld :exec
+-- On old, the fence of a write under old's authority that goes on without
+-- new (SQLSTATE PGSF1 when old's mark says new may serve the key).
+SELECT pgshift.fence_old(@routing_key::text);
 
 -- name: LockAuthority :exec
 -- Takes the routing key's authority alone, for the rest of the

@@ -277,6 +277,30 @@ BEGIN
 END
 $$;
 
+-- fence_old is, on old, the fence of a write under old's authority that
+-- goes on without new (new did not answer its fence, or its breaker is
+-- open): a shared lock on routing_key's mark, for the rest of the
+-- transaction, and a check that the mark (see key_authority) does not say
+-- that new may serve the key. A mark written while the lock is held waits
+-- for the write's COMMIT, so the catch-up that wrote it reads the write's
+-- entries.
+CREATE OR REPLACE FUNCTION pgshift.fence_old(routing_key text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    recorded text;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(1885827944, pg_catalog.hashtext(fence_old.routing_key));
+    SELECT a.side INTO recorded
+    FROM pgshift.key_authority AS a
+    WHERE a.routing_key OPERATOR(pg_catalog.=) fence_old.routing_key;
+    IF recorded OPERATOR(pg_catalog.=) 'new' THEN
+        RAISE EXCEPTION 'pgshift: routing key % may be served from new, which did not answer: old does not serve it alone', fence_old.routing_key
+            USING ERRCODE = 'PGSF1',
+                  HINT = 'Another process moved the key to new since this one caught it up: the facade catches it up and runs the write again.';
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------
 -- Cutover: moves of cohorts (pgshift move, internal/cutover).
 -- ---------------------------------------------------------------------
