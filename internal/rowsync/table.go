@@ -40,8 +40,11 @@ type NoPrimaryKeyError struct {
 }
 
 func (e *NoPrimaryKeyError) Error() string {
-	return fmt.Sprintf("table %s has no primary key and no unique index on NOT NULL columns: pgshift identifies rows by key; add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or leave the table out by naming the others with --table",
-		pgx.Identifier{e.Schema, e.Name}.Sanitize(), pgx.Identifier{e.Schema, e.Name}.Sanitize())
+	q := pgx.Identifier{e.Schema, e.Name}.Sanitize()
+	return fmt.Sprintf("table %s has no primary key and no unique index on NOT NULL columns, and pgshift identifies rows by key: "+
+		"add one on old and new (ALTER TABLE %s ADD PRIMARY KEY (...)), leave the table out (--exclude-table %s), "+
+		"or, if the application does not write it during the migration, copy it whole (--copy-whole %s: backfill copies it in one snapshot, verify compares it as a multiset of rows)",
+		q, q, e.Name, e.Name)
 }
 
 // Is makes errors.Is(err, ErrNoPrimaryKey) true.
