@@ -28,6 +28,15 @@
 // flip, others not yet) wait for each other on new, briefly, rather than on
 // each other's row locks across the two servers.
 //
+// A row is named by its table's key: the primary key, or a unique index on
+// NOT NULL columns. A table with neither cannot be written to both sides
+// with this guarantee, so in the stages that write both a write that
+// Touches a row of one fails with [ErrKeylessTable] before any of it is
+// sent (the facade learns which tables have a key when it starts, and looks
+// up a table it did not know when it is first Touched). Key such a table,
+// or keep the application from writing it during the migration and let the
+// operator tools copy it whole (pgshift backfill --copy-whole).
+//
 // The repair log (pgshift.repair_log, on each side) records what may differ,
 // in the same transaction as the write it describes. An authoritative record
 // on side X says "X has a write the other side may lack: copy the row from
@@ -187,6 +196,8 @@
 //   - [ErrNotCaughtUp]: nothing was written; the user's authority moved while
 //     the previous authoritative side does not answer; retry once it does.
 //   - [ErrTouchAfterCommit]: the write committed; fix the write function.
+//   - [ErrKeylessTable]: nothing was written on either side; the write
+//     Touched a row of a table without a key (see above).
 //   - any other error: the write did not commit on the authoritative side.
 //     A copy the other side may have committed is undone by the repair
 //     worker; once the logs drain no side shows it.

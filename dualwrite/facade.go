@@ -29,6 +29,9 @@ type Facade struct {
 	shadows  *shadowLog
 	follows  *follows
 	copyKeys sync.Map // a CopyFrom table's sanitized name -> its key columns' names
+	// keyed holds the names of the tables of Config.Schema a Touch need not
+	// check for a key (refuseKeyless): keyed ones, and names not found.
+	keyed sync.Map
 	// maxOrder is the greatest k_order this Facade's writes drew (see
 	// unlockedOrder).
 	maxOrder atomic.Int64
@@ -118,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 		}
 		f.checkDurable(ctx, side)
 	}
+	f.learnKeyedTables(ctx)
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	f.stop, f.done = stop, make(chan struct{})
 	f.deletes = newDeleter(f)

@@ -67,7 +67,11 @@ type Tx struct {
 	within     time.Duration // the lock bound of the prefix's last queueWithin
 
 	touched []touchedRow // rows reported with Touch
-	logged  int          // touched[:logged] have their repair-log record queued or sent
+	// unchecked are tables Touched whose key refuseKeyless has not checked
+	// yet; keyless is its refusal, once made.
+	unchecked []string
+	keyless   error
+	logged    int // touched[:logged] have their repair-log record queued or sent
 	// ownLocked: touched[:ownLocked] are locked by this Tx (NewRows on new).
 	ownLocked int
 	// lateTouch says a row was Touched after the COMMIT had gone inline:
@@ -249,7 +253,11 @@ func (tx *Tx) Authoritative() bool { return tx.authoritative }
 // Key values are Go values of the key columns (strings, integers,
 // uuid.UUID, time.Time, []byte, bool, floats, pgtype values), written as
 // rowsync.KeyText writes them: the text the server itself prints for them.
-// In stages that write one side Touch does nothing.
+// In stages that write one side Touch does nothing. In the others a row of
+// a table without a key (no primary key, no unique index on NOT NULL
+// columns) fails the write with a *KeylessTableError (ErrKeylessTable)
+// before any of it is sent: the next statement returns it, and so does the
+// write, whatever the function returns.
 //
 // A row touched after a statement of an Op.OneStatement write keeps the
 // write's COMMIT back until the write function returns (its record must be
@@ -266,6 +274,7 @@ func (tx *Tx) Touch(table string, key ...any) {
 	if tx.done {
 		tx.lateTouch = true
 	}
+	tx.noteTouched(table)
 	tx.touched = append(tx.touched, touchedRow{schema: tx.w.f.cfg.Schema, table: table, key: rowsync.KeyText(key...)})
 }
 
@@ -386,6 +395,9 @@ func (tx *Tx) beforeStatement(ctx context.Context) (statementRunner, error) {
 	}
 	if tx.autocommit {
 		return tx.pool, nil
+	}
+	if err := tx.refuseKeyless(ctx); err != nil {
+		return nil, err
 	}
 	if !tx.begun && !tx.marked && tx.marks() {
 		tx.marked = true

@@ -334,6 +334,9 @@ func writeAttempt[T any](ctx context.Context, f *Facade, p *pools, op Op, stage 
 	defer release()
 	plan := stage.Plan()
 	w = &write{f: f, pools: p, op: op, routingKey: flags.RoutingKey(ctx), auth: plan.Authoritative, logs: plan.WriteOther}
+	if plan.WriteOther {
+		fn = refusingKeyless(fn)
+	}
 	switch {
 	case !plan.WriteOther:
 		res, err = writeSingle(ctx, w, plan.Authoritative, fn)

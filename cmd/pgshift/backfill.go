@@ -30,6 +30,17 @@ deletes while its chunk is in flight is deleted from new again once the
 chunk commits. Run "pgshift verify" afterwards to prove both sides equal.
 pgshift status shows a running backfill from any machine.
 
+A table without a key (no primary key, no unique index on NOT NULL
+columns) has no chunks and no way to skip rows new has: it is refused
+(exit 2) unless --copy-whole names it. Such a table is copied whole: in one
+transaction on new, new's copy is emptied (TRUNCATE) and every row of one
+snapshot of old is copied in, so an interrupted copy leaves new as it was
+and a second copy (--restart) replaces the first instead of doubling it.
+This is for tables the application does not write during the migration
+(the dualwrite facade refuses to write them): rows written after the
+snapshot are not copied, and pgshift verify reports them. The copy locks
+new's table until it commits, and needs TRUNCATE on it.
+
 Gentle on production: --max-rate caps the rows per second, --piece-target
 sizes each committed piece to a duration (about 0.5s keeps every
 transaction short), --max-old-active waits while old serves more active
@@ -44,6 +55,7 @@ Examples:
   pgshift backfill --table users --workers 4
   pgshift backfill --max-rate 20000 --piece-target 500ms --max-old-active 40
   pgshift backfill --schema billing --json  # summary as JSON on stdout
+  pgshift backfill --copy-whole 'audit_*'   # keyless audit_* tables copied whole
 `,
 		tables: true,
 		run:    runBackfill,
@@ -58,6 +70,8 @@ type backfillTableJSON struct {
 	Inserted    int64 `json:"inserted"`
 	AlreadyDone bool  `json:"already_done"`
 	Resumed     bool  `json:"resumed"`
+	// CopiedWhole is set for a keyless table (--copy-whole).
+	CopiedWhole bool `json:"copied_whole"`
 }
 
 func runBackfill(ctx context.Context, e *env, args []string) int {
@@ -97,13 +111,16 @@ func runBackfill(ctx context.Context, e *env, args []string) int {
 			continue // not started: interrupted
 		}
 		tables = append(tables, backfillTableJSON{tableJSON: tableJSON{Table: r.Table.Qualified(), Error: errString(r.Err)},
-			Chunks: r.Chunks, Pieces: r.Pieces, Rows: r.Rows, Inserted: r.Inserted, AlreadyDone: r.AlreadyDone, Resumed: r.Resumed})
+			Chunks: r.Chunks, Pieces: r.Pieces, Rows: r.Rows, Inserted: r.Inserted, AlreadyDone: r.AlreadyDone, Resumed: r.Resumed,
+			CopiedWhole: r.Whole})
 		switch {
 		case r.Err != nil:
 			code = exitError
 			fmt.Fprintf(e.stderr, "pgshift backfill: %v\n", r.Err)
 		case r.AlreadyDone && !com.json:
 			fmt.Fprintf(e.stderr, "%s: already backfilled (--restart copies it again)\n", r.Table)
+		case r.Whole && !com.json:
+			fmt.Fprintf(e.stderr, "%s: no key: copied whole, %d rows of one snapshot of old in place of new's copy\n", r.Table, r.Rows)
 		case !com.json:
 			fmt.Fprintf(e.stderr, "%s: %d rows read in %d pieces of its %d chunks, %d inserted, %d new already had\n", r.Table, r.Rows, r.Pieces, r.Chunks, r.Inserted, r.Rows-r.Inserted)
 		}

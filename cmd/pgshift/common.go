@@ -34,8 +34,11 @@ type common struct {
 	// excludes are --exclude-table patterns (path.Match syntax), taken out
 	// of the tables worked on (see resolveTables).
 	excludes []string
-	json     bool
-	verbose  bool
+	// copyWhole are --copy-whole patterns: keyless tables they match are
+	// copied whole and compared as multisets (see open).
+	copyWhole []string
+	json      bool
+	verbose   bool
 	// connectTimeout bounds each connection attempt (0: no bound) unless
 	// the connection string names connect_timeout; connectTimeoutErr is a
 	// bad value in the environment, reported when the command connects.
@@ -64,13 +67,9 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 			c.tables = append(c.tables, s)
 			return nil
 		})
-		fs.Func("exclude-table", "leave out the tables this pattern matches (* and ? as in shell patterns, e.g. audit_*); repeat for more", func(s string) error {
-			if _, err := path.Match(s, ""); err != nil {
-				return fmt.Errorf("pattern %q: %w", s, err)
-			}
-			c.excludes = append(c.excludes, s)
-			return nil
-		})
+		fs.Func("exclude-table", "leave out the tables this pattern matches (* and ? as in shell patterns, e.g. audit_*); repeat for more", patterns(&c.excludes))
+		fs.Func("copy-whole", "the keyless tables this pattern matches are copied whole (backfill: one snapshot of old, replacing new's copy), compared as multisets of rows (verify) and accepted by the gate into dualwrite; "+
+			"only for tables the application does not write during the migration; patterns as --exclude-table's; repeat for more", patterns(&c.copyWhole))
 	}
 	fs.BoolFunc("json", "print a machine-readable summary on stdout (errors too, as {\"command\", \"error\", \"exit_status\"})", func(s string) error {
 		v, err := strconv.ParseBool(s)
@@ -81,6 +80,18 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 	c.connectTimeout, c.connectTimeoutErr = connectTimeoutFromEnv(e.getenv)
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", c.connectTimeout,
 		"give up on a server that does not answer a connection attempt within this, e.g. 5s; 0 waits as long as the OS does (env PGSHIFT_CONNECT_TIMEOUT; connect_timeout in a connection string wins)")
+}
+
+// patterns is a flag.Func that adds a table-name pattern (path.Match
+// syntax) to list.
+func patterns(list *[]string) func(string) error {
+	return func(s string) error {
+		if _, err := path.Match(s, ""); err != nil {
+			return fmt.Errorf("pattern %q: %w", s, err)
+		}
+		*list = append(*list, s)
+		return nil
+	}
 }
 
 // connectTimeoutFromEnv is --connect-timeout's default: PGSHIFT_CONNECT_TIMEOUT
@@ -168,7 +179,11 @@ func (c *common) open(ctx context.Context, e *env, maxConns int) (*session, erro
 		}
 	}
 	for _, n := range names {
-		t, err := rowsync.LoadTable(ctx, s.old, c.schema, n)
+		load := rowsync.LoadTable
+		if rowsync.MatchTable(c.copyWhole, n) {
+			load = rowsync.LoadTableOrKeyless // keyless: copied whole
+		}
+		t, err := load(ctx, s.old, c.schema, n)
 		if err != nil {
 			s.skipped = append(s.skipped, tableError{table: c.schema + "." + n, err: err})
 			continue
@@ -312,7 +327,7 @@ func (c *common) resolveTables(ctx context.Context, oldPool, newPool *pgxpool.Po
 	}
 	var kept []string
 	for _, n := range names {
-		if !slices.ContainsFunc(c.excludes, func(p string) bool { ok, _ := path.Match(p, n); return ok }) {
+		if !rowsync.MatchTable(c.excludes, n) {
 			kept = append(kept, n)
 		}
 	}

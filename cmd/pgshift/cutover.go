@@ -25,7 +25,10 @@ func init() {
 Checks what must hold before a cohort enters stage --to, and prints each gate
 with its measured value, its limit and what to run when it is not met:
 
-  into dualwrite  pgshift installed on both sides; schemas equal
+  into dualwrite  pgshift installed on both sides; schemas equal; every
+                  table keyed, left out (--exclude-table) or, keyless and
+                  not written by the application, copied whole
+                  (--copy-whole)
   into shadow     every table backfilled; verify equal and recent; no
                   cohort in off, and a full verify since one last was;
                   repair backlog small and young
@@ -247,7 +250,7 @@ func (cf *cohortFlags) check(ctx context.Context, com *common, oldPool, newPool 
 		return nil, "", err
 	}
 	var cohort string
-	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables}
+	target := cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, CopyWhole: com.copyWhole}
 	if cf.cohortIsSet() {
 		// The move as pgshift move would make it: the shadow-read gates
 		// count the reads of the users it moves.
@@ -392,7 +395,7 @@ func runMove(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, c.name, err)
 		}
-		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, Stages: stages, Move: edit}
+		target = cutover.Target{Old: oldPool, New: newPool, Schema: com.schema, Tables: com.tables, CopyWhole: com.copyWhole, Stages: stages, Move: edit}
 	}
 	rep, err := cutover.Check(ctx, target, edit.From, edit.To, cf.limits)
 	if err != nil {

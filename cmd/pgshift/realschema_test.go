@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,15 +54,7 @@ func TestSameDatabaseOnBothSidesIsRefused(t *testing.T) {
 func TestKeylessTableStopsTheGateIntoDualwriteUntilKeyedOrExcluded(t *testing.T) {
 	t.Parallel()
 	p := setup(t)
-	file := filepath.Join(t.TempDir(), "flags.json")
-	if err := os.WriteFile(file, []byte(testerFlags), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	urls := []string{"--old", p.Old.URL, "--new", p.New.URL, "--schema", "Big Co"}
-	if code, out, errOut := pgshift(t, append([]string{"install"}, urls[:4]...)...); code != exitOK {
-		t.Fatalf("install: code %d\n%s%s", code, out, errOut)
-	}
-	preflight := append([]string{"preflight", "--to", "dualwrite", "--flags", file, "--keys", "123"}, urls...)
+	urls, preflight := gateIntoDualwrite(t, p)
 	code, out, errOut := pgshift(t, preflight...)
 	if code != exitDifferences || !hasGate(out, "NOT MET", "every table keyed") || !strings.Contains(out, "1 without a key (audit)") ||
 		!strings.Contains(out, `ALTER TABLE "Big Co"."audit" ADD PRIMARY KEY`) || !strings.Contains(out, "--exclude-table audit") {
@@ -88,4 +81,62 @@ func TestKeylessTableStopsTheGateIntoDualwriteUntilKeyedOrExcluded(t *testing.T)
 	if code, out, errOut := pgshift(t, preflight...); code != exitOK {
 		t.Fatalf("preflight after keying audit: code %d\n%s%s", code, out, errOut)
 	}
+}
+
+// A keyless table chosen with --copy-whole passes the gate into dualwrite
+// (others still fail it), is copied whole by backfill, compared as a
+// multiset of rows by verify, and a difference in it is answered with the
+// whole copy to run again, not with a repair.
+func TestKeylessTableCopiedWholeThroughGateBackfillAndVerify(t *testing.T) {
+	t.Parallel()
+	p := setup(t)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE "Big Co".log (line text)`)
+	}
+	pgtest.Exec(t, p.Old.Pool, `INSERT INTO "Big Co".audit VALUES ('x'), ('y'), ('y'), (NULL); INSERT INTO "Big Co".log VALUES ('l')`)
+	urls, preflight := gateIntoDualwrite(t, p)
+	code, out, errOut := pgshift(t, append(preflight, "--copy-whole", "aud*")...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "every table keyed") || !strings.Contains(out, "1 without a key (log); 1 copied whole (audit)") ||
+		!strings.Contains(out, "--copy-whole log on every command") {
+		t.Fatalf("preflight --copy-whole aud*: code %d, want log alone not met\n%s%s", code, out, errOut)
+	}
+	whole := append(slices.Clone(urls), "--copy-whole", "aud*", "--copy-whole", "log")
+	if code, out, errOut := pgshift(t, append(append([]string{}, preflight...), whole[len(urls):]...)...); code != exitOK || !strings.Contains(out, "2 copied whole (audit, log)") {
+		t.Fatalf("preflight --copy-whole aud* --copy-whole log: code %d\n%s%s", code, out, errOut)
+	}
+	// Without the choice, backfill refuses the keyless tables, naming it.
+	if code, _, errOut := pgshift(t, append([]string{"backfill"}, urls...)...); code != exitError || !strings.Contains(errOut, "--copy-whole audit") {
+		t.Fatalf("backfill without --copy-whole: code %d, want %d naming --copy-whole\n%s", code, exitError, errOut)
+	}
+	code, out, errOut = pgshift(t, append([]string{"backfill", "--json"}, whole...)...)
+	if code != exitOK || !strings.Contains(out, `"copied_whole": true`) {
+		t.Fatalf("backfill --copy-whole: code %d\n%s%s", code, out, errOut)
+	}
+	if o, n := pgtest.Dump(t, p.Old.Pool, `"Big Co".audit`), pgtest.Dump(t, p.New.Pool, `"Big Co".audit`); !slices.Equal(o, n) || len(o) != 5 {
+		t.Fatalf("audit after backfill: old %q, new %q, want the same 5 rows", o, n)
+	}
+	if code, out, errOut := pgshift(t, append([]string{"verify"}, whole...)...); code != exitOK || !strings.Contains(out, `"Big Co"."audit": equal (5 rows)`) {
+		t.Fatalf("verify --copy-whole: code %d\n%s%s", code, out, errOut)
+	}
+	pgtest.Exec(t, p.New.Pool, `DELETE FROM "Big Co".audit WHERE ctid = (SELECT min(ctid) FROM "Big Co".audit WHERE msg = 'y')`)
+	code, out, errOut = pgshift(t, append([]string{"verify", "--repair"}, whole...)...)
+	if code != exitDifferences || !strings.Contains(out, "missing on new 1, extra on new 0") ||
+		!strings.Contains(out, "pgshift backfill --restart --schema 'Big Co' --table audit --copy-whole audit") {
+		t.Fatalf("verify --repair of a keyless table one duplicate short: code %d, want %d and the whole copy to run\n%s%s", code, exitDifferences, out, errOut)
+	}
+}
+
+// gateIntoDualwrite installs pgshift on p and returns the connection flags
+// of schema "Big Co" and the preflight of the testers' move into dualwrite.
+func gateIntoDualwrite(t *testing.T, p *pgtest.Pair) (urls, preflight []string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "flags.json")
+	if err := os.WriteFile(file, []byte(testerFlags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	urls = []string{"--old", p.Old.URL, "--new", p.New.URL, "--schema", "Big Co"}
+	if code, out, errOut := pgshift(t, append([]string{"install"}, urls[:4]...)...); code != exitOK {
+		t.Fatalf("install: code %d\n%s%s", code, out, errOut)
+	}
+	return urls, append([]string{"preflight", "--to", "dualwrite", "--flags", file, "--keys", "123"}, urls...)
 }

@@ -40,6 +40,12 @@ pgshift repair does (under the rows' locks, from their current values, so
 a write that lands meanwhile is never overwritten) and verifies the
 differing tables again; what it prints is that re-check. Exit status 1
 when differences remain (after --repair: in the re-check).
+A table without a key is refused (exit 2) unless --copy-whole names it;
+then it is compared as a multiset of rows: both sides count each distinct
+row, and a row held twice on old and once on new is one row missing on new.
+Examples are whole rows. Such a table cannot be repaired row by row:
+--repair leaves it as it is and prints the backfill that copies it whole
+again.
 
 Examples:
   pgshift verify --old postgres://app@old-db/app --new postgres://app@new-db/app
@@ -47,6 +53,7 @@ Examples:
   pgshift verify --repair                  # make new equal to old
   pgshift verify --changed                 # only the rows written since the last full verify
   pgshift verify --repair --source new     # make old equal to new (rollback after live)
+  pgshift verify --copy-whole audit_log    # keyless audit_log compared as a multiset of rows
 `,
 		tables: true,
 		run:    runVerify,
@@ -63,6 +70,10 @@ type verifyTableJSON struct {
 	Transient int             `json:"transient"`
 	Examples  verify.Examples `json:"examples"`
 	Logged    int             `json:"repair_logged"`
+	// Multiset says the table has no key and was compared as a multiset
+	// of rows (--copy-whole); Fix says how to make it equal then.
+	Multiset bool   `json:"multiset,omitempty"`
+	Fix      string `json:"fix,omitempty"`
 	// NotRecorded says why pgshift preflight will not see this result.
 	NotRecorded string `json:"not_recorded,omitempty"`
 }
@@ -120,7 +131,7 @@ func runVerify(ctx context.Context, e *env, args []string) int {
 		}
 		tables = append(tables, verifyTableJSON{tableJSON: tableJSON{Table: r.Table.Qualified(), Error: errString(r.Err)},
 			Kind: r.Kind, Rows: r.Rows, Missing: r.Missing, Extra: r.Extra, Different: r.Different, Transient: r.Transient,
-			Examples: r.Examples, Logged: r.Logged, NotRecorded: r.NotRecorded})
+			Examples: r.Examples, Logged: r.Logged, NotRecorded: r.NotRecorded, Multiset: r.Table.Keyless(), Fix: r.Fix})
 		if r.Err != nil {
 			code = exitError
 			fmt.Fprintf(e.stderr, "pgshift verify: %v\n", r.Err)
@@ -175,7 +186,15 @@ func printVerify(w io.Writer, r verify.Result, repair bool, source string) {
 	if r.Kind == verify.KindFull {
 		rows += " on old"
 	}
-	fmt.Fprintf(w, "%s: %s; missing on new %d, extra on new %d, different %d\n", r.Table, rows, r.Missing, r.Extra, r.Different)
+	if r.Table.Keyless() {
+		// Rows, not keys: a keyless table's rows are told apart by their
+		// values alone, and a row held twice on one side and once on the
+		// other is one row missing.
+		fmt.Fprintf(w, "%s: %s, no key, compared as multisets of rows; missing on new %d, extra on new %d (a changed row counts once each)\n",
+			r.Table, rows, r.Missing, r.Extra)
+	} else {
+		fmt.Fprintf(w, "%s: %s; missing on new %d, extra on new %d, different %d\n", r.Table, rows, r.Missing, r.Extra, r.Different)
+	}
 	for _, k := range []struct {
 		kind string
 		keys [][]string
@@ -186,6 +205,9 @@ func printVerify(w io.Writer, r verify.Result, repair bool, source string) {
 	}
 	if repair && r.Logged > 0 {
 		fmt.Fprintf(w, "  %d entered in %s's repair log\n", r.Logged, source)
+	}
+	if r.Fix != "" {
+		fmt.Fprintf(w, "  %s\n", r.Fix)
 	}
 }
 

@@ -72,6 +72,24 @@
 // A delete that commits on old after that question finds the row on new
 // itself. (Updates need no such step: an UPDATE that finds no row on new is
 // repaired by copying old's current row, and backfill never overwrites.)
+//
+// # Copying a table whole
+//
+// A keyless table (rowsync.Table.Keyless: no primary key, no unique index
+// on NOT NULL columns) has no key to chunk, to skip rows new has, or to
+// close the delete race by, so none of the above applies to it. It is
+// copied whole instead, as one chunk: in one transaction on new its rows
+// there are emptied (TRUNCATE) and every row of one snapshot of old (a
+// REPEATABLE READ transaction) is COPYed in; the chunk is recorded done in
+// that transaction. So a copy is all or nothing, and running it again
+// (Options.Restart) replaces new's copy rather than adding a second one.
+// The worker holds the chunk's row for the whole copy, so another worker
+// never starts a second copy while the first runs, however long its lease.
+// This is right only for a table the application does not write during
+// the migration (the dualwrite facade refuses to Touch a keyless table):
+// a row written on old after the snapshot, or on new at all, is not in
+// new's copy, and verify reports the difference. Options.MaxRate cannot
+// slow one COPY: it spaces the pieces that follow it.
 package backfill
 
 import (
@@ -198,7 +216,11 @@ type Result struct {
 	// Resumed is set when an earlier run (or another process) had copied
 	// part of the table.
 	Resumed bool
-	Err     error
+	// Whole is set for a keyless table, copied whole (see Copying a table
+	// whole): Rows is then old's rows of one snapshot, all inserted into new
+	// in place of what new held.
+	Whole bool
+	Err   error
 }
 
 // Run copies tables from old to new, parents before children: new's foreign
@@ -285,14 +307,17 @@ func (j *job) fail(err error) {
 // plan loads the table's chunks, planning them first when no process has:
 // under a lock on new, so that concurrent processes plan a table once.
 func (r *runner) plan(ctx context.Context, table *rowsync.Table) *job {
-	j := &job{res: Result{Table: table}, log: r.opts.Logger.With("op", "backfill", "table", table.String()), start: time.Now()}
-	t, err := alignKeyOrder(ctx, r.new, table, j.log)
-	if err != nil {
-		j.res.Err = fmt.Errorf("backfill %s: %w", table, err)
-		return j
+	j := &job{res: Result{Table: table, Whole: table.Keyless()}, log: r.opts.Logger.With("op", "backfill", "table", table.String()), start: time.Now()}
+	t := table
+	if !t.Keyless() {
+		var err error
+		if t, err = alignKeyOrder(ctx, r.new, table, j.log); err != nil {
+			j.res.Err = fmt.Errorf("backfill %s: %w", table, err)
+			return j
+		}
 	}
 	j.t = t
-	err = pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
 		key := pgshiftdb.LockBackfillPlanParams{TableSchema: t.Schema, TableName: t.Name}
 		if err := progress.LockBackfillPlan(ctx, tx, key); err != nil {
 			return err
@@ -311,6 +336,11 @@ func (r *runner) plan(ctx context.Context, table *rowsync.Table) *job {
 			j.res.AlreadyDone = p.Done == p.Chunks
 			j.res.Resumed = !j.res.AlreadyDone && p.RowsCopied > 0
 			return nil
+		}
+		if t.Keyless() {
+			// One chunk, the whole table (copyWhole).
+			j.res.Chunks = 1
+			return progress.PlanBackfillChunk(ctx, tx, pgshiftdb.PlanBackfillChunkParams{TableSchema: t.Schema, TableName: t.Name, Chunk: 1})
 		}
 		// The plan walks old's key index once, chunk size rows at a time;
 		// rows old gains later fall into the chunk whose range holds them.
@@ -409,8 +439,13 @@ func (r *runner) finished(ctx context.Context, j *job) (bool, error) {
 	return true, nil
 }
 
-// copyChunk copies a leased chunk piece by piece from where it stands.
+// copyChunk copies a leased chunk piece by piece from where it stands; the
+// one chunk of a keyless table whole.
 func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfillChunkRow, worker string) {
+	if j.t.Keyless() {
+		r.copyWhole(ctx, j, int(l.Chunk), worker)
+		return
+	}
 	c := copier{
 		old: r.old, new: r.new, t: j.t, size: r.opts.ChunkSize, direct: true, afterCopy: r.opts.afterCopy,
 		chunk: int(l.Chunk), upto: l.UptoKey, worker: worker, lease: r.opts.Lease,
@@ -774,6 +809,27 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 	}
 	query := fmt.Sprintf("COPY (SELECT %s FROM %s AS t WHERE %s ORDER BY %s LIMIT current_setting('pgshift.limit')::bigint) TO STDOUT",
 		c.t.ColumnList(), c.t.Ident(), cond, c.t.KeyOrder())
+	var tail *lastLine
+	sent, err := copyAcross(ctx, tx.Conn().PgConn(), query, dst, copyIn, func(w io.Writer) io.Writer {
+		tail = &lastLine{w: w}
+		return tail
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	var last []string
+	if sent > 0 {
+		if last, err = c.keyOf(tail.last); err != nil {
+			return 0, nil, err
+		}
+	}
+	return sent, last, tx.Commit(ctx)
+}
+
+// copyAcross streams src's COPY ... TO STDOUT query into dst's COPY ...
+// FROM STDIN statement copyIn, no row decoded in Go, and returns how many
+// rows src sent. wrap, when set, wraps the writer the rows go through.
+func copyAcross(ctx context.Context, src *pgconn.PgConn, query string, dst *pgconn.PgConn, copyIn string, wrap func(io.Writer) io.Writer) (int64, error) {
 	pr, pw := io.Pipe()
 	var sent int64
 	var sendErr error
@@ -781,12 +837,15 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 	// own message: unbuffered, every row would cost a pipe hand-off, a
 	// write system call and a network message. 64 KiB go at once instead.
 	buf := bufio.NewWriterSize(pw, 64<<10)
-	tail := &lastLine{w: buf}
+	var w io.Writer = buf
+	if wrap != nil {
+		w = wrap(buf)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		var tag pgconn.CommandTag
-		tag, sendErr = tx.Conn().PgConn().CopyTo(ctx, tail, query)
+		tag, sendErr = src.CopyTo(ctx, w, query)
 		if sendErr == nil {
 			sendErr = buf.Flush()
 		}
@@ -797,18 +856,9 @@ func (c *copier) pipe(ctx context.Context, dst *pgconn.PgConn, after, before []s
 	pr.CloseWithError(errors.New("copy into new ended"))
 	<-done
 	if recvErr != nil {
-		return 0, nil, recvErr
+		return 0, recvErr
 	}
-	if sendErr != nil {
-		return 0, nil, sendErr
-	}
-	var last []string
-	if sent > 0 {
-		if last, err = c.keyOf(tail.last); err != nil {
-			return 0, nil, err
-		}
-	}
-	return sent, last, tx.Commit(ctx)
+	return sent, sendErr
 }
 
 // alignKeyOrder returns a copy of t (loaded from old) whose key order new

@@ -9,9 +9,13 @@ import (
 
 // bucketOf is the SQL bucket of alias's row among buckets (a power of
 // two, the parameter $n): a 64-bit hash of its key (its text form, or with
-// t.TypedHash its values as rowHash hashes them), masked. Both sides
-// compute the same bucket for the same key, whatever their physical order.
+// t.TypedHash its values as rowHash hashes them), masked; of a keyless
+// table, its rowHash masked. Both sides compute the same bucket for the
+// same key (or row), whatever their physical order.
 func (t *Table) bucketOf(alias string, n int) string {
+	if t.Keyless() {
+		return fmt.Sprintf("(%s & ($%d::bigint - 1))", t.rowHash(alias), n)
+	}
 	key := fmt.Sprintf("pg_catalog.hashtextextended(%s::text, 8)", t.keyArray(alias))
 	if t.TypedHash {
 		key = fmt.Sprintf("pg_catalog.hash_record_extended(%s, 8)", typedRow(t.Key, alias))
@@ -32,7 +36,7 @@ func checkBuckets(buckets int) error {
 // server reads the table in one sequential pass, in any order, and groups
 // it by bucket; no index is walked and nothing is sorted. Two sides whose
 // rows are equal give equal summaries; a difference shows in the bucket
-// of its key.
+// of its key (of a keyless table: of the row).
 func BucketHashes(ctx context.Context, q pgshift.Querier, t *Table, buckets int) (map[int64]Summary, error) {
 	q = InSession(q)
 	if err := checkBuckets(buckets); err != nil {

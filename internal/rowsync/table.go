@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -38,8 +40,11 @@ type NoPrimaryKeyError struct {
 }
 
 func (e *NoPrimaryKeyError) Error() string {
-	return fmt.Sprintf("table %s has no primary key and no unique index on NOT NULL columns: pgshift identifies rows by key; add one (ALTER TABLE %s ADD PRIMARY KEY (...)) or leave the table out by naming the others with --table",
-		pgx.Identifier{e.Schema, e.Name}.Sanitize(), pgx.Identifier{e.Schema, e.Name}.Sanitize())
+	q := pgx.Identifier{e.Schema, e.Name}.Sanitize()
+	return fmt.Sprintf("table %s has no primary key and no unique index on NOT NULL columns, and pgshift identifies rows by key: "+
+		"add one on old and new (ALTER TABLE %s ADD PRIMARY KEY (...)), leave the table out (--exclude-table %s), "+
+		"or, if the application does not write it during the migration, copy it whole (--copy-whole %s: backfill copies it in one snapshot, verify compares it as a multiset of rows)",
+		q, q, e.Name, e.Name)
 }
 
 // Is makes errors.Is(err, ErrNoPrimaryKey) true.
@@ -112,6 +117,10 @@ type Table struct {
 	KeyOrderC bool
 }
 
+// Keyless reports that nothing identifies t's rows (LoadTableOrKeyless):
+// it is copied whole and compared as a multiset of rows.
+func (t *Table) Keyless() bool { return len(t.Key) == 0 }
+
 // Ident is the table's quoted, schema-qualified name for SQL.
 func (t *Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
 
@@ -127,6 +136,19 @@ func (t *Table) String() string { return t.Ident() }
 // on NOT NULL columns with the fewest columns (not partial, no
 // expressions). A table with neither is a *NoPrimaryKeyError.
 func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Table, error) {
+	t, err := LoadTableOrKeyless(ctx, q, schema, name)
+	if err == nil && t.Keyless() {
+		return nil, &NoPrimaryKeyError{Schema: schema, Name: name}
+	}
+	return t, err
+}
+
+// LoadTableOrKeyless is LoadTable for a table that may have no key: such a
+// table comes back with no Key (Keyless) instead of a *NoPrimaryKeyError.
+// Only whole-table work takes a keyless table (a backfill's whole copy,
+// verify's comparison of multisets); every function that reads or writes
+// rows by key needs a Key.
+func LoadTableOrKeyless(ctx context.Context, q pgshift.Querier, schema, name string) (*Table, error) {
 	t := &Table{Schema: schema, Name: name}
 	var oid uint32
 	err := q.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -193,13 +215,49 @@ func LoadTable(ctx context.Context, q pgshift.Querier, schema, name string) (*Ta
 			}
 		}
 	}
-	if len(keys) == 0 {
-		return nil, &NoPrimaryKeyError{Schema: schema, Name: name}
-	}
 	for _, k := range keys {
 		t.Key = append(t.Key, byName[k])
 	}
 	return t, nil
+}
+
+// Keyed reports, for each table of schema named in names (every table of
+// schema when names is nil) that exists on q's database, whether it has a
+// key LoadTable would find: a primary key, or a unique index on NOT NULL
+// columns that is neither partial nor on expressions. One catalog query;
+// tables that do not exist are not in the map. It runs in sessions pgshift
+// does not own (the facade's pools), so it names pg_catalog's operators.
+func Keyed(ctx context.Context, q pgshift.Querier, schema string, names []string) (map[string]bool, error) {
+	rows, err := q.Query(ctx, `SELECT c.relname::text, EXISTS (SELECT FROM pg_catalog.pg_index i
+		  WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND (i.indisprimary OR (i.indisunique AND i.indisvalid
+		    AND i.indpred IS NULL AND i.indexprs IS NULL
+		    AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey[0:i.indnkeyatts OPERATOR(pg_catalog.-) 1]) AS k(attnum)
+		      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) k.attnum
+		      WHERE NOT a.attnotnull))))
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+		WHERE n.nspname OPERATOR(pg_catalog.=) $1::text AND c.relkind IN ('r', 'p')
+		  AND ($2::text[] IS NULL OR c.relname::text OPERATOR(pg_catalog.=) ANY ($2::text[]))`, schema, names)
+	if err != nil {
+		return nil, fmt.Errorf("keys of the tables of schema %s: %w", pgx.Identifier{schema}.Sanitize(), err)
+	}
+	out := map[string]bool{}
+	var name string
+	var keyed bool
+	_, err = pgx.ForEachRow(rows, []any{&name, &keyed}, func() error {
+		out[name] = keyed
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keys of the tables of schema %s: %w", pgx.Identifier{schema}.Sanitize(), err)
+	}
+	return out, nil
+}
+
+// MatchTable reports whether table name matches one of patterns (shell
+// patterns, path.Match syntax: audit_*): the patterns of pgshift's
+// --exclude-table and --copy-whole.
+func MatchTable(patterns []string, name string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { ok, _ := path.Match(p, name); return ok })
 }
 
 // ListTables lists the base and partitioned tables of schema (partitions

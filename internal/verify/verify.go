@@ -62,6 +62,23 @@
 // table's history from before it began. Timestamps of the history come from
 // each server's clock and are compared with the full verify's start with
 // ClockSkew to spare.
+//
+// # Keyless tables
+//
+// A keyless table (rowsync.Table.Keyless, loaded with
+// rowsync.LoadTableOrKeyless) is compared as a multiset of rows, since no
+// key pairs a row of old with one of new: the whole-table sums first, as
+// above (they add up one hash per row, so duplicates count); when they
+// differ, bucket sums with rows bucketed by their own hash, then both
+// sides count the rows of the differing buckets per distinct row, sorted,
+// and the two streams are merged as they arrive, in constant memory. A row
+// held k more times on old than on new is k rows missing on new; a changed
+// row is one missing and one extra; nothing is Different. Examples are
+// whole rows (as text). It is always a full comparison (Options.Changed
+// and chunks do not apply), nothing is re-read after RecheckDelay (the
+// application does not write such a table during the migration), and
+// Options.Repair logs nothing: Result.Fix says to copy the table whole
+// again (backfill).
 package verify
 
 import (
@@ -70,6 +87,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -178,7 +196,10 @@ type Result struct {
 	// Logged counts the differences Options.Repair entered in the repair
 	// log of Options.Source, for a repair worker's Drain to repair.
 	Logged int
-	Err    error
+	// Fix, when set, says how to make the table equal where a repair by
+	// key cannot: a keyless table that differs is copied whole again.
+	Fix string
+	Err error
 	// NotRecorded says why the result is not in pgshift.verify_runs on new
 	// (empty when it is): pgshift is not installed there, or the role may
 	// not read or write it. The cutover gates (pgshift preflight) then do
@@ -268,6 +289,9 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 	var candidates [][]string
 	var err error
 	switch {
+	case t.Keyless():
+		err = compareMultisets(ctx, oldDB, newDB, t, opts, &res)
+		prog.add(res.Rows)
 	case opts.Changed:
 		res.Kind = KindChanged
 		candidates, err = compareChanged(ctx, oldDB, newDB, t, &res, prog)
@@ -291,6 +315,9 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 		res.Err = fmt.Errorf("verify %s: %w", t, err)
 		return res
 	}
+	if t.Keyless() {
+		return finish(ctx, oldDB, newDB, t, start, res, opts)
+	}
 	d, err := recheck(ctx, oldDB, newDB, t, candidates, opts.RecheckDelay)
 	if err != nil {
 		res.Err = fmt.Errorf("verify %s: re-check: %w", t, err)
@@ -311,6 +338,11 @@ func table(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, op
 			return res
 		}
 	}
+	return finish(ctx, oldDB, newDB, t, start, res, opts)
+}
+
+// finish logs the table's result and records it (record).
+func finish(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, start time.Time, res Result, opts Options) Result {
 	opts.Logger.Info("table verified", "op", "verify", "kind", res.Kind, "table", t.String(), "rows", res.Rows, "chunks", res.Chunks,
 		"missing", res.Missing, "extra", res.Extra, "different", res.Different, "transient", res.Transient,
 		"logged", res.Logged, "seconds", time.Since(start).Seconds())
@@ -494,6 +526,88 @@ func compare(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, 
 // key-hash buckets, and the buckets whose sums differ are drilled into. It
 // returns the keys of the rows that differ.
 func compareBuckets(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, buckets int, res *Result) ([][]string, error) {
+	differing, err := differingBuckets(ctx, oldDB, newDB, t, buckets, res)
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]string
+	for len(differing) > 0 {
+		batch := differing[:min(len(differing), 4096)]
+		differing = differing[len(batch):]
+		d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
+			return rowsync.RowHashesInBuckets(ctx, q, t, buckets, batch)
+		})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, d.Keys()...)
+	}
+	return keys, nil
+}
+
+// compareMultisets compares keyless table t as multisets of rows, since no
+// key pairs a row on old with one on new: the whole-table sums and, when
+// they differ, the bucket sums as for a keyed table (rows bucketed by their
+// own hash), then the rows of the differing buckets counted per distinct
+// row on both sides and merged (rowsync.DiffMultisets). A row old holds
+// more times than new is missing on new, once per copy; fewer, extra; a
+// changed row is one of each. Examples are whole rows, a keyless table's
+// only identity. Nothing is read again after RecheckDelay (the application
+// does not write a keyless table during the migration: the facade refuses
+// to), and Repair enters nothing in a repair log, which names rows by key:
+// Fix says to copy the table whole again.
+func compareMultisets(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, opts Options, res *Result) error {
+	buckets := opts.Buckets
+	if buckets < 0 { // chunks walk a key
+		buckets = BucketsDefault
+	}
+	differing, err := differingBuckets(ctx, oldDB, newDB, t, buckets, res)
+	if err != nil || len(differing) == 0 {
+		return err
+	}
+	d, err := rowsync.DiffMultisets(ctx, oldDB, newDB, t, buckets, differing, opts.Examples)
+	if err != nil {
+		return err
+	}
+	res.Missing, res.Extra = int(d.Missing), int(d.Extra)
+	for _, ex := range []struct {
+		db     *pgxpool.Pool
+		hashes []int64
+		to     *[][]string
+	}{{oldDB, d.MissingHashes, &res.Examples.Missing}, {newDB, d.ExtraHashes, &res.Examples.Extra}} {
+		rows, err := rowsync.RowsOfHashes(ctx, ex.db, t, ex.hashes)
+		if err != nil {
+			return err
+		}
+		for _, h := range ex.hashes {
+			if r, ok := rows[h]; ok {
+				*ex.to = append(*ex.to, r)
+			}
+		}
+	}
+	schema := ""
+	if t.Schema != "public" {
+		schema = " --schema " + shellWord(t.Schema)
+	}
+	res.Fix = fmt.Sprintf("%s has no key, so no row of it can be repaired by key: copy it whole again, replacing new's copy: pgshift backfill --restart%s --table %s --copy-whole %s",
+		t, schema, shellWord(t.Name), shellWord(t.Name))
+	return nil
+}
+
+// shellWord is s as one word of a shell command: quoted unless it holds
+// only letters, digits and _.-/ (a pattern's * and ? are quoted too).
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// differingBuckets has both sides hash the whole table at once, one
+// sequential pass each, and returns nil when the sums agree (res.Rows set);
+// else both sum their rows into buckets, and it returns the buckets whose
+// sums differ.
+func differingBuckets(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.Table, buckets int, res *Result) ([]int64, error) {
 	// The whole table first: one sum per side, no grouping. Equal tables
 	// (the common case) end here.
 	var whole [2]rowsync.Summary
@@ -527,19 +641,7 @@ func compareBuckets(ctx context.Context, oldDB, newDB *pgxpool.Pool, t *rowsync.
 		}
 	}
 	res.Chunks, res.ChunksDiffering = 1+buckets, 1+len(differing)
-	var keys [][]string
-	for len(differing) > 0 {
-		batch := differing[:min(len(differing), 4096)]
-		differing = differing[len(batch):]
-		d, err := diff(ctx, oldDB, newDB, t, func(q pgshift.Querier) ([]rowsync.RowHash, error) {
-			return rowsync.RowHashesInBuckets(ctx, q, t, buckets, batch)
-		})
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, d.Keys()...)
-	}
-	return keys, nil
+	return differing, nil
 }
 
 // diff reads rows from both sides at once and diffs them old -> new.
