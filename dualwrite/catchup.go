@@ -355,9 +355,12 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 	case moving && !settle && auth == lockSide:
 		// Before new may serve the key: old's writes of it that went on
 		// without new are waited for, and later ones refused.
-		if merr := f.markOld(fctx, key, auth); merr != nil && pgErrorCode(merr) != "" {
-			// Old answered: such a write held the mark longer than the
-			// lock wait. Moving now would miss its entries.
+		if merr := f.markOld(fctx, key, auth); merr != nil && (pgErrorCode(merr) != "" || isTimeout(merr)) {
+			// Such a write may hold the mark (old answered that the lock
+			// was busy, or too slowly to tell): moving now could miss
+			// its entries. Old down (its breaker open, connections
+			// refused or cut) holds no write in flight: the move goes on
+			// unmarked.
 			moving, end, err = false, "ROLLBACK", fmt.Errorf("mark the routing key on old: %w", merr)
 		}
 	case settle && end == "COMMIT" && auth != lockSide:
@@ -383,9 +386,10 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 // key's mark on old alone, which waits (at most the lock wait) for the
 // writes under old's authority that went on without new (pgshift.fence_old)
 // and commits before any later one reads it. A mark that fails is logged
-// and returned: a key whose mark says new while old caught it up is refused
-// only while new is out of reach, and a key new serves with no mark on old
-// is the documented exception (old did not answer its first move).
+// and returned: a move to new whose mark old refused or did not answer in
+// time does not happen, one to an old that is down goes on unmarked (the
+// documented exception), and a key whose mark says new while old caught it
+// up is refused only while new is out of reach.
 func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) error {
 	old := flags.SideOld
 	err := errSideOpen

@@ -146,7 +146,7 @@
 // keeps a mark per key, written under the key's authority on new: new may
 // serve the key (written before it does), or old caught the key up from
 // new's log. With new out of reach old serves the keys new has not served
-// since (the fence is skipped, see below) and refuses the others with
+// since (on old's fence, see below) and refuses the others with
 // ErrNotCaughtUp, so a cohort that never went live keeps writing through
 // new's outage, and a rolled-back one waits for new. A key's first
 // catch-up is served even when old does not answer (new has no record of
@@ -171,13 +171,18 @@
 // processes disagree each write moves the key to its own view (correct, and
 // slower: each move waits for the other's writes); after three refusals the
 // caller gets [ErrRowBusy]. Where new is out of a write's reach (its breaker
-// is open, or it does not answer within OtherTimeout) a write under old's
-// authority goes on without the fence: a process cut off from new while
-// another moves a key to new can still have writes of the key acknowledged
-// under both. NewRows writes under old's authority check the fence in new's
-// copy, off the caller's path: a row with a fresh key conflicts with no
-// other write's row, only, through a unique column, with a write under the
-// other authority in the same moment.
+// is open, or it does not answer the fence within OtherTimeout) a write
+// under old's authority goes on with old's fence instead
+// (pgshift.fence_old, with its statement or its COMMIT): a shared lock on
+// the key's mark on old, and a check that the mark does not say new may
+// serve the key. A catch-up that moves a key to new writes that mark first,
+// under the key's lock on old taken alone, so it waits for such writes in
+// flight (and then repairs their entries) and refuses later ones; a process
+// cut off from new never has a write acknowledged under old while another
+// serves the key from new. NewRows writes under old's authority check the
+// fence in new's copy, off the caller's path, and not on old: a row with a
+// fresh key conflicts with no other write's row, only, through a unique
+// column, with a write under the other authority in the same moment.
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.

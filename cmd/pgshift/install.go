@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
+	"github.com/pgshift/pgshift/internal/rowsync"
 )
 
 func init() {
@@ -30,7 +31,8 @@ databases and installs in one transaction per side, committed once both
 succeeded: either both sides change or neither does.
 
 With --capture it also puts pgshift's capture triggers on the application's
-tables (every table of --schema with a primary key, or those --table names):
+tables (every table of --schema, or those --table names, less those
+--exclude-table or --copy-whole match; each needs a key):
 in writes of a facade with Config.Capture or Config.Strict they record every
 row a statement changes, so write functions need not Touch rows (see the
 README: Touch or capture). A captured table refuses TRUNCATE, and so does
@@ -91,8 +93,11 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 		if !*capture {
 			return out, dualwrite.Install(ctx, tx)
 		}
-		var err error
-		out.Captured, err = dualwrite.InstallCapture(ctx, tx, com.schema, com.tables)
+		tables, err := captureTables(ctx, tx, com)
+		if err != nil {
+			return out, err
+		}
+		out.Captured, err = dualwrite.InstallCapture(ctx, tx, com.schema, tables)
 		return out, err
 	}, func(side string, out sideJSON) string {
 		if len(out.Captured) > 0 {
@@ -100,6 +105,33 @@ func runInstall(ctx context.Context, e *env, args []string) int {
 		}
 		return fmt.Sprintf("%s: schema %s installed", side, out.Schema)
 	})
+}
+
+// captureTables is the tables install --capture covers on one side: those
+// --table names, or every table of --schema there, less those
+// --exclude-table or --copy-whole match (a table copied whole is one the
+// application does not write during the migration).
+func captureTables(ctx context.Context, q pgx.Tx, com *common) ([]string, error) {
+	if len(com.excludes) == 0 && len(com.copyWhole) == 0 {
+		return com.tables, nil // InstallCapture lists the schema's tables
+	}
+	names := com.tables
+	if len(names) == 0 {
+		var err error
+		if names, err = rowsync.ListTables(ctx, q, com.schema); err != nil {
+			return nil, err
+		}
+	}
+	var kept []string
+	for _, n := range names {
+		if !rowsync.MatchTable(com.excludes, n) && !rowsync.MatchTable(com.copyWhole, n) {
+			kept = append(kept, n)
+		}
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("--exclude-table and --copy-whole leave no table of schema %q to capture", com.schema)
+	}
+	return kept, nil
 }
 
 func runUninstall(ctx context.Context, e *env, args []string) int {

@@ -124,6 +124,15 @@ func TestKeylessTableCopiedWholeThroughGateBackfillAndVerify(t *testing.T) {
 		!strings.Contains(out, "pgshift backfill --restart --schema 'Big Co' --table audit --copy-whole audit") {
 		t.Fatalf("verify --repair of a keyless table one duplicate short: code %d, want %d and the whole copy to run\n%s%s", code, exitDifferences, out, errOut)
 	}
+	// install --capture leaves out the tables copied whole (the application
+	// does not write them); without the choice it fails on them.
+	if code, out, errOut := pgshift(t, append([]string{"install", "--capture"}, urls...)...); code == exitOK {
+		t.Fatalf("install --capture over keyless tables: code %d, want a failure\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = pgshift(t, append([]string{"install", "--capture"}, whole...)...)
+	if code != exitOK || !strings.Contains(out, "capturing") || strings.Contains(out, "audit") || strings.Contains(out, ".log") {
+		t.Fatalf("install --capture --copy-whole aud* --copy-whole log: code %d, want the keyed tables captured alone\n%s%s", code, out, errOut)
+	}
 }
 
 // gateIntoDualwrite installs pgshift on p and returns the connection flags

@@ -131,6 +131,33 @@ func Templates() []Template {
 	h.Control = []Control{{Kind: SetStage, Delay: 20 * ms, User: 0, Stage: flags.StageLive, Lag: 2000 * ms}}
 	out = append(out, Template{h, "two facades serve a user under both authorities (unique value acknowledged twice)"})
 
+	// A flip while the previous authority is down (seed 8628): an insert in
+	// shadow whose copy new misses (its entry on old); the user flips to
+	// live and old goes down; an update of the row under live. Served on
+	// new, the update found no row there and its entry later copied
+	// "absent" over the acknowledged insert; the user's calls are refused
+	// (ErrNotCaughtUp) until old answers.
+	h = base("flip-previous-authority-down", flags.StageShadow)
+	h.Ops = []Op{
+		{ID: 1, Writer: 0, Kind: Insert, Keys: []int{0}, U: []string{""}, Other: FailEarly},
+		{ID: 2, Writer: 0, Kind: Update, Keys: []int{0}, U: []string{""}, Delay: 100 * ms},
+	}
+	h.Control = []Control{both(20*ms, 0, flags.StageLive), {Kind: Outage, Delay: 10 * ms, Side: flags.SideOld, Lag: 500 * ms}}
+	out = append(out, Template{h, "a flip while the previous authority is down (an update on a state missing an acknowledged insert)"})
+
+	// A rollback while new is down (seed 58): an upsert in live with u
+	// whose copy old misses (its entry on new); the user is rolled back to
+	// shadow and new goes down; an upsert of another row with the same u.
+	// Served on old alone, both were acknowledged with one unique value;
+	// old's mark says new served the user, so the call is refused.
+	h = base("rollback-new-down-unique", flags.StageLive)
+	h.Ops = []Op{
+		{ID: 1, Writer: 0, Kind: Upsert, Keys: []int{0}, U: []string{"u0.5"}, Other: FailEarly},
+		{ID: 2, Writer: 0, Kind: Upsert, Keys: []int{1}, U: []string{"u0.5"}, Delay: 100 * ms},
+	}
+	h.Control = []Control{both(20*ms, 0, flags.StageShadow), {Kind: Outage, Delay: 10 * ms, Side: flags.SideNew, Lag: 500 * ms}}
+	out = append(out, Template{h, "a rollback while new is down (a unique value acknowledged under both authorities)"})
+
 	// Issue 18 case 5: new misses a delete of a row holding u = a and an
 	// insert of another row with u = a; and a swap of two values.
 	h = base("unique-reuse", flags.StageDualWrite)

@@ -137,7 +137,7 @@ func TestLoadTableWithoutPrimaryKeyNamesTableAndFix(t *testing.T) {
 	if !errors.As(err, &npk) || !errors.Is(err, rowsync.ErrNoPrimaryKey) {
 		t.Fatalf("err = %v, want a *NoPrimaryKeyError", err)
 	}
-	for _, want := range []string{`"public"."Log Lines"`, "add one", "--table"} {
+	for _, want := range []string{`"public"."Log Lines"`, "add one", "--exclude-table Log Lines", "--copy-whole Log Lines"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
