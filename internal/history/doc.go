@@ -83,7 +83,7 @@
 // TestTemplates (the hand-written history of each case proven in issues 18
 // and 24, each a subtest named after it). The randomized histories run on
 // request, PGSHIFT_HISTORY=1, a duration or -seed: they still find
-// violations in about 1 history in 300 (see the README's guarantee section
+// violations in about 1 history in 3,000 (see the README's guarantee section
 // for the last run), and a test that fails at random is no test for
 // CI; they become part of every go test once a long run finds none.
 //
