@@ -152,68 +152,15 @@ func TestNewRowsDrainBeforeNewHasTheRow(t *testing.T) {
 func TestTwoFacadesNeverAcknowledgeAKeyUnderBothAuthorities(t *testing.T) {
 	t.Parallel()
 	pair := pgtest.NewPair(t, pgtest.Domain)
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	let := func() { releaseOnce.Do(func() { close(release) }) }
-	defer let()
+	hold := newOldCommitHold(t)
 	a := setupOn(t, pair, flags.StageShadow, func(c *dualwrite.Config) {
 		c.RepairDisabled = true
-		*c = dualwrite.WithBeforeCommit(*c, func(side flags.Side, authoritative bool, _ uint32) {
-			if side == flags.SideOld && authoritative {
-				heldOnce.Do(func() { close(held) })
-				select {
-				case <-release:
-				case <-time.After(20 * time.Second):
-				}
-			}
-		})
+		hold.on(c)
 	})
 	b := setupOn(t, pair, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
-	ctx := userCtx("split")
-	create := func(f *dualwrite.Facade, id uuid.UUID) error {
-		at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-		// Not OneStatement: A's insert runs on old before its COMMIT is held.
-		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
-			tx.Touch("users", id)
-			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, 'split@example.com', 'n', $2, $2)", id, at)
-			return err
-		})
-	}
-	idA, idB := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
-	errA := make(chan error, 1)
-	go func() { errA <- create(a.facade, idA) }()
-	select {
-	case <-held:
-	case err := <-errA:
-		t.Fatalf("A's write ended before its COMMIT on old: %v", err)
-	}
-	errB := create(b.facade, idB)
-	let()
-	if err := <-errA; err != nil {
-		t.Fatalf("A's write (shadow, begun first) failed: %v", err)
-	}
-	if errB == nil {
-		t.Fatal("both writes were acknowledged: A's under old's authority and B's under new's, each with the one unique email")
-	}
-	if !errors.Is(errB, dualwrite.ErrRowBusy) {
-		t.Fatalf("B's write failed with %v, want ErrRowBusy (nothing written, retry)", errB)
-	}
-	a.facade.Wait()
-	b.facade.Wait()
-	for _, f := range []*dualwrite.Facade{a.facade, b.facade} {
-		if _, err := f.Repairer().Drain(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
-	for _, side := range []*pgxpool.Pool{pair.Old.Pool, pair.New.Pool} {
-		if n := count(t, side, "users", "id = $1", idA); n != 1 {
-			t.Fatalf("A's acknowledged user: %d rows on a side, want 1", n)
-		}
-		if n := count(t, side, "users", "id = $1", idB); n != 0 {
-			t.Fatalf("B's refused user: %d rows on a side, want 0", n)
-		}
-	}
+	hold.armed.Store(true)
+	idA, idB, errB := hold.race(userCtx("split"), t, a.facade, b.facade, "split@example.com", "A's write (shadow, begun first) failed")
+	requireOneUserAcknowledged(t, pair, errB, idA, idB, a.facade, b.facade)
 }
 
 // TestCatchUpAsksTheNewAuthorityWithItsBreakerOpen updates a user in live
@@ -404,70 +351,108 @@ func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
 // with ErrRowBusy, nothing written.
 func TestAWriteCutOffFromNewNeverLandsUnderBothAuthorities(t *testing.T) {
 	t.Parallel()
-	var armed atomic.Bool
-	held, release := make(chan struct{}), make(chan struct{})
-	var heldOnce, releaseOnce sync.Once
-	let := func() { releaseOnce.Do(func() { close(release) }) }
-	defer let()
+	hold := newOldCommitHold(t)
 	a := faultSetup(t, flags.StageShadow, 4, func(c *dualwrite.Config) {
 		c.RepairDisabled = true
 		c.BreakerCooldown = time.Hour
-		*c = dualwrite.WithBeforeCommit(*c, func(side flags.Side, authoritative bool, _ uint32) {
-			if side == flags.SideOld && authoritative && armed.Load() {
-				heldOnce.Do(func() { close(held) })
-				select {
-				case <-release:
-				case <-time.After(20 * time.Second):
-				}
-			}
-		})
+		hold.on(c)
 	})
 	b := setupOn(t, a.direct, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
 	ctx := userCtx("cut")
-	create := func(f *dualwrite.Facade, id uuid.UUID, email string) error {
-		at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-		// Not OneStatement: A's insert runs on old before its COMMIT is held.
-		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
-			tx.Touch("users", id)
-			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
-			return err
-		})
-	}
 	// A serves the key once while new answers: new records old settled.
-	if err := create(a.facade, uuid.Must(uuid.NewV7()), "first@example.com"); err != nil {
+	if err := createUser(ctx, a.facade, uuid.Must(uuid.NewV7()), "first@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	a.facade.Wait()
 	a.proxy.Down()
-	armed.Store(true)
-	idA, idB := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	hold.armed.Store(true)
+	idA, idB, errB := hold.race(ctx, t, a.facade, b.facade, "cut@example.com", "A's write (shadow, new out of reach, begun first) failed")
+	a.proxy.Up()
+	requireOneUserAcknowledged(t, a.direct, errB, idA, idB, a.facade, b.facade)
+}
+
+// oldCommitHold holds, once armed, the first COMMIT of an authoritative
+// write on old until released (at most 20 s).
+type oldCommitHold struct {
+	armed         atomic.Bool
+	held, release chan struct{}
+	heldOnce      sync.Once
+	releaseOnce   sync.Once
+}
+
+func newOldCommitHold(t *testing.T) *oldCommitHold {
+	h := &oldCommitHold{held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.let)
+	return h
+}
+
+// on installs the hold in a facade's Config.
+func (h *oldCommitHold) on(c *dualwrite.Config) {
+	*c = dualwrite.WithBeforeCommit(*c, func(side flags.Side, authoritative bool, _ uint32) {
+		if side == flags.SideOld && authoritative && h.armed.Load() {
+			h.heldOnce.Do(func() { close(h.held) })
+			select {
+			case <-h.release:
+			case <-time.After(20 * time.Second):
+			}
+		}
+	})
+}
+
+func (h *oldCommitHold) let() { h.releaseOnce.Do(func() { close(h.release) }) }
+
+// race creates a user with email through a, whose COMMIT on old the hold
+// keeps back, and meanwhile another with the same email through b; it
+// releases a, fails the test (aFailed) unless a's write succeeded, and
+// returns the two users' ids and b's error.
+func (h *oldCommitHold) race(ctx context.Context, t *testing.T, a, b *dualwrite.Facade, email, aFailed string) (idA, idB uuid.UUID, errB error) {
+	t.Helper()
+	idA, idB = uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	errA := make(chan error, 1)
-	go func() { errA <- create(a.facade, idA, "cut@example.com") }()
+	go func() { errA <- createUser(ctx, a, idA, email) }()
 	select {
-	case <-held:
+	case <-h.held:
 	case err := <-errA:
 		t.Fatalf("A's write ended before its COMMIT on old: %v", err)
 	}
-	errB := create(b.facade, idB, "cut@example.com")
-	let()
+	errB = createUser(ctx, b, idB, email)
+	h.let()
 	if err := <-errA; err != nil {
-		t.Fatalf("A's write (shadow, new out of reach, begun first) failed: %v", err)
+		t.Fatalf("%s: %v", aFailed, err)
 	}
+	return idA, idB, errB
+}
+
+// createUser inserts a user through f. Not OneStatement: the insert runs on
+// old before a held COMMIT.
+func createUser(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+		tx.Touch("users", id)
+		_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
+		return err
+	})
+}
+
+// requireOneUserAcknowledged checks the outcome of a race of two facades
+// under two authorities: B's write refused with ErrRowBusy, and once every
+// facade's follows and repair log are done, A's user alone on both sides.
+func requireOneUserAcknowledged(t *testing.T, pair *pgtest.Pair, errB error, idA, idB uuid.UUID, facades ...*dualwrite.Facade) {
+	t.Helper()
 	if errB == nil {
 		t.Fatal("both writes were acknowledged: A's under old's authority and B's under new's, each with the one unique email")
 	}
 	if !errors.Is(errB, dualwrite.ErrRowBusy) {
 		t.Fatalf("B's write failed with %v, want ErrRowBusy (nothing written, retry)", errB)
 	}
-	a.proxy.Up()
-	for _, f := range []*dualwrite.Facade{a.facade, b.facade} {
+	for _, f := range facades {
 		f.Wait()
 		if _, err := f.Repairer().Drain(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	requireEqualSides(t, a.direct.Old.Pool, a.direct.New.Pool)
-	for _, side := range []*pgxpool.Pool{a.direct.Old.Pool, a.direct.New.Pool} {
+	requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+	for _, side := range []*pgxpool.Pool{pair.Old.Pool, pair.New.Pool} {
 		if n := count(t, side, "users", "id = $1", idA); n != 1 {
 			t.Fatalf("A's acknowledged user: %d rows on a side, want 1", n)
 		}
