@@ -159,7 +159,7 @@ func TestTwoFacadesNeverAcknowledgeAKeyUnderBothAuthorities(t *testing.T) {
 	})
 	b := setupOn(t, pair, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
 	hold.armed.Store(true)
-	idA, idB, errB := hold.race(userCtx("split"), t, a.facade, b.facade, "split@example.com", "A's write (shadow, begun first) failed")
+	idA, idB, errB := hold.race(userCtx("split"), t, a.facade, createUser, b.facade, "split@example.com", "A's write (shadow, begun first) failed")
 	requireOneUserAcknowledged(t, pair, errB, idA, idB, a.facade, b.facade)
 }
 
@@ -351,6 +351,52 @@ func TestRollbackWithNewSilentRefusesTheKeysNewServed(t *testing.T) {
 // with ErrRowBusy, nothing written.
 func TestAWriteCutOffFromNewNeverLandsUnderBothAuthorities(t *testing.T) {
 	t.Parallel()
+	hold, a, b, ctx := shadowAndLiveOverOneKey(t, "cut")
+	a.proxy.Down()
+	hold.armed.Store(true)
+	idA, idB, errB := hold.race(ctx, t, a.facade, createUser, b.facade, "cut@example.com", "A's write (shadow, new out of reach, begun first) failed")
+	a.proxy.Up()
+	requireOneUserAcknowledged(t, a.direct, errB, idA, idB, a.facade, b.facade)
+}
+
+// A write under old's authority whose transaction on new (holding the
+// routing key's fence and the rows' locks) breaks after the fence answered
+// takes old's own fence for the rest of its transaction: a process that
+// moves the key to new meanwhile waits for it, and cannot have another
+// write of the key acknowledged under new's authority first.
+func TestAWriteWhoseFenceOnNewBrokeTakesOldsFence(t *testing.T) {
+	t.Parallel()
+	hold, a, b, ctx := shadowAndLiveOverOneKey(t, "broke")
+	hold.armed.Store(true)
+	// A's first insert takes the fence and its row's lock on new; new then
+	// goes away, and its second insert's lock round trip fails.
+	breakNew := func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
+		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create-two"}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+			first := uuid.Must(uuid.NewV7())
+			tx.Touch("users", first)
+			if _, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", first, "a-"+first.String()+"@example.com", at); err != nil {
+				return err
+			}
+			if tx.Authoritative() {
+				a.proxy.Down()
+			}
+			tx.Touch("users", id)
+			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
+			return err
+		})
+	}
+	idA, idB, errB := hold.race(ctx, t, a.facade, breakNew, b.facade, "broke@example.com", "A's write (shadow, its transaction on new broken, begun first) failed")
+	a.proxy.Up()
+	requireOneUserAcknowledged(t, a.direct, errB, idA, idB, a.facade, b.facade)
+}
+
+// shadowAndLiveOverOneKey sets up facade A (shadow, its new side through a
+// proxy, the hold on its COMMITs on old, not armed yet) and facade B (live)
+// over the same two databases, and has A serve user once while new
+// answers: new records old settled for the user's routing key.
+func shadowAndLiveOverOneKey(t *testing.T, user string) (*oldCommitHold, *faultBundle, *bundle, context.Context) {
+	t.Helper()
 	hold := newOldCommitHold(t)
 	a := faultSetup(t, flags.StageShadow, 4, func(c *dualwrite.Config) {
 		c.RepairDisabled = true
@@ -358,17 +404,12 @@ func TestAWriteCutOffFromNewNeverLandsUnderBothAuthorities(t *testing.T) {
 		hold.on(c)
 	})
 	b := setupOn(t, a.direct, flags.StageLive, func(c *dualwrite.Config) { c.RepairDisabled = true })
-	ctx := userCtx("cut")
-	// A serves the key once while new answers: new records old settled.
+	ctx := userCtx(user)
 	if err := createUser(ctx, a.facade, uuid.Must(uuid.NewV7()), "first@example.com"); err != nil {
 		t.Fatal(err)
 	}
 	a.facade.Wait()
-	a.proxy.Down()
-	hold.armed.Store(true)
-	idA, idB, errB := hold.race(ctx, t, a.facade, b.facade, "cut@example.com", "A's write (shadow, new out of reach, begun first) failed")
-	a.proxy.Up()
-	requireOneUserAcknowledged(t, a.direct, errB, idA, idB, a.facade, b.facade)
+	return hold, a, b, ctx
 }
 
 // oldCommitHold holds, once armed, the first COMMIT of an authoritative
@@ -401,15 +442,15 @@ func (h *oldCommitHold) on(c *dualwrite.Config) {
 
 func (h *oldCommitHold) let() { h.releaseOnce.Do(func() { close(h.release) }) }
 
-// race creates a user with email through a, whose COMMIT on old the hold
-// keeps back, and meanwhile another with the same email through b; it
-// releases a, fails the test (aFailed) unless a's write succeeded, and
+// race creates a user with email through a (with create), whose COMMIT on
+// old the hold keeps back, and meanwhile another with the same email through
+// b; it releases a, fails the test (aFailed) unless a's write succeeded, and
 // returns the two users' ids and b's error.
-func (h *oldCommitHold) race(ctx context.Context, t *testing.T, a, b *dualwrite.Facade, email, aFailed string) (idA, idB uuid.UUID, errB error) {
+func (h *oldCommitHold) race(ctx context.Context, t *testing.T, a *dualwrite.Facade, create createFunc, b *dualwrite.Facade, email, aFailed string) (idA, idB uuid.UUID, errB error) {
 	t.Helper()
 	idA, idB = uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	errA := make(chan error, 1)
-	go func() { errA <- createUser(ctx, a, idA, email) }()
+	go func() { errA <- create(ctx, a, idA, email) }()
 	select {
 	case <-h.held:
 	case err := <-errA:
@@ -422,6 +463,9 @@ func (h *oldCommitHold) race(ctx context.Context, t *testing.T, a, b *dualwrite.
 	}
 	return idA, idB, errB
 }
+
+// createFunc creates a user with id and email through f.
+type createFunc func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error
 
 // createUser inserts a user through f. Not OneStatement: the insert runs on
 // old before a held COMMIT.

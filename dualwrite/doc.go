@@ -196,7 +196,11 @@
 //     either way. Once a batch carrying a COMMIT is sent, every error read
 //     from it (a log record's result, a cancelled context, a connection cut,
 //     "conn closed") is ErrCommitUnknown unless the server answered it with
-//     an error. Read the row before retrying a write that is not idempotent.
+//     an error. The server may still be running the transaction when the
+//     call returns (waiting for a lock, or for the CPU), as with any
+//     PostgreSQL client that stops waiting for a COMMIT: it may commit after
+//     a later write of the same row, over it. Read the row before retrying a
+//     write that is not idempotent.
 //   - [ErrRowBusy]: nothing was written on either side; retry.
 //   - [ErrNotCaughtUp]: nothing was written; the user's authority moved while
 //     the previous authoritative side does not answer; retry once it does.

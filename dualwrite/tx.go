@@ -662,7 +662,6 @@ func (tx *Tx) readFence(br pgx.BatchResults) error {
 	case err != nil:
 		return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
 	}
-	tx.w.fenced.Store(true)
 	return nil
 }
 

@@ -90,12 +90,12 @@ type write struct {
 	// side.
 	fencePending bool
 	moved        atomic.Bool
-	// fenced says new answered the fence. cutOff says a write under old's
-	// authority goes on without new's fence (new did not answer it, or was
+	// cutOff says a write under old's authority goes on without new's
+	// fence (new did not answer it, its transaction broke, or new was
 	// skipped): old's COMMIT then waits for pgshift.fence_old, queued once
 	// (oldFenced) on the authoritative Tx.
-	fenced, cutOff atomic.Bool
-	oldFenced      bool
+	cutOff    atomic.Bool
+	oldFenced bool
 	// fenceDone is closed when a fence sent ahead of the authoritative
 	// side's first statement (fenceAhead) has its answer, fenceErr.
 	fenceDone chan struct{}
@@ -203,7 +203,9 @@ func (w *write) flushLocks(ctx context.Context) error {
 	w.f.breaker(w.lockTx.side).report(err)
 	if err != nil {
 		w.lockFailed = true
-		if w.fences() && !w.fenced.Load() {
+		if w.fences() {
+			// Whether or not the fence had answered, the transaction that
+			// held it on new is gone: old's own fence takes its place.
 			w.cutOff.Store(true)
 		}
 		w.f.log.Debug("the other side did not lock the rows; the write goes on without it", "op", w.op.Name,

@@ -64,7 +64,13 @@
 //   - acknowledged-write-not-replaced-by-older-state: if an acknowledged
 //     write W changed a row (its authoritative statement said so) and held
 //     the row's lock at an instant after every write that explains the
-//     row's final state had returned, W was lost;
+//     row's final state had returned, W was lost. A write whose caller
+//     stopped waiting at its COMMIT (the cancel-at-commit fault) has not
+//     returned, for this rule, until the server answered that COMMIT: the
+//     proxy watches the server's side of its connection after the client
+//     leaves (the server runs what it received, waiting for locks, and may
+//     commit after a later write of the row, over it, as with any client
+//     that gives up on a COMMIT);
 //   - no-deadlock-from-pgshift-locking: no caller got a deadlock from
 //     the facade's own row locks.
 //

@@ -241,6 +241,9 @@ func describe(rec *Record) string {
 	}
 	s := fmt.Sprintf("write #%d (%s, %s, ran %v..%v, stages %v/%v)", rec.Op.ID, rec.Op.Kind, rec.Outcome,
 		rec.Start.Round(time.Millisecond), rec.End.Round(time.Millisecond), rec.Stage[0], rec.Stage[1])
+	if rec.Settled > rec.End {
+		s = strings.TrimSuffix(s, ")") + fmt.Sprintf(", its COMMIT answered at %v)", rec.Settled.Round(time.Millisecond))
+	}
 	if rec.Err != "" {
 		s += ": " + rec.Err
 	}
@@ -298,7 +301,7 @@ func (ix *runIndex) judgeRow(id string, row Row, present bool) []Violation {
 	}
 	latest := time.Duration(-1)
 	for _, r := range explain {
-		latest = max(latest, r.End)
+		latest = max(latest, r.end())
 	}
 	// The latest-starting acknowledged write that definitely changed the
 	// row and started after everything that explains the state ended.

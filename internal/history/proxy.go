@@ -41,6 +41,34 @@ type proxied struct {
 	mu             sync.Mutex
 	deaf           bool
 	holdUntil      time.Time // the server's answers wait until then
+	// watched is set by watchServer: the server's side of c stays open
+	// after the client leaves, until the server ends it (ended closes
+	// then), and answeredAt is when the server last sent something.
+	watched    bool
+	answeredAt time.Time
+	ended      chan struct{}
+}
+
+// watchServer keeps c's server side open after the client leaves, so that
+// when the server finishes what the client sent (a COMMIT whose caller
+// stopped waiting) is known: settledAt.
+func (c *proxied) watchServer() {
+	c.mu.Lock()
+	c.watched = true
+	c.mu.Unlock()
+}
+
+// settledAt is when the server last answered on c, once the server has
+// ended c (or after wait, whichever comes first: then ok is false).
+func (c *proxied) settledAt(wait time.Duration) (at time.Time, ok bool) {
+	select {
+	case <-c.ended:
+	case <-time.After(wait):
+		return time.Time{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answeredAt, true
 }
 
 // delayAnswers holds what the server sends on c for d: the client acts
@@ -140,7 +168,7 @@ func (p *proxy) accept() {
 			_ = client.Close()
 			continue
 		}
-		c := &proxied{client: client, server: server}
+		c := &proxied{client: client, server: server, ended: make(chan struct{})}
 		p.mu.Lock()
 		p.conns[c] = struct{}{}
 		p.mu.Unlock()
@@ -164,31 +192,65 @@ func (p *proxy) accept() {
 					break
 				}
 			}
+			c.mu.Lock()
+			watched := c.watched
+			c.mu.Unlock()
+			if tc, ok := server.(*net.TCPConn); ok && watched {
+				_ = tc.CloseWrite() // the server ends c once it has done what it read
+				return
+			}
 			_ = server.Close()
 		}()
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := server.Read(buf)
-				c.mu.Lock()
-				deaf, hold := c.deaf, time.Until(c.holdUntil)
-				c.mu.Unlock()
-				if hold > 0 {
-					time.Sleep(hold)
-				}
-				if n > 0 && !deaf {
-					if _, werr := client.Write(buf[:n]); werr != nil {
-						break
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			_ = client.Close()
-			p.mu.Lock()
-			delete(p.conns, c)
-			p.mu.Unlock()
-		}()
+		go c.answer(p)
 	}
+}
+
+// answer forwards what the server sends on c to the client, each chunk
+// once its hold (delayAnswers) is over, and notes when the server sent
+// it: the reading never waits for a hold, so answeredAt is the server's
+// time, not the client's.
+func (c *proxied) answer(p *proxy) {
+	chunks := make(chan []byte, 1024)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := c.server.Read(buf)
+			if n > 0 {
+				c.mu.Lock()
+				c.answeredAt = time.Now()
+				c.mu.Unlock()
+				chunks <- buf[:n]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	clientGone := false
+	for chunk := range chunks {
+		c.mu.Lock()
+		deaf, hold, watched := c.deaf, time.Until(c.holdUntil), c.watched
+		c.mu.Unlock()
+		if hold > 0 {
+			time.Sleep(hold)
+		}
+		if deaf || clientGone {
+			continue
+		}
+		if _, err := c.client.Write(chunk); err != nil {
+			if !watched {
+				_ = c.server.Close() // ends the reader
+				clientGone = true
+				continue
+			}
+			clientGone = true // read on until the server ends c
+		}
+	}
+	close(c.ended)
+	_ = c.server.Close()
+	_ = c.client.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
 }

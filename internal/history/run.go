@@ -151,7 +151,18 @@ type Record struct {
 	Err        string
 	Res        result // the authoritative side's, when acknowledged
 	Stage      [2]flags.Stage
+	// Settled is, for a write whose caller stopped waiting after its
+	// COMMIT went out (the cancel-at-commit fault), when the server
+	// answered that COMMIT: an unknown write may take effect until then,
+	// after its caller's End (the server had the COMMIT, and ran it once
+	// the locks it waited for were free). Zero when not known.
+	Settled time.Duration
+	watched *proxied // the connection whose COMMIT the caller left
 }
+
+// end is when rec's write last may have taken effect: its caller's End, or
+// the server's answer to the COMMIT its caller left (Settled), if later.
+func (rec *Record) end() time.Duration { return max(rec.End, rec.Settled) }
 
 // result is what a write function returns: the rows its statements
 // changed, by key.
@@ -527,6 +538,18 @@ func (r *runner) run(ctx context.Context) {
 		}
 	})
 	wg.Wait()
+	// An unknown write's COMMIT may have waited on the server (for a lock)
+	// after its caller left: its effect is judged up to the server's answer.
+	for i := range r.records {
+		rec := &r.records[i]
+		if rec.watched == nil || rec.Outcome != Unknown {
+			continue
+		}
+		if at, ok := rec.watched.settledAt(5 * time.Second); ok && !at.IsZero() {
+			rec.Settled = at.Sub(r.t0)
+		}
+		rec.watched = nil
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -555,9 +578,14 @@ func (r *runner) do(ctx context.Context, o Op) Record {
 		t := time.AfterFunc(o.CancelAfter, cancel)
 		defer t.Stop()
 	}
+	var watchedMu sync.Mutex
 	if o.Commit != NoCommitFault {
 		disarm := r.proxies[o.CommitSide].armCommit(func(c *proxied) {
 			if o.Commit == CancelAtCommit {
+				c.watchServer()
+				watchedMu.Lock()
+				rec.watched = c
+				watchedMu.Unlock()
 				c.delayAnswers(30 * time.Millisecond)
 				cancel()
 			} else {
@@ -570,6 +598,8 @@ func (r *runner) do(ctx context.Context, o Op) Record {
 	rec.Start = time.Since(r.t0)
 	res, err := dualwrite.Write(cctx, f, dop, r.writeFunc(o))
 	rec.End = time.Since(r.t0)
+	watchedMu.Lock()
+	defer watchedMu.Unlock()
 	switch {
 	case err == nil:
 		rec.Outcome, rec.Res = Acked, res
