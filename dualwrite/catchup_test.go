@@ -391,6 +391,50 @@ func TestAWriteWhoseFenceOnNewBrokeTakesOldsFence(t *testing.T) {
 	requireOneUserAcknowledged(t, a.direct, errB, idA, idB, a.facade, b.facade)
 }
 
+// A NewRows write under old's authority whose new side did not answer its
+// fence (new down) takes old's fence with its COMMIT: a process that moved
+// the key to new meanwhile, and had a write with the same unique value
+// acknowledged there, has it refused, rather than both acknowledged.
+func TestANewRowsWriteCutOffFromNewTakesOldsFence(t *testing.T) {
+	t.Parallel()
+	hold, a, b, ctx := shadowAndLiveOverOneKey(t, "newrows")
+	a.proxy.Down()
+	hold.armed.Store(true)
+	create := func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
+		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create", NewRows: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
+			tx.Touch("users", id)
+			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', now(), now())", id, email)
+			return err
+		})
+	}
+	idA, idB, errA, errB := hold.raceBoth(ctx, t, a.facade, create, b.facade, "newrows@example.com")
+	a.proxy.Up()
+	if errA == nil && errB == nil {
+		t.Fatal("both writes were acknowledged: A's under old's authority and B's under new's, each with the one unique email")
+	}
+	for _, f := range []*dualwrite.Facade{a.facade, b.facade} {
+		f.Wait()
+		if _, err := f.Repairer().Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireEqualSides(t, a.direct.Old.Pool, a.direct.New.Pool)
+	for _, w := range []struct {
+		id  uuid.UUID
+		err error
+	}{{idA, errA}, {idB, errB}} {
+		want := 0
+		if w.err == nil {
+			want = 1
+		}
+		for _, side := range []*pgxpool.Pool{a.direct.Old.Pool, a.direct.New.Pool} {
+			if n := count(t, side, "users", "id = $1", w.id); n != want {
+				t.Fatalf("user %v (write error %v): %d rows on a side, want %d", w.id, w.err, n, want)
+			}
+		}
+	}
+}
+
 // shadowAndLiveOverOneKey sets up facade A (shadow, its new side through a
 // proxy, the hold on its COMMITs on old, not armed yet) and facade B (live)
 // over the same two databases, and has A serve user once while new
@@ -448,20 +492,27 @@ func (h *oldCommitHold) let() { h.releaseOnce.Do(func() { close(h.release) }) }
 // returns the two users' ids and b's error.
 func (h *oldCommitHold) race(ctx context.Context, t *testing.T, a *dualwrite.Facade, create createFunc, b *dualwrite.Facade, email, aFailed string) (idA, idB uuid.UUID, errB error) {
 	t.Helper()
+	idA, idB, errA, errB := h.raceBoth(ctx, t, a, create, b, email)
+	if errA != nil {
+		t.Fatalf("%s: %v", aFailed, errA)
+	}
+	return idA, idB, errB
+}
+
+// raceBoth is race returning both writes' errors.
+func (h *oldCommitHold) raceBoth(ctx context.Context, t *testing.T, a *dualwrite.Facade, create createFunc, b *dualwrite.Facade, email string) (idA, idB uuid.UUID, errA, errB error) {
+	t.Helper()
 	idA, idB = uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
-	errA := make(chan error, 1)
-	go func() { errA <- create(ctx, a, idA, email) }()
+	aDone := make(chan error, 1)
+	go func() { aDone <- create(ctx, a, idA, email) }()
 	select {
 	case <-h.held:
-	case err := <-errA:
+	case err := <-aDone:
 		t.Fatalf("A's write ended before its COMMIT on old: %v", err)
 	}
 	errB = createUser(ctx, b, idB, email)
 	h.let()
-	if err := <-errA; err != nil {
-		t.Fatalf("%s: %v", aFailed, err)
-	}
-	return idA, idB, errB
+	return idA, idB, <-aDone, errB
 }
 
 // createFunc creates a user with id and email through f.

@@ -171,18 +171,20 @@
 // processes disagree each write moves the key to its own view (correct, and
 // slower: each move waits for the other's writes); after three refusals the
 // caller gets [ErrRowBusy]. Where new is out of a write's reach (its breaker
-// is open, or it does not answer the fence within OtherTimeout) a write
-// under old's authority goes on with old's fence instead
+// is open, it does not answer the fence within OtherTimeout, or the
+// transaction that held the fence there broke) a write under old's
+// authority goes on with old's fence instead
 // (pgshift.fence_old, with its statement or its COMMIT): a shared lock on
 // the key's mark on old, and a check that the mark does not say new may
 // serve the key. A catch-up that moves a key to new writes that mark first,
 // under the key's lock on old taken alone, so it waits for such writes in
 // flight (and then repairs their entries) and refuses later ones; a process
 // cut off from new never has a write acknowledged under old while another
-// serves the key from new. NewRows writes under old's authority check the
-// fence in new's copy, off the caller's path, and not on old: a row with a
-// fresh key conflicts with no other write's row, only, through a unique
-// column, with a write under the other authority in the same moment.
+// serves the key from new. NewRows writes under old's authority send the
+// fence with new's copy, at the same time as old's statement; old's COMMIT
+// takes old's fence unless new's answered first. One window is left: new's
+// transaction breaking after its last answer and before old's COMMIT, with
+// another process moving the key to new in between.
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.

@@ -662,6 +662,9 @@ func (tx *Tx) readFence(br pgx.BatchResults) error {
 	case err != nil:
 		return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
 	}
+	if tx.side == lockSide {
+		tx.w.fenced.Store(true)
+	}
 	return nil
 }
 

@@ -96,6 +96,10 @@ type write struct {
 	// (oldFenced) on the authoritative Tx.
 	cutOff    atomic.Bool
 	oldFenced bool
+	// fenced says new answered the fence (a NewRows write's, sent with new's
+	// statement while old runs its own: old's COMMIT takes old's fence
+	// unless new's answered first).
+	fenced atomic.Bool
 	// fenceDone is closed when a fence sent ahead of the authoritative
 	// side's first statement (fenceAhead) has its answer, fenceErr.
 	fenceDone chan struct{}
@@ -698,6 +702,11 @@ func writeParallel[T any](ctx context.Context, w *write, auth flags.Side, fn Wri
 	}
 	if err == nil {
 		atx.queueLog(false)
+		if followed && w.fences() && !w.fenced.Load() {
+			// New's fence has not answered (new is slow, down, or its
+			// breaker open): old's COMMIT takes old's fence instead.
+			w.cutOff.Store(true)
+		}
 		err = atx.commit(ctx)
 	}
 	authFailed.Store(err != nil && (!atx.done || errors.Is(err, errAuthorityMoved)))
