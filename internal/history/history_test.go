@@ -161,6 +161,7 @@ func TestHistories(t *testing.T) {
 				}
 				ran.Add(1)
 				if vs := history.Judge(run); len(vs) > 0 {
+					t.Logf("seed %d failed (%s), after %d histories in %v", seed, vs[0].Rule, ran.Load(), time.Since(start).Round(time.Second))
 					mu.Lock()
 					failures = append(failures, failure{h, vs, run.Log})
 					mu.Unlock()
