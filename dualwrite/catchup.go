@@ -252,8 +252,8 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 		// back as "absent"). The record stays unsettled, so every
 		// process's writes of the key are refused by the fence, and this
 		// call is refused too.
-		f.log.Warn("a routing key's authority moved while its previous authority does not answer; the key's calls are refused (ErrNotCaughtUp) until that side answers and its entries are repaired",
-			"routing_key", key, "side", auth, "previous", auth.Other())
+		f.keyWarn.warn(key, "a routing key's authority moved while its previous authority does not answer; the key's calls are refused (ErrNotCaughtUp) until that side answers and its entries are repaired",
+			"side", auth, "previous", auth.Other())
 		return false, ErrNotCaughtUp
 	default:
 		// The key is served now: the other side answered (its entries
@@ -273,8 +273,8 @@ func (f *Facade) authorityError(ctx context.Context, key string, auth flags.Side
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	f.log.Warn("cannot move a routing key's authority on new; until it moves, the key's dual writes are refused (ErrRowBusy once retries run out), and its next call tries again",
-		"routing_key", key, "side", auth, "err", err)
+	f.keyWarn.warn(key, "cannot move a routing key's authority on new; until it moves, the key's dual writes are refused (ErrRowBusy once retries run out), and its next call tries again",
+		"side", auth, "err", err)
 	return nil
 }
 
@@ -426,8 +426,7 @@ func (f *Facade) oldServes(ctx context.Context, key string) error {
 	case err != nil || rec.Side != flags.SideNew.String():
 		return nil
 	}
-	f.log.Warn("a routing key served from new is now served from old while new does not answer; the key's calls are refused (ErrNotCaughtUp) until new answers and its entries are repaired",
-		"routing_key", key)
+	f.keyWarn.warn(key, "a routing key served from new is now served from old while new does not answer; the key's calls are refused (ErrNotCaughtUp) until new answers and its entries are repaired")
 	return ErrNotCaughtUp
 }
 
@@ -459,8 +458,8 @@ func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (co
 		f.breaker(sides[i]).report(err)
 		answered[sideIndex(sides[i])] = err == nil
 		if err != nil {
-			f.log.Warn("cannot check a routing key's repair-log entries before its authority serves it; its writes are repaired when the side is back, and the key's next call checks again",
-				"side", sides[i], "routing_key", key, "err", err)
+			f.keyWarn.warn(key, "cannot check a routing key's repair-log entries before its authority serves it; its writes are repaired when the side is back, and the key's next call checks again",
+				"side", sides[i], "err", err)
 		}
 	}
 	if !answered[0] || !answered[1] {
@@ -477,12 +476,11 @@ func (f *Facade) repairKey(ctx context.Context, key string, auth flags.Side) (co
 	case err != nil:
 		// Which side failed is not known: neither counts as answered, and
 		// the key's next call catches it up again.
-		f.log.Warn("cannot repair a routing key's entries before its authority serves it; the key's next call tries again, and the repair worker meanwhile",
-			"routing_key", key, "err", err)
+		f.keyWarn.warn(key, "cannot repair a routing key's entries before its authority serves it; the key's next call tries again, and the repair worker meanwhile",
+			"err", err)
 		return false, [2]bool{}, nil
 	case remain:
-		f.log.Warn("some of a routing key's entries could not be repaired before its authority serves it; left to the repair worker (see pgshift.repair_log.last_error)",
-			"routing_key", key)
+		f.keyWarn.warn(key, "some of a routing key's entries could not be repaired before its authority serves it; left to the repair worker (see pgshift.repair_log.last_error)")
 		return false, answered, nil
 	}
 	return true, answered, nil

@@ -141,7 +141,10 @@ type Config struct {
 	// triggers and costs a round trip per write: turn it on in tests, so
 	// that a missed Touch fails a test instead of drifting in production.
 	Strict bool
-	// Logger receives the facade's logs; slog.Default() when nil.
+	// Logger receives the facade's logs; slog.Default() when nil. A warning
+	// about one routing key (its catch-up cannot finish while a side does
+	// not answer, so each of its calls would warn) is logged at most once
+	// every 30 s per key, with how often it repeated meanwhile ("repeated").
 	Logger *slog.Logger
 	// MeterProvider provides the facade's instruments; the global
 	// OpenTelemetry provider when nil.

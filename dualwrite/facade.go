@@ -23,6 +23,7 @@ type Facade struct {
 	cfg      Config // with defaults applied; its Old and New are the first pools
 	pools    *poolSet
 	log      *slog.Logger
+	keyWarn  *keyWarnings // warnings about one routing key, at most one per keyWarnEvery
 	m        *instruments
 	repairer *Repairer
 	deletes  *deleter
@@ -99,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*Facade, error) {
 	}
 	f := &Facade{cfg: cfg, pools: newPoolSet(cfg.Old, cfg.New), log: cfg.Logger.With("component", "dualwrite"),
 		follows: newFollows(), authority: newAuthorities(), shadowSem: make(chan struct{}, cfg.ShadowConcurrency)}
+	f.keyWarn = newKeyWarnings(f.log)
 	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		f.breakers[sideIndex(side)] = newBreaker(side, cfg.BreakerFailures, cfg.BreakerCooldown, cfg.OtherTimeout,
 			func(ctx context.Context) error { return pingAlone(ctx, f.pool(side)) }, f.log)
