@@ -3,6 +3,7 @@ package dualwrite_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ type benchBundle struct {
 
 func benchSetup(b *testing.B) *benchBundle {
 	b.Helper()
-	pair := pgtest.NewPair(b, pgtest.Domain)
+	pair := benchPair(b)
 	bd := setupOn(b, pair, flags.StageOff, func(c *dualwrite.Config) {
 		c.Logger = nil // slog.Default(), at Info: what an application logs
 		c.Repair = dualwrite.RepairConfig{}
@@ -119,6 +120,38 @@ func benchSetup(b *testing.B) *benchBundle {
 	// assigns must not meet old's.
 	pgtest.Exec(b, pair.New.Pool, "SELECT setval('events_id_seq', 1000000000)")
 	return bb
+}
+
+// benchPair is a fresh pair of databases. In the latency regime
+// (PGSHIFT_BENCH_LATENCY, a delay such as 500us) each side's pool goes
+// through a proxy of its own that passes every chunk of bytes on that long
+// after it arrived, in each direction: a round trip to either side costs
+// twice that more, as to a database elsewhere in the region, and round trips
+// to the two sides at once overlap. Unset, both sides are on loopback (the
+// server's work per write, not round trips, is what differs then).
+func benchPair(b *testing.B) *pgtest.Pair {
+	b.Helper()
+	pair := pgtest.NewPair(b, pgtest.Domain)
+	v := os.Getenv("PGSHIFT_BENCH_LATENCY")
+	if v == "" {
+		return pair
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		b.Fatalf("PGSHIFT_BENCH_LATENCY=%q: want a delay per direction such as 500us", v)
+	}
+	via := &pgtest.Pair{}
+	for _, side := range []struct {
+		to   **pgtest.DB
+		from *pgtest.DB
+	}{{&via.Old, pair.Old}, {&via.New, pair.New}} {
+		db := *side.from
+		var proxy *pgtest.Proxy
+		db.Pool, proxy = pgtest.ProxiedPool(b, db.URL, db.Pool.Config().MaxConns)
+		proxy.Delay(d)
+		*side.to = &db
+	}
+	return via
 }
 
 var dualStages = []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive, flags.StageRampdown}

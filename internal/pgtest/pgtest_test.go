@@ -150,15 +150,23 @@ func TestProxyBlackholeHoldsAndUpReleases(t *testing.T) {
 }
 
 // TestProxyDelayPassesBytes checks that a delayed proxy still passes a
-// query and its answer.
+// query and its answer, and holds what goes each way for its direction's
+// delay (a round trip takes at least the sum).
 func TestProxyDelayPassesBytes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t, oldServerOf(t), pgtest.Empty)
 	p, conn := proxiedConn(t, db)
-	p.Delay(20 * time.Millisecond)
-	var n int
-	if err := conn.QueryRow(context.Background(), "SELECT 41 + 1").Scan(&n); err != nil || n != 42 {
-		t.Fatalf("query through a delayed proxy: %d, %v", n, err)
+	const d = 20 * time.Millisecond
+	for _, delays := range [][2]time.Duration{{d, d}, {d, 0}, {0, d}} {
+		p.DelayEach(delays[0], delays[1])
+		start := time.Now()
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT 41 + 1").Scan(&n); err != nil || n != 42 {
+			t.Fatalf("query through a delayed proxy: %d, %v", n, err)
+		}
+		if took, least := time.Since(start), delays[0]+delays[1]; took < least {
+			t.Fatalf("delays %v: the round trip took %v, less than their sum", delays, took)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -21,8 +22,9 @@ import (
 //   - Blackhole: connections stay open and nothing gets through either way,
 //     new ones are accepted and never answered (a hung server, or a
 //     firewall that drops packets);
-//   - Delay: every chunk of bytes waits before it is passed on, in each
-//     direction (a slow network).
+//   - Delay, DelayEach: every chunk of bytes is passed on a set time after
+//     it arrived, in each direction (a network's latency: chunks in flight
+//     overlap, as packets do, and keep their order).
 //
 // Up ends Down and Blackhole; Delay(0) ends Delay.
 type Proxy struct {
@@ -36,7 +38,9 @@ type Proxy struct {
 	attempts   int
 	refused    bool // new connections are closed at once, as a server that is down
 	blackholed bool // nothing passes; new connections are held
-	delay      time.Duration
+	// delay is how long a chunk waits, by direction: [0] to the server,
+	// [1] to the client.
+	delay [2]time.Duration
 }
 
 // Connections is how many connections the proxy has forwarded so far.
@@ -114,11 +118,11 @@ func (p *Proxy) accept() {
 		p.total++
 		p.mu.Unlock()
 		go func() {
-			p.pump(c, client, server, func() bool { return c.mute })
+			p.pump(c, client, server, 0, func() bool { return c.mute })
 			_ = server.Close()
 		}()
 		go func() {
-			p.pump(c, server, client, func() bool { return c.deaf })
+			p.pump(c, server, client, 1, func() bool { return c.deaf })
 			_ = client.Close()
 			p.mu.Lock()
 			delete(p.conns, c)
@@ -128,30 +132,65 @@ func (p *Proxy) accept() {
 }
 
 // pump copies from src to dst until either fails, dropping what arrives
-// while dropped (read under c.mu) says so, and holding each chunk back for
-// the proxy's delay.
-func (p *Proxy) pump(c *proxied, src, dst net.Conn, dropped func() bool) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			delay := p.delay
-			p.mu.Unlock()
-			if delay > 0 {
-				time.Sleep(delay)
+// while dropped (read under c.mu) says so. Each chunk is written the
+// proxy's delay for direction dir after it was read; reading goes on
+// meanwhile, so chunks in flight overlap as on a network.
+func (p *Proxy) pump(c *proxied, src, dst net.Conn, dir int, dropped func() bool) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	chunks := make(chan chunk, 256)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				delay := p.delay[dir]
+				p.mu.Unlock()
+				chunks <- chunk{buf[:n], time.Now().Add(delay)}
 			}
-			c.mu.Lock()
-			drop := dropped()
-			c.mu.Unlock()
-			if !drop {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
+			if err != nil {
+				return
 			}
 		}
-		if err != nil {
+	}()
+	failed := false
+	for ch := range chunks {
+		if failed {
+			continue // drained until the reader ends with src
+		}
+		waitUntil(ch.due)
+		c.mu.Lock()
+		drop := dropped()
+		c.mu.Unlock()
+		if drop {
+			continue
+		}
+		if _, err := dst.Write(ch.b); err != nil {
+			failed = true
+			_ = src.Close() // ends the reader
+		}
+	}
+}
+
+// waitUntil returns at t. time.Sleep does not wake sooner than about a
+// millisecond on some VMs (1.09 ms on the one BENCHMARKS.md ran on), so
+// the last stretch is spun, yielding the processor: delays under a
+// millisecond, as inside a region, keep their size.
+func waitUntil(t time.Time) {
+	const spin = 1500 * time.Microsecond
+	for {
+		d := time.Until(t)
+		switch {
+		case d <= 0:
 			return
+		case d > spin:
+			time.Sleep(d - spin)
+		default:
+			runtime.Gosched()
 		}
 	}
 }
@@ -214,11 +253,16 @@ func (p *Proxy) Up() {
 	p.release()
 }
 
-// Delay holds every chunk of bytes back for d before passing it on, in each
-// direction, on connections open now and later; Delay(0) ends it.
-func (p *Proxy) Delay(d time.Duration) {
+// Delay passes every chunk of bytes on d after it arrived, in each
+// direction, on connections open now and later; Delay(0) ends it. A round
+// trip through the proxy takes 2d more than without it.
+func (p *Proxy) Delay(d time.Duration) { p.DelayEach(d, d) }
+
+// DelayEach is Delay with a delay per direction: toServer for what clients
+// send, toClient for what the server answers.
+func (p *Proxy) DelayEach(toServer, toClient time.Duration) {
 	p.mu.Lock()
-	p.delay = d
+	p.delay = [2]time.Duration{toServer, toClient}
 	p.mu.Unlock()
 }
 
