@@ -12,6 +12,7 @@ import (
 // A warning about a routing key repeats at most once per keyWarnEvery, with
 // how often it was left out; other keys and other warnings are not held back.
 func TestKeyWarningsLogOncePerKeyPerInterval(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	w := newKeyWarnings(slog.New(slog.NewTextHandler(&buf, nil)))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -38,6 +39,7 @@ func TestKeyWarningsLogOncePerKeyPerInterval(t *testing.T) {
 // Past keyWarningsKept warnings the oldest are forgotten: memory stays
 // bounded whatever the number of keys in trouble.
 func TestKeyWarningsStayBounded(t *testing.T) {
+	t.Parallel()
 	w := newKeyWarnings(slog.New(slog.DiscardHandler))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	w.now = func() time.Time { return now }
