@@ -19,6 +19,13 @@ func rec(id int, kind Kind, keys []int, u string, start, end time.Duration, out 
 	return r
 }
 
+// settledAt is r with its COMMIT answered by the server at settled (see
+// Record.Settled).
+func settledAt(r Record, settled time.Duration) Record {
+	r.Settled = settled + 1
+	return r
+}
+
 func rules(vs []Violation) []string {
 	var out []string
 	for _, v := range vs {
@@ -62,6 +69,14 @@ func TestJudge(t *testing.T) {
 		}, nil},
 		{"an unknown write need not have committed", Run{
 			Records: []Record{rec(1, Upsert, []int{0}, "", 0, 10, Acked), rec(2, Update, []int{0}, "", 20, 30, Unknown)},
+			Final:   both(State{"kv:0": {V: "o1"}}),
+		}, nil},
+		{"an unknown write's state after a later acknowledged write", Run{
+			Records: []Record{rec(1, Upsert, []int{0}, "", 0, 10, Unknown), rec(2, Update, []int{0}, "", 20, 30, Acked)},
+			Final:   both(State{"kv:0": {V: "o1"}}),
+		}, []string{RuleAckNotReplaced}},
+		{"an unknown write whose COMMIT the server answered after a later acknowledged write", Run{
+			Records: []Record{settledAt(rec(1, Upsert, []int{0}, "", 0, 10, Unknown), 40), rec(2, Update, []int{0}, "", 20, 30, Acked)},
 			Final:   both(State{"kv:0": {V: "o1"}}),
 		}, nil},
 		{"an acknowledged insert is gone", Run{
