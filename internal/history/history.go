@@ -128,6 +128,14 @@ type Op struct {
 	CommitSide flags.Side
 }
 
+// evU is the unique value a NewRowsInsert gives its ev row ("": NULL).
+func evU(o Op) string {
+	if len(o.U) == 0 {
+		return ""
+	}
+	return o.U[0]
+}
+
 // Tag is the value v every row the op writes gets.
 func (o Op) Tag() string { return fmt.Sprintf("o%d", o.ID) }
 
@@ -141,6 +149,9 @@ func (o Op) String() string {
 		fmt.Fprintf(&b, " kc%d", o.Child)
 	case NewRowsInsert:
 		fmt.Fprintf(&b, " ev %s", o.EvID)
+		if len(o.U) > 0 {
+			fmt.Fprintf(&b, " u%q", o.U)
+		}
 	case SerialInsert:
 	default:
 		fmt.Fprintf(&b, " kv%v", o.Keys)
@@ -394,6 +405,11 @@ func Generate(seed int64, cfg Config) History {
 			}
 		case NewRowsInsert:
 			o.EvID = uuidV7(r)
+			if v := uval(); v != "" {
+				// A unique value of ev's own: two users' NewRows
+				// inserts under two authorities may meet on it.
+				o.U = []string{"e" + v}
+			}
 			single = true
 		case SerialInsert:
 			o.OneStatement = true

@@ -217,7 +217,7 @@ func index(run *Run) *runIndex {
 		case ChildDelete:
 			put(kcID(o.Child), effect{del: true, definite: acked && slices.Contains(rec.Res.Children, o.Child)})
 		case NewRowsInsert:
-			put("ev:"+o.EvID.String(), effect{want: Row{V: o.Tag()}, definite: acked})
+			put("ev:"+o.EvID.String(), effect{want: Row{V: o.Tag(), U: evU(o)}, definite: acked})
 		case SerialInsert:
 			if acked {
 				put(fmt.Sprintf("sq:%d", rec.Res.ID), effect{want: Row{V: o.Tag()}, definite: true})
