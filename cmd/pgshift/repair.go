@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"strconv"
 
 	"github.com/pgshift/pgshift/dualwrite"
 )
@@ -27,23 +29,47 @@ Exit status 0 when every entry it took was settled, 1 when some failed
 application's worker, a second pgshift repair) or that were written after it
 began are counted and left; they are no failure.
 
+A pass takes --batch entries per side at once (2,000; the facade's worker
+takes 200, to keep its passes short beside the application's writes): a
+large backlog drains faster in bigger passes, which hold more rows' locks
+on new at once (BENCHMARKS.md, "Draining the repair log beside backfill").
+
 Examples:
   pgshift repair --old postgres://app@old-db/app --new postgres://app@new-db/app
   pgshift repair --json
+  pgshift repair --batch 200     # passes as small as the facade's worker's
 `,
 		run: runRepair,
 	})
 }
 
+// repairBatchDefault is pgshift repair's entries per pass and side: an
+// operator's drain of a backlog, ten times the facade worker's batch
+// (BenchmarkDrainVsBackfill: 2,000 drained 28% faster than 200, 10,000
+// slower than both).
+const repairBatchDefault = 2000
+
 func runRepair(ctx context.Context, e *env, args []string) int {
-	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "repair", args, nil)
+	batch := repairBatchDefault
+	com, oldPool, newPool, code, ok := catalogCommand(ctx, e, "repair", args, func(fs *flag.FlagSet) {
+		fs.Func("batch", fmt.Sprintf("log entries one pass takes per side (default %d)", repairBatchDefault), func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("%q: want a positive number of entries, e.g. %d", s, repairBatchDefault)
+			}
+			batch = n
+			return nil
+		})
+	})
 	if !ok {
 		return code
 	}
 	defer oldPool.Close()
 	defer newPool.Close()
 	c := commands["repair"]
-	r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: oldPool, New: newPool, Logger: com.logger(e)})
+	rc := dualwrite.RepairerConfig{Old: oldPool, New: newPool, Logger: com.logger(e)}
+	rc.BatchSize = batch
+	r, err := dualwrite.NewRepairer(rc)
 	if err != nil {
 		return fail(e, c.name, err)
 	}

@@ -56,6 +56,18 @@ func TestRepairDrainsLogsBothWays(t *testing.T) {
 	}
 }
 
+// TestRepairBatchMustBePositive: --batch takes a positive number of
+// entries, and says so otherwise.
+func TestRepairBatchMustBePositive(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"0", "-5", "many"} {
+		code, out, errOut := pgshift(t, "repair", "--batch", bad, "--old", "postgres://nowhere/none", "--new", "postgres://nowhere/none")
+		if code != exitError || !strings.Contains(errOut, "want a positive number of entries") {
+			t.Fatalf("repair --batch %s: code %d, want %d and the fix named\n%s%s", bad, code, exitError, out, errOut)
+		}
+	}
+}
+
 // TestRepairRetriesEntriesInBackoff logs a row whose entry waits out a
 // back-off after failed attempts: `pgshift repair` copies it now and says
 // it did, instead of reporting nothing done with the entry still there.
