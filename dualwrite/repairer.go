@@ -243,15 +243,34 @@ type DrainReport struct {
 
 // Drain runs repair passes on both sides now, without the grace period,
 // until both logs are empty or hold only entries that failed in this call.
-// It needs no Start; `pgshift repair` runs it.
+// An entry that fails may wait for one the other side's log holds (a child
+// row whose parent's copy is there, a unique value a copy there frees): the
+// entries a round postponed are tried again in a next round, as long as the
+// round before settled something. It needs no Start; `pgshift repair` runs
+// it.
 func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 	var rep DrainReport
+	for {
+		settled, postponed, err := r.drainRound(ctx, &rep)
+		if err != nil || postponed == 0 || settled == 0 {
+			return rep, err
+		}
+		if _, err := r.RetryPostponed(ctx); err != nil {
+			return rep, err
+		}
+		rep.Postponed -= postponed // tried again: counted again if they fail
+	}
+}
+
+// drainRound runs passes on both sides until one settles nothing, and adds
+// what they did to rep.
+func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, postponed int, err error) {
 	for {
 		progress := false
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 			n, failed, err := r.boundedPass(ctx, side, 0)
 			if err != nil {
-				return rep, err
+				return settled, postponed, err
 			}
 			if n > 0 {
 				progress = true
@@ -261,10 +280,12 @@ func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 			} else {
 				rep.NewToOld += n
 			}
+			settled += n
+			postponed += failed
 			rep.Postponed += failed
 		}
 		if !progress {
-			return rep, nil
+			return settled, postponed, nil
 		}
 	}
 }

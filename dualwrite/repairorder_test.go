@@ -113,6 +113,26 @@ func TestRepairIsolatesAFailingRow(t *testing.T) {
 	}
 }
 
+// TestDrainFollowsForeignKeysAcrossTheSidesLogs: new holds a parent and its
+// child that old lacks; the parent's entry is on new (authoritative: copy to
+// old), the child's on old (a pull entry: copy from new into old), as a
+// write in live whose copy on old failed leaves them. Old's log is drained
+// first, and the child cannot go before its parent: one Drain must still
+// settle both (the child again once the parent is there), postponing
+// nothing.
+func TestDrainFollowsForeignKeysAcrossTheSidesLogs(t *testing.T) {
+	t.Parallel()
+	pair, r := orderPair(t, `CREATE TABLE parent (id int PRIMARY KEY);
+		CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id))`)
+	pgtest.Exec(t, pair.New.Pool, `INSERT INTO parent VALUES (1); INSERT INTO child VALUES (10, 1);
+		INSERT INTO pgshift.repair_log (table_schema, table_name, key, op) VALUES ('public', 'parent', '{1}', 'test')`)
+	pgtest.Exec(t, pair.Old.Pool, `INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, pull) VALUES ('public', 'child', '{10}', 'test', true)`)
+	rep := drainInOnePass(t, pair, r, "parent", "child")
+	if rep.OldToNew+rep.NewToOld != 2 {
+		t.Fatalf("drain: %+v, want both entries settled", rep)
+	}
+}
+
 // TestRepairFollowsForeignKeysInOnePass: new missed a parent and its child
 // being deleted and another parent and child being inserted, logged
 // children first. One pass must delete the child before its parent and
