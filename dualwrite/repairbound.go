@@ -16,15 +16,15 @@ const backlogRefreshEvery = 10 * time.Second
 // boundedPass is pass bounded by RepairConfig.PassTimeout: a side that hangs
 // fails the pass within that bound, with an error that says so, instead of
 // holding the worker until the connection resets.
-func (r *Repairer) boundedPass(ctx context.Context, side flags.Side, grace time.Duration) (settled, failed int, err error) {
+func (r *Repairer) boundedPass(ctx context.Context, side flags.Side, grace time.Duration) (res passResult, err error) {
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PassTimeout)
 	defer cancel()
-	settled, failed, err = r.pass(pctx, side, grace)
+	res, err = r.pass(pctx, side, grace)
 	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
 		err = fmt.Errorf("repair from %s: the pass did not finish within RepairConfig.PassTimeout (%v): one of the databases is hung or very slow: %w",
 			side, r.cfg.PassTimeout, err)
 	}
-	return settled, failed, err
+	return res, err
 }
 
 // backlogDue reports whether the worker should read side's backlog now: after

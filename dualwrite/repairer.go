@@ -117,11 +117,11 @@ func (r *Repairer) run(ctx context.Context) {
 		busy := false
 		var passErr error
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			n, failed, err := r.boundedPass(ctx, side, r.cfg.Grace)
+			res, err := r.boundedPass(ctx, side, r.cfg.Grace)
 			if err != nil {
 				passErr = err
 			}
-			full := n+failed == r.cfg.BatchSize
+			full := res.settled+res.failed == r.cfg.BatchSize
 			if full {
 				busy = true
 			}
@@ -234,7 +234,8 @@ func (r *Repairer) Repaired() int64 { return r.m.repairedTotal.Load() }
 // DrainReport says what Drain did.
 type DrainReport struct {
 	// OldToNew and NewToOld count the log entries settled by copying rows
-	// in that direction (from the side whose log held them).
+	// in that direction: an authoritative entry copies from the side whose
+	// log holds it, a pull entry into it.
 	OldToNew, NewToOld int
 	// Postponed counts entries that could not be settled and wait for a
 	// later attempt (see pgshift.repair_log.last_error).
@@ -268,21 +269,22 @@ func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, p
 	for {
 		progress := false
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			n, failed, err := r.boundedPass(ctx, side, 0)
+			res, err := r.boundedPass(ctx, side, 0)
 			if err != nil {
 				return settled, postponed, err
 			}
-			if n > 0 {
+			if res.settled > 0 {
 				progress = true
 			}
-			if side == flags.SideOld {
-				rep.OldToNew += n
-			} else {
-				rep.NewToOld += n
+			from, into := res.settled-res.pulled, res.pulled
+			if side == flags.SideNew {
+				from, into = into, from
 			}
-			settled += n
-			postponed += failed
-			rep.Postponed += failed
+			rep.OldToNew += from
+			rep.NewToOld += into
+			settled += res.settled
+			postponed += res.failed
+			rep.Postponed += res.failed
 		}
 		if !progress {
 			return settled, postponed, nil
@@ -290,13 +292,16 @@ func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, p
 	}
 }
 
+// passResult is what a pass did: the entries it settled (pulled of them
+// pull entries, copied into the pass's side) and those it postponed.
+type passResult struct{ settled, pulled, failed int }
+
 // pass claims up to one batch of due entries on side src and settles them:
 // an authoritative entry by copying its row from src to the other side, a
 // pull entry by copying its row from the other side into src, each under the
 // row's lock on old, after weighing it against the row's other entries (see
-// resolve). It returns how many entries it settled and how many it
-// postponed.
-func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (settledN, failedN int, err error) {
+// resolve).
+func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (passResult, error) {
 	return r.passOf(ctx, src, func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
 		return ownSQL.ClaimRepairEntries(ctx, tx, pgshiftdb.ClaimRepairEntriesParams{
 			GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
@@ -305,7 +310,7 @@ func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration
 }
 
 // passOf is a pass over the entries claim claims in src's transaction.
-func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error)) (settledN, failedN int, err error) {
+func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error)) (passResult, error) {
 	dst := src.Other()
 	p := r.pools.acquire()
 	defer p.release()
@@ -313,12 +318,12 @@ func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx
 	// waited for in opposite orders. Its transaction holds the rows' locks.
 	lockTx, err := p.side(lockSide).Begin(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide, err)
+		return passResult{}, fmt.Errorf("repair: begin on %s: %w", lockSide, err)
 	}
 	defer rollbackBounded(ctx, lockTx)
 	otherTx, err := p.side(lockSide.Other()).Begin(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair: begin on %s: %w", lockSide.Other(), err)
+		return passResult{}, fmt.Errorf("repair: begin on %s: %w", lockSide.Other(), err)
 	}
 	defer rollbackBounded(ctx, otherTx)
 	stx, dtx := lockTx, otherTx
@@ -328,44 +333,45 @@ func (r *Repairer) passOf(ctx context.Context, src flags.Side, claim func(pgx.Tx
 
 	entries, err := claim(stx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: claim log entries: %w", src, err)
+		return passResult{}, fmt.Errorf("repair from %s: claim log entries: %w", src, err)
 	}
 	if len(entries) == 0 {
-		return 0, 0, nil
+		return passResult{}, nil
 	}
 	rows := groupEntries(entries)
 	if err := lockRows(ctx, lockTx, rows); err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: lock rows on %s: %w", src, lockSide, err)
+		return passResult{}, fmt.Errorf("repair from %s: lock rows on %s: %w", src, lockSide, err)
 	}
 	if err := resolve(ctx, stx, dtx, rows); err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
+		return passResult{}, fmt.Errorf("repair from %s: %w", src, err)
 	}
 
-	settled, failed, lastErr, err := r.copyRows(ctx, stx, dtx, rows)
+	settled, pulled, failed, lastErr, err := r.copyRows(ctx, stx, dtx, rows)
 	if err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: %w", src, err)
+		return passResult{}, fmt.Errorf("repair from %s: %w", src, err)
 	}
 	if err := dtx.Commit(ctx); err != nil {
-		return 0, 0, fmt.Errorf("repair %s: commit: %w", dst, err)
+		return passResult{}, fmt.Errorf("repair %s: commit: %w", dst, err)
 	}
 	if len(settled) > 0 {
 		if err := ownSQL.DeleteClaimedEntries(ctx, stx, settled); err != nil {
-			return 0, 0, fmt.Errorf("repair from %s: delete settled entries: %w", src, err)
+			return passResult{}, fmt.Errorf("repair from %s: delete settled entries: %w", src, err)
 		}
 	}
 	if len(failed) > 0 {
 		if err := ownSQL.PostponeRepairEntries(ctx, stx, pgshiftdb.PostponeRepairEntriesParams{
 			IDs: failed, BaseDelaySeconds: r.cfg.Interval.Seconds(), LastError: lastErr.Error(),
 		}); err != nil {
-			return 0, 0, fmt.Errorf("repair from %s: postpone failed entries: %w", src, err)
+			return passResult{}, fmt.Errorf("repair from %s: postpone failed entries: %w", src, err)
 		}
 		r.log.Warn("repair postponed entries", "side", src, "entries", len(failed), "err", lastErr)
 	}
 	if err := stx.Commit(ctx); err != nil {
-		return 0, 0, fmt.Errorf("repair from %s: commit: %w", src, err)
+		return passResult{}, fmt.Errorf("repair from %s: commit: %w", src, err)
 	}
-	r.m.repairedRows(ctx, dst, len(settled))
-	return len(settled), len(failed), nil
+	r.m.repairedRows(ctx, dst, len(settled)-pulled)
+	r.m.repairedRows(ctx, src, pulled)
+	return passResult{settled: len(settled), pulled: pulled, failed: len(failed)}, nil
 }
 
 // catchUp repairs the entries of one routing key on both sides now, due or
@@ -381,12 +387,12 @@ func (r *Repairer) catchUp(ctx context.Context, routingKey string) (remain bool,
 	for {
 		progress, remain := false, false
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			n, failed, err := r.passOf(ctx, side, claim)
+			res, err := r.passOf(ctx, side, claim)
 			if err != nil {
 				return true, err
 			}
-			progress = progress || n > 0
-			remain = remain || failed > 0
+			progress = progress || res.settled > 0
+			remain = remain || res.failed > 0
 		}
 		if !progress {
 			return remain, nil
@@ -548,10 +554,16 @@ func groupTables(rows []*loggedRow) []*tableGroup {
 // destination refuses) fails alone: the others are written in the same
 // pass, in the order rowsync.Apply finds (deletes first, foreign keys
 // followed). The error is for a side failing as a whole.
-func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) (settled, failed []int64, lastErr error, err error) {
+func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*loggedRow) (settled []int64, pulled int, failed []int64, lastErr error, err error) {
+	settle := func(lr *loggedRow) {
+		settled = append(settled, lr.ids...)
+		if lr.pull {
+			pulled += len(lr.ids)
+		}
+	}
 	for _, lr := range rows {
 		if lr.skip {
-			settled = append(settled, lr.ids...)
+			settle(lr)
 		}
 	}
 	fail := func(lrs []*loggedRow, err error) {
@@ -576,7 +588,7 @@ func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*logged
 		s, err := r.readGroup(ctx, from, g)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, nil, nil, ctx.Err()
+				return nil, 0, nil, nil, ctx.Err()
 			}
 			fail(g.rows, fmt.Errorf("copy %s.%s: %w", g.schema, g.table, err))
 			continue
@@ -590,7 +602,7 @@ func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*logged
 	}{{dtx, toDtx}, {stx, toStx}} {
 		keyErrs, err := rowsync.Apply(ctx, d.to, d.b.sources)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("copy rows: %w", err)
+			return nil, 0, nil, nil, fmt.Errorf("copy rows: %w", err)
 		}
 		bad := map[*loggedRow]bool{}
 		for _, ke := range keyErrs {
@@ -603,12 +615,12 @@ func (r *Repairer) copyRows(ctx context.Context, stx, dtx pgx.Tx, rows []*logged
 				if bad[lr] {
 					failed = append(failed, lr.ids...)
 				} else {
-					settled = append(settled, lr.ids...)
+					settle(lr)
 				}
 			}
 		}
 	}
-	return settled, failed, lastErr, nil
+	return settled, pulled, failed, lastErr, nil
 }
 
 // readGroup reads the source rows of one group in a savepoint of from, so
