@@ -225,7 +225,9 @@ func (w *write) flushLocks(ctx context.Context) error {
 // for this write's COMMIT (and the catch-up reads its entries) or refuses
 // it (errAuthorityMoved, nothing committed).
 func (w *write) fenceOld(atx *Tx) {
-	if w.oldFenced || !w.cutOff.Load() || atx.side != flags.SideOld || !atx.authoritative {
+	// Only the authoritative Tx on old reads and sets oldFenced: with
+	// NewRows the other side's Tx runs at the same time.
+	if atx.side != flags.SideOld || !atx.authoritative || w.oldFenced || !w.cutOff.Load() {
 		return
 	}
 	w.oldFenced = true
