@@ -372,18 +372,14 @@ func TestAWriteWhoseFenceOnNewBrokeTakesOldsFence(t *testing.T) {
 	// goes away, and its second insert's lock round trip fails.
 	breakNew := func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
 		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create-two"}, func(ctx context.Context, tx *dualwrite.Tx) error {
-			at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 			first := uuid.Must(uuid.NewV7())
-			tx.Touch("users", first)
-			if _, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", first, "a-"+first.String()+"@example.com", at); err != nil {
+			if err := insertUser(ctx, tx, first, "a-"+first.String()+"@example.com"); err != nil {
 				return err
 			}
 			if tx.Authoritative() {
 				a.proxy.Down()
 			}
-			tx.Touch("users", id)
-			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
-			return err
+			return insertUser(ctx, tx, id, email)
 		})
 	}
 	idA, idB, errB := hold.race(ctx, t, a.facade, breakNew, b.facade, "broke@example.com", "A's write (shadow, its transaction on new broken, begun first) failed")
@@ -402,9 +398,7 @@ func TestANewRowsWriteCutOffFromNewTakesOldsFence(t *testing.T) {
 	hold.armed.Store(true)
 	create := func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
 		return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create", NewRows: true}, func(ctx context.Context, tx *dualwrite.Tx) error {
-			tx.Touch("users", id)
-			_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', now(), now())", id, email)
-			return err
+			return insertUser(ctx, tx, id, email)
 		})
 	}
 	idA, idB, errA, errB := hold.raceBoth(ctx, t, a.facade, create, b.facade, "newrows@example.com")
@@ -521,12 +515,17 @@ type createFunc func(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, ema
 // createUser inserts a user through f. Not OneStatement: the insert runs on
 // old before a held COMMIT.
 func createUser(ctx context.Context, f *dualwrite.Facade, id uuid.UUID, email string) error {
-	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	return dualwrite.Exec(ctx, f, dualwrite.Op{Name: "users.create"}, func(ctx context.Context, tx *dualwrite.Tx) error {
-		tx.Touch("users", id)
-		_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)", id, email, at)
-		return err
+		return insertUser(ctx, tx, id, email)
 	})
+}
+
+// insertUser Touches and inserts a user in a write function.
+func insertUser(ctx context.Context, tx *dualwrite.Tx, id uuid.UUID, email string) error {
+	tx.Touch("users", id)
+	_, err := tx.Exec(ctx, "INSERT INTO users (id, email, name, created_at, updated_at) VALUES ($1, $2, 'n', $3, $3)",
+		id, email, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	return err
 }
 
 // requireOneUserAcknowledged checks the outcome of a race of two facades

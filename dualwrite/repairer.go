@@ -245,9 +245,9 @@ type DrainReport struct {
 // Drain runs repair passes on both sides now, without the grace period,
 // until both logs are empty or hold only entries that failed in this call.
 // An entry that fails may wait for one the other side's log holds (a child
-// row whose parent's copy is there, a unique value a copy there frees): the
-// entries a round postponed are tried again in a next round, as long as the
-// round before settled something. It needs no Start; `pgshift repair` runs
+// row whose parent's copy is there, a unique value a copy there frees):
+// after a round that postponed entries and settled others, every postponed
+// entry is made due again (RetryPostponed) for one more round. It needs no Start; `pgshift repair` runs
 // it.
 func (r *Repairer) Drain(ctx context.Context) (DrainReport, error) {
 	var rep DrainReport

@@ -213,14 +213,14 @@ func (c *proxied) answer(p *proxy) {
 	chunks := make(chan []byte, 1024)
 	go func() {
 		defer close(chunks)
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			n, err := c.server.Read(buf)
 			if n > 0 {
 				c.mu.Lock()
 				c.answeredAt = time.Now()
 				c.mu.Unlock()
-				chunks <- buf[:n]
+				chunks <- append([]byte(nil), buf[:n]...)
 			}
 			if err != nil {
 				return

@@ -143,14 +143,14 @@ func (p *Proxy) pump(c *proxied, src, dst net.Conn, dir int, dropped func() bool
 	chunks := make(chan chunk, 256)
 	go func() {
 		defer close(chunks)
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
 			if n > 0 {
 				p.mu.Lock()
 				delay := p.delay[dir]
 				p.mu.Unlock()
-				chunks <- chunk{buf[:n], time.Now().Add(delay)}
+				chunks <- chunk{append([]byte(nil), buf[:n]...), time.Now().Add(delay)}
 			}
 			if err != nil {
 				return
