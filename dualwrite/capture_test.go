@@ -70,6 +70,9 @@ func TestCaptureWithoutTouch(t *testing.T) {
 			if stage.Plan().Authoritative == flags.SideNew {
 				other = oldSrv
 			}
+			// The user is caught up before the outage: a first move to new
+			// waits for old (TestFirstFlipWithOldSilentRefusesTheKey).
+			catchUpFirst(t, pair.New.Pool, "capture", stage.Plan().Authoritative, readAs(b.store, "capture"))
 			if err := other.Launched.Stop(); err != nil {
 				t.Fatal(err)
 			}

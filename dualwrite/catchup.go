@@ -201,7 +201,9 @@ func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage, write b
 	if v, ok := f.cfg.Stages.(flags.Versioned); ok {
 		auth.version = v.Version()
 	}
-	return f.authority.ensure(ctx, key, auth, write, func() (bool, error) { return f.catchUp(ctx, key, auth.side) })
+	return f.authority.ensure(ctx, key, auth, write, func() (bool, error) {
+		return f.catchUp(ctx, key, auth.side, stage.Plan().WriteOther)
+	})
 }
 
 // catchUp waits for key's writes in flight under the other authority and
@@ -216,7 +218,7 @@ func (f *Facade) caughtUp(ctx context.Context, op Op, stage flags.Stage, write b
 // other processes' writes hold longer than the lock wait, or an entry that
 // cannot be applied yet, is logged and left to the repair worker, and the
 // catch-up is not complete (the key's next call tries again).
-func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (complete bool, err error) {
+func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side, writesBoth bool) (complete bool, err error) {
 	if err := f.authority.settled(ctx, key, auth.Other()); err != nil {
 		return false, err
 	}
@@ -244,12 +246,19 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 	case !moving || !answered[sideIndex(auth)]:
 		// Settled already, or auth did not answer: the key's writes fail
 		// there anyway, and its next call catches it up.
-	case from != "" && !answered[sideIndex(auth.Other())]:
+	case !answered[sideIndex(auth.Other())] && (from != "" || auth == lockSide && writesBoth):
 		// The key was served from the other side, which did not answer:
 		// its log may hold acknowledged writes auth has not seen, and a
 		// write served on auth without them would act on an older state
 		// (an update of a row auth lacks, whose entry repair then copies
-		// back as "absent"). The record stays unsettled, so every
+		// back as "absent"), or take a unique value such a write holds.
+		// That holds for a key new never recorded too, while old is
+		// still written: its writes under old that went on without new
+		// (on old's fence) left their entries on old alone (seed 21152).
+		// A key's first move is served without the previous side only
+		// into complete (old no longer written; the gate into it wants
+		// both logs empty) and to old (every write under new's authority
+		// needs new's record). The record stays unsettled, so every
 		// process's writes of the key are refused by the fence, and this
 		// call is refused too.
 		f.keyWarn.warn(key, "a routing key's authority moved while its previous authority does not answer; the key's calls are refused (ErrNotCaughtUp) until that side answers and its entries are repaired",
@@ -258,7 +267,7 @@ func (f *Facade) catchUp(ctx context.Context, key string, auth flags.Side) (comp
 	default:
 		// The key is served now: the other side answered (its entries
 		// were repaired, or those left could not be applied yet and go to
-		// the repair worker), or the key had no authority recorded before.
+		// the repair worker), or this is the key's first move (see above).
 		if _, _, err := f.moveAuthority(ctx, key, auth, true); err != nil {
 			return false, f.authorityError(ctx, key, auth, err)
 		}
@@ -387,8 +396,9 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 // writes under old's authority that went on without new (pgshift.fence_old)
 // and commits before any later one reads it. A mark that fails is logged
 // and returned: a move to new whose mark old refused or did not answer in
-// time does not happen, one to an old that is down goes on unmarked (the
-// documented exception), and a key whose mark says new while old caught it
+// time does not happen, one to an old that is down goes on unmarked (and
+// the catch-up, which cannot read old's log either, refuses the key until
+// old answers and is marked), and a key whose mark says new while old caught it
 // up is refused only while new is out of reach.
 func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) error {
 	old := flags.SideOld

@@ -148,13 +148,16 @@
 // new's log. With new out of reach old serves the keys new has not served
 // since (on old's fence, see below) and refuses the others with
 // ErrNotCaughtUp, so a cohort that never went live keeps writing through
-// new's outage, and a rolled-back one waits for new. A key's first
-// catch-up is served even when old does not answer (new has no record of
-// the key; nor has old a mark then, the one gap: writes under new whose
-// copies old missed are not known to old if new is then out of reach). An
-// entry that could not be applied yet leaves the key served and the
-// catch-up not done: the key's next call tries it again. Calls without a
-// routing key and [Op].Global ones are not caught up.
+// new's outage, and a rolled-back one waits for new. A key new has never
+// recorded is no exception while old is still written (live, rampdown):
+// its writes under old that went on without new left their entries on old
+// alone, so its first move to new waits for old too. A key's first move is
+// served without the previous side only into complete (old is no longer
+// written, and the gate into complete wants both logs empty) and to old
+// (no write under new's authority can have happened: each needs new's
+// record). An entry that could not be applied yet leaves the key served
+// and the catch-up not done: the key's next call tries it again. Calls
+// without a routing key and [Op].Global ones are not caught up.
 //
 // Processes see a stage change at different moments, so for a while one
 // may write a key under old's authority while another writes it under

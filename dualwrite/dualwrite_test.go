@@ -250,11 +250,17 @@ func TestOtherSideDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.facade.Wait()
+			const writers, perWriter = 16, 63 // 1,008 writes
+			// Each writer's user is caught up before the outage: a first
+			// move to new waits for old (TestFirstFlipWithOldSilentRefusesTheKey).
+			for w := range writers {
+				key := fmt.Sprintf("writer-%d", w)
+				catchUpFirst(t, b.pool(flags.SideNew), key, stage.Plan().Authoritative, readAs(b.store, key))
+			}
 
 			if err := otherSrv.Launched.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			const writers, perWriter = 16, 63 // 1,008 writes
 			var failures atomic.Int64
 			var firstErr atomic.Value
 			var wg sync.WaitGroup

@@ -472,6 +472,11 @@ func runMatrix(t *testing.T, stage flags.Stage, capture bool) {
 			v := fmt.Sprintf("m%d", m.seq.Add(1))
 			ctx := userCtx("cell-" + v)
 			fired.Store(false)
+			// The cell's user is caught up with both sides answering: a
+			// first move to new with old down is refused
+			// (TestFirstFlipWithOldSilentRefusesTheKey), and each cell
+			// checks its fault on a write, not on that move.
+			catchUpFirst(t, pair.New.Pool, "cell-"+v, plan.Authoritative, readAs(m.store, "cell-"+v))
 			switch fault {
 			case "down":
 				otherProxy.Down()

@@ -112,6 +112,9 @@ func TestBreakerBoundsAttemptsOnADownSide(t *testing.T) {
 				c.RepairDisabled = true       // its passes, bounded per second, would add attempts
 			})
 			users, _ := seedDomain(t, fb.direct)
+			// The user's first call, with both sides up: a first move to
+			// new waits for old (TestFirstFlipWithOldSilentRefusesTheKey).
+			catchUpFirst(t, fb.direct.New.Pool, users[0].String(), stage.Plan().Authoritative, readAs(fb.store, users[0].String()))
 			fb.proxy.Down()
 			before := fb.proxy.Attempts()
 			writeMix(t, fb, users[0], writes)

@@ -158,6 +158,22 @@ func Templates() []Template {
 	h.Control = []Control{both(20*ms, 0, flags.StageShadow), {Kind: Outage, Delay: 10 * ms, Side: flags.SideNew, Lag: 500 * ms}}
 	out = append(out, Template{h, "a rollback while new is down (a unique value acknowledged under both authorities)"})
 
+	// A user's first flip while old is down (seed 21152): an upsert in
+	// shadow with u while new is down goes on old's fence (its entry on
+	// old, no record of the user on new); new comes back, the user flips
+	// to live and old goes down; an upsert of another row with the same u.
+	// Served on new as a first move, both were acknowledged with one unique
+	// value; the user's calls are refused until old answers.
+	h = base("first-flip-old-down-unique", flags.StageShadow)
+	h.Grace = [2]time.Duration{2 * time.Second, 2 * time.Second}
+	h.Ops = []Op{
+		{ID: 1, Writer: 0, Kind: Upsert, Keys: []int{0}, U: []string{"u0.3"}, Delay: 20 * ms},
+		{ID: 2, Writer: 0, Kind: Upsert, Keys: []int{1}, U: []string{"u0.3"}, Delay: 330 * ms},
+	}
+	h.Control = []Control{{Kind: Outage, Side: flags.SideNew, Lag: 150 * ms}, both(100*ms, 0, flags.StageLive),
+		{Kind: Outage, Delay: 10 * ms, Side: flags.SideOld, Lag: 500 * ms}}
+	out = append(out, Template{h, "a user's first flip while old is down (a unique value acknowledged under both authorities)"})
+
 	// Issue 18 case 5: new misses a delete of a row holding u = a and an
 	// insert of another row with u = a; and a swap of two values.
 	h = base("unique-reuse", flags.StageDualWrite)
