@@ -398,8 +398,8 @@ func (f *Facade) moveAuthority(ctx context.Context, key string, auth flags.Side,
 // and returned: a move to new whose mark old refused or did not answer in
 // time does not happen, one to an old that is down goes on unmarked (and
 // the catch-up, which cannot read old's log either, refuses the key until
-// old answers and is marked), and a key whose mark says new while old caught it
-// up is refused only while new is out of reach.
+// old answers and is marked), and a key whose mark says new while old
+// caught it up is refused only while new is out of reach.
 func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) error {
 	old := flags.SideOld
 	err := errSideOpen
