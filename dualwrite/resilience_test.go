@@ -114,7 +114,13 @@ func TestBreakerBoundsAttemptsOnADownSide(t *testing.T) {
 			users, _ := seedDomain(t, fb.direct)
 			// The user's first call, with both sides up: a first move to
 			// new waits for old (TestFirstFlipWithOldSilentRefusesTheKey).
-			catchUpFirst(t, fb.direct.New.Pool, users[0].String(), stage.Plan().Authoritative, readAs(fb.store, users[0].String()))
+			// A write, not a read: a shadow read's comparison would reach
+			// the other side after the count below began.
+			catchUpFirst(t, fb.direct.New.Pool, users[0].String(), stage.Plan().Authoritative, func() error {
+				_, err := fb.store.Users.Update(userCtx(users[0].String()), users[0], repo.UserUpdate{Name: "first"})
+				return err
+			})
+			fb.facade.Wait()
 			fb.proxy.Down()
 			before := fb.proxy.Attempts()
 			writeMix(t, fb, users[0], writes)
