@@ -170,13 +170,13 @@ func TestProxyDelayPassesBytes(t *testing.T) {
 	}
 }
 
-func oldServerOf(t *testing.T) *pgtest.Server {
+func oldServerOf(t testing.TB) *pgtest.Server {
 	s, _ := pgtest.Servers(t)
 	return s
 }
 
 // proxiedConfig is db's connection config with the proxy's address.
-func proxiedConfig(t *testing.T, db *pgtest.DB, p *pgtest.Proxy) *pgx.ConnConfig {
+func proxiedConfig(t testing.TB, db *pgtest.DB, p *pgtest.Proxy) *pgx.ConnConfig {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(db.URL)
 	if err != nil {
@@ -188,14 +188,20 @@ func proxiedConfig(t *testing.T, db *pgtest.DB, p *pgtest.Proxy) *pgx.ConnConfig
 	return cfg
 }
 
-// proxiedConn is a proxy in front of db and a connection through it.
-func proxiedConn(t *testing.T, db *pgtest.DB) (*pgtest.Proxy, *pgx.Conn) {
+// targetOf is db's server address, host:port, for a proxy.
+func targetOf(t testing.TB, db *pgtest.DB) string {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := pgtest.NewProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// proxiedConn is a proxy in front of db and a connection through it.
+func proxiedConn(t *testing.T, db *pgtest.DB) (*pgtest.Proxy, *pgx.Conn) {
+	t.Helper()
+	p := pgtest.NewProxy(t, targetOf(t, db))
 	conn, err := pgx.ConnectConfig(context.Background(), proxiedConfig(t, db, p))
 	if err != nil {
 		t.Fatal(err)

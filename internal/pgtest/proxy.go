@@ -26,7 +26,10 @@ import (
 //     it arrived, in each direction (a network's latency: chunks in flight
 //     overlap, as packets do, and keep their order).
 //
-// Up ends Down and Blackhole; Delay(0) ends Delay.
+// Up ends Down and Blackhole; Delay(0) ends Delay. A delayed chunk's wait
+// sleeps rather than spins (see waitUntil), so delays of a few hundred
+// microseconds on many connections at once leave the processors to the
+// client and the servers.
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -176,19 +179,21 @@ func (p *Proxy) pump(c *proxied, src, dst net.Conn, dir int, dropped func() bool
 	}
 }
 
-// waitUntil returns at t. time.Sleep does not wake sooner than about a
-// millisecond on some VMs (1.09 ms on the one BENCHMARKS.md ran on), so
-// the last stretch is spun, yielding the processor: delays under a
-// millisecond, as inside a region, keep their size.
+// waitUntil returns at t. The wait sleeps (sleepFor: nanosleep(2) on
+// Linux, whose wake-up keeps microseconds where time.Sleep's rounds up to
+// about a millisecond on some VMs) until sleepSlack before t, and spins
+// only that last stretch, yielding the processor. A delay under a
+// millisecond, as inside a region, keeps its size without holding a core:
+// many connections' chunks waiting at once cost no processor time while
+// they sleep, so parallel round trips overlap as they do on a network.
 func waitUntil(t time.Time) {
-	const spin = 1500 * time.Microsecond
 	for {
 		d := time.Until(t)
 		switch {
 		case d <= 0:
 			return
-		case d > spin:
-			time.Sleep(d - spin)
+		case d > sleepSlack:
+			sleepFor(d - sleepSlack)
 		default:
 			runtime.Gosched()
 		}
