@@ -69,7 +69,8 @@ func (c *common) bind(fs *flag.FlagSet, e *env, cmd *command) {
 		})
 		fs.Func("exclude-table", "leave out the tables this pattern matches (* and ? as in shell patterns, e.g. audit_*); repeat for more", patterns(&c.excludes))
 		fs.Func("copy-whole", "the keyless tables this pattern matches are copied whole (backfill: one snapshot of old, replacing new's copy), compared as multisets of rows (verify) and accepted by the gate into dualwrite; "+
-			"only for tables the application does not write during the migration; patterns as --exclude-table's; repeat for more", patterns(&c.copyWhole))
+			"only for tables the application does not write during the migration; patterns as --exclude-table's; repeat for more "+
+			"(schema-diff, status and sync-sequences accept it and have nothing to do with it, so one set of flags serves every command)", patterns(&c.copyWhole))
 	}
 	fs.BoolFunc("json", "print a machine-readable summary on stdout (errors too, as {\"command\", \"error\", \"exit_status\"})", func(s string) error {
 		v, err := strconv.ParseBool(s)
