@@ -29,6 +29,22 @@
 // milliseconds after facade 0, and runs Repairer.Drain now and then. Both
 // facades run repair workers with a grace of 1 ms to 300 ms.
 //
+// Beside the writers, as an operator would run them:
+//
+//   - backfill (a quarter of the histories): new starts without the
+//     seeded rows and every user in dualwrite; the controller's first step
+//     copies them with backfill.Run (chunks of two rows, two workers) while
+//     the writers go on, and no user changes stage before the copy is done
+//     (what the gate into shadow asks);
+//   - verify --repair (about a third): verify.Run with Repair among the
+//     controller's steps, every difference it finds entered in the repair
+//     log;
+//   - a killed process (about a third): one writer's writes run in a child
+//     process with a facade of its own (another instance of the
+//     application, on the same proxies; ServeChild), which the controller
+//     SIGKILLs at some step; what its facade held in memory is lost, and a
+//     write the kill cut short is unknown (it may have committed).
+//
 // Faults, per write: the other side's write function fails before or after
 // its statements; the authoritative side's does (a plain error, rolled
 // back); the authoritative side holds its locks a while (so that writers of
@@ -72,7 +88,9 @@
 //     commit after a later write of the row, over it, as with any client
 //     that gives up on a COMMIT);
 //   - no-deadlock-from-pgshift-locking: no caller got a deadlock from
-//     the facade's own row locks.
+//     the facade's own row locks;
+//   - tools-succeed: backfill and verify --repair, on connections no fault
+//     touches, returned no error.
 //
 // Real time stands in for lock order, soundly: a write that returned
 // before another held the row's lock precedes it in any correct execution.
@@ -95,8 +113,10 @@
 //	go test ./internal/history -run 'TestTemplates$' -template flip-lock-wait
 //	PGSHIFT_HISTORY_DURATION=2h go test -v -timeout 0 ./internal/history -run 'TestHistories$'   # long mode
 //
-// TestHistories logs how many histories ran, the seeds' range and the
-// failures per rule (-v shows it when they all pass). A failing history's
+// TestHistories logs how many histories ran, the seeds' range, the
+// failures per rule, and what the tools did beside the writers (rows
+// backfilled, differences verify entered, processes killed while they ran
+// and their writes cut short; -v shows it when they all pass). A failing history's
 // report names a file in the temporary directory with both facades' log of
 // the failing run, at debug level, each line with its time since the
 // traffic began (the times the report gives its writes).
@@ -105,9 +125,9 @@
 // PGSHIFT_HISTORY_SEED (the first seed, 1), PGSHIFT_HISTORY_PARALLEL
 // (histories at once, 6), PGSHIFT_HISTORY_SHRINK (replays a shrink may
 // use), PGSHIFT_HISTORY_REPLAYS (-seed's tries), PGSHIFT_HISTORY_DISABLE
-// (comma-separated fault classes, modes or kinds to leave out, see
-// Config.Disable: "lose-commit,cancel-commit,swap-u,capture"). The default
-// is the full set.
+// (comma-separated fault classes, tools, modes or kinds to leave out, see
+// Config.Disable: "lose-commit,cancel-commit,backfill,kill,swap-u,capture").
+// The default is the full set.
 //
 // A seed always generates the same history, but the history runs
 // concurrently against real servers: a replay can pass where a run failed,

@@ -3,6 +3,7 @@ package history
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,6 +200,19 @@ const (
 	// Outage makes Side's server look down for Lag: the facades'
 	// connections to it are cut and new ones refused.
 	Outage
+	// Backfill copies old's rows to new (backfill.Run, chunks of a few
+	// rows, two workers) while the writers go on, as `pgshift backfill`
+	// does beside a dualwrite cohort; the controller's later steps wait for
+	// it, so no user leaves the stage it started in (dualwrite, in a
+	// History with Backfill) before the copy is done, as the gates want.
+	Backfill
+	// Verify compares both sides and enters every difference in the repair
+	// log (verify.Run with Repair: `pgshift verify --repair`) while the
+	// writers go on.
+	Verify
+	// Kill SIGKILLs the child process that runs History.ChildWriter's
+	// writes (see ServeChild); its writes not begun by then never run.
+	Kill
 )
 
 // Control is a step of the controller goroutine, which runs beside the
@@ -216,6 +230,12 @@ func (c Control) String() string {
 	switch c.Kind {
 	case Drain:
 		return fmt.Sprintf("delay=%v drain", c.Delay)
+	case Backfill:
+		return fmt.Sprintf("delay=%v backfill", c.Delay)
+	case Verify:
+		return fmt.Sprintf("delay=%v verify --repair", c.Delay)
+	case Kill:
+		return fmt.Sprintf("delay=%v SIGKILL the child process", c.Delay)
 	case Outage:
 		return fmt.Sprintf("delay=%v %s down for %v", c.Delay, c.Side, c.Lag)
 	}
@@ -235,10 +255,20 @@ type History struct {
 	Grace [2]time.Duration
 	// Stages are the users' stages at the start.
 	Stages []flags.Stage
-	// Seeded are kv keys inserted on both sides before the writes start.
-	Seeded  []int
-	Ops     []Op
-	Control []Control
+	// Seeded are kv keys inserted on both sides before the writes start
+	// (on old only when Backfill is set).
+	Seeded []int
+	// Backfill starts new without the seeded rows and every user in
+	// dualwrite; a Backfill control step copies them.
+	Backfill bool
+	// Child runs ChildWriter's writes in a child process with a facade of
+	// its own (another instance of the application), which a Kill step
+	// SIGKILLs; its writes carry no commit fault (the proxy that injects
+	// them is the parent's).
+	Child       bool
+	ChildWriter int
+	Ops         []Op
+	Control     []Control
 }
 
 func (h History) String() string {
@@ -251,8 +281,15 @@ func (h History) String() string {
 	if h.Name != "" {
 		name = "template " + h.Name
 	}
-	fmt.Fprintf(&b, "%s: %s mode, OtherTimeout %v, repair grace %v/%v, %d users starting at %v, seeded kv%v\n",
-		name, mode, h.OtherTimeout, h.Grace[0], h.Grace[1], len(h.Stages), h.Stages, h.Seeded)
+	seeded := "seeded"
+	if h.Backfill {
+		seeded = "seeded on old only (backfilled)"
+	}
+	fmt.Fprintf(&b, "%s: %s mode, OtherTimeout %v, repair grace %v/%v, %d users starting at %v, %s kv%v\n",
+		name, mode, h.OtherTimeout, h.Grace[0], h.Grace[1], len(h.Stages), h.Stages, seeded, h.Seeded)
+	if h.Child {
+		fmt.Fprintf(&b, "  writer w%d runs in a child process\n", h.ChildWriter)
+	}
 	for _, o := range h.Ops {
 		fmt.Fprintf(&b, "  op %s\n", o)
 	}
@@ -298,6 +335,9 @@ type Config struct {
 	ShortTimeout   float64 // probability that a history's OtherTimeout is 200 ms (else 1 s)
 	Drains         bool    // explicit drains among the control steps
 	Outages        bool    // a side looks down for a while among the control steps
+	Backfill       float64 // probability that a history starts with new empty of the seeded rows and backfills them
+	Verify         float64 // probability that a history runs verify --repair among its control steps
+	Kill           float64 // probability that a history runs a writer in a child process and SIGKILLs it
 	LateFacade     bool    // facade 1 sees stage changes a few ms late
 	ShortGraceOnly bool    // repair grace 1 ms only (NewRows + Drain races)
 }
@@ -310,7 +350,7 @@ func DefaultConfig() Config {
 		Stages: []flags.Stage{flags.StageDualWrite, flags.StageShadow, flags.StageLive, flags.StageRampdown},
 		Touch:  true, Capture: true,
 		OtherFail: 0.12, AuthFail: 0.06, Cancel: 0.06, CancelCommit: 0.05, LoseCommit: 0.04, Hold: 0.15,
-		ShortTimeout: 0.6, Drains: true, Outages: true, LateFacade: true,
+		ShortTimeout: 0.6, Drains: true, Outages: true, LateFacade: true, Backfill: 0.25, Verify: 0.3, Kill: 0.3,
 	}
 }
 
@@ -459,7 +499,39 @@ func Generate(seed int64, cfg Config) History {
 		}
 		h.Control = append(h.Control, c)
 	}
+	tools(seed, cfg, &h)
 	return h
+}
+
+// tools adds the operator tools that run beside the writers: backfill
+// (with the seeded rows on old only) and verify --repair. Their draws come
+// from a stream of their own, so a seed's writes and other control steps
+// are those it had before the tools were added.
+func tools(seed int64, cfg Config, h *History) {
+	r := rand.New(rand.NewPCG(uint64(seed), 0xda942042e4dd58b5))
+	backfill, verify, kill := r.Float64() < cfg.Backfill, r.Float64() < cfg.Verify, r.Float64() < cfg.Kill
+	at, killAt := r.IntN(len(h.Control)+1), r.IntN(len(h.Control)+1)
+	delay := time.Duration(r.IntN(20)) * time.Millisecond
+	writer, killDelay := r.IntN(max(1, cfg.Writers)), time.Duration(20+r.IntN(400))*time.Millisecond
+	if kill && slices.ContainsFunc(h.Ops, func(o Op) bool { return o.Writer == writer }) {
+		h.Child, h.ChildWriter = true, writer
+		for i := range h.Ops {
+			if h.Ops[i].Writer == writer {
+				h.Ops[i].Commit = NoCommitFault
+			}
+		}
+		h.Control = slices.Insert(h.Control, killAt, Control{Kind: Kill, Delay: killDelay})
+	}
+	if verify {
+		h.Control = slices.Insert(h.Control, min(at, len(h.Control)), Control{Kind: Verify, Delay: delay})
+	}
+	if backfill && len(h.Seeded) > 0 {
+		h.Backfill = true
+		for i := range h.Stages {
+			h.Stages[i] = flags.StageDualWrite
+		}
+		h.Control = slices.Insert(h.Control, 0, Control{Kind: Backfill, Delay: delay})
+	}
 }
 
 // uuidV7 is a UUIDv7 whose bits come from r: keys the history owns, the

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +75,12 @@ func newEnv(t *testing.T) *history.Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	env.ChildCommand = func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHistoryChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), envChild+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives this test
+		return cmd
+	}
 	t.Cleanup(func() { _ = env.Close(context.Background()) })
 	return env
 }
@@ -90,6 +98,21 @@ type failure struct {
 	h   history.History
 	vs  []history.Violation
 	log []string // the facades' log of the failing run
+}
+
+// envChild marks the test binary run as a history's child process.
+const envChild = "PGSHIFT_HISTORY_CHILD"
+
+// TestHistoryChild is the child half of the histories that run a writer in
+// a process of its own (history.ServeChild), which the history SIGKILLs;
+// in an ordinary run it does nothing.
+func TestHistoryChild(t *testing.T) {
+	if os.Getenv(envChild) == "" {
+		return
+	}
+	if err := history.ServeChild(context.Background(), os.Stdin, os.Stdout, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestHistories runs randomized histories (see the package documentation)
@@ -146,6 +169,8 @@ func TestHistories(t *testing.T) {
 	var mu sync.Mutex
 	var failures []failure
 	var ran atomic.Int64
+	// What the operator tools did beside the writers, over all histories.
+	var backfills, backfilled, verifies, verified, kills, cut atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range parallel {
@@ -162,6 +187,20 @@ func TestHistories(t *testing.T) {
 					return
 				}
 				ran.Add(1)
+				for _, c := range h.Control {
+					switch c.Kind {
+					case history.Backfill:
+						backfills.Add(1)
+					case history.Verify:
+						verifies.Add(1)
+					}
+				}
+				if run.Killed {
+					kills.Add(1)
+				}
+				cut.Add(int64(run.KilledWrites))
+				backfilled.Add(run.Backfilled)
+				verified.Add(int64(run.Verified))
 				if vs := history.Judge(run); len(vs) > 0 {
 					t.Logf("seed %d failed (%s), after %d histories in %v", seed, vs[0].Rule, ran.Load(), time.Since(start).Round(time.Second))
 					mu.Lock()
@@ -174,6 +213,9 @@ func TestHistories(t *testing.T) {
 	wg.Wait()
 	n := ran.Load()
 	t.Logf("%d histories (seeds %d..%d) in %v, %d failed", n, first, first+n-1, time.Since(start).Round(time.Second), len(failures))
+	t.Logf("beside the writers: %d backfills inserted %d rows into new; %d verify --repair runs entered %d differences in the repair log; "+
+		"%d child processes SIGKILLed while they ran, %d of their writes cut short",
+		backfills.Load(), backfilled.Load(), verifies.Load(), verified.Load(), kills.Load(), cut.Load())
 	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.h.Seed, b.h.Seed) })
 	perRule := map[string]int{}
 	for _, f := range failures {

@@ -30,6 +30,9 @@ const (
 	RuleAckNotReplaced = "acknowledged-write-not-replaced-by-older-state"
 	// RuleNoLockError: no caller gets a deadlock from pgshift's own locking.
 	RuleNoLockError = "no-deadlock-from-pgshift-locking"
+	// RuleToolsSucceed: backfill and verify --repair, run beside the
+	// writers on connections no fault touches, finish without an error.
+	RuleToolsSucceed = "tools-succeed"
 )
 
 // Violation is one broken rule, about one row (or none).
@@ -107,6 +110,9 @@ func Judge(run *Run) []Violation {
 	if run.FirstDrain.Postponed > 0 || run.FirstDrainErr != "" {
 		add(Violation{Rule: RuleOneDrain, Detail: fmt.Sprintf("the first drain after the traffic postponed %d entries (%+v, err %q)",
 			run.FirstDrain.Postponed, run.FirstDrain, run.FirstDrainErr)})
+	}
+	for _, e := range run.ToolErrs {
+		add(Violation{Rule: RuleToolsSucceed, Detail: e})
 	}
 	for _, rec := range run.Records {
 		if strings.Contains(rec.Err, "40P01") && strings.Contains(rec.Err, "lock rows") {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +20,10 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/backfill"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/rowsync"
+	"github.com/pgshift/pgshift/internal/verify"
 )
 
 // schemaSQL is the histories' schema. sq's identity starts far apart on the
@@ -41,6 +45,12 @@ type Env struct {
 	servers [2]*pgtest.Server
 	tmpl    [2]string
 	drops   sync.WaitGroup
+
+	// ChildCommand, when set, makes the command of a child process that
+	// serves a History's ChildWriter (a test binary whose test calls
+	// ServeChild); unset, that writer runs in this process like the
+	// others, and Kill steps do nothing.
+	ChildCommand func() *exec.Cmd
 }
 
 // databases counts the databases this process made: their names are
@@ -195,6 +205,17 @@ type Run struct {
 	Final    [2]State
 	Leftover [2][]string // repair-log entries left after the drain, with their last errors
 	DrainErr string
+	// ToolErrs are the errors of the Backfill and Verify steps.
+	ToolErrs []string
+	// Backfilled counts the rows the Backfill step inserted into new;
+	// Verified the differences the Verify steps entered in the repair log.
+	Backfilled int64
+	Verified   int
+	// Killed says the Kill step found the child process running;
+	// KilledWrites counts its writes the kill cut short (begun, never
+	// returned).
+	Killed       bool
+	KilledWrites int
 	// FirstDrain is what the first Drain after the traffic did.
 	FirstDrain    dualwrite.DrainReport
 	FirstDrainErr string
@@ -265,14 +286,18 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	var errs [2]error
 	var wg sync.WaitGroup
 	for side := range dbs {
-		wg.Go(func() { errs[side] = e.createDB(ctx, flags.Side(side), n, h.Seeded, &dbs[side], &direct[side]) })
+		seeded := h.Seeded
+		if h.Backfill && flags.Side(side) == flags.SideNew {
+			seeded = nil // the Backfill step copies them
+		}
+		wg.Go(func() { errs[side] = e.createDB(ctx, flags.Side(side), n, seeded, &dbs[side], &direct[side]) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, err
 	}
 	logs := &runLog{}
-	r := &runner{h: h, logs: logs}
+	r := &runner{h: h, logs: logs, direct: direct}
 	for side := range dbs {
 		cfg := direct[side].Config()
 		p, err := newProxy(net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
@@ -281,6 +306,14 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		}
 		defer p.close()
 		r.proxies[side] = p
+	}
+	if h.Child && e.ChildCommand != nil {
+		r.newChild = e.ChildCommand
+		r.childSpec = childSpec{Writer: h.ChildWriter, H: h}
+		for side := range dbs {
+			r.childSpec.Server[side] = e.servers[side].URL(dbs[side])
+			r.childSpec.Proxy[side] = r.proxies[side].addr()
+		}
 	}
 	var facades []*dualwrite.Facade
 	for i := range r.facades {
@@ -317,12 +350,14 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		r.facades[i] = f
 		facades = append(facades, f)
 	}
-	r.run(ctx)
+	if err := r.run(ctx); err != nil {
+		return nil, err
+	}
 	for _, f := range facades {
 		f.Wait()
 		f.Close()
 	}
-	out := &Run{History: h, Records: r.records}
+	out := &Run{History: h, Records: r.records, ToolErrs: r.toolErrs, Backfilled: r.backfilled, Verified: r.verified, Killed: r.killed, KilledWrites: r.killedWrites}
 	slices.SortFunc(out.Records, func(a, b Record) int { return a.Op.ID - b.Op.ID })
 	// Traffic has stopped and the faults are healed (the proxies' cut
 	// connections are gone with the facades' pools): drain on direct pools.
@@ -493,12 +528,25 @@ type runner struct {
 	boards  [2]*board
 	facades [2]*dualwrite.Facade
 	logs    *runLog
+	// direct are pools on the two databases that bypass the proxies: the
+	// operator tools' (Backfill, Verify), a process of their own.
+	direct [2]*pgxpool.Pool
+	// newChild and childSpec start the child process of h.ChildWriter;
+	// newChild is nil when that writer runs here.
+	newChild  func() *exec.Cmd
+	childSpec childSpec
 
-	mu      sync.Mutex
-	records []Record
+	mu       sync.Mutex
+	records  []Record
+	toolErrs []string
+	// What the tools did (the controller's goroutine alone writes them).
+	backfilled   int64
+	verified     int
+	killed       bool
+	killedWrites int
 }
 
-func (r *runner) run(ctx context.Context) {
+func (r *runner) run(ctx context.Context) error {
 	r.t0 = time.Now()
 	r.logs.mu.Lock()
 	r.logs.t0 = r.t0
@@ -506,6 +554,16 @@ func (r *runner) run(ctx context.Context) {
 	byWriter := map[int][]Op{}
 	for _, o := range r.h.Ops {
 		byWriter[o.Writer] = append(byWriter[o.Writer], o)
+	}
+	var ch *child
+	if r.newChild != nil {
+		spec := r.childSpec
+		spec.T0 = r.t0.UnixNano()
+		var err error
+		if ch, err = r.startChild(ctx, r.newChild, r.h.ChildWriter, spec); err != nil {
+			return err
+		}
+		delete(byWriter, r.h.ChildWriter)
 	}
 	var wg sync.WaitGroup
 	for _, ops := range byWriter {
@@ -527,6 +585,9 @@ func (r *runner) run(ctx context.Context) {
 				r.boards[0].set(c.User, c.Stage)
 				sleep(ctx, c.Lag)
 				r.boards[1].set(c.User, c.Stage)
+				if ch != nil {
+					ch.setStage(c.User, c.Stage)
+				}
 			case Drain:
 				dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, _ = r.facades[0].Repairer().Drain(dctx)
@@ -535,10 +596,36 @@ func (r *runner) run(ctx context.Context) {
 				r.proxies[c.Side].setDown(true)
 				sleep(ctx, c.Lag)
 				r.proxies[c.Side].setDown(false)
+			case Backfill:
+				r.toolErr("backfill", r.backfill(ctx))
+			case Verify:
+				r.toolErr("verify --repair", r.verify(ctx))
+			case Kill:
+				if ch != nil && ch.kill() {
+					r.killed = true
+				}
 			}
 		}
 	})
 	wg.Wait()
+	if ch != nil {
+		ops := map[int]Op{}
+		for _, o := range r.h.Ops {
+			ops[o.ID] = o
+		}
+		// A write the kill cut short is unknown, and may take effect
+		// as long as the server runs what the process sent.
+		recs, err := ch.wait(ops, time.Since(r.t0)+time.Minute)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.Err == errKilled {
+				r.killedWrites++
+			}
+		}
+		r.records = append(r.records, recs...)
+	}
 	// An unknown write's COMMIT may have waited on the server (for a lock)
 	// after its caller left: its effect is judged up to the server's answer.
 	for i := range r.records {
@@ -551,6 +638,75 @@ func (r *runner) run(ctx context.Context) {
 		}
 		rec.watched = nil
 	}
+	return nil
+}
+
+func (r *runner) toolErr(tool string, err error) {
+	if err == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.toolErrs = append(r.toolErrs, fmt.Sprintf("%s at %v: %v", tool, time.Since(r.t0).Round(time.Millisecond), err))
+}
+
+// appTables loads the history's tables from old, parents first.
+func (r *runner) appTables(ctx context.Context) ([]*rowsync.Table, error) {
+	var out []*rowsync.Table
+	for _, name := range tables {
+		t, err := rowsync.LoadTable(ctx, r.direct[flags.SideOld], "public", name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// backfill copies old's rows to new beside the writers: chunks of two
+// rows, each its own piece and transaction, two workers, so that the
+// copy interleaves with the writes row by row.
+func (r *runner) backfill(ctx context.Context) error {
+	ts, err := r.appTables(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := backfill.Run(ctx, r.direct[flags.SideOld], r.direct[flags.SideNew], ts,
+		backfill.Options{Workers: 2, ChunkSize: 2, Logger: r.logs.logger("backfill")})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range res {
+		r.backfilled += t.Inserted
+		if t.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.Table, t.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// verify runs verify --repair beside the writers: every difference goes
+// into old's repair log, for the repair workers to settle under the rows'
+// locks.
+func (r *runner) verify(ctx context.Context) error {
+	ts, err := r.appTables(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := verify.Run(ctx, r.direct[flags.SideOld], r.direct[flags.SideNew], ts,
+		verify.Options{Repair: true, RecheckDelay: 20 * time.Millisecond, Logger: r.logs.logger("verify")})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range res {
+		r.verified += t.Logged
+		if t.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.Table, t.Err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -570,9 +726,20 @@ var errInjected = errors.New("history: injected fault")
 
 // do runs one write and records what the caller was told.
 func (r *runner) do(ctx context.Context, o Op) Record {
-	f := r.facades[o.Writer%2]
+	return r.doWith(ctx, r.facades[o.Writer%2], nil, o, nil)
+}
+
+// doWith is do through facade f. The record's stages are the two
+// facades' boards', or b's (a child process's one board) when b is set;
+// onStart, when set, is told the write's start.
+func (r *runner) doWith(ctx context.Context, f *dualwrite.Facade, b *board, o Op, onStart func(time.Duration)) Record {
 	uctx := flags.WithUser(ctx, userKey(o.User), nil)
-	rec := Record{Op: o, Stage: [2]flags.Stage{r.boards[0].Stage(uctx), r.boards[1].Stage(uctx)}}
+	rec := Record{Op: o}
+	if b != nil {
+		rec.Stage = [2]flags.Stage{b.Stage(uctx), b.Stage(uctx)}
+	} else {
+		rec.Stage = [2]flags.Stage{r.boards[0].Stage(uctx), r.boards[1].Stage(uctx)}
+	}
 	cctx, cancel := context.WithCancel(uctx)
 	defer cancel()
 	if o.CancelAfter > 0 {
@@ -580,7 +747,7 @@ func (r *runner) do(ctx context.Context, o Op) Record {
 		defer t.Stop()
 	}
 	var watchedMu sync.Mutex
-	if o.Commit != NoCommitFault {
+	if o.Commit != NoCommitFault && r.proxies[o.CommitSide] != nil {
 		disarm := r.proxies[o.CommitSide].armCommit(func(c *proxied) {
 			if o.Commit == CancelAtCommit {
 				c.watchServer()
@@ -597,6 +764,9 @@ func (r *runner) do(ctx context.Context, o Op) Record {
 	}
 	dop := dualwrite.Op{Name: o.Kind.String(), OneStatement: o.OneStatement, NewRows: o.Kind == NewRowsInsert}
 	rec.Start = time.Since(r.t0)
+	if onStart != nil {
+		onStart(rec.Start)
+	}
 	res, err := dualwrite.Write(cctx, f, dop, r.writeFunc(o))
 	rec.End = time.Since(r.t0)
 	watchedMu.Lock()

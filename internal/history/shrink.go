@@ -11,7 +11,8 @@ import (
 // Disable turns off the fault classes, modes and kinds of writes named in
 // list (comma-separated): "other-fail", "auth-fail", "cancel",
 // "cancel-commit", "lose-commit", "hold", "short-timeout", "drain",
-// "outage", "late-facade", "touch", "capture", or a kind's name ("swap-u",
+// "outage", "late-facade", "backfill", "verify", "kill", "touch", "capture", or a
+// kind's name ("swap-u",
 // "newrows-insert", ...). It returns an error naming anything it does not
 // know.
 func (c *Config) Disable(list string) error {
@@ -39,6 +40,12 @@ func (c *Config) Disable(list string) error {
 			c.Outages = false
 		case "late-facade":
 			c.LateFacade = false
+		case "backfill":
+			c.Backfill = 0
+		case "verify":
+			c.Verify = 0
+		case "kill":
+			c.Kill = 0
 		case "touch":
 			c.Touch = false
 		case "capture":
@@ -46,7 +53,7 @@ func (c *Config) Disable(list string) error {
 		default:
 			k := slices.Index(kindNames[:], name)
 			if k < 0 {
-				return fmt.Errorf("history: cannot disable %q: name a fault class (other-fail, auth-fail, cancel, cancel-commit, lose-commit, hold, short-timeout, drain, outage, late-facade), a mode (touch, capture) or a kind (%s)",
+				return fmt.Errorf("history: cannot disable %q: name a fault class (other-fail, auth-fail, cancel, cancel-commit, lose-commit, hold, short-timeout, drain, outage, late-facade, backfill, verify, kill), a mode (touch, capture) or a kind (%s)",
 					name, strings.Join(kindNames[:], ", "))
 			}
 			if c.Kinds == nil {
@@ -94,6 +101,9 @@ func (e *Env) Shrink(ctx context.Context, h History, v Violation, tries int) (Hi
 	try := func(c History) bool {
 		if used >= tries || ctx.Err() != nil {
 			return false
+		}
+		if c.Backfill && !slices.ContainsFunc(c.Control, func(s Control) bool { return s.Kind == Backfill }) {
+			return false // new would lack the seeded rows for good
 		}
 		used++
 		ok, vs, err := e.Fails(ctx, c, v.Rule)
