@@ -467,6 +467,16 @@ func (r *runner) copyChunk(ctx context.Context, j *job, l pgshiftdb.LeaseBackfil
 		}
 		started := time.Now()
 		rg, rows, inserted, done, err := c.piece(ctx, after)
+		for try := 1; err != nil && passing(err) && try < pieceTries && ctx.Err() == nil; try++ {
+			// Nothing of the piece committed: copy it again once what
+			// the application is writing has landed.
+			j.log.Debug("piece failed on a row the application is writing; trying it again", "chunk", l.Chunk, "try", try, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(pieceRetryWait << (try - 1)):
+			}
+			rg, rows, inserted, done, err = c.piece(ctx, after)
+		}
 		if errors.Is(err, errLeaseLost) {
 			j.log.Warn("chunk taken over by another worker after its lease expired; leaving it", "chunk", l.Chunk)
 			return
@@ -571,6 +581,38 @@ func (l *limiter) take(rows int64) {
 // progress runs the statements of pgshift.backfill_chunks.
 var progress = pgshiftdb.New()
 
+// A piece that fails on what the application's writes are doing at that
+// moment is copied again, up to pieceTries times, waiting pieceRetryWait,
+// then twice that, and so on: a child row whose parent a dual write has
+// committed on old and not yet on new (in dualwrite the copy to new
+// follows the caller's acknowledgement, or the repair worker makes it) is
+// refused by new's foreign key until the parent arrives, and a dual write
+// can deadlock with a piece on new.
+const (
+	pieceTries     = 6
+	pieceRetryWait = 50 * time.Millisecond
+)
+
+// passing says a piece's error may pass on its own: a foreign key the
+// application's writes have not satisfied yet, a deadlock or a
+// serialization failure.
+func passing(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, new(settleError)) || !errors.As(err, &pgErr) {
+		return false // a committed piece's delete check is not copied again
+	}
+	switch pgErr.Code {
+	case pgerrcode.ForeignKeyViolation, pgerrcode.DeadlockDetected, pgerrcode.SerializationFailure:
+		return true
+	}
+	return false
+}
+
+// settleError is a failure of settleDeletes, after its piece committed.
+type settleError struct{ error }
+
+func (e settleError) Unwrap() error { return e.error }
+
 // errLeaseLost says another worker took the chunk over (this one's lease
 // expired): the piece rolled back, and the chunk is the other worker's.
 var errLeaseLost = errors.New("lease lost")
@@ -660,7 +702,7 @@ func (c *copier) settleDeletes(ctx context.Context, r rowsync.Range, inserted in
 		return nil // nothing of this chunk's can have come back
 	}
 	fail := func(what string, err error) error {
-		return fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, c.chunk, what, err)
+		return settleError{fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, c.chunk, what, err)}
 	}
 	fpOld, err := rowsync.KeyFingerprint(ctx, c.old, c.t, r)
 	if err != nil {

@@ -3,9 +3,11 @@ package backfill_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,3 +326,59 @@ func TestBackfillWaitsWhileOldIsBusy(t *testing.T) {
 	}
 	requireEqual(t, p)
 }
+
+// TestBackfillWaitsForAParentTheApplicationIsWriting is the history
+// checker's seed 51354: a dual write committed a parent and its child on
+// old, and the parent's copy to new has not landed yet (in dualwrite it
+// follows the caller's acknowledgement, or the repair worker makes it).
+// Backfill's copy of the child is refused by new's foreign key until then;
+// the piece is copied again once the parent is there, rather than the
+// table's backfill stopping on the error. The parent lands when backfill
+// logs its first retry.
+func TestBackfillWaitsForAParentTheApplicationIsWriting(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TABLE parent (id int PRIMARY KEY);
+			CREATE TABLE child (id int PRIMARY KEY, parent int NOT NULL REFERENCES parent ON DELETE CASCADE)`)
+	}
+	pgtest.Exec(t, p.Old.Pool, "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (10, 1)")
+	tbl, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "child")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retries := &onRetry{do: func() {
+		if _, err := p.New.Pool.Exec(ctx, "INSERT INTO parent VALUES (1)"); err != nil {
+			t.Error(err) // a backfill worker's goroutine: no Fatal here
+		}
+	}}
+	res, err := backfill.Run(ctx, p.Old.Pool, p.New.Pool, []*rowsync.Table{tbl}, backfill.Options{Logger: slog.New(retries)})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("backfill: %v %v", err, res[0].Err)
+	}
+	if n := retries.n.Load(); n != 1 {
+		t.Fatalf("the piece was tried again %d times, want 1 (the parent lands at the first retry)", n)
+	}
+	var n int
+	if err := p.New.Pool.QueryRow(ctx, "SELECT count(*) FROM child WHERE id = 10").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("child 10 on new: %d rows (err %v), want 1", n, err)
+	}
+}
+
+// onRetry is a log handler that runs do at backfill's first "trying it
+// again" line and counts such lines.
+type onRetry struct {
+	do func()
+	n  atomic.Int32
+}
+
+func (h *onRetry) Enabled(context.Context, slog.Level) bool { return true }
+func (h *onRetry) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "trying it again") && h.n.Add(1) == 1 {
+		h.do()
+	}
+	return nil
+}
+func (h *onRetry) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *onRetry) WithGroup(string) slog.Handler      { return h }
