@@ -59,6 +59,7 @@ type childEvent struct {
 	Outcome Outcome       `json:",omitempty"`
 	Err     string        `json:",omitempty"`
 	Res     *result       `json:",omitempty"`
+	Stage   [2]flags.Stage
 }
 
 // ServeChild is the child's side: it reads the spec from in, runs the
@@ -125,7 +126,7 @@ func ServeChild(ctx context.Context, in io.Reader, out, logw io.Writer) error {
 		}
 		sleep(ctx, o.Delay)
 		rec := r.doWith(ctx, f, b, o, func(start time.Duration) { emit(childEvent{ID: o.ID, Start: start}) })
-		e := childEvent{ID: o.ID, Start: rec.Start, End: rec.End, Outcome: rec.Outcome, Err: rec.Err}
+		e := childEvent{ID: o.ID, Start: rec.Start, End: rec.End, Outcome: rec.Outcome, Err: rec.Err, Stage: rec.Stage}
 		if rec.Outcome == Acked {
 			e.Res = &rec.Res
 		}
@@ -190,7 +191,7 @@ func (r *runner) startChild(ctx context.Context, newCmd func() *exec.Cmd, w int,
 			case e.End == 0:
 				c.started[e.ID] = e.Start
 			default:
-				rec := Record{Start: e.Start, End: e.End, Outcome: e.Outcome, Err: e.Err}
+				rec := Record{Start: e.Start, End: e.End, Outcome: e.Outcome, Err: e.Err, Stage: e.Stage}
 				if e.Res != nil {
 					rec.Res = *e.Res
 				}

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
 
 // proxy forwards TCP connections to one server and acts on the COMMITs it
-// sees pass: a fault armed with armCommit fires at the next COMMIT any
-// connection sends. The pools that go through it run in
-// pgx.QueryExecModeExec, so every statement's text travels with it.
+// sees pass: a fault armed with armCommit for a write fires at the next
+// COMMIT of a connection that write's statements went through (each
+// statement of a history's write carries its op's marker, opMarker; a
+// connection is the write's from its first marked statement to the next
+// write's). The pools that go through it run in pgx.QueryExecModeExec, so
+// every statement's text travels with it.
 type proxy struct {
 	target string
 	ln     net.Listener
@@ -38,6 +43,7 @@ func (p *proxy) setDown(down bool) {
 
 type proxied struct {
 	client, server net.Conn
+	op             int // the write whose marker the client sent last (0: none yet)
 	mu             sync.Mutex
 	deaf           bool
 	holdUntil      time.Time // the server's answers wait until then
@@ -79,16 +85,15 @@ func (c *proxied) delayAnswers(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// loseAnswers drops what the server sends on c from now on and cuts c
-// after a moment, once the server has acted on what it received.
+// loseAnswers drops what the server sends on c from now on and cuts the
+// client off after a moment. The server's side stays open until the server
+// ends it (watchServer): a backend that runs the COMMIT late (waiting for a
+// lock, or for the processor) still commits, and settledAt tells when.
 func (c *proxied) loseAnswers() {
 	c.mu.Lock()
-	c.deaf = true
+	c.deaf, c.watched = true, true
 	c.mu.Unlock()
-	time.AfterFunc(50*time.Millisecond, func() {
-		_ = c.client.Close()
-		_ = c.server.Close()
-	})
+	time.AfterFunc(50*time.Millisecond, func() { _ = c.client.Close() })
 }
 
 func newProxy(target string) (*proxy, error) {
@@ -116,8 +121,8 @@ func (p *proxy) close() {
 
 // armCommit has fn run (with the connection) when the next COMMIT passes.
 // The returned function disarms it if it has not fired.
-func (p *proxy) armCommit(fn func(c *proxied)) (disarm func()) {
-	a := &arm{fn: fn}
+func (p *proxy) armCommit(op int, fn func(c *proxied)) (disarm func()) {
+	a := &arm{op: op, fn: fn}
 	p.mu.Lock()
 	p.armed = append(p.armed, a)
 	p.mu.Unlock()
@@ -128,14 +133,14 @@ func (p *proxy) armCommit(fn func(c *proxied)) (disarm func()) {
 	}
 }
 
-// next takes the first armed fault that has not fired or been disarmed.
-func (p *proxy) next() func(*proxied) {
+// next takes the first fault armed for write op that has not fired or
+// been disarmed, and forgets those that have.
+func (p *proxy) next(op int) func(*proxied) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.armed) > 0 {
-		a := p.armed[0]
-		p.armed = p.armed[1:]
-		if !a.done {
+	p.armed = slices.DeleteFunc(p.armed, func(a *arm) bool { return a.done })
+	for _, a := range p.armed {
+		if a.op == op {
 			a.done = true
 			return a.fn
 		}
@@ -144,8 +149,32 @@ func (p *proxy) next() func(*proxied) {
 }
 
 type arm struct {
+	op   int
 	fn   func(*proxied)
 	done bool
+}
+
+// opMarker starts every statement of a history's write: the proxy learns
+// from it which write a connection serves.
+func opMarker(id int) string { return "/*pgshift-history o" + strconv.Itoa(id) + "*/ " }
+
+var markerText = []byte("/*pgshift-history o")
+
+// lastOp is the op of the last marker in b, or 0.
+func lastOp(b []byte) int {
+	i := bytes.LastIndex(b, markerText)
+	if i < 0 {
+		return 0
+	}
+	rest := b[i+len(markerText):]
+	n := 0
+	for _, ch := range rest {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		n = n*10 + int(ch-'0')
+	}
+	return n
 }
 
 var commitText = []byte("COMMIT")
@@ -177,9 +206,12 @@ func (p *proxy) accept() {
 			for {
 				n, err := client.Read(buf)
 				if n > 0 {
+					if op := lastOp(buf[:n]); op != 0 {
+						c.op = op // this goroutine alone reads and writes it
+					}
 					var fire func(*proxied)
-					if bytes.Contains(buf[:n], commitText) {
-						fire = p.next()
+					if c.op != 0 && bytes.Contains(buf[:n], commitText) {
+						fire = p.next(c.op)
 					}
 					if _, werr := server.Write(buf[:n]); werr != nil {
 						break

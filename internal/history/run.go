@@ -748,19 +748,27 @@ func (r *runner) doWith(ctx context.Context, f *dualwrite.Facade, b *board, o Op
 	}
 	var watchedMu sync.Mutex
 	if o.Commit != NoCommitFault && r.proxies[o.CommitSide] != nil {
-		disarm := r.proxies[o.CommitSide].armCommit(func(c *proxied) {
+		// The fault fires at a COMMIT of this write's own connection to
+		// the side. Either way the server's side is watched: a write
+		// whose caller never heard its COMMIT's answer may take effect
+		// until the server ran it (Record.Settled).
+		disarm := r.proxies[o.CommitSide].armCommit(o.ID, func(c *proxied) {
 			if o.Commit == CancelAtCommit {
 				c.watchServer()
-				watchedMu.Lock()
-				rec.watched = c
-				watchedMu.Unlock()
 				c.delayAnswers(30 * time.Millisecond)
 				cancel()
 			} else {
 				c.loseAnswers()
 			}
+			watchedMu.Lock()
+			rec.watched = c
+			watchedMu.Unlock()
 		})
-		defer disarm()
+		if o.Commit == CancelAtCommit {
+			defer disarm()
+		}
+		// A lost answer stays armed after the call: in dualwrite and
+		// shadow the other side's copy commits off the caller's path.
 	}
 	dop := dualwrite.Op{Name: o.Kind.String(), OneStatement: o.OneStatement, NewRows: o.Kind == NewRowsInsert}
 	rec.Start = time.Since(r.t0)
@@ -823,6 +831,7 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 		}
 		var err error
 		tag := o.Tag()
+		mark := opMarker(o.ID) // the proxy attributes COMMITs by it
 		stamp := func(ids ...string) {
 			if tx.Authoritative() && err == nil {
 				if res.At == nil {
@@ -846,37 +855,37 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 		switch o.Kind {
 		case Insert:
 			touchKV(o.Keys[0], false)
-			res.Keys, err = collectInts(tx.Query(ctx, "INSERT INTO kv (k, v, u) VALUES ($1, $2, $3) RETURNING k", o.Keys[0], tag, nullable(o.U[0])))
+			res.Keys, err = collectInts(tx.Query(ctx, mark+"INSERT INTO kv (k, v, u) VALUES ($1, $2, $3) RETURNING k", o.Keys[0], tag, nullable(o.U[0])))
 		case Update:
 			touchKV(o.Keys[0], false)
-			res.Keys, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2, u = $3 WHERE k = $1 RETURNING k", o.Keys[0], tag, nullable(o.U[0])))
+			res.Keys, err = collectInts(tx.Query(ctx, mark+"UPDATE kv SET v = $2, u = $3 WHERE k = $1 RETURNING k", o.Keys[0], tag, nullable(o.U[0])))
 		case Upsert:
 			touchKV(o.Keys[0], false)
-			res.Keys, err = collectInts(tx.Query(ctx, `INSERT INTO kv (k, v, u) VALUES ($1, $2, $3)
+			res.Keys, err = collectInts(tx.Query(ctx, mark+`INSERT INTO kv (k, v, u) VALUES ($1, $2, $3)
 				ON CONFLICT (k) DO UPDATE SET v = excluded.v, u = excluded.u RETURNING k`, o.Keys[0], tag, nullable(o.U[0])))
 		case Delete:
 			touchKV(o.Keys[0], true)
-			res.Keys, err = collectInts(tx.Query(ctx, "DELETE FROM kv WHERE k = $1 RETURNING k", o.Keys[0]))
+			res.Keys, err = collectInts(tx.Query(ctx, mark+"DELETE FROM kv WHERE k = $1 RETURNING k", o.Keys[0]))
 		case UpdateTwo:
 			touchKV(o.Keys[0], false)
 			touchKV(o.Keys[1], false)
-			res.Keys, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2 WHERE k = ANY($1::int[]) RETURNING k", o.Keys, tag))
+			res.Keys, err = collectInts(tx.Query(ctx, mark+"UPDATE kv SET v = $2 WHERE k = ANY($1::int[]) RETURNING k", o.Keys, tag))
 		case SwapU:
 			touchKV(o.Keys[0], false)
 			touchKV(o.Keys[1], false)
-			if _, err = tx.Exec(ctx, "UPDATE kv SET u = NULL WHERE k = ANY($1::int[])", o.Keys); err == nil {
-				res.Keys, err = collectInts(tx.Query(ctx, `UPDATE kv SET v = $2, u = CASE k WHEN $3::int THEN $4 ELSE $5 END
+			if _, err = tx.Exec(ctx, mark+"UPDATE kv SET u = NULL WHERE k = ANY($1::int[])", o.Keys); err == nil {
+				res.Keys, err = collectInts(tx.Query(ctx, mark+`UPDATE kv SET v = $2, u = CASE k WHEN $3::int THEN $4 ELSE $5 END
 					WHERE k = ANY($1::int[]) RETURNING k`, o.Keys, tag, o.Keys[0], o.U[0], o.U[1]))
 			}
 		case UpsertMany:
 			touchKV(o.Keys[0], false)
 			touchKV(o.Keys[1], false)
-			res.Keys, err = collectInts(tx.Query(ctx, `INSERT INTO kv (k, v, u)
+			res.Keys, err = collectInts(tx.Query(ctx, mark+`INSERT INTO kv (k, v, u)
 				SELECT k, $2, nullif(u, '') FROM unnest($1::int[], $3::text[]) AS t(k, u)
 				ON CONFLICT (k) DO UPDATE SET v = excluded.v, u = excluded.u RETURNING k`, o.Keys, tag, o.U))
 		case TwoStep:
 			touchKV(o.Keys[0], false)
-			res.Keys, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[0], tag))
+			res.Keys, err = collectInts(tx.Query(ctx, mark+"UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[0], tag))
 			stampKeys()
 			if err == nil {
 				if tx.Authoritative() {
@@ -884,42 +893,42 @@ func (r *runner) writeFunc(o Op) dualwrite.WriteFunc[result] {
 				}
 				touchKV(o.Keys[1], false)
 				var more []int
-				more, err = collectInts(tx.Query(ctx, "UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[1], tag))
+				more, err = collectInts(tx.Query(ctx, mark+"UPDATE kv SET v = $2 WHERE k = $1 RETURNING k", o.Keys[1], tag))
 				res.Keys = append(res.Keys, more...)
 			}
 		case ChildInsert:
 			touch("kc", o.Child)
-			res.Children, err = collectInts(tx.Query(ctx, "INSERT INTO kc (id, k, v) VALUES ($1, $2, $3) RETURNING id", o.Child, o.Keys[0], tag))
+			res.Children, err = collectInts(tx.Query(ctx, mark+"INSERT INTO kc (id, k, v) VALUES ($1, $2, $3) RETURNING id", o.Child, o.Keys[0], tag))
 		case ChildUpdate:
 			touch("kc", o.Child)
-			res.Children, err = collectInts(tx.Query(ctx, "UPDATE kc SET v = $2 WHERE id = $1 RETURNING id", o.Child, tag))
+			res.Children, err = collectInts(tx.Query(ctx, mark+"UPDATE kc SET v = $2 WHERE id = $1 RETURNING id", o.Child, tag))
 		case ChildDelete:
 			touch("kc", o.Child)
-			res.Children, err = collectInts(tx.Query(ctx, "DELETE FROM kc WHERE id = $1 RETURNING id", o.Child))
+			res.Children, err = collectInts(tx.Query(ctx, mark+"DELETE FROM kc WHERE id = $1 RETURNING id", o.Child))
 		case ParentChildren:
 			touchKV(o.Keys[0], false)
 			for _, c := range o.Children {
 				touch("kc", c)
 			}
-			res.Keys, err = collectInts(tx.Query(ctx, `INSERT INTO kv (k, v, u) VALUES ($1, $2, $3)
+			res.Keys, err = collectInts(tx.Query(ctx, mark+`INSERT INTO kv (k, v, u) VALUES ($1, $2, $3)
 				ON CONFLICT (k) DO UPDATE SET v = excluded.v, u = excluded.u RETURNING k`, o.Keys[0], tag, nullable(o.U[0])))
 			if err == nil {
-				res.Children, err = collectInts(tx.Query(ctx, `INSERT INTO kc (id, k, v) SELECT id, $2, $3 FROM unnest($1::int[]) AS t(id)
+				res.Children, err = collectInts(tx.Query(ctx, mark+`INSERT INTO kc (id, k, v) SELECT id, $2, $3 FROM unnest($1::int[]) AS t(id)
 					ON CONFLICT (id) DO UPDATE SET k = excluded.k, v = excluded.v RETURNING id`, o.Children, o.Keys[0], tag))
 			}
 		case NewRowsInsert:
 			touch("ev", o.EvID)
 			var ids []string
-			rows, qerr := tx.Query(ctx, "INSERT INTO ev (id, owner, v, u) VALUES ($1::uuid, $2, $3, $4) RETURNING id::text", o.EvID.String(), o.User, tag, nullable(evU(o)))
+			rows, qerr := tx.Query(ctx, mark+"INSERT INTO ev (id, owner, v, u) VALUES ($1::uuid, $2, $3, $4) RETURNING id::text", o.EvID.String(), o.User, tag, nullable(evU(o)))
 			if err = qerr; err == nil {
 				ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
 			}
 			res.Ev = ids
 		case SerialInsert:
 			if prev == nil {
-				err = tx.QueryRow(ctx, "INSERT INTO sq (owner, v) VALUES ($1, $2) RETURNING id", o.User, tag).Scan(&res.ID)
+				err = tx.QueryRow(ctx, mark+"INSERT INTO sq (owner, v) VALUES ($1, $2) RETURNING id", o.User, tag).Scan(&res.ID)
 			} else {
-				err = tx.QueryRow(ctx, "INSERT INTO sq (id, owner, v) VALUES ($1, $2, $3) RETURNING id", prev.ID, o.User, tag).Scan(&res.ID)
+				err = tx.QueryRow(ctx, mark+"INSERT INTO sq (id, owner, v) VALUES ($1, $2, $3) RETURNING id", prev.ID, o.User, tag).Scan(&res.ID)
 			}
 			if err == nil {
 				touch("sq", res.ID) // after the statement: its key came from RETURNING
