@@ -53,7 +53,10 @@
 // instant, or just after a COMMIT went to the server (its answer held back
 // until the cancellation has landed); a COMMIT's answer is lost (the
 // facades' connections go through a proxy that sees COMMITs pass; the
-// server acts on it, the client never hears back). And per history, a few
+// server acts on it, the client never hears back). A commit fault fires at
+// a COMMIT of its own write's connection: every statement of a write
+// carries the write's marker, from which the proxy knows whose connection
+// it is. And per history, a few
 // times: one side looks down for 50 to 300 ms (the proxy cuts its
 // connections and refuses new ones).
 //
@@ -81,7 +84,8 @@
 //     write W changed a row (its authoritative statement said so) and held
 //     the row's lock at an instant after every write that explains the
 //     row's final state had returned, W was lost. A write whose caller
-//     stopped waiting at its COMMIT (the cancel-at-commit fault) has not
+//     stopped waiting at its COMMIT, or never heard its answer (the
+//     cancel-at-commit and lose-commit-answer faults), has not
 //     returned, for this rule, until the server answered that COMMIT: the
 //     proxy watches the server's side of its connection after the client
 //     leaves (the server runs what it received, waiting for locks, and may
