@@ -408,7 +408,11 @@ func TestSetPoolUnderLoad(t *testing.T) {
 						default:
 							_, err = b.store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("sp%d-%d@example.com", w, i), Name: "n"})
 						}
-						if err != nil {
+						// Writers share users: a write that found its row's
+						// lock held past OtherTimeout by another (a loaded
+						// machine) is refused with nothing written, as the
+						// API says; that is not a swap's failure.
+						if err != nil && !errors.Is(err, dualwrite.ErrRowBusy) {
 							failed.Add(1)
 							firstErr.CompareAndSwap(nil, err)
 						}
