@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/dualwrite"
@@ -83,29 +80,14 @@ func ServeChild(ctx context.Context, in io.Reader, out, logw io.Writer) error {
 	}()
 	var pools [2]*pgxpool.Pool
 	for side := range pools {
-		cfg, err := pgxpool.ParseConfig(spec.Server[side])
-		if err != nil {
-			return err
-		}
-		host, port, err := net.SplitHostPort(spec.Proxy[side])
-		if err != nil {
-			return err
-		}
-		p, _ := strconv.Atoi(port)
-		cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
-		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
-		cfg.MaxConns = 10
-		if pools[side], err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		var err error
+		if pools[side], err = proxiedPool(ctx, spec.Server[side], spec.Proxy[side]); err != nil {
 			return err
 		}
 		defer pools[side].Close()
 	}
 	h := spec.H
-	fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: b, OtherTimeout: h.OtherTimeout, Capture: h.Capture,
-		Logger: slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	fc.Repair.Grace = h.Grace[spec.Writer%2]
-	fc.Repair.Interval = 10 * time.Millisecond
-	fc.Repair.MaxBackoff = 200 * time.Millisecond
+	fc := facadeConfig(h, spec.Writer, pools, b, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	f, err := dualwrite.New(ctx, fc)
 	if err != nil {
 		return err

@@ -195,12 +195,12 @@ func TestHistories(t *testing.T) {
 						verifies.Add(1)
 					}
 				}
-				if run.Killed {
+				if run.Tools.Killed {
 					kills.Add(1)
 				}
-				cut.Add(int64(run.KilledWrites))
-				backfilled.Add(run.Backfilled)
-				verified.Add(int64(run.Verified))
+				cut.Add(int64(run.Tools.KilledWrites))
+				backfilled.Add(run.Tools.Backfilled)
+				verified.Add(int64(run.Tools.Verified))
 				if vs := history.Judge(run); len(vs) > 0 {
 					t.Logf("seed %d failed (%s), after %d histories in %v", seed, vs[0].Rule, ran.Load(), time.Since(start).Round(time.Second))
 					mu.Lock()

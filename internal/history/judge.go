@@ -111,7 +111,7 @@ func Judge(run *Run) []Violation {
 		add(Violation{Rule: RuleOneDrain, Detail: fmt.Sprintf("the first drain after the traffic postponed %d entries (%+v, err %q)",
 			run.FirstDrain.Postponed, run.FirstDrain, run.FirstDrainErr)})
 	}
-	for _, e := range run.ToolErrs {
+	for _, e := range run.Tools.Errs {
 		add(Violation{Rule: RuleToolsSucceed, Detail: e})
 	}
 	for _, rec := range run.Records {

@@ -205,8 +205,22 @@ type Run struct {
 	Final    [2]State
 	Leftover [2][]string // repair-log entries left after the drain, with their last errors
 	DrainErr string
-	// ToolErrs are the errors of the Backfill and Verify steps.
-	ToolErrs []string
+	// Tools is what the Backfill, Verify and Kill steps did.
+	Tools Tools
+	// FirstDrain is what the first Drain after the traffic did.
+	FirstDrain    dualwrite.DrainReport
+	FirstDrainErr string
+	Elapsed       time.Duration
+	// Log is what the facades and their repair workers logged, from debug
+	// up, each line with its time since the history began and the facade
+	// (f0, f1) that logged it: what a failing history's report shows.
+	Log []string
+}
+
+// Tools is what the operator tools and the kill did in one history.
+type Tools struct {
+	// Errs are the errors of the Backfill and Verify steps.
+	Errs []string
 	// Backfilled counts the rows the Backfill step inserted into new;
 	// Verified the differences the Verify steps entered in the repair log.
 	Backfilled int64
@@ -216,14 +230,6 @@ type Run struct {
 	// returned).
 	Killed       bool
 	KilledWrites int
-	// FirstDrain is what the first Drain after the traffic did.
-	FirstDrain    dualwrite.DrainReport
-	FirstDrainErr string
-	Elapsed       time.Duration
-	// Log is what the facades and their repair workers logged, from debug
-	// up, each line with its time since the history began and the facade
-	// (f0, f1) that logged it: what a failing history's report shows.
-	Log []string
 }
 
 // runLog collects the facades' log lines of one history.
@@ -320,16 +326,8 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		r.boards[i] = newBoard(h.Stages)
 		var pools [2]*pgxpool.Pool
 		for side := range pools {
-			cfg, err := pgxpool.ParseConfig(e.servers[side].URL(dbs[side]))
-			if err != nil {
-				return nil, err
-			}
-			host, port, _ := net.SplitHostPort(r.proxies[side].addr())
-			p, _ := strconv.Atoi(port)
-			cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
-			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
-			cfg.MaxConns = 10
-			if pools[side], err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			var err error
+			if pools[side], err = proxiedPool(ctx, e.servers[side].URL(dbs[side]), r.proxies[side].addr()); err != nil {
 				return nil, err
 			}
 			defer pools[side].Close()
@@ -337,12 +335,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 				return nil, fmt.Errorf("history: connect to %s: %w", flags.Side(side), err)
 			}
 		}
-		fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: r.boards[i], OtherTimeout: h.OtherTimeout,
-			Capture: h.Capture, Logger: logs.logger(fmt.Sprintf("f%d", i))}
-		fc.Repair.Grace = h.Grace[i]
-		fc.Repair.Interval = 10 * time.Millisecond
-		fc.Repair.MaxBackoff = 200 * time.Millisecond
-		f, err := dualwrite.New(ctx, fc)
+		f, err := dualwrite.New(ctx, facadeConfig(h, i, pools, r.boards[i], logs.logger(fmt.Sprintf("f%d", i))))
 		if err != nil {
 			return nil, err
 		}
@@ -357,7 +350,7 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 		f.Wait()
 		f.Close()
 	}
-	out := &Run{History: h, Records: r.records, ToolErrs: r.toolErrs, Backfilled: r.backfilled, Verified: r.verified, Killed: r.killed, KilledWrites: r.killedWrites}
+	out := &Run{History: h, Records: r.records, Tools: r.tools}
 	slices.SortFunc(out.Records, func(a, b Record) int { return a.Op.ID - b.Op.ID })
 	// Traffic has stopped and the faults are healed (the proxies' cut
 	// connections are gone with the facades' pools): drain on direct pools.
@@ -418,6 +411,36 @@ func (e *Env) Run(ctx context.Context, h History) (*Run, error) {
 	out.Log = logs.lines
 	logs.mu.Unlock()
 	return out, nil
+}
+
+// proxiedPool is a facade's pool on the database of serverURL through the
+// proxy at proxyAddr, in pgx.QueryExecModeExec so that every statement's
+// text passes the proxy.
+func proxiedPool(ctx context.Context, serverURL, proxyAddr string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	cfg.MaxConns = 10
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// facadeConfig is the Config of the facade that serves writer i's writes
+// (facade i%2, or a child process's for writer i) in history h.
+func facadeConfig(h History, i int, pools [2]*pgxpool.Pool, stages flags.Source, logger *slog.Logger) dualwrite.Config {
+	fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: stages, OtherTimeout: h.OtherTimeout,
+		Capture: h.Capture, Logger: logger}
+	fc.Repair.Grace = h.Grace[i%2]
+	fc.Repair.Interval = 10 * time.Millisecond
+	fc.Repair.MaxBackoff = 200 * time.Millisecond
+	return fc
 }
 
 // warm opens n connections of p, so that the history's timing is not
@@ -536,14 +559,14 @@ type runner struct {
 	newChild  func() *exec.Cmd
 	childSpec childSpec
 
-	mu       sync.Mutex
-	records  []Record
-	toolErrs []string
-	// What the tools did (the controller's goroutine alone writes them).
-	backfilled   int64
-	verified     int
-	killed       bool
-	killedWrites int
+	// appTables are the history's tables as old has them, loaded by the
+	// first Backfill or Verify step (the controller's goroutine alone
+	// uses them).
+	appTables []*rowsync.Table
+
+	mu      sync.Mutex
+	records []Record
+	tools   Tools // Errs under mu; the rest the controller's goroutine alone writes
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -602,7 +625,7 @@ func (r *runner) run(ctx context.Context) error {
 				r.toolErr("verify --repair", r.verify(ctx))
 			case Kill:
 				if ch != nil && ch.kill() {
-					r.killed = true
+					r.tools.Killed = true
 				}
 			}
 		}
@@ -621,7 +644,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		for _, rec := range recs {
 			if rec.Err == errKilled {
-				r.killedWrites++
+				r.tools.KilledWrites++
 			}
 		}
 		r.records = append(r.records, recs...)
@@ -647,11 +670,15 @@ func (r *runner) toolErr(tool string, err error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.toolErrs = append(r.toolErrs, fmt.Sprintf("%s at %v: %v", tool, time.Since(r.t0).Round(time.Millisecond), err))
+	r.tools.Errs = append(r.tools.Errs, fmt.Sprintf("%s at %v: %v", tool, time.Since(r.t0).Round(time.Millisecond), err))
 }
 
-// appTables loads the history's tables from old, parents first.
-func (r *runner) appTables(ctx context.Context) ([]*rowsync.Table, error) {
+// tables are the history's tables as old has them, parents first, loaded
+// once per history.
+func (r *runner) tables(ctx context.Context) ([]*rowsync.Table, error) {
+	if r.appTables != nil {
+		return r.appTables, nil
+	}
 	var out []*rowsync.Table
 	for _, name := range tables {
 		t, err := rowsync.LoadTable(ctx, r.direct[flags.SideOld], "public", name)
@@ -660,6 +687,7 @@ func (r *runner) appTables(ctx context.Context) ([]*rowsync.Table, error) {
 		}
 		out = append(out, t)
 	}
+	r.appTables = out
 	return out, nil
 }
 
@@ -667,43 +695,44 @@ func (r *runner) appTables(ctx context.Context) ([]*rowsync.Table, error) {
 // rows, each its own piece and transaction, two workers, so that the
 // copy interleaves with the writes row by row.
 func (r *runner) backfill(ctx context.Context) error {
-	ts, err := r.appTables(ctx)
+	ts, err := r.tables(ctx)
 	if err != nil {
 		return err
 	}
 	res, err := backfill.Run(ctx, r.direct[flags.SideOld], r.direct[flags.SideNew], ts,
 		backfill.Options{Workers: 2, ChunkSize: 2, Logger: r.logs.logger("backfill")})
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, t := range res {
-		r.backfilled += t.Inserted
-		if t.Err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", t.Table, t.Err))
-		}
-	}
-	return errors.Join(errs...)
+	return tableErrs(res, err, func(t backfill.Result) (*rowsync.Table, error) {
+		r.tools.Backfilled += t.Inserted
+		return t.Table, t.Err
+	})
 }
 
 // verify runs verify --repair beside the writers: every difference goes
 // into old's repair log, for the repair workers to settle under the rows'
 // locks.
 func (r *runner) verify(ctx context.Context) error {
-	ts, err := r.appTables(ctx)
+	ts, err := r.tables(ctx)
 	if err != nil {
 		return err
 	}
 	res, err := verify.Run(ctx, r.direct[flags.SideOld], r.direct[flags.SideNew], ts,
 		verify.Options{Repair: true, RecheckDelay: 20 * time.Millisecond, Logger: r.logs.logger("verify")})
+	return tableErrs(res, err, func(t verify.Result) (*rowsync.Table, error) {
+		r.tools.Verified += t.Logged
+		return t.Table, t.Err
+	})
+}
+
+// tableErrs is a tool's error: err, else each table's (table says which
+// table a result is of, and its error), joined.
+func tableErrs[R any](res []R, err error, table func(R) (*rowsync.Table, error)) error {
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, t := range res {
-		r.verified += t.Logged
-		if t.Err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", t.Table, t.Err))
+		if tbl, err := table(t); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tbl, err))
 		}
 	}
 	return errors.Join(errs...)
