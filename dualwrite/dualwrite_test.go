@@ -135,6 +135,20 @@ func userCtx(id string) context.Context {
 	return flags.WithUser(context.Background(), id, nil)
 }
 
+// firstError keeps the first error its writers report. Unlike an
+// atomic.Value it takes errors of any concrete type: a Value panics when a
+// second failure's type differs from the first's, which hid a failing run's
+// errors behind a panic.
+type firstError struct {
+	once sync.Once
+	err  error
+}
+
+func (f *firstError) set(err error) { f.once.Do(func() { f.err = err }) }
+
+// get is called after the writers are done.
+func (f *firstError) get() error { return f.err }
+
 // TestStagesRouteWritesAndReads checks, for every stage, that creates,
 // updates and deletes land exactly on the sides the stage table says, and that
 // reads are answered by the authoritative side (the two sides are made to
@@ -262,7 +276,7 @@ func TestOtherSideDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			var failures atomic.Int64
-			var firstErr atomic.Value
+			var firstErr firstError
 			var wg sync.WaitGroup
 			for w := 0; w < writers; w++ {
 				wg.Add(1)
@@ -284,7 +298,7 @@ func TestOtherSideDown(t *testing.T) {
 						}
 						if err != nil {
 							failures.Add(1)
-							firstErr.CompareAndSwap(nil, err)
+							firstErr.set(err)
 						}
 					}
 				}()
@@ -292,7 +306,7 @@ func TestOtherSideDown(t *testing.T) {
 			wg.Wait()
 			b.facade.Wait()
 			if n := failures.Load(); n != 0 {
-				t.Fatalf("%d of %d writes failed with the other side down; first: %v", n, writers*perWriter, firstErr.Load())
+				t.Fatalf("%d of %d writes failed with the other side down; first: %v", n, writers*perWriter, firstErr.get())
 			}
 			backlog, err := b.facade.Repairer().Backlog(context.Background())
 			if err == nil {

@@ -321,7 +321,7 @@ func TestPoolExhaustionNoDeadlock(t *testing.T) {
 			const deadline = 20 * time.Second
 			var wg sync.WaitGroup
 			var failed, late atomic.Int64
-			var firstErr atomic.Value
+			var firstErr firstError
 			for w := range writers {
 				wg.Go(func() {
 					for i := range perWriter {
@@ -338,7 +338,7 @@ func TestPoolExhaustionNoDeadlock(t *testing.T) {
 						}
 						if err != nil {
 							failed.Add(1)
-							firstErr.CompareAndSwap(nil, err)
+							firstErr.set(err)
 						}
 						cancel()
 					}
@@ -355,7 +355,7 @@ func TestPoolExhaustionNoDeadlock(t *testing.T) {
 				t.Fatalf("%d calls returned after their deadline", n)
 			}
 			if n := failed.Load(); n != 0 {
-				t.Fatalf("%d of %d calls failed; first: %v", n, writers*perWriter, firstErr.Load())
+				t.Fatalf("%d of %d calls failed; first: %v", n, writers*perWriter, firstErr.get())
 			}
 			f.Wait()
 			waitDrained(t, f, 60*time.Second)
@@ -389,7 +389,7 @@ func TestSetPoolUnderLoad(t *testing.T) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var failed, done atomic.Int64
-			var firstErr atomic.Value
+			var firstErr firstError
 			for w := range 16 {
 				wg.Go(func() {
 					ctx := userCtx(fmt.Sprintf("w%d", w))
@@ -414,7 +414,7 @@ func TestSetPoolUnderLoad(t *testing.T) {
 						// API says; that is not a swap's failure.
 						if err != nil && !errors.Is(err, dualwrite.ErrRowBusy) {
 							failed.Add(1)
-							firstErr.CompareAndSwap(nil, err)
+							firstErr.set(err)
 						}
 						done.Add(1)
 					}
@@ -441,7 +441,7 @@ func TestSetPoolUnderLoad(t *testing.T) {
 			close(stop)
 			wg.Wait()
 			if n := failed.Load(); n != 0 {
-				t.Fatalf("%d of %d calls failed across the pool swaps; first: %v", n, done.Load(), firstErr.Load())
+				t.Fatalf("%d of %d calls failed across the pool swaps; first: %v", n, done.Load(), firstErr.get())
 			}
 			for i, p := range proxies {
 				if p.Connections() == 0 {

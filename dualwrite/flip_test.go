@@ -78,7 +78,7 @@ func flipUnderLoad(t testing.TB, pair *pgtest.Pair, flips int) flipResult {
 	var mu sync.Mutex
 	var flipping atomic.Bool
 	var failures atomic.Int64
-	var firstErr atomic.Value
+	var firstErr firstError
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 16 {
@@ -103,7 +103,7 @@ func flipUnderLoad(t testing.TB, pair *pgtest.Pair, flips int) flipResult {
 				d := time.Since(start)
 				if err != nil {
 					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					firstErr.set(err)
 				}
 				if during {
 					mineFlipping = append(mineFlipping, d)
@@ -132,9 +132,7 @@ func flipUnderLoad(t testing.TB, pair *pgtest.Pair, flips int) flipResult {
 		res.missed += f.Stats().OtherMissed
 	}
 	res.failures = failures.Load()
-	if e, ok := firstErr.Load().(error); ok {
-		res.firstErr = e
-	}
+	res.firstErr = firstErr.get()
 	return res
 }
 
