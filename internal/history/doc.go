@@ -83,14 +83,15 @@
 //   - acknowledged-write-not-replaced-by-older-state: if an acknowledged
 //     write W changed a row (its authoritative statement said so) and held
 //     the row's lock at an instant after every write that explains the
-//     row's final state had returned, W was lost. A write whose caller
-//     stopped waiting at its COMMIT, or never heard its answer (the
-//     cancel-at-commit and lose-commit-answer faults), has not
-//     returned, for this rule, until the server answered that COMMIT: the
-//     proxy watches the server's side of its connection after the client
-//     leaves (the server runs what it received, waiting for locks, and may
-//     commit after a later write of the row, over it, as with any client
-//     that gives up on a COMMIT);
+//     row's final state had returned, W was lost. An unknown write (its
+//     caller cancelled, stopped waiting at its COMMIT, never heard the
+//     answer, was killed, or its side was cut off) has not returned, for
+//     this rule, until the server last answered on a connection of it
+//     that its client left: the proxy keeps the server's side of such a
+//     connection until the server ends it, since a backend runs what it
+//     has read (waiting for locks, or for the processor) and may commit
+//     after a later write of the row, over it, as with any client that
+//     gives up on a write;
 //   - no-deadlock-from-pgshift-locking: no caller got a deadlock from
 //     the facade's own row locks;
 //   - tools-succeed: backfill and verify --repair, on connections no fault

@@ -95,9 +95,32 @@ func config(t *testing.T) history.Config {
 
 // failure is one failing history.
 type failure struct {
-	h   history.History
-	vs  []history.Violation
-	log []string // the facades' log of the failing run
+	h    history.History
+	vs   []history.Violation
+	recs []history.Record
+	log  []string // the facades' log of the failing run
+}
+
+// keep writes what f's run did (the history, its violations, every write's
+// outcome and times, the facades' debug log) to a file in the temporary
+// directory, at once: a long run may be stopped before its report.
+func keep(f failure) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nviolations:\n", f.h)
+	for _, v := range f.vs {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	recs := slices.Clone(f.recs)
+	slices.SortFunc(recs, func(a, b history.Record) int { return cmp.Compare(a.Op.ID, b.Op.ID) })
+	b.WriteString("writes:\n")
+	for _, rec := range recs {
+		fmt.Fprintf(&b, "  #%d %s %v..%v settled %v stages %v/%v %s\n", rec.Op.ID, rec.Outcome, rec.Start.Round(time.Microsecond),
+			rec.End.Round(time.Microsecond), rec.Settled.Round(time.Microsecond), rec.Stage[0], rec.Stage[1], rec.Err)
+	}
+	b.WriteString("the facades' log (debug level, times since the traffic began):\n")
+	b.WriteString(strings.Join(f.log, "\n") + "\n")
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("pgshift-history-%s.log", strings.ReplaceAll(name(f.h), " ", "-")))
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // envChild marks the test binary run as a history's child process.
@@ -135,7 +158,7 @@ func TestHistories(t *testing.T) {
 			vs := history.Judge(run)
 			t.Logf("seed %d, replay %d, ran in %v: %d writes, %d violations", *seedFlag, i+1, run.Elapsed.Round(time.Millisecond), len(run.Records), len(vs))
 			if len(vs) > 0 {
-				t.Error(report(env, failure{h, vs, run.Log}, envInt(t, envShrink, 30)))
+				t.Error(report(env, failure{h, vs, run.Records, run.Log}, envInt(t, envShrink, 30)))
 				return
 			}
 		}
@@ -202,9 +225,17 @@ func TestHistories(t *testing.T) {
 				backfilled.Add(run.Tools.Backfilled)
 				verified.Add(int64(run.Tools.Verified))
 				if vs := history.Judge(run); len(vs) > 0 {
-					t.Logf("seed %d failed (%s), after %d histories in %v", seed, vs[0].Rule, ran.Load(), time.Since(start).Round(time.Second))
+					f := failure{h, vs, run.Records, run.Log}
+					kept := "its run is kept in "
+					path, err := keep(f)
+					if err != nil {
+						kept = "cannot keep its run: "
+						path = err.Error()
+					}
+					t.Logf("seed %d failed (%s), after %d histories in %v: %.300s; %s%s", seed, vs[0].Rule, ran.Load(),
+						time.Since(start).Round(time.Second), vs[0], kept, path)
 					mu.Lock()
-					failures = append(failures, failure{h, vs, run.Log})
+					failures = append(failures, f)
 					mu.Unlock()
 				}
 			}
@@ -270,13 +301,10 @@ func report(env *history.Env, f failure, tries int) string {
 		}
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
-	if len(f.log) > 0 {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("pgshift-history-%s.log", strings.ReplaceAll(name(f.h), " ", "-")))
-		if err := os.WriteFile(path, []byte(strings.Join(f.log, "\n")+"\n"), 0o644); err != nil {
-			fmt.Fprintf(&b, "cannot keep the facades' log: %v\n", err)
-		} else {
-			fmt.Fprintf(&b, "the facades' log of the failing run (debug level, times since the traffic began): %s\n", path)
-		}
+	if path, err := keep(f); err != nil {
+		fmt.Fprintf(&b, "cannot keep the failing run: %v\n", err)
+	} else {
+		fmt.Fprintf(&b, "the failing run (its writes' outcomes and times, the facades' debug log): %s\n", path)
 	}
 	rule := f.vs[0].Rule
 	small, vs, used := env.Shrink(context.Background(), f.h, f.vs[0], tries)

@@ -248,7 +248,7 @@ func describe(rec *Record) string {
 	s := fmt.Sprintf("write #%d (%s, %s, ran %v..%v, stages %v/%v)", rec.Op.ID, rec.Op.Kind, rec.Outcome,
 		rec.Start.Round(time.Millisecond), rec.End.Round(time.Millisecond), rec.Stage[0], rec.Stage[1])
 	if rec.Settled > rec.End {
-		s = strings.TrimSuffix(s, ")") + fmt.Sprintf(", its COMMIT answered at %v)", rec.Settled.Round(time.Millisecond))
+		s = strings.TrimSuffix(s, ")") + fmt.Sprintf(", its server answered until %v)", rec.Settled.Round(time.Millisecond))
 	}
 	if rec.Err != "" {
 		s += ": " + rec.Err

@@ -19,8 +19,8 @@ func rec(id int, kind Kind, keys []int, u string, start, end time.Duration, out 
 	return r
 }
 
-// settledAt is r with its COMMIT answered by the server at settled (see
-// Record.Settled).
+// settledAt is r with the server answering its left connection until
+// settled (see Record.Settled).
 func settledAt(r Record, settled time.Duration) Record {
 	r.Settled = settled + 1
 	return r

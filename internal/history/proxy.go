@@ -15,20 +15,27 @@ import (
 // COMMIT of a connection that write's statements went through (each
 // statement of a history's write carries its op's marker, opMarker; a
 // connection is the write's from its first marked statement to the next
-// write's). The pools that go through it run in pgx.QueryExecModeExec, so
+// BEGIN). The pools that go through it run in pgx.QueryExecModeExec, so
 // every statement's text travels with it.
+//
+// It also learns when the server is done with what a write sent: a
+// connection its client leaves (a cancelled or killed caller, a cut) keeps
+// its server side until the server ends it, and settled says when that
+// server last answered, by the connection's write.
 type proxy struct {
 	target string
 	ln     net.Listener
 
 	mu    sync.Mutex
 	conns map[*proxied]struct{}
-	armed []*arm // fired in order, one per COMMIT seen
-	down  bool   // connections are refused, as by a server that is down
+	left  []*proxied // connections whose client left, in the order it did
+	armed []*arm     // fired in order, one per COMMIT seen
+	down  bool       // connections are refused, as by a server that is down
 }
 
-// setDown makes the server look down (every connection cut, new ones
-// refused) or up again.
+// setDown makes the server look down (every client cut, new ones refused)
+// or up again. The servers' sides run what they had read and end, as a
+// backend does when its client's network goes away.
 func (p *proxy) setDown(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -36,45 +43,67 @@ func (p *proxy) setDown(down bool) {
 	if down {
 		for c := range p.conns {
 			_ = c.client.Close()
-			_ = c.server.Close()
 		}
 	}
 }
 
+// settled is, for each write whose connection's client left before
+// before, when the server last answered on such a connection, once the
+// server ended it. A connection the server has not ended within wait (a
+// backend still waiting) counts as answering when the wait gave up.
+func (p *proxy) settled(before time.Time, wait time.Duration) map[int]time.Time {
+	p.mu.Lock()
+	left := slices.Clone(p.left)
+	p.mu.Unlock()
+	out := map[int]time.Time{}
+	deadline := time.After(wait)
+	gaveUp := false
+	for _, c := range left {
+		c.mu.Lock()
+		op, at := c.leftOp, c.leftAt
+		c.mu.Unlock()
+		if op == 0 || !at.Before(before) {
+			continue
+		}
+		answered := time.Time{}
+		if !gaveUp {
+			select {
+			case <-c.ended:
+			case <-deadline:
+				gaveUp = true
+			}
+		}
+		select {
+		case <-c.ended:
+			c.mu.Lock()
+			answered = c.answeredAt
+			c.mu.Unlock()
+		default:
+			answered = time.Now()
+		}
+		if answered.After(out[op]) {
+			out[op] = answered
+		}
+	}
+	return out
+}
+
 type proxied struct {
 	client, server net.Conn
-	op             int // the write whose marker the client sent last (0: none yet)
+	op             int // the write whose marker the client sent last (0: none, or a transaction began since)
 	mu             sync.Mutex
 	deaf           bool
 	holdUntil      time.Time // the server's answers wait until then
-	// watched is set by watchServer: the server's side of c stays open
-	// after the client leaves, until the server ends it (ended closes
-	// then), and answeredAt is when the server last sent something.
-	watched    bool
+	// The server's side of c stays open after the client leaves, until
+	// the server ends it (ended closes then): a backend runs what it has
+	// read (a COMMIT whose caller stopped waiting, late behind a lock or
+	// the processor) before it sees the end. answeredAt is when the
+	// server last sent something; leftOp and leftAt are c's write and the
+	// time when the client left (leftAt zero while it is there).
 	answeredAt time.Time
+	leftOp     int
+	leftAt     time.Time
 	ended      chan struct{}
-}
-
-// watchServer keeps c's server side open after the client leaves, so that
-// when the server finishes what the client sent (a COMMIT whose caller
-// stopped waiting) is known: settledAt.
-func (c *proxied) watchServer() {
-	c.mu.Lock()
-	c.watched = true
-	c.mu.Unlock()
-}
-
-// settledAt is when the server last answered on c, once the server has
-// ended c (or after wait, whichever comes first: then ok is false).
-func (c *proxied) settledAt(wait time.Duration) (at time.Time, ok bool) {
-	select {
-	case <-c.ended:
-	case <-time.After(wait):
-		return time.Time{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.answeredAt, true
 }
 
 // delayAnswers holds what the server sends on c for d: the client acts
@@ -87,11 +116,11 @@ func (c *proxied) delayAnswers(d time.Duration) {
 
 // loseAnswers drops what the server sends on c from now on and cuts the
 // client off after a moment. The server's side stays open until the server
-// ends it (watchServer): a backend that runs the COMMIT late (waiting for a
-// lock, or for the processor) still commits, and settledAt tells when.
+// ends it: a backend that runs the COMMIT late (waiting for a lock, or for
+// the processor) still commits, and proxy.settled tells when.
 func (c *proxied) loseAnswers() {
 	c.mu.Lock()
-	c.deaf, c.watched = true, true
+	c.deaf = true
 	c.mu.Unlock()
 	time.AfterFunc(50*time.Millisecond, func() { _ = c.client.Close() })
 }
@@ -177,7 +206,53 @@ func lastOp(b []byte) int {
 	return n
 }
 
-var commitText = []byte("COMMIT")
+var (
+	commitText = []byte("COMMIT")
+	beginText  = []byte("begin") // as pgx sends it
+)
+
+// forward sends what the client sends on c to the server, noting the write
+// it serves and firing the faults armed for that write's COMMITs. When the
+// client leaves, the server's side is closed for writing only: the server
+// ends c once it has done what it read.
+func (c *proxied) forward(p *proxy) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.client.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if op := lastOp(chunk); op != 0 {
+				c.op = op // this goroutine alone reads and writes it
+			} else if bytes.Contains(chunk, beginText) {
+				c.op = 0 // another transaction: no write's until its marker
+			}
+			var fire func(*proxied)
+			if c.op != 0 && bytes.Contains(chunk, commitText) {
+				fire = p.next(c.op)
+			}
+			if _, werr := c.server.Write(chunk); werr != nil {
+				err = werr
+			}
+			if fire != nil {
+				fire(c)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.mu.Lock()
+	c.leftOp, c.leftAt = c.op, time.Now()
+	c.mu.Unlock()
+	p.mu.Lock()
+	p.left = append(p.left, c)
+	p.mu.Unlock()
+	if tc, ok := c.server.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		return
+	}
+	_ = c.server.Close()
+}
 
 func (p *proxy) accept() {
 	for {
@@ -201,38 +276,7 @@ func (p *proxy) accept() {
 		p.mu.Lock()
 		p.conns[c] = struct{}{}
 		p.mu.Unlock()
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := client.Read(buf)
-				if n > 0 {
-					if op := lastOp(buf[:n]); op != 0 {
-						c.op = op // this goroutine alone reads and writes it
-					}
-					var fire func(*proxied)
-					if c.op != 0 && bytes.Contains(buf[:n], commitText) {
-						fire = p.next(c.op)
-					}
-					if _, werr := server.Write(buf[:n]); werr != nil {
-						break
-					}
-					if fire != nil {
-						fire(c)
-					}
-				}
-				if err != nil {
-					break
-				}
-			}
-			c.mu.Lock()
-			watched := c.watched
-			c.mu.Unlock()
-			if tc, ok := server.(*net.TCPConn); ok && watched {
-				_ = tc.CloseWrite() // the server ends c once it has done what it read
-				return
-			}
-			_ = server.Close()
-		}()
+		go c.forward(p)
 		go c.answer(p)
 	}
 }
@@ -262,7 +306,7 @@ func (c *proxied) answer(p *proxy) {
 	clientGone := false
 	for chunk := range chunks {
 		c.mu.Lock()
-		deaf, hold, watched := c.deaf, time.Until(c.holdUntil), c.watched
+		deaf, hold := c.deaf, time.Until(c.holdUntil)
 		c.mu.Unlock()
 		if hold > 0 {
 			time.Sleep(hold)
@@ -271,11 +315,6 @@ func (c *proxied) answer(p *proxy) {
 			continue
 		}
 		if _, err := c.client.Write(chunk); err != nil {
-			if !watched {
-				_ = c.server.Close() // ends the reader
-				clientGone = true
-				continue
-			}
 			clientGone = true // read on until the server ends c
 		}
 	}

@@ -161,13 +161,13 @@ type Record struct {
 	Err        string
 	Res        result // the authoritative side's, when acknowledged
 	Stage      [2]flags.Stage
-	// Settled is, for a write whose caller stopped waiting after its
-	// COMMIT went out (the cancel-at-commit fault), when the server
-	// answered that COMMIT: an unknown write may take effect until then,
-	// after its caller's End (the server had the COMMIT, and ran it once
-	// the locks it waited for were free). Zero when not known.
+	// Settled is, for an unknown write, when a server last answered on a
+	// connection of the write that its caller left (a cancel, a lost
+	// answer, a kill, a side cut off): the write may take effect until
+	// then, after its caller's End, since a backend runs what it has read
+	// (a COMMIT behind a lock, or behind other processes on a loaded
+	// machine) before it sees its client gone. Zero when none was left.
 	Settled time.Duration
-	watched *proxied // the connection whose COMMIT the caller left
 }
 
 // end is when rec's write last may have taken effect: its caller's End, or
@@ -649,17 +649,25 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		r.records = append(r.records, recs...)
 	}
-	// An unknown write's COMMIT may have waited on the server (for a lock)
-	// after its caller left: its effect is judged up to the server's answer.
+	// An unknown write may take effect on a server after its caller left:
+	// it is judged up to the servers' last answers on its connections.
+	left := time.Now()
+	var settled [2]map[int]time.Time
+	for side, p := range r.proxies {
+		if p != nil {
+			settled[side] = p.settled(left, 5*time.Second)
+		}
+	}
 	for i := range r.records {
 		rec := &r.records[i]
-		if rec.watched == nil || rec.Outcome != Unknown {
+		if rec.Outcome != Unknown {
 			continue
 		}
-		if at, ok := rec.watched.settledAt(5 * time.Second); ok && !at.IsZero() {
-			rec.Settled = at.Sub(r.t0)
+		for _, m := range settled {
+			if at, ok := m[rec.Op.ID]; ok {
+				rec.Settled = max(rec.Settled, at.Sub(r.t0))
+			}
 		}
-		rec.watched = nil
 	}
 	return nil
 }
@@ -775,23 +783,17 @@ func (r *runner) doWith(ctx context.Context, f *dualwrite.Facade, b *board, o Op
 		t := time.AfterFunc(o.CancelAfter, cancel)
 		defer t.Stop()
 	}
-	var watchedMu sync.Mutex
 	if o.Commit != NoCommitFault && r.proxies[o.CommitSide] != nil {
 		// The fault fires at a COMMIT of this write's own connection to
-		// the side. Either way the server's side is watched: a write
-		// whose caller never heard its COMMIT's answer may take effect
-		// until the server ran it (Record.Settled).
+		// the side; the server's side is watched after the client leaves
+		// (Record.Settled).
 		disarm := r.proxies[o.CommitSide].armCommit(o.ID, func(c *proxied) {
 			if o.Commit == CancelAtCommit {
-				c.watchServer()
 				c.delayAnswers(30 * time.Millisecond)
 				cancel()
 			} else {
 				c.loseAnswers()
 			}
-			watchedMu.Lock()
-			rec.watched = c
-			watchedMu.Unlock()
 		})
 		if o.Commit == CancelAtCommit {
 			defer disarm()
@@ -806,8 +808,6 @@ func (r *runner) doWith(ctx context.Context, f *dualwrite.Facade, b *board, o Op
 	}
 	res, err := dualwrite.Write(cctx, f, dop, r.writeFunc(o))
 	rec.End = time.Since(r.t0)
-	watchedMu.Lock()
-	defer watchedMu.Unlock()
 	switch {
 	case err == nil:
 		rec.Outcome, rec.Res = Acked, res
