@@ -83,7 +83,12 @@
 //   - acknowledged-write-not-replaced-by-older-state: if an acknowledged
 //     write W changed a row (its authoritative statement said so) and held
 //     the row's lock at an instant after every write that explains the
-//     row's final state had returned, W was lost. An unknown write (its
+//     row's final state had returned, W was lost. W held the lock when
+//     its statement's answer arrived, unless the facade sent its COMMIT in
+//     the same round trip (a OneStatement write under old's authority, and
+//     NewRows inserts): the server may have committed it, and a later
+//     writer of the row committed too, before the answer was read, so
+//     such a write counts from its start. An unknown write (its
 //     caller cancelled, stopped waiting at its COMMIT, never heard the
 //     answer, was killed, or its side was cut off) has not returned, for
 //     this rule, until the server last answered on a connection of it

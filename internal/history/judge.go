@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgshift/pgshift/flags"
 )
 
 // The rules Judge checks.
@@ -169,10 +171,31 @@ type effect struct {
 	want     Row
 	checkU   bool // kv: u is the write's (not kept)
 	definite bool // the authoritative side reported the row changed, and the caller was told success
-	// at is a time at which the write held the row's lock (its
-	// authoritative statement on the row had returned, its commit not):
-	// set for definite effects.
+	// at is a time at which the write held the row's lock, or an instant
+	// before it took the lock: set for definite effects (see lockedAt).
 	at time.Duration
+}
+
+// lockedAt is when rec is known to have held (or been about to take) the
+// lock of row id on its authoritative side: when its statement there had
+// returned, its COMMIT not yet sent, or its start when the facade may have
+// sent the COMMIT with the statement (a OneStatement write while old is
+// authoritative, in off and complete, and a NewRows insert: the answer read
+// after the server committed, and a later writer of the row may have
+// committed before the caller read it).
+func lockedAt(rec *Record, id string) time.Duration {
+	commitWaits := !rec.Op.OneStatement ||
+		rec.Op.Kind != NewRowsInsert && newAuthoritative(rec.Stage[0]) && newAuthoritative(rec.Stage[1])
+	if !commitWaits {
+		return rec.Start
+	}
+	return max(rec.Start, rec.Res.At[id])
+}
+
+// newAuthoritative says whether a dual write under stage holds new's
+// transaction open across old's (live, rampdown).
+func newAuthoritative(stage flags.Stage) bool {
+	return stage == flags.StageLive || stage == flags.StageRampdown
 }
 
 type runIndex struct {
@@ -194,7 +217,7 @@ func index(run *Run) *runIndex {
 		put := func(id string, e effect) {
 			e.rec = rec
 			if e.definite {
-				e.at = max(rec.Start, rec.Res.At[id])
+				e.at = lockedAt(rec, id)
 			}
 			ix.touched[id] = append(ix.touched[id], e)
 		}

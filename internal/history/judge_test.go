@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/pgshift/pgshift/flags"
 )
 
 // rec is a record of a write of kv rows that reported keys changed.
@@ -23,6 +25,15 @@ func rec(id int, kind Kind, keys []int, u string, start, end time.Duration, out 
 // settled (see Record.Settled).
 func settledAt(r Record, settled time.Duration) Record {
 	r.Settled = settled + 1
+	return r
+}
+
+// stampedAt is r (of kv row 0) run under stage with its authoritative
+// statement answered at at, in one round trip with its COMMIT or not.
+func stampedAt(r Record, at time.Duration, oneStatement bool, stage flags.Stage) Record {
+	r.Op.OneStatement = oneStatement
+	r.Stage = [2]flags.Stage{stage, stage}
+	r.Res.At = map[string]time.Duration{"kv:0": at + 1}
 	return r
 }
 
@@ -78,6 +89,18 @@ func TestJudge(t *testing.T) {
 		{"an unknown write whose COMMIT the server answered after a later acknowledged write", Run{
 			Records: []Record{settledAt(rec(1, Upsert, []int{0}, "", 0, 10, Unknown), 40), rec(2, Update, []int{0}, "", 20, 30, Acked)},
 			Final:   both(State{"kv:0": {V: "o1"}}),
+		}, nil},
+		{"a statement answered after a later write ended, its COMMIT not yet sent", Run{
+			Records: []Record{stampedAt(rec(1, Update, []int{0}, "", 0, 40, Acked), 35, false, flags.StageDualWrite), rec(2, Upsert, []int{0}, "", 10, 30, Acked)},
+			Final:   both(State{"kv:0": {V: "o2"}}),
+		}, []string{RuleAckNotReplaced}},
+		{"a OneStatement write under new's authority: its COMMIT waits for old's", Run{
+			Records: []Record{stampedAt(rec(1, Update, []int{0}, "", 0, 40, Acked), 35, true, flags.StageLive), rec(2, Upsert, []int{0}, "", 10, 30, Acked)},
+			Final:   both(State{"kv:0": {V: "o2"}}),
+		}, []string{RuleAckNotReplaced}},
+		{"a OneStatement write under old's authority: the server committed it with the statement, the answer was read late", Run{
+			Records: []Record{stampedAt(rec(1, Update, []int{0}, "", 0, 40, Acked), 35, true, flags.StageDualWrite), rec(2, Upsert, []int{0}, "", 10, 30, Acked)},
+			Final:   both(State{"kv:0": {V: "o2"}}),
 		}, nil},
 		{"an acknowledged insert is gone", Run{
 			Records: []Record{rec(1, Insert, []int{0}, "", 0, 10, Acked)},
