@@ -408,11 +408,14 @@ func TestSetPoolUnderLoad(t *testing.T) {
 						default:
 							_, err = b.store.Users.Create(ctx, repo.NewUser{Email: fmt.Sprintf("sp%d-%d@example.com", w, i), Name: "n"})
 						}
-						// Writers share users: a write that found its row's
-						// lock held past OtherTimeout by another (a loaded
-						// machine) is refused with nothing written, as the
-						// API says; that is not a swap's failure.
-						if err != nil && !errors.Is(err, dualwrite.ErrRowBusy) {
+						// Refusals with nothing written, as the API says,
+						// are not a swap's failure. On a loaded machine
+						// writers sharing users find a row's lock held past
+						// OtherTimeout by another (ErrRowBusy), and a
+						// user's first call, which catches it up, can find
+						// new too slow to answer (ErrNotCaughtUp: both
+						// seen in CI runs beside other work).
+						if err != nil && !errors.Is(err, dualwrite.ErrRowBusy) && !errors.Is(err, dualwrite.ErrNotCaughtUp) {
 							failed.Add(1)
 							firstErr.set(err)
 						}
