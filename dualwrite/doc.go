@@ -69,7 +69,10 @@
 // When new is authoritative (live, rampdown) a write is:
 //
 //  1. new: BEGIN, the locks, the write function's statements (one round
-//     trip), held open;
+//     trip), held open; the locks of rows whose keys came from the
+//     statements (RETURNING) in one more round trip, so that a repair pass
+//     claiming old's pull record waits for new's COMMIT instead of copying
+//     new's not-yet-committed "no such row" over old's copy;
 //  2. old: BEGIN, pull records, the statements, COMMIT (one round trip),
 //     bounded by Config.OtherTimeout;
 //  3. new: COMMIT, with authoritative records only if old failed. The

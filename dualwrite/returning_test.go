@@ -2,6 +2,7 @@ package dualwrite_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +69,97 @@ func TestReturningKeyInsertReachesNewAfterOutage(t *testing.T) {
 			}
 			if got := count(t, pair.New.Pool, "posts", "id = $1", post.ID); got != 1 {
 				t.Fatalf("post %v acknowledged while new was down is not on new after the drain", post.ID)
+			}
+			requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
+		})
+	}
+}
+
+// TestReturningKeyInsertNotRepairedAwayBeforeNewCommits: under new's
+// authority an insert whose key new assigns (RETURNING) commits on old, with
+// its pull record, before it commits on new. A repair pass that claims that
+// record in between (`pgshift repair`, or a worker with a short grace) must
+// not read new's not-yet-committed "no such row" and delete old's copy: the
+// row's lock on new, which the repair takes, is held by the write from its
+// statement on. Seed 62153 of the history checker lost a serial insert
+// from old this way.
+func TestReturningKeyInsertNotRepairedAwayBeforeNewCommits(t *testing.T) {
+	t.Parallel()
+	for _, stage := range []flags.Stage{flags.StageLive, flags.StageRampdown} {
+		t.Run(stage.String(), func(t *testing.T) {
+			t.Parallel()
+			pair := pgtest.NewPair(t, pgtest.Domain)
+			r, err := dualwrite.NewRepairer(dualwrite.RepairerConfig{Old: pair.Old.Pool, New: pair.New.Pool})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var armed atomic.Bool
+			drained := make(chan error, 1)
+			cfg := dualwrite.WithBeforeCommit(dualwrite.Config{Old: pair.Old.Pool, New: pair.New.Pool,
+				Stages: flags.Static(stage), RepairDisabled: true},
+				func(side flags.Side, authoritative bool, _ uint32) {
+					if side != flags.SideNew || !authoritative || !armed.Swap(false) {
+						return
+					}
+					// Old has committed the event and its pull record;
+					// new's COMMIT waits here while a repair pass runs. It
+					// may end (it must not have deleted old's copy) or wait
+					// for the row's lock on new (then it ends after the
+					// COMMIT).
+					go func() {
+						_, err := r.Drain(context.Background())
+						drained <- err
+					}()
+					// Wait until the pass has ended, or waits for a lock
+					// on new (the row's, held by this write).
+					for range 1000 {
+						select {
+						case err := <-drained:
+							drained <- err
+							return
+						case <-time.After(10 * time.Millisecond):
+						}
+						var waiting int
+						if err := pair.New.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+							WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+							t.Error(err)
+							return
+						}
+						if waiting > 0 {
+							return
+						}
+					}
+					t.Error("the repair pass neither ended nor waited for a lock on new within 10 s")
+				})
+			f, err := dualwrite.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(f.Close)
+			store := repo.New(f)
+			ctx := userCtx("returning")
+			owner, err := store.Users.Create(ctx, repo.NewUser{Email: "owner@example.com", Name: "Owner"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Wait()
+			armed.Store(true)
+			ev, err := store.Events.Create(ctx, repo.NewEvent{UserID: owner.ID, Kind: "signup"})
+			if err != nil {
+				t.Fatalf("Events.Create: %v", err)
+			}
+			if armed.Load() {
+				t.Fatal("the write sent no COMMIT on new as its authoritative side")
+			}
+			if err := <-drained; err != nil {
+				t.Fatalf("the repair pass between the COMMITs: %v", err)
+			}
+			f.Wait()
+			if _, err := r.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := count(t, pair.Old.Pool, "events", "id = $1", ev.ID); got != 1 {
+				t.Fatalf("event %d, acknowledged, is not on old after a repair pass ran between old's COMMIT and new's", ev.ID)
 			}
 			requireEqualSides(t, pair.Old.Pool, pair.New.Pool)
 		})

@@ -247,8 +247,10 @@ func (tx *Tx) Authoritative() bool { return tx.authoritative }
 // repair-log records are made of these. Touch a row before the statement
 // that changes it: its lock is taken with that statement, in the same round
 // trip. A row touched only after its statement is taken to be one the write
-// created (its key came from RETURNING), which no other write can hold yet,
-// and is logged but not locked.
+// created (its key came from RETURNING), which no other write can hold yet:
+// it is logged, and locked only where a repair pass could otherwise read it
+// before it commits (new authoritative, in live and rampdown: its lock is
+// taken before old's copy commits with its pull record, one more round trip).
 //
 // Key values are Go values of the key columns (strings, integers,
 // uuid.UUID, time.Time, []byte, bool, floats, pgtype values), written as

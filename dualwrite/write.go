@@ -280,6 +280,23 @@ func (w *write) lockCaptured(ctx context.Context, atx *Tx) error {
 	return nil
 }
 
+// lockLate takes, on new as the authoritative side, the locks of rows the
+// write function Touched after their statement (keys from RETURNING), before
+// the other side's copy commits with its pull records: a repair pass that
+// claims such a record must wait for this write's COMMIT rather than read
+// new's not-yet-committed "no such row" and delete old's copy. One more
+// round trip, for these writes only; none when the other side is skipped
+// (no pull record is written).
+func (w *write) lockLate(ctx context.Context, atx *Tx) error {
+	if w.lockTx != atx || w.otherSkipped || w.locked >= len(atx.touched) {
+		return nil
+	}
+	if err := w.lockTouched(ctx, atx); err != nil {
+		return err
+	}
+	return atx.flush(ctx)
+}
+
 // Write runs fn as the stage of the user in ctx says: on the authoritative
 // side, and then, when the stage writes both, on the other side, with the
 // guarantee described in the package documentation. The result and error are
@@ -435,6 +452,10 @@ func writeAuthLocks[T any](ctx context.Context, w *write, fn WriteFunc[T]) (res 
 		return res, err
 	}
 	w.otherSkipped = !f.breaker(otx.side).allow()
+	if err := w.lockLate(ctx, atx); err != nil {
+		f.m.record(ctx, w.op.Name, kindWrite, atx.side, start, err)
+		return res, err
+	}
 	oerr := writeOther(ctx, w, otx, atx.touched, fn, &res)
 	if oerr != nil {
 		atx.queueLog(false) // the other side missed it: repair copies it over

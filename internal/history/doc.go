@@ -145,7 +145,7 @@
 // each case proven in issues 18 and 24 out with explicit delays, holds and
 // lags, so that they fail on most runs while the case is open.
 //
-// On a 2-core machine shared with other work a history takes one to five
-// seconds (two CREATE DATABASEs and their drops are much of it); six run
-// at once, about one per second.
+// On a 2-core machine a history takes one to five seconds (two CREATE
+// DATABASEs and their drops are much of it); two or three at once run
+// about 40 a minute (the servers' processes take most of the time).
 package history
