@@ -419,6 +419,36 @@ func (f *Facade) markOld(ctx context.Context, key string, auth flags.Side) error
 	return err
 }
 
+// remarkOld clears a stale mark on old: old's fence refused a write of key
+// under old's authority, and new records old settled for it (a move back
+// to old whose mark on old failed leaves old saying new). Under the key's
+// authority on new taken alone, so that no move to new is under way, it
+// marks old again when new's record still says old settled; otherwise the
+// refusal was right and nothing changes. Failures are left to the next
+// refusal.
+func (f *Facade) remarkOld(ctx context.Context, key string) {
+	fctx, cancel := context.WithTimeout(ctx, 2*f.cfg.OtherTimeout)
+	defer cancel()
+	tx, err := f.pool(lockSide).Begin(fctx)
+	if err != nil {
+		return
+	}
+	defer rollbackBounded(fctx, tx)
+	b := &pgx.Batch{}
+	b.Queue(pgshiftdb.SetLockTimeoutSQL, strconv.FormatInt(lockWait(f.cfg.OtherTimeout).Milliseconds(), 10))
+	b.Queue(pgshiftdb.LockAuthoritySQL, key)
+	if err := tx.SendBatch(fctx, b).Close(); err != nil {
+		return
+	}
+	rec, err := ownSQL.KeyAuthority(fctx, tx, key)
+	if err != nil || rec.Side != flags.SideOld.String() || !rec.Settled {
+		return
+	}
+	if err := f.markOld(fctx, key, flags.SideOld); err == nil {
+		f.log.Debug("marked a routing key on old again: its mark said new while new recorded old settled", "routing_key", key)
+	}
+}
+
 // oldServes is the catch-up of a key whose authority is old while new is
 // out of reach: nil when old's mark (see markOld) says new has not served
 // the key since old last caught it up, or old does not answer (the key's

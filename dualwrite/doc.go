@@ -179,18 +179,20 @@
 // caller gets [ErrRowBusy]. Where new is out of a write's reach (its breaker
 // is open, it does not answer the fence within OtherTimeout, or the
 // transaction that held the fence there broke) a write under old's
-// authority goes on with old's fence instead
-// (pgshift.fence_old, with its statement or its COMMIT): a shared lock on
-// the key's mark on old, and a check that the mark does not say new may
-// serve the key. A catch-up that moves a key to new writes that mark first,
-// under the key's lock on old taken alone, so it waits for such writes in
-// flight (and then repairs their entries) and refuses later ones; a process
-// cut off from new never has a write acknowledged under old while another
-// serves the key from new. NewRows writes under old's authority send the
-// fence with new's copy, at the same time as old's statement; old's COMMIT
-// takes old's fence unless new's answered first. One window is left: new's
-// transaction breaking after its last answer and before old's COMMIT, with
-// another process moving the key to new in between.
+// authority still has old's fence, as every write under old's authority
+// does (pgshift.fence_old, with its first statement on old, or a NewRows
+// write's with its COMMIT): a shared lock on the key's mark on old, and a
+// check that the mark does not say new may serve the key. A catch-up that
+// moves a key to new writes that mark first, under the key's lock on old
+// taken alone, so it waits for such writes in flight (and then repairs
+// their entries) and refuses later ones. New's fence alone would not do:
+// a write's transaction on new ends when its caller stops waiting, or
+// breaks, while old may still run a COMMIT it was sent. So no write is
+// acknowledged under old while another process serves the key from new,
+// and none commits on old after a catch-up to new read old's log. A mark
+// left saying new by a move back to old that could not reach old is
+// mended by the first write it refuses (under the key's authority on new
+// taken alone, when new records old settled).
 // [Op].OneStatement puts COMMIT in the same round trip as the statement
 // wherever that is safe, and makes off and complete a single autocommit
 // statement, as on pgx directly.

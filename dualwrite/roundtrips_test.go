@@ -173,7 +173,9 @@ func TestRoundTrips(t *testing.T) {
 	pgtest.Exec(t, pair.New.Pool, "SELECT setval('events_id_seq', 1000000000)")
 	// Each case also lists the statements each side runs, in order (sqlc
 	// names, or the first words): what BENCHMARKS.md says each costs and
-	// which of them the guarantee needs. LogRow(s) is a repair-log record;
+	// which of them the guarantee needs. Under old's authority old runs
+	// FenceOld (pgshift.fence_old) in the write's transaction, so that a
+	// move of the key to new waits for old's COMMIT however late it lands. LogRow(s) is a repair-log record;
 	// the facade settles (deletes) those of writes that reached both sides
 	// off the caller's path, many at a time (DeleteRepairEntries, not
 	// listed).
@@ -191,8 +193,8 @@ func TestRoundTrips(t *testing.T) {
 		{flags.StageOff, "update", 1, 0, "UpdateUser", ""},      // autocommit, as pgx directly
 		{flags.StageComplete, "update", 0, 1, "", "UpdateUser"}, // likewise on new
 		// new: BEGIN+lock; old: BEGIN+log+UPDATE+COMMIT; then new: UPDATE+COMMIT (follow)
-		{flags.StageDualWrite, "update", 1, 2, "BEGIN LogRow UpdateUser COMMIT", "BEGIN " + lockWithin + " UpdateUser COMMIT"},
-		{flags.StageShadow, "update", 1, 2, "BEGIN LogRow UpdateUser COMMIT", "BEGIN " + lockWithin + " UpdateUser COMMIT"}, // as dualwrite
+		{flags.StageDualWrite, "update", 1, 2, "BEGIN LogRow FenceOld UpdateUser COMMIT", "BEGIN " + lockWithin + " UpdateUser COMMIT"},
+		{flags.StageShadow, "update", 1, 2, "BEGIN LogRow FenceOld UpdateUser COMMIT", "BEGIN " + lockWithin + " UpdateUser COMMIT"}, // as dualwrite
 		// new: BEGIN+lock+UPDATE; old: BEGIN+pull+UPDATE+COMMIT; new: COMMIT
 		{flags.StageLive, "update", 1, 2, "BEGIN LogRow UpdateUser COMMIT", "BEGIN Fence LockRow UpdateUser COMMIT"},
 		{flags.StageRampdown, "update", 1, 2, "BEGIN LogRow UpdateUser COMMIT", "BEGIN Fence LockRow UpdateUser COMMIT"}, // as live
@@ -201,7 +203,7 @@ func TestRoundTrips(t *testing.T) {
 		// a copy old may still roll back); with new authoritative, old's
 		// COMMIT waits for new's, in a round trip of its own (a repair
 		// must never find old's copy before new holds the row).
-		{flags.StageDualWrite, "insert-new-rows", 1, 2, "BEGIN LogRow CreateUser COMMIT", "BEGIN Fence LockRow LogRow CreateUser COMMIT"},
+		{flags.StageDualWrite, "insert-new-rows", 1, 2, "BEGIN LogRow FenceOld CreateUser COMMIT", "BEGIN Fence LockRow LogRow CreateUser COMMIT"},
 		{flags.StageLive, "insert-new-rows", 2, 1, "BEGIN LogRow CreateUser COMMIT", "BEGIN Fence LockRow LogRow CreateUser COMMIT"},
 		// The naive migrator in a transaction on each side: BEGIN, three
 		// statements, COMMIT: 5 per side.
@@ -210,7 +212,7 @@ func TestRoundTrips(t *testing.T) {
 		// from RETURNING); then new (follow): SELECT, UPDATE, INSERT, COMMIT.
 		// Five on the caller's path.
 		{flags.StageDualWrite, "three-statements", 4, 6,
-			"BEGIN LogRow GetUser UpdateUser CreateEvent LogRow COMMIT",
+			"BEGIN LogRow FenceOld GetUser UpdateUser CreateEvent LogRow COMMIT",
 			"BEGIN " + lockWithin + " SetLockTimeout LockRow ResetLockTimeout GetUser UpdateUser CreateEventWithID COMMIT"},
 		// live: new: BEGIN+lock+SELECT, UPDATE, INSERT, the event's lock
 		// (its key came from RETURNING: a repair pass claiming old's pull

@@ -454,7 +454,7 @@ type statement struct {
 // facade, the statement (nil: none) and (with commitInline) COMMIT in one
 // round trip, and returns the results positioned at the statement's.
 func (tx *Tx) send(ctx context.Context, stmt *statement) (pgx.BatchResults, error) {
-	tx.w.fenceOld(tx)
+	tx.w.fenceOld(tx, stmt != nil && tx.mayInline())
 	b := &pgx.Batch{}
 	first := !tx.begun
 	if first {
@@ -660,6 +660,9 @@ func (tx *Tx) readFence(br pgx.BatchResults) error {
 	switch {
 	case pgErrorCode(err) == pgshiftdb.FenceSQLState:
 		tx.w.moved.Store(true)
+		if tx.side != lockSide {
+			tx.w.oldRefused.Store(true)
+		}
 		return fmt.Errorf("%w: %w", errAuthorityMoved, err)
 	case err != nil:
 		return fmt.Errorf("fence the routing key's authority on %s: %w", tx.side, err)
@@ -701,7 +704,7 @@ func (tx *Tx) commit(ctx context.Context) error {
 		}
 		return tx.commitErr
 	}
-	tx.w.fenceOld(tx)
+	tx.w.fenceOld(tx, true)
 	if !tx.begun && len(tx.prefix) == 0 {
 		tx.done = true
 		return nil

@@ -90,10 +90,15 @@ type write struct {
 	// side.
 	fencePending bool
 	moved        atomic.Bool
+	// oldRefused says old's fence (pgshift.fence_old) refused the write:
+	// old's mark says new may serve the routing key.
+	oldRefused atomic.Bool
 	// cutOff says a write under old's authority goes on without new's
 	// fence (new did not answer it, its transaction broke, or new was
-	// skipped): old's COMMIT then waits for pgshift.fence_old, queued once
-	// (oldFenced) on the authoritative Tx.
+	// skipped). Every write under old's authority takes old's fence
+	// (pgshift.fence_old), queued once (oldFenced) on the authoritative Tx:
+	// with its first round trip there, or, for NewRows (whose other side
+	// runs at the same time), with its COMMIT unless cut off.
 	cutOff    atomic.Bool
 	oldFenced bool
 	// fenced says new answered the fence (a NewRows write's, sent with new's
@@ -219,15 +224,24 @@ func (w *write) flushLocks(ctx context.Context) error {
 }
 
 // fenceOld queues pgshift.fence_old on atx, the authoritative Tx on old,
-// once, when the write goes on without new's fence (cutOff): with atx's
-// next round trip, its COMMIT's at the latest. A catch-up that moves the
-// key to new meanwhile marks it on old first; the mark then either waits
-// for this write's COMMIT (and the catch-up reads its entries) or refuses
-// it (errAuthorityMoved, nothing committed).
-func (w *write) fenceOld(atx *Tx) {
+// once: with atx's next round trip (committing says it carries the
+// COMMIT). A catch-up that moves the key to new meanwhile marks it on old
+// first; the mark then either waits for this write's COMMIT (and the
+// catch-up reads its entries) or refuses it (errAuthorityMoved, nothing
+// committed). New's fence alone is not enough: the write's transaction on
+// new, which holds it, ends when the caller stops waiting (or breaks),
+// while old may still be running a COMMIT it was sent (history seed 73766,
+// TestACommitLandingAfterItsCallerGaveUpNeverOutrunsAMoveToNew). A NewRows
+// write takes it with its COMMIT unless new's fence failed (cutOff): its
+// other side runs at the same time, and old's fence must not be held while
+// new's is waited for.
+func (w *write) fenceOld(atx *Tx, committing bool) {
 	// Only the authoritative Tx on old reads and sets oldFenced: with
 	// NewRows the other side's Tx runs at the same time.
-	if atx.side != flags.SideOld || !atx.authoritative || w.oldFenced || !w.cutOff.Load() {
+	if atx.side != flags.SideOld || !atx.authoritative || w.oldFenced || !w.fences() {
+		return
+	}
+	if w.op.NewRows && !committing && !w.cutOff.Load() {
 		return
 	}
 	w.oldFenced = true
@@ -334,6 +348,9 @@ func writeBounded[T any](ctx context.Context, f *Facade, op Op, fn WriteFunc[T])
 			// Another process served the key under the other authority
 			// since this Facade caught it up: catch it up again.
 			f.authority.forget(w.routingKey)
+			if w.oldRefused.Load() {
+				f.remarkOld(ctx, w.routingKey)
+			}
 		}
 		f.log.Debug("write ran into another write's locks before anything committed; running it again",
 			"op", op.Name, "routing_key", w.routingKey, "attempt", attempt, "err", err)

@@ -35,8 +35,8 @@ const fenceOld = `-- name: FenceOld :exec
 SELECT pgshift.fence_old($1::text)
 `
 
-// On old, the fence of a write under old's authority that goes on without
-// new (SQLSTATE PGSF1 when old's mark says new may serve the key).
+// On old, the fence of every write under old's authority (SQLSTATE PGSF1
+// when old's mark says new may serve the key).
 func (q *Queries) FenceOld(ctx context.Context, db DBTX, routingKey string) error {
 	_, err := db.Exec(ctx, fenceOld, routingKey)
 	return err

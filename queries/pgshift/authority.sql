@@ -10,8 +10,8 @@
 SELECT pgshift.fence(@routing_key::text, @side::text);
 
 -- name: FenceOld :exec
--- On old, the fence of a write under old's authority that goes on without
--- new (SQLSTATE PGSF1 when old's mark says new may serve the key).
+-- On old, the fence of every write under old's authority (SQLSTATE PGSF1
+-- when old's mark says new may serve the key).
 SELECT pgshift.fence_old(@routing_key::text);
 
 -- name: LockAuthority :exec

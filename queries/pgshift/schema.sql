@@ -277,9 +277,10 @@ BEGIN
 END
 $$;
 
--- fence_old is, on old, the fence of a write under old's authority that
--- goes on without new (new did not answer its fence, or its breaker is
--- open): a shared lock on routing_key's mark, for the rest of the
+-- fence_old is, on old, the fence of every write under old's authority
+-- (new's fence does not outlive the write's transaction on new, which ends
+-- when the caller stops waiting, while old may still run a COMMIT it was
+-- sent): a shared lock on routing_key's mark, for the rest of the
 -- transaction, and a check that the mark (see key_authority) does not say
 -- that new may serve the key. A mark written while the lock is held waits
 -- for the write's COMMIT, so the catch-up that wrote it reads the write's
