@@ -262,36 +262,40 @@ func (q *Queries) LogRow(ctx context.Context, db DBTX, arg LogRowParams) (int64,
 
 const logRows = `-- name: LogRows :many
 INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
-SELECT ($1::text[])[t.n], ($2::text[])[t.n],
+SELECT t.table_schema, t.table_name,
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
-       $3, $4, $5,
-       coalesce(nullif(($6::bigint[])[t.n], 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
-FROM pg_catalog.unnest($7::text[]) WITH ORDINALITY AS t (key_json, n)
+       $1, $2, $3,
+       coalesce(nullif(t.k_order, 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
+FROM ROWS FROM (pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]),
+                pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::bigint[]))
+     WITH ORDINALITY AS t (key_json, table_schema, table_name, k_order, n)
 ORDER BY t.n
 RETURNING id
 `
 
 type LogRowsParams struct {
-	TableSchemas []string `json:"table_schemas"`
-	TableNames   []string `json:"table_names"`
 	Op           string   `json:"op"`
 	RoutingKey   string   `json:"routing_key"`
 	Pull         bool     `json:"pull"`
-	Orders       []int64  `json:"orders"`
 	Keys         []string `json:"keys"`
+	TableSchemas []string `json:"table_schemas"`
+	TableNames   []string `json:"table_names"`
+	Orders       []int64  `json:"orders"`
 }
 
 // LogRow for several rows; keys holds each row's primary key as a JSON array
-// of strings, orders each row's order (0: none known).
+// of strings, orders each row's order (0: none known). The arrays are read
+// side by side (ROWS FROM), never subscripted: a subscript of a text[]
+// walks it from its start, so n rows would cost n² steps.
 func (q *Queries) LogRows(ctx context.Context, db DBTX, arg LogRowsParams) ([]int64, error) {
 	rows, err := db.Query(ctx, logRows,
-		arg.TableSchemas,
-		arg.TableNames,
 		arg.Op,
 		arg.RoutingKey,
 		arg.Pull,
-		arg.Orders,
 		arg.Keys,
+		arg.TableSchemas,
+		arg.TableNames,
+		arg.Orders,
 	)
 	if err != nil {
 		return nil, err
@@ -376,13 +380,15 @@ func (q *Queries) RetryPostponedEntries(ctx context.Context, db DBTX) (int64, er
 
 const rowEntries = `-- name: RowEntries :many
 SELECT t.n::int AS n, e.push_order, e.pull_order
-FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                pg_catalog.unnest($3::text[]))
+     WITH ORDINALITY AS t (key_json, table_schema, table_name, n)
 CROSS JOIN LATERAL (
     SELECT coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
            coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order,
            count(*) AS entries
     FROM pgshift.repair_log AS l
-    WHERE l.table_schema = ($2::text[])[t.n] AND l.table_name = ($3::text[])[t.n]
+    WHERE l.table_schema = t.table_schema AND l.table_name = t.table_name
       AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
 ) AS e
 WHERE e.entries > 0
@@ -406,7 +412,7 @@ type RowEntriesRow struct {
 // weighs a claimed entry against. keys as in LogRows; n is the row's position
 // in keys, from 1. Each row is looked up on its own (LATERAL), through
 // repair_log_key_idx: as a join, a log never analyzed was scanned whole for
-// every batch.
+// every batch. The arrays are read side by side, as in LogRows.
 func (q *Queries) RowEntries(ctx context.Context, db DBTX, arg RowEntriesParams) ([]RowEntriesRow, error) {
 	rows, err := db.Query(ctx, rowEntries, arg.Keys, arg.TableSchemas, arg.TableNames)
 	if err != nil {

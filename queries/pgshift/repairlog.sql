@@ -40,13 +40,17 @@ RETURNING id;
 
 -- name: LogRows :many
 -- LogRow for several rows; keys holds each row's primary key as a JSON array
--- of strings, orders each row's order (0: none known).
+-- of strings, orders each row's order (0: none known). The arrays are read
+-- side by side (ROWS FROM), never subscripted: a subscript of a text[]
+-- walks it from its start, so n rows would cost n² steps.
 INSERT INTO pgshift.repair_log (table_schema, table_name, key, op, routing_key, pull, k_order)
-SELECT (@table_schemas::text[])[t.n], (@table_names::text[])[t.n],
+SELECT t.table_schema, t.table_name,
        ARRAY(SELECT json_array_elements_text(t.key_json::json)),
        @op, @routing_key, @pull,
-       coalesce(nullif((@orders::bigint[])[t.n], 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
-FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
+       coalesce(nullif(t.k_order, 0), nullif(pg_catalog.current_setting('pgshift.k_order', true), '')::bigint)
+FROM ROWS FROM (pg_catalog.unnest(@keys::text[]), pg_catalog.unnest(@table_schemas::text[]),
+                pg_catalog.unnest(@table_names::text[]), pg_catalog.unnest(@orders::bigint[]))
+     WITH ORDINALITY AS t (key_json, table_schema, table_name, k_order, n)
 ORDER BY t.n
 RETURNING id;
 
@@ -123,15 +127,17 @@ FOR UPDATE;
 -- weighs a claimed entry against. keys as in LogRows; n is the row's position
 -- in keys, from 1. Each row is looked up on its own (LATERAL), through
 -- repair_log_key_idx: as a join, a log never analyzed was scanned whole for
--- every batch.
+-- every batch. The arrays are read side by side, as in LogRows.
 SELECT t.n::int AS n, e.push_order, e.pull_order
-FROM pg_catalog.unnest(@keys::text[]) WITH ORDINALITY AS t (key_json, n)
+FROM ROWS FROM (pg_catalog.unnest(@keys::text[]), pg_catalog.unnest(@table_schemas::text[]),
+                pg_catalog.unnest(@table_names::text[]))
+     WITH ORDINALITY AS t (key_json, table_schema, table_name, n)
 CROSS JOIN LATERAL (
     SELECT coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
            coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order,
            count(*) AS entries
     FROM pgshift.repair_log AS l
-    WHERE l.table_schema = (@table_schemas::text[])[t.n] AND l.table_name = (@table_names::text[])[t.n]
+    WHERE l.table_schema = t.table_schema AND l.table_name = t.table_name
       AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
 ) AS e
 WHERE e.entries > 0;
