@@ -43,7 +43,7 @@ func (p LogRowParams) Args() []any {
 
 // Args returns p's values in the order LogRowsSQL numbers its parameters.
 func (p LogRowsParams) Args() []any {
-	return []any{p.TableSchemas, p.TableNames, p.Op, p.RoutingKey, p.Pull, p.Orders, p.Keys}
+	return []any{p.Op, p.RoutingKey, p.Pull, p.Keys, p.TableSchemas, p.TableNames, p.Orders}
 }
 
 // Args returns p's values in the order RecordAuthoritySQL numbers its

@@ -46,6 +46,7 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 	q := New()
 	ctx := context.Background()
 	order := pgtype.Int8{Int64: 7, Valid: true}
+	logRows := LogRowsParams{TableSchemas: []string{"s"}, TableNames: []string{"t"}, Op: "op", RoutingKey: "rk", Pull: true, Orders: []int64{7}, Keys: []string{`["k"]`}}
 	for _, tc := range []struct {
 		name string
 		call func(DBTX)
@@ -58,8 +59,8 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 			_, _ = q.LogRow(ctx, db, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, order})
 		}, LogRowSQL, LogRowParams{"s", "t", []string{"k"}, "op", "rk", true, order}.Args()},
 		{"LogRows", func(db DBTX) {
-			_, _ = q.LogRows(ctx, db, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}})
-		}, LogRowsSQL, LogRowsParams{[]string{"s"}, []string{"t"}, "op", "rk", true, []int64{7}, []string{`["k"]`}}.Args()},
+			_, _ = q.LogRows(ctx, db, logRows)
+		}, LogRowsSQL, logRows.Args()},
 		{"Fence", func(db DBTX) { _ = q.Fence(ctx, db, FenceParams{"rk", "new"}) }, FenceSQL, FenceParams{"rk", "new"}.Args()},
 		{"FenceOld", func(db DBTX) { _ = q.FenceOld(ctx, db, "rk") }, FenceOldSQL, []any{"rk"}},
 		{"LockAuthority", func(db DBTX) { _ = q.LockAuthority(ctx, db, "rk") }, LockAuthoritySQL, []any{"rk"}},
