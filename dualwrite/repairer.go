@@ -303,9 +303,16 @@ type passResult struct{ settled, pulled, failed int }
 // resolve).
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (passResult, error) {
 	return r.passOf(ctx, src, func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
-		return ownSQL.ClaimRepairEntries(ctx, tx, pgshiftdb.ClaimRepairEntriesParams{
+		if err := ownSQL.PlanClaimByIndex(ctx, tx); err != nil {
+			return nil, err
+		}
+		entries, err := ownSQL.ClaimRepairEntries(ctx, tx, pgshiftdb.ClaimRepairEntriesParams{
 			GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
 		})
+		if err != nil {
+			return nil, err
+		}
+		return entries, ownSQL.PlanFreely(ctx, tx)
 	})
 }
 
