@@ -111,7 +111,8 @@ func (q *Queries) ForeignObjects(ctx context.Context, db DBTX) ([]ForeignObjects
 const installed = `-- name: Installed :one
 SELECT (pg_catalog.to_regclass('pgshift.repair_log') IS NOT NULL AND pg_catalog.to_regclass('pgshift.changed_rows') IS NOT NULL
         AND pg_catalog.to_regclass('pgshift.key_authority') IS NOT NULL
-        AND pg_catalog.to_regprocedure('pgshift.fence_old(text)') IS NOT NULL)::boolean AS installed
+        AND pg_catalog.to_regprocedure('pgshift.fence_old(text)') IS NOT NULL
+        AND pg_catalog.to_regclass('pgshift.repair_log_key_hash_idx') IS NOT NULL)::boolean AS installed
 `
 
 // Whether pgshift's schema is installed on this database, as this version

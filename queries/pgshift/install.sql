@@ -3,7 +3,8 @@
 -- of pgshift installs it (its newest table is there).
 SELECT (pg_catalog.to_regclass('pgshift.repair_log') IS NOT NULL AND pg_catalog.to_regclass('pgshift.changed_rows') IS NOT NULL
         AND pg_catalog.to_regclass('pgshift.key_authority') IS NOT NULL
-        AND pg_catalog.to_regprocedure('pgshift.fence_old(text)') IS NOT NULL)::boolean AS installed;
+        AND pg_catalog.to_regprocedure('pgshift.fence_old(text)') IS NOT NULL
+        AND pg_catalog.to_regclass('pgshift.repair_log_key_hash_idx') IS NOT NULL)::boolean AS installed;
 
 -- name: WritePrivileges :one
 -- Whether the current role may do what every dual write does on this

@@ -142,19 +142,22 @@ FOR UPDATE;
 -- none, -1 when there is no entry of that kind): what the repair worker
 -- weighs a claimed entry against. keys as in LogRows; n is the row's position
 -- in keys, from 1. Each row is looked up on its own (LATERAL), through
--- repair_log_key_idx: as a join, a log never analyzed was scanned whole for
--- every batch. The arrays are read side by side, as in LogRows.
+-- repair_log_key_hash_idx (the key's hash, then the key): as a join, a log
+-- never analyzed was scanned whole for every batch. The arrays are read
+-- side by side, as in LogRows.
 SELECT t.n::int AS n, e.push_order, e.pull_order
 FROM ROWS FROM (pg_catalog.unnest(@keys::text[]), pg_catalog.unnest(@table_schemas::text[]),
                 pg_catalog.unnest(@table_names::text[]))
      WITH ORDINALITY AS t (key_json, table_schema, table_name, n)
+CROSS JOIN LATERAL (SELECT ARRAY(SELECT json_array_elements_text(t.key_json::json)) AS key) AS k (key)
 CROSS JOIN LATERAL (
     SELECT coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE NOT l.pull), -1)::bigint AS push_order,
            coalesce(max(coalesce(l.k_order, 0)) FILTER (WHERE l.pull), -1)::bigint AS pull_order,
            count(*) AS entries
     FROM pgshift.repair_log AS l
     WHERE l.table_schema = t.table_schema AND l.table_name = t.table_name
-      AND l.key OPERATOR(pg_catalog.=) ARRAY(SELECT json_array_elements_text(t.key_json::json))
+      AND pg_catalog.hash_array_extended(l.key, 0) OPERATOR(pg_catalog.=) pg_catalog.hash_array_extended(k.key, 0)
+      AND l.key OPERATOR(pg_catalog.=) k.key
 ) AS e
 WHERE e.entries > 0;
 

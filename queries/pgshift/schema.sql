@@ -58,10 +58,16 @@ CREATE INDEX IF NOT EXISTS repair_log_next_attempt_at_idx
     ON pgshift.repair_log (next_attempt_at, id);
 
 -- The entries of one row, which the repair worker looks up on both sides
--- before it copies.
+-- before it copies, by a hash of the key and then the key: an index on the
+-- text[] key alone compared arrays element by element at every step of
+-- every descent (lookups and each entry's insert); with the hash first,
+-- the steps compare bigints and the key only where two hashes are equal.
+-- The key stays in the index so that the planner, before the log has
+-- statistics, still expects one entry per lookup.
 DROP INDEX IF EXISTS pgshift.repair_log_row_idx;
-CREATE INDEX IF NOT EXISTS repair_log_key_idx
-    ON pgshift.repair_log (table_schema, table_name, key);
+CREATE INDEX IF NOT EXISTS repair_log_key_hash_idx
+    ON pgshift.repair_log (table_schema, table_name, pg_catalog.hash_array_extended(key, 0), key);
+DROP INDEX IF EXISTS pgshift.repair_log_key_idx;
 
 -- The entries of one routing key, which the facade repairs before a new
 -- authority serves the key (after a stage change).
