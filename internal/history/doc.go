@@ -123,6 +123,10 @@
 //	go test ./internal/history -run 'TestTemplates$' -template flip-lock-wait
 //	PGSHIFT_HISTORY_DURATION=2h go test -v -timeout 0 ./internal/history -run 'TestHistories$'   # long mode
 //
+// Long mode logs its count every five minutes, and Ctrl-C (SIGINT, or
+// SIGTERM to the test binary) ends it early: the histories running finish
+// and the summary counts them.
+//
 // TestHistories logs how many histories ran, the seeds' range, the
 // failures per rule, and what the tools did beside the writers (rows
 // backfilled, differences verify entered, processes killed while they ran

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -56,6 +57,9 @@ const envRun = "PGSHIFT_HISTORY"
 // of the write path most runs, few enough for CI.
 const everyRun = 6
 
+// progressEvery is how often a long run logs its count.
+const progressEvery = 5 * time.Minute
+
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -78,7 +82,9 @@ func newEnv(t *testing.T) *history.Env {
 	env.ChildCommand = func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHistoryChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), envChild+"=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives this test
+		// Never outlives this test, and a Ctrl-C at the terminal reaches
+		// this process alone (it stops a long run; the children finish).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		return cmd
 	}
 	t.Cleanup(func() { _ = env.Close(context.Background()) })
@@ -175,12 +181,18 @@ func TestHistories(t *testing.T) {
 	}
 	count := envInt(t, envCount, defaultCount)
 	var deadline time.Time
+	// Stopped ends a long run early: the histories running finish, and the
+	// summary counts them.
+	stopped := context.Background()
 	if d := os.Getenv(envDuration); d != "" {
 		dur, err := time.ParseDuration(d)
 		if err != nil {
 			t.Fatalf("%s=%q: %v", envDuration, d, err)
 		}
 		deadline, count = time.Now().Add(dur), 1<<62
+		var stop context.CancelFunc
+		stopped, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
 	}
 	defaultParallel := 6
 	if os.Getenv(envRun) == "" && os.Getenv(envDuration) == "" {
@@ -196,9 +208,35 @@ func TestHistories(t *testing.T) {
 	var backfills, backfilled, verifies, verified, kills, cut atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	// A long run says how far it got, so that a run cut short (the machine
+	// lost) still has a count.
+	done := make(chan struct{})
+	if !deadline.IsZero() {
+		go func() {
+			tick := time.NewTicker(progressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-stopped.Done():
+					t.Logf("stopping: the %d histories running finish, then the summary", parallel)
+					return
+				case <-tick.C:
+					mu.Lock()
+					nf := len(failures)
+					mu.Unlock()
+					t.Logf("so far: %d histories in %v, %d failed (seeds from %d)", ran.Load(), time.Since(start).Round(time.Second), nf, first)
+				}
+			}
+		}()
+	}
 	for range parallel {
 		wg.Go(func() {
 			for {
+				if stopped.Err() != nil {
+					return
+				}
 				seed := next.Add(1) - 1
 				if seed >= first+int64(count) || (!deadline.IsZero() && time.Now().After(deadline)) {
 					return
@@ -242,6 +280,7 @@ func TestHistories(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(done)
 	n := ran.Load()
 	t.Logf("%d histories (seeds %d..%d) in %v, %d failed", n, first, first+n-1, time.Since(start).Round(time.Second), len(failures))
 	t.Logf("beside the writers: %d backfills inserted %d rows into new; %d verify --repair runs entered %d differences in the repair log; "+
