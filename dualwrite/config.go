@@ -173,7 +173,10 @@ type RepairConfig struct {
 	// RepairIntervalDefault when zero.
 	Interval time.Duration
 	// BatchSize is how many log entries one pass claims per side;
-	// RepairBatchSizeDefault when zero.
+	// RepairBatchSizeDefault when zero. A started worker doubles it after
+	// each pass that took a whole batch, up to 2,000 (pgshift repair's
+	// pass), so that a backlog drains at an operator's drain speed, and
+	// returns to it after a pass that did not. Drain keeps it.
 	BatchSize int
 	// Grace is how old an entry must be before the worker takes it, so that
 	// writes still in flight confirm their own; RepairGraceDefault when

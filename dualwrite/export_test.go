@@ -30,3 +30,7 @@ func WithHeartbeatEvery(c Config, d time.Duration) Config {
 func (f *Facade) AddShadowReads(ctx context.Context, op string, reads, mismatches int64) {
 	f.shadows.add(op, userOf(ctx), reads, mismatches)
 }
+
+// WithOnPass has r's worker call fn after each pass, with its side, its
+// batch and the entries it took. Set before Start.
+func WithOnPass(r *Repairer, fn func(side flags.Side, batch, took int)) { r.onPass = fn }

@@ -43,6 +43,9 @@ type Repairer struct {
 	// sawOrder, when set (a Facade's worker), receives the last row order
 	// drawn on new after each pass (see Facade.unlockedOrder).
 	sawOrder func(int64)
+	// onPass, when set (tests), is told each of the worker's passes: its
+	// side, its batch and the entries it took.
+	onPass func(side flags.Side, batch, took int)
 
 	runMu  sync.Mutex
 	cancel context.CancelFunc // of the running worker; nil when stopped
@@ -113,15 +116,21 @@ func (r *Repairer) pool(side flags.Side) *pgxpool.Pool { return r.pools.cur.Load
 
 func (r *Repairer) run(ctx context.Context) {
 	failures := 0
+	batch := [2]int{r.cfg.BatchSize, r.cfg.BatchSize} // per side, see nextBatch
 	for {
 		busy := false
 		var passErr error
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			res, err := r.boundedPass(ctx, side, r.cfg.Grace)
+			i := sideIndex(side)
+			res, err := r.boundedPass(ctx, side, r.cfg.Grace, batch[i])
 			if err != nil {
 				passErr = err
 			}
-			full := res.settled+res.failed == r.cfg.BatchSize
+			full := err == nil && res.settled+res.failed == batch[i]
+			if r.onPass != nil {
+				r.onPass(side, batch[i], res.settled+res.failed)
+			}
+			batch[i] = r.nextBatch(batch[i], full)
 			if full {
 				busy = true
 			}
@@ -269,7 +278,7 @@ func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, p
 	for {
 		progress := false
 		for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
-			res, err := r.boundedPass(ctx, side, 0)
+			res, err := r.boundedPass(ctx, side, 0, r.cfg.BatchSize)
 			if err != nil {
 				return settled, postponed, err
 			}
@@ -296,18 +305,18 @@ func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, p
 // pull entries, copied into the pass's side) and those it postponed.
 type passResult struct{ settled, pulled, failed int }
 
-// pass claims up to one batch of due entries on side src and settles them:
+// pass claims up to batch due entries on side src and settles them:
 // an authoritative entry by copying its row from src to the other side, a
 // pull entry by copying its row from the other side into src, each under the
 // row's lock on old, after weighing it against the row's other entries (see
 // resolve).
-func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration) (passResult, error) {
+func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration, batch int) (passResult, error) {
 	return r.passOf(ctx, src, func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
 		if err := ownSQL.PlanClaimByIndex(ctx, tx); err != nil {
 			return nil, err
 		}
 		entries, err := ownSQL.ClaimRepairEntries(ctx, tx, pgshiftdb.ClaimRepairEntriesParams{
-			GraceSeconds: grace.Seconds(), BatchSize: int32(r.cfg.BatchSize),
+			GraceSeconds: grace.Seconds(), BatchSize: int32(batch),
 		})
 		if err != nil {
 			return nil, err
