@@ -305,11 +305,11 @@ func (r *Repairer) drainRound(ctx context.Context, rep *DrainReport) (settled, p
 // pull entries, copied into the pass's side) and those it postponed.
 type passResult struct{ settled, pulled, failed int }
 
-// pass claims up to batch due entries on side src and settles them:
-// an authoritative entry by copying its row from src to the other side, a
-// pull entry by copying its row from the other side into src, each under the
-// row's lock on old, after weighing it against the row's other entries (see
-// resolve).
+// pass claims up to batch due entries on side src and settles them: an
+// authoritative entry by copying its row from src to the other side, a pull
+// entry by copying its row from the other side into src, each under the
+// row's lock on new (lockSide), after weighing it against the row's other
+// entries (see resolve).
 func (r *Repairer) pass(ctx context.Context, src flags.Side, grace time.Duration, batch int) (passResult, error) {
 	return r.passOf(ctx, src, func(tx pgx.Tx) ([]pgshiftdb.PgshiftRepairLog, error) {
 		if err := ownSQL.PlanClaimByIndex(ctx, tx); err != nil {
