@@ -27,7 +27,10 @@
 // a controller goroutine moves users among dualwrite, shadow, live and
 // rampdown, forwards and backwards, facade 1 seeing each change a few
 // milliseconds after facade 0, and runs Repairer.Drain now and then. Both
-// facades run repair workers with a grace of 1 ms to 300 ms.
+// facades run repair workers with a grace of 1 ms to 300 ms, and in half
+// the histories a facade's repair passes and catch-ups take 1 or 3 entries
+// at a time instead of 200 (a row's entries, and a user's, split across
+// passes; a worker's batch growing over a log that fills it).
 //
 // Beside the writers, as an operator would run them:
 //

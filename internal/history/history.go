@@ -253,6 +253,11 @@ type History struct {
 	OtherTimeout time.Duration
 	// Grace is the repair workers' grace, one per facade.
 	Grace [2]time.Duration
+	// RepairBatch is the repair workers' and catch-ups' batch, one per
+	// facade (0: the default, 200). Small ones split a row's entries and a
+	// user's across passes, and make a worker's batch grow over a log
+	// that fills it.
+	RepairBatch [2]int
 	// Stages are the users' stages at the start.
 	Stages []flags.Stage
 	// Seeded are kv keys inserted on both sides before the writes start
@@ -285,8 +290,8 @@ func (h History) String() string {
 	if h.Backfill {
 		seeded = "seeded on old only (backfilled)"
 	}
-	fmt.Fprintf(&b, "%s: %s mode, OtherTimeout %v, repair grace %v/%v, %d users starting at %v, %s kv%v\n",
-		name, mode, h.OtherTimeout, h.Grace[0], h.Grace[1], len(h.Stages), h.Stages, seeded, h.Seeded)
+	fmt.Fprintf(&b, "%s: %s mode, OtherTimeout %v, repair grace %v/%v, repair batch %d/%d, %d users starting at %v, %s kv%v\n",
+		name, mode, h.OtherTimeout, h.Grace[0], h.Grace[1], h.RepairBatch[0], h.RepairBatch[1], len(h.Stages), h.Stages, seeded, h.Seeded)
 	if h.Child {
 		fmt.Fprintf(&b, "  writer w%d runs in a child process\n", h.ChildWriter)
 	}
@@ -500,6 +505,12 @@ func Generate(seed int64, cfg Config) History {
 		h.Control = append(h.Control, c)
 	}
 	tools(seed, cfg, &h)
+	// From a stream of its own, so that the rest of a seed's history is
+	// what it was before histories had a batch.
+	rb := rand.New(rand.NewPCG(uint64(seed), 0xb5ad4eceda1ce2a9))
+	for i := range h.RepairBatch {
+		h.RepairBatch[i] = []int{1, 3, 0, 0}[rb.IntN(4)]
+	}
 	return h
 }
 

@@ -438,6 +438,7 @@ func facadeConfig(h History, i int, pools [2]*pgxpool.Pool, stages flags.Source,
 	fc := dualwrite.Config{Old: pools[0], New: pools[1], Stages: stages, OtherTimeout: h.OtherTimeout,
 		Capture: h.Capture, Logger: logger}
 	fc.Repair.Grace = h.Grace[i%2]
+	fc.Repair.BatchSize = h.RepairBatch[i%2]
 	fc.Repair.Interval = 10 * time.Millisecond
 	fc.Repair.MaxBackoff = 200 * time.Millisecond
 	return fc
