@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -344,13 +346,19 @@ func BenchmarkThreeStatements(b *testing.B) {
 // BenchmarkConcurrentUpdates runs 16 writers at once, each updating rows of
 // its own; a variant's time per operation is the wall time of its blocks
 // divided by the writes all writers made in them: the inverse of
-// throughput. The facade's off-path work stays in its blocks.
+// throughput. The facade's off-path work stays in its blocks. Each
+// variant also reports the 50th and 99th percentiles of its writes'
+// latencies (<variant>-p50-us, <variant>-p99-us), the runs that measure
+// allocations left out.
 func BenchmarkConcurrentUpdates(b *testing.B) {
 	bb := benchSetup(b)
 	ctx := flags.WithUser(context.Background(), "bench", nil)
 	q := db.New()
 	const writers, perWriter = 16, 10
+	var latencies []*latencyLog
 	concurrently := func(write func(id uuid.UUID, name string) error) func() error {
+		lat := &latencyLog{}
+		latencies = append(latencies, lat)
 		return func() error {
 			var g errgroup.Group
 			for w := range writers {
@@ -358,9 +366,11 @@ func BenchmarkConcurrentUpdates(b *testing.B) {
 					for i := range perWriter {
 						// Writer w owns users w, w+16, w+32, ...: rows no other writer touches.
 						id := bb.users[(w+writers*(i%4))%len(bb.users)]
+						start := time.Now()
 						if err := write(id, fmt.Sprintf("c%d-%d", w, i)); err != nil {
 							return err
 						}
+						lat.add(time.Since(start))
 					}
 					return nil
 				})
@@ -386,6 +396,39 @@ func BenchmarkConcurrentUpdates(b *testing.B) {
 		vs = append(vs, v)
 	}
 	interleaved(b, 1, writers*perWriter, vs...)
+	for i, v := range vs {
+		// interleaved measured allocations first: 21 runs of every variant.
+		p50, p99 := latencies[i].percentiles(21 * writers * perWriter)
+		b.ReportMetric(float64(p50.Microseconds()), v.name+"-p50-us")
+		b.ReportMetric(float64(p99.Microseconds()), v.name+"-p99-us")
+	}
+}
+
+// latencyLog keeps the latencies of a variant's writes, from any number of
+// goroutines.
+type latencyLog struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencyLog) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+// percentiles returns the 50th and 99th percentiles of the latencies after
+// the first skip.
+func (l *latencyLog) percentiles(skip int) (p50, p99 time.Duration) {
+	l.mu.Lock()
+	d := slices.Clone(l.d[min(skip, len(l.d)):])
+	l.mu.Unlock()
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+	return at(0.50), at(0.99)
 }
 
 // BenchmarkCapture runs the same writes with Touch and with capture, in the
