@@ -3,40 +3,13 @@ package dualwrite_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/internal/dbtxtest"
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
-
-// statementOf is a DBTX that keeps the statement and arguments a generated
-// method sends, and sends nothing.
-type statementOf struct {
-	sql  string
-	args []any
-}
-
-var errKept = errors.New("kept, not sent")
-
-func (s *statementOf) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	s.sql, s.args = sql, args
-	return pgconn.CommandTag{}, errKept
-}
-
-func (s *statementOf) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
-	s.sql, s.args = sql, args
-	return nil, errKept
-}
-
-func (s *statementOf) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
-	s.sql, s.args = sql, args
-	return nil
-}
 
 // A log an outage filled has never been analyzed: the planner takes it for
 // a few thousand entries. A repair pass's claim must still read only its
@@ -57,7 +30,7 @@ func TestClaimReadsOnlyItsBatchFromALogNeverAnalyzed(t *testing.T) {
 		SELECT 'public', 't', ARRAY[i::text], 'test', now() - interval '1 minute' FROM generate_series(1, $1) AS i`, entries)
 
 	q := pgshiftdb.New()
-	var claim statementOf
+	var claim dbtxtest.Recorder
 	_, _ = q.ClaimRepairEntries(ctx, &claim, pgshiftdb.ClaimRepairEntriesParams{GraceSeconds: 0, BatchSize: batch})
 
 	tx, err := db.Pool.Begin(ctx)
@@ -70,7 +43,7 @@ func TestClaimReadsOnlyItsBatchFromALogNeverAnalyzed(t *testing.T) {
 	}
 	var plan []struct{ Plan planNode }
 	var raw []byte
-	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+claim.sql, claim.args...).Scan(&raw); err != nil {
+	if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+claim.SQL, claim.Args...).Scan(&raw); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) != 1 {

@@ -2,42 +2,13 @@ package pgshiftdb
 
 import (
 	"context"
-	"errors"
 	"reflect"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgshift/pgshift/internal/dbtxtest"
 )
-
-// recorder is a DBTX that records the statement and arguments a generated
-// method sends, and fails it.
-type recorder struct {
-	sql  string
-	args []any
-}
-
-var errRecorded = errors.New("recorded")
-
-func (r *recorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	r.sql, r.args = sql, args
-	return pgconn.CommandTag{}, errRecorded
-}
-
-func (r *recorder) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
-	r.sql, r.args = sql, args
-	return nil, errRecorded
-}
-
-func (r *recorder) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
-	r.sql, r.args = sql, args
-	return errRow{}
-}
-
-type errRow struct{}
-
-func (errRow) Scan(...any) error { return errRecorded }
 
 // The facade queues these statements in batches with Args; the generated
 // methods are the reference for the argument order.
@@ -69,10 +40,10 @@ func TestArgsFollowTheGeneratedOrder(t *testing.T) {
 			_ = q.RecordAuthority(ctx, db, RecordAuthorityParams{"rk", "old", true})
 		}, RecordAuthoritySQL, RecordAuthorityParams{"rk", "old", true}.Args()},
 	} {
-		var r recorder
+		var r dbtxtest.Recorder
 		tc.call(&r)
-		if r.sql != tc.sql || !reflect.DeepEqual(r.args, tc.args) {
-			t.Errorf("%s: generated code sends %q %v, Args gives %q %v", tc.name, r.sql, r.args, tc.sql, tc.args)
+		if r.SQL != tc.sql || !reflect.DeepEqual(r.Args, tc.args) {
+			t.Errorf("%s: generated code sends %q %v, Args gives %q %v", tc.name, r.SQL, r.Args, tc.sql, tc.args)
 		}
 	}
 }
