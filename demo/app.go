@@ -23,6 +23,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/cutover"
 	"github.com/pgshift/pgshift/internal/redact"
 	"github.com/pgshift/pgshift/internal/rowsync"
 	"github.com/pgshift/pgshift/repo"
@@ -49,6 +50,8 @@ type appConfig struct {
 	// changes a row it does not Touch fails (it needs the capture triggers,
 	// which prepare installs).
 	Strict bool
+	// Limits are the gates' limits (cutover's defaults for the zero value).
+	Limits cutover.Limits
 	Logger *slog.Logger
 }
 
@@ -70,6 +73,7 @@ type app struct {
 	activity *activity
 	verifies *verifyLog
 	gates    gateCache
+	limits   cutover.Limits
 
 	meters   *sdkmetric.MeterProvider
 	registry *prometheus.Registry
@@ -108,6 +112,7 @@ func newApp(ctx context.Context, cfg appConfig) (*app, error) {
 		byKey:    make(map[string]account, len(cfg.Accounts)),
 		token:    cfg.Token,
 		log:      cfg.Logger,
+		limits:   cfg.Limits,
 		verifies: &verifyLog{},
 		started:  time.Now(),
 	}

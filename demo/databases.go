@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshift/pgshift/dualwrite"
 	"github.com/pgshift/pgshift/flags"
+	"github.com/pgshift/pgshift/internal/cutover"
 	"github.com/pgshift/pgshift/internal/pglaunch"
 	"github.com/pgshift/pgshift/repo"
 )
@@ -20,6 +21,9 @@ type databases struct {
 	old, new *pgxpool.Pool
 	urls     [2]string
 	servers  []*pglaunch.Server
+	// nonDurable says the servers run with fsync off (those the demo
+	// launched, or a test's): the gates' durable-commits gate is waived.
+	nonDurable bool
 }
 
 // openDatabases connects to the databases the environment names, or
@@ -74,6 +78,7 @@ func (d *databases) launch(ctx context.Context) error {
 			d.urls[i] = s.URL("postgres")
 		}
 	}
+	d.nonDurable = true
 	for _, err := range errs {
 		if err != nil {
 			d.close()
@@ -81,6 +86,14 @@ func (d *databases) launch(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// gateLimits are the gates' default limits, with the durable-commits gate
+// waived on servers the demo launched (they run without fsync, for speed,
+// and their data is thrown away); databases the environment names are held
+// to it.
+func (d *databases) gateLimits() cutover.Limits {
+	return cutover.Limits{AllowNonDurable: d.nonDurable}
 }
 
 // describe names one side's database without its password.

@@ -52,7 +52,7 @@ func (a *app) nextSteps(ctx context.Context) []nextStep {
 	var out []nextStep
 	for _, s := range flags.AllStages()[:len(flags.AllStages())-1] {
 		step := nextStep{Stage: s.String(), Next: (s + 1).String(), Blocking: []cutover.Gate{}}
-		rep, err := cutover.Check(ctx, target, s, s+1, cutover.Limits{})
+		rep, err := cutover.Check(ctx, target, s, s+1, a.limits)
 		if err != nil {
 			// The error may name the database's host, port and user: it
 			// goes to the log, and the page says only what failed.

@@ -146,7 +146,7 @@ func serve(ctx context.Context, args []string, e env) error {
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: dbs.old, New: dbs.new, FlagsPath: path, FlagsOFREP: *ofrepURL, Accounts: accounts,
-		Token: e.getenv("PGSHIFT_DEMO_TOKEN"), Strict: true, Logger: log,
+		Token: e.getenv("PGSHIFT_DEMO_TOKEN"), Strict: true, Limits: dbs.gateLimits(), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshift/pgshift/dualwrite"
+	"github.com/pgshift/pgshift/internal/cutover"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -68,7 +69,9 @@ func setupLogging(t *testing.T, flagFile []byte, logs io.Writer) *testApp {
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: oldPool, New: newPool, FlagsPath: path, Accounts: accounts, Token: testToken,
-		Strict: true, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		// The test servers run without fsync, as the servers the demo
+		// launches do.
+		Strict: true, Limits: cutover.Limits{AllowNonDurable: true}, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -123,9 +123,13 @@ var (
 	others     = cutover.Cohort{Default: true}
 )
 
-// walkLimits are the gates' limits in the walkthrough: the defaults, but
-// for the shadow reads a short run can gather before live.
-var walkLimits = cutover.Limits{MinShadowReads: 20}
+// walkLimits are the gates' limits in the walkthrough: those of dbs, but for
+// the shadow reads a short run can gather before live.
+func walkLimits(dbs *databases) cutover.Limits {
+	l := dbs.gateLimits()
+	l.MinShadowReads = 20
+	return l
+}
 
 // initialFlags is the flag file the walkthrough starts from: the IN/US pro
 // users in a rule of their own, everyone off.
@@ -210,7 +214,7 @@ func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
 			return lines, err
 		}
 		target.Move = edit
-		rep, err := cutover.Check(ctx, target, from, m.to, walkLimits)
+		rep, err := cutover.Check(ctx, target, from, m.to, a.limits)
 		if err != nil {
 			return lines, err
 		}
@@ -220,7 +224,7 @@ func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
 				return lines, err
 			}
 			lines = append(lines, [2]string{"shadow", m.who() + ": " + line})
-			if rep, err = cutover.Check(ctx, target, from, m.to, walkLimits); err != nil {
+			if rep, err = cutover.Check(ctx, target, from, m.to, a.limits); err != nil {
 				return lines, err
 			}
 		}
@@ -235,7 +239,7 @@ func moveCohorts(ctx context.Context, a *app, s step) ([][2]string, error) {
 			}
 			fixed = true
 			lines = append(lines, [2]string{label, line})
-			if rep, err = cutover.Check(ctx, target, from, m.to, walkLimits); err != nil {
+			if rep, err = cutover.Check(ctx, target, from, m.to, a.limits); err != nil {
 				return lines, err
 			}
 			if !rep.Ready {
@@ -286,7 +290,7 @@ func readMore(ctx context.Context, a *app, edit *cutover.Edit, target cutover.Ta
 	}
 	made := 0
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		for range walkLimits.MinShadowReads/int64(len(cohort)) + 1 {
+		for range a.limits.MinShadowReads/int64(len(cohort)) + 1 {
 			for _, acc := range cohort {
 				if _, err := a.store.Users.Get(flags.WithUser(ctx, acc.Key, acc.attrs()), acc.UserID); err != nil {
 					return "", fmt.Errorf("read as %s: %w", acc.Key, err)
@@ -295,7 +299,7 @@ func readMore(ctx context.Context, a *app, edit *cutover.Edit, target cutover.Ta
 			}
 		}
 		a.facade.Wait()
-		rep, err := cutover.Check(ctx, target, edit.From, edit.To, walkLimits)
+		rep, err := cutover.Check(ctx, target, edit.From, edit.To, a.limits)
 		if err != nil {
 			return "", err
 		}
@@ -395,7 +399,7 @@ func runWalkthrough(ctx context.Context, dbs *databases, o walkOptions, out io.W
 	}
 	a, err := newApp(ctx, appConfig{
 		Old: dbs.old, New: dbs.new, FlagsPath: flagsPath, Accounts: accounts,
-		Logger: o.Logger, RepairInterval: 100 * time.Millisecond, Strict: true,
+		Logger: o.Logger, RepairInterval: 100 * time.Millisecond, Strict: true, Limits: walkLimits(dbs),
 	})
 	if err != nil {
 		return false, err

@@ -29,7 +29,7 @@ func TestWalkthroughShort(t *testing.T) {
 func walkthroughShort(t *testing.T, pooling pgtest.Pooled) {
 	ctx := context.Background()
 	pair := pgtest.NewPair(t, pgtest.Empty).Via(t, pooling)
-	dbs := &databases{urls: [2]string{pair.Old.URL, pair.New.URL}}
+	dbs := &databases{urls: [2]string{pair.Old.URL, pair.New.URL}, nonDurable: true}
 	var err error
 	if dbs.old, err = openPool(ctx, "old", pair.Old.URL); err != nil {
 		t.Fatal(err)
@@ -55,8 +55,8 @@ func walkthroughShort(t *testing.T, pooling pgtest.Pooled) {
 	// The gates into live count the moved cohort's own shadow reads: the
 	// testers are 2 of the 16 accounts, the pro users 2 more.
 	for _, want := range []string{"[1/9] off", "[3/9] backfill", "refused: verify equal",
-		"testers 123, 456 shadow -> live: 4 gates met; shadow reads ", "of the cohort's (2 users) in the last 10m0s",
-		"IN/US pro users (rule 2) shadow -> live: 4 gates met; shadow reads ",
+		"testers 123, 456 shadow -> live: 6 gates met; shadow reads ", "of the cohort's (2 users) in the last 10m0s",
+		"IN/US pro users (rule 2) shadow -> live: 6 gates met; shadow reads ",
 		"[9/9] complete", "PASS"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("report lacks %q", want)

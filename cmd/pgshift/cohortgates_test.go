@@ -91,7 +91,7 @@ func TestShadowGatesCountTheMovedCohort(t *testing.T) {
 	// preflight returns the gates of moving the cohort to live, by name.
 	preflight := func(cohort ...string) (int, map[string]cutover.Gate) {
 		t.Helper()
-		args := append(append([]string{"preflight", "--to", "live", "--json"}, cohort...), urls...)
+		args := append(append([]string{"preflight", "--to", "live", "--json", allowNonDurable}, cohort...), urls...)
 		code, out, errOut := pgshift(t, args...)
 		var rep cutover.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -116,7 +116,7 @@ func TestShadowGatesCountTheMovedCohort(t *testing.T) {
 		t.Fatalf("pro users into live: code %d, %+v; want ready, %q", code, g, want)
 	}
 	// Without a cohort the gate counts everyone's, and says so.
-	code, out, _ := pgshift(t, append([]string{"preflight", "--from", "shadow", "--to", "live"}, urls...)...)
+	code, out, _ := pgshift(t, append([]string{"preflight", "--from", "shadow", "--to", "live", allowNonDurable}, urls...)...)
 	if code != exitOK || !hasGate(out, "ok", "shadow reads") || !strings.Contains(out, "150 in the last 10m0s, every cohort's (no cohort named") {
 		t.Fatalf("preflight without a cohort: code %d\n%s", code, out)
 	}
@@ -141,7 +141,7 @@ func TestShadowGatesCountTheMovedCohort(t *testing.T) {
 		t.Fatalf("pro users into live after a tester's mismatch: code %d, %+v", code, g["shadow mismatches"])
 	}
 	// move counts the same way: refused for the testers, naming the gate.
-	if code, _, errOut := pgshift(t, append(append([]string{"move", "--to", "live"}, testers...), urls...)...); code != exitDifferences ||
+	if code, _, errOut := pgshift(t, append(append([]string{"move", "--to", "live", allowNonDurable}, testers...), urls...)...); code != exitDifferences ||
 		!strings.Contains(errOut, "shadow mismatches (1 of the cohort's") {
 		t.Fatalf("move testers into live after a mismatch of theirs: code %d, %s", code, errOut)
 	}

@@ -41,6 +41,11 @@ with its measured value, its limit and what to run when it is not met:
   into complete   both repair logs empty; verify equal and recent; no
                   cohort in off, and a full verify since
 
+Every forward move also wants durable commits on both sides (fsync on,
+synchronous_commit not off): a side that loses commits in a crash loses
+writes the application was told were saved. --allow-non-durable waives it
+for test servers, and the report says so.
+
 pgshift move records every move in pgshift.moves (rollbacks too), so the
 gates know when some cohort last wrote old only; a verify --changed never
 counts across such a period.
@@ -138,6 +143,8 @@ func (cf *cohortFlags) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&cf.limits.ShadowWindow, "shadow-window", cutover.ShadowWindowDefault, "gate: how far back shadow reads count")
 	fs.Int64Var(&cf.limits.MinShadowReads, "min-shadow-reads", cutover.MinShadowReadsDefault, "gate: fewest shadow reads in the window")
 	fs.Int64Var(&cf.limits.MaxMismatches, "max-mismatches", 0, "gate: most shadow-read mismatches in the window")
+	fs.BoolVar(&cf.limits.AllowNonDurable, "allow-non-durable", false,
+		"gate: accept a side with fsync or synchronous_commit off (test servers only: its crash can lose acknowledged writes)")
 }
 
 func stageList() string {

@@ -42,7 +42,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatal(err)
 	}
 	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
-	testers := append([]string{"--flags", file, "--keys", "123,456"}, urls...)
+	testers := append([]string{"--flags", file, "--keys", "123,456", allowNonDurable}, urls...)
 	stageNow := func() flags.Stage {
 		t.Helper()
 		s, err := cutover.FlagFile{Path: file}.Stage(cutover.Cohort{Keys: []string{"123", "456"}})
@@ -75,10 +75,10 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 		t.Fatalf("move off -> shadow --force: code %d, %s", code, errOut)
 	}
 	mustRun("install")
-	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "dualwrite"}, testers...)...); code != exitOK || !strings.Contains(out, "ready: 4 gates met") {
+	if code, out, _ := pgshift(t, append([]string{"preflight", "--to", "dualwrite"}, testers...)...); code != exitOK || !strings.Contains(out, "ready: 6 gates met") {
 		t.Fatalf("preflight after install: code %d\n%s", code, out)
 	}
-	out = mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	out = mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:5]...)...)
 	if !strings.Contains(out, "moved routing keys [123 456] from off to dualwrite") || stageNow() != flags.StageDualWrite {
 		t.Fatalf("move into dualwrite: %s; testers in %v", out, stageNow())
 	}
@@ -88,7 +88,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	if code != exitDifferences || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") || !strings.Contains(out, "a cohort is in off now") {
 		t.Fatalf("preflight into shadow while a cohort is in off: code %d\n%s", code, out)
 	}
-	mustRun("move", "--flags", file, "--default", "--to", "dualwrite")
+	mustRun("move", "--flags", file, "--default", "--to", "dualwrite", allowNonDurable)
 	// Nothing backfilled or verified yet.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow", "--json"}, testers...)...)
 	var rep struct {
@@ -110,7 +110,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	}
 	mustRun("backfill")
 	mustRun("verify")
-	out = mustRun(append([]string{"move", "--to", "shadow"}, testers[:4]...)...)
+	out = mustRun(append([]string{"move", "--to", "shadow"}, testers[:5]...)...)
 	if !hasGate(out, "ok", "verify equal") || stageNow() != flags.StageShadow {
 		t.Fatalf("move into shadow: %s; testers in %v", out, stageNow())
 	}
@@ -118,7 +118,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	// Into live: sequences not moved, no shadow reads recorded.
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "live"}, testers...)...)
 	if code != exitDifferences || !hasGate(out, "NOT MET", "new's sequences ahead of old's") ||
-		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 4 gates not met") {
+		!hasGate(out, "NOT MET", "shadow reads") || !strings.Contains(out, "not ready: 2 of 6 gates not met") {
 		t.Fatalf("preflight into live: code %d\n%s", code, out)
 	}
 	mustRun("sync-sequences")
@@ -143,7 +143,7 @@ func TestPreflightAndMoveGateACohort(t *testing.T) {
 	// Forward again: the verify from before the rollback is recent and
 	// equal, but the testers wrote old only since; shadow wants a full
 	// verify that started after.
-	mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:4]...)...)
+	mustRun(append([]string{"move", "--to", "dualwrite"}, testers[:5]...)...)
 	code, out, _ = pgshift(t, append([]string{"preflight", "--to", "shadow"}, testers...)...)
 	if code != exitDifferences || !hasGate(out, "ok", "verify equal") || !hasGate(out, "NOT MET", "full verify since a cohort was last in off") ||
 		!strings.Contains(out, "0 of 1 tables verified in full and equal since") {
@@ -211,7 +211,7 @@ func TestPreflightWithoutAFlagFile(t *testing.T) {
 	t.Parallel()
 	p := pgtest.NewPair(t, pgtest.Domain)
 	urls := []string{"--old", p.Old.URL, "--new", p.New.URL}
-	if code, out, errOut := pgshift(t, append([]string{"preflight", "--from", "off", "--to", "dualwrite"}, urls...)...); code != exitOK {
+	if code, out, errOut := pgshift(t, append([]string{"preflight", "--from", "off", "--to", "dualwrite", allowNonDurable}, urls...)...); code != exitOK {
 		t.Fatalf("preflight off -> dualwrite: code %d\n%s%s", code, out, errOut)
 	}
 	for _, tc := range []struct {
@@ -268,5 +268,24 @@ func TestMoveAndPreflightRefuseAStageTypo(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(file); string(after) != typo {
 		t.Fatalf("a refused move changed the file:\n%s", after)
+	}
+}
+
+// preflight wants durable commits on both sides and says how to get them;
+// --allow-non-durable waives the gate, visibly (the test servers run
+// without fsync; internal/cutover checks servers that have it).
+func TestPreflightWantsDurableCommits(t *testing.T) {
+	t.Parallel()
+	p := pgtest.NewPair(t, pgtest.Domain)
+	args := []string{"preflight", "--from", "off", "--to", "dualwrite", "--old", p.Old.URL, "--new", p.New.URL}
+	code, out, errOut := pgshift(t, args...)
+	if code != exitDifferences || !hasGate(out, "NOT MET", "durable commits on old") || !hasGate(out, "NOT MET", "durable commits on new") ||
+		!strings.Contains(out, "fsync off, synchronous_commit off") || !strings.Contains(out, "turn fsync and synchronous_commit on, on new") ||
+		!strings.Contains(out, "not ready: 2 of 6 gates not met") {
+		t.Fatalf("preflight on servers without fsync: code %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = pgshift(t, append(args, allowNonDurable)...)
+	if code != exitOK || !hasGate(out, "ok", "durable commits on old") || !strings.Contains(out, "waived (--allow-non-durable") {
+		t.Fatalf("preflight --allow-non-durable: code %d\n%s%s", code, out, errOut)
 	}
 }

@@ -43,6 +43,11 @@ func setup(t *testing.T) *pgtest.Pair {
 	return p
 }
 
+// allowNonDurable waives the durable-commits gate in the tests' preflight and
+// move: the test servers run with fsync and synchronous_commit off (see
+// pglaunch). TestPreflightWantsDurableCommits checks the gate itself.
+const allowNonDurable = "--allow-non-durable"
+
 // pgshift runs the command in-process and returns its exit code and output.
 func pgshift(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

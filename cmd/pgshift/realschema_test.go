@@ -61,7 +61,7 @@ func TestKeylessTableStopsTheGateIntoDualwriteUntilKeyedOrExcluded(t *testing.T)
 		t.Fatalf("preflight with a keyless table: code %d\n%s%s", code, out, errOut)
 	}
 	excluded := append(preflight, "--exclude-table", "aud*")
-	if code, out, errOut := pgshift(t, excluded...); code != exitOK || !strings.Contains(out, "ready: 4 gates met") {
+	if code, out, errOut := pgshift(t, excluded...); code != exitOK || !strings.Contains(out, "ready: 6 gates met") {
 		t.Fatalf("preflight --exclude-table aud*: code %d\n%s%s", code, out, errOut)
 	}
 	// Every command leaves it out; backfill and verify work on the rest.
@@ -147,5 +147,5 @@ func gateIntoDualwrite(t *testing.T, p *pgtest.Pair) (urls, preflight []string) 
 	if code, out, errOut := pgshift(t, append([]string{"install"}, urls[:4]...)...); code != exitOK {
 		t.Fatalf("install: code %d\n%s%s", code, out, errOut)
 	}
-	return urls, append([]string{"preflight", "--to", "dualwrite", "--flags", file, "--keys", "123"}, urls...)
+	return urls, append([]string{"preflight", "--to", "dualwrite", "--flags", file, "--keys", "123", allowNonDurable}, urls...)
 }

@@ -32,7 +32,13 @@
 // changed rows never counts across such a period.
 //
 // Every forward move also wants each partition of a captured table to
-// refuse TRUNCATE (a gate shown only when it is not met).
+// refuse TRUNCATE, and durable commits on both sides (fsync on and
+// synchronous_commit not off, as the gate's own session sees them): a side
+// that loses commits in a crash loses writes the facade acknowledged and
+// settled, and nothing would repair them. These two gates are shown only
+// when they are not met or waived. Test and demo servers run without
+// durable commits; Limits.AllowNonDurable waives that gate for them, and the
+// report says it was waived.
 //
 // A forward move that skips a stage is refused whatever the gates say.
 // Backward moves (the rollback) are always allowed; Check says what to run
@@ -112,6 +118,10 @@ type Limits struct {
 	MinShadowReads int64
 	// MaxMismatches is the most shadow-read mismatches the window may hold.
 	MaxMismatches int64
+	// AllowNonDurable waives the durable-commits gate, for test and demo
+	// servers that run with fsync or synchronous_commit off: a crash of such
+	// a side can lose writes the facade acknowledged. Never in production.
+	AllowNonDurable bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -256,7 +266,7 @@ type checker struct {
 
 // run runs gates in order, each appending what it measured.
 func (c checker) run(ctx context.Context, r *Report, gates ...func(context.Context, *Report) error) error {
-	for _, g := range append(gates, c.truncateRefused) {
+	for _, g := range append(gates, c.durable, c.truncateRefused) {
 		if err := g(ctx, r); err != nil {
 			return fmt.Errorf("cutover: %w", err)
 		}
@@ -284,6 +294,34 @@ func (c checker) truncateRefused(ctx context.Context, r *Report) error {
 		r.Gates = append(r.Gates, Gate{Name: "TRUNCATE refused on every partition on " + side.String(),
 			Measured: fmt.Sprintf("%d without it (%s)", len(parts), strings.Join(names, ", ")), Limit: "0",
 			Fix: "pgshift install --capture (again: it covers the partitions attached since)"})
+	}
+	return nil
+}
+
+// durable is a gate of every forward move, shown when it is not met or
+// waived: with fsync or synchronous_commit
+// off, a crash of a side can lose commits the facade has settled (it forgets
+// a write's repair-log records once both sides committed it), so nothing
+// would repair them. It reads the settings in its own session: a role or
+// database setting of the application's own is not seen (the facade's start
+// warns of those).
+func (c checker) durable(ctx context.Context, r *Report) error {
+	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
+		s, err := c.q.DurabilitySettings(ctx, c.pool(side))
+		if err != nil {
+			return fmt.Errorf("%s: durability settings: %w", side, err)
+		}
+		if s.Fsync != "off" && s.SynchronousCommit != "off" {
+			continue
+		}
+		g := Gate{Name: "durable commits on " + side.String(),
+			Measured: fmt.Sprintf("fsync %s, synchronous_commit %s", s.Fsync, s.SynchronousCommit),
+			Limit:    "fsync on, synchronous_commit not off",
+			Fix:      "turn fsync and synchronous_commit on, on " + side.String() + " (postgresql.conf, ALTER SYSTEM or the service's parameters; then reload)"}
+		if c.limits.AllowNonDurable {
+			g.OK, g.Limit = true, "waived (--allow-non-durable: a crash of this side can lose acknowledged writes)"
+		}
+		r.Gates = append(r.Gates, g)
 	}
 	return nil
 }

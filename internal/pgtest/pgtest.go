@@ -160,7 +160,7 @@ func sharedServers() error {
 		case oldURL != "" || newURL != "":
 			sharedErr = fmt.Errorf("pgtest: set both %s and %s, or neither to launch local servers", EnvOldURL, EnvNewURL)
 		default:
-			sharedOld, sharedNew, sharedErr = launchPair(context.Background())
+			sharedOld, sharedNew, sharedErr = launchPair(context.Background(), nil)
 		}
 	})
 	return sharedErr
@@ -171,7 +171,15 @@ func sharedServers() error {
 // ends.
 func Dedicated(t testing.TB) (oldServer, newServer *Server) {
 	t.Helper()
-	oldServer, newServer, err := launchPair(context.Background())
+	return DedicatedWith(t, nil)
+}
+
+// DedicatedWith is Dedicated with extra server settings (postgres -c
+// name=value), which override the launcher's own: fsync=on and
+// synchronous_commit=on make servers that keep every commit through a crash.
+func DedicatedWith(t testing.TB, settings map[string]string) (oldServer, newServer *Server) {
+	t.Helper()
+	oldServer, newServer, err := launchPair(context.Background(), settings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +190,7 @@ func Dedicated(t testing.TB) (oldServer, newServer *Server) {
 	return oldServer, newServer
 }
 
-func launchPair(ctx context.Context) (oldServer, newServer *Server, err error) {
+func launchPair(ctx context.Context, settings map[string]string) (oldServer, newServer *Server, err error) {
 	oldDir, err := pglaunch.BinDirFor(pglaunch.Old)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pgtest: old server: %w", err)
@@ -197,11 +205,11 @@ func launchPair(ctx context.Context) (oldServer, newServer *Server, err error) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old", BinDir: oldDir})
+		o, oldErr = pglaunch.Start(ctx, pglaunch.Options{Name: "old", BinDir: oldDir, Settings: settings})
 	}()
 	go func() {
 		defer wg.Done()
-		n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new", BinDir: newDir})
+		n, newErr = pglaunch.Start(ctx, pglaunch.Options{Name: "new", BinDir: newDir, Settings: settings})
 	}()
 	wg.Wait()
 	if oldErr != nil || newErr != nil {
