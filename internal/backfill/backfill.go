@@ -110,6 +110,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pgshift/pgshift/internal/pgshiftdb"
 	"github.com/pgshift/pgshift/internal/rowsync"
@@ -242,9 +243,13 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	if err != nil {
 		return nil, fmt.Errorf("backfill: on new: %w", err)
 	}
+	typed, err := rowsync.TypedHashOnBoth(ctx, oldDB, newDB)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
 	var results []Result
 	for _, level := range levels {
-		r := &runner{old: oldDB, new: newDB, opts: opts, rate: newLimiter(opts.MaxRate)}
+		r := &runner{old: oldDB, new: newDB, opts: opts, rate: newLimiter(opts.MaxRate), typed: typed}
 		for _, t := range level {
 			r.jobs = append(r.jobs, r.plan(ctx, t))
 		}
@@ -275,6 +280,9 @@ type runner struct {
 	opts     Options
 	jobs     []*job
 	rate     *limiter
+	// typed is rowsync.TypedHashOnBoth: the delete-race check's key
+	// fingerprints hash keys by their types (Table.TypedHash).
+	typed bool
 }
 
 // job is one table of a level.
@@ -315,6 +323,7 @@ func (r *runner) plan(ctx context.Context, table *rowsync.Table) *job {
 			j.res.Err = fmt.Errorf("backfill %s: %w", table, err)
 			return j
 		}
+		t.TypedHash = r.typed // t is alignKeyOrder's copy
 	}
 	j.t = t
 	err := pgx.BeginFunc(ctx, r.new, func(tx pgx.Tx) error {
@@ -695,8 +704,11 @@ func (c *copier) noteOwn(ctx context.Context, tx pgx.Tx) error {
 // chunk was in flight (the delete found nothing on new then), so they are
 // deleted from new again, unless a writer changed them since. A delete that
 // commits on old after this check finds the row on new itself. The common
-// case costs two index scans: when both sides hold the same keys in r
-// (KeyFingerprint) nothing was deleted.
+// case costs two index scans, one per side at once: when both sides hold the
+// same keys in r (KeyFingerprint) nothing was deleted. Their order does not
+// matter: both are read after the piece committed, when a resurrected row is
+// already missing from old's keys and present in new's, and a difference
+// from a write between the two reads only sends the check the precise way.
 func (c *copier) settleDeletes(ctx context.Context, r rowsync.Range, inserted int64) error {
 	if inserted == 0 {
 		return nil // nothing of this chunk's can have come back
@@ -704,13 +716,22 @@ func (c *copier) settleDeletes(ctx context.Context, r rowsync.Range, inserted in
 	fail := func(what string, err error) error {
 		return settleError{fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, c.chunk, what, err)}
 	}
-	fpOld, err := rowsync.KeyFingerprint(ctx, c.old, c.t, r)
-	if err != nil {
-		return fail("old", err)
-	}
-	fpNew, err := rowsync.KeyFingerprint(ctx, c.new, c.t, r)
-	if err != nil {
-		return fail("new", err)
+	var fpOld, fpNew string
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		if fpOld, err = rowsync.KeyFingerprint(ctx, c.old, c.t, r); err != nil {
+			return fail("old", err)
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if fpNew, err = rowsync.KeyFingerprint(ctx, c.new, c.t, r); err != nil {
+			return fail("new", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	if fpOld == fpNew {
 		return nil

@@ -316,6 +316,22 @@ func SupportsTypedHash(ctx context.Context, q pgshift.Querier) (bool, error) {
 	return ok, nil
 }
 
+// TypedHashOnBoth reports whether both servers hash rows by their types'
+// own hash functions (Table.TypedHash): when one is older than PostgreSQL
+// 14, both render rows as text instead.
+func TypedHashOnBoth(ctx context.Context, oldDB, newDB pgshift.Querier) (bool, error) {
+	for i, db := range []pgshift.Querier{oldDB, newDB} {
+		ok, err := SupportsTypedHash(ctx, db)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", [2]string{"old", "new"}[i], err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // collationOf is the SQL of Column.Collation for pg_attribute a: byte order
 // ("C") for libc's C, POSIX and C.UTF-8; else provider, locale,
 // determinism and the collation's version (of the library that sorts:

@@ -241,7 +241,7 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	typed, err := typedHash(ctx, oldDB, newDB)
+	typed, err := rowsync.TypedHashOnBoth(ctx, oldDB, newDB)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -253,22 +253,6 @@ func Run(ctx context.Context, oldDB, newDB *pgxpool.Pool, tables []*rowsync.Tabl
 		results[i].Table = tables[i]
 	})
 	return results, ctx.Err()
-}
-
-// typedHash reports whether both servers hash rows by their types' own hash
-// functions (rowsync.Table.TypedHash): when one is older than PostgreSQL 14,
-// both render rows as text instead.
-func typedHash(ctx context.Context, oldDB, newDB *pgxpool.Pool) (bool, error) {
-	for i, db := range []*pgxpool.Pool{oldDB, newDB} {
-		ok, err := rowsync.SupportsTypedHash(ctx, db)
-		if err != nil {
-			return false, fmt.Errorf("%s: %w", [2]string{"old", "new"}[i], err)
-		}
-		if !ok {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // chunk is a range of keys and old's Summary of it.
