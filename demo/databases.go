@@ -78,13 +78,13 @@ func (d *databases) launch(ctx context.Context) error {
 			d.urls[i] = s.URL("postgres")
 		}
 	}
-	d.nonDurable = true
 	for _, err := range errs {
 		if err != nil {
 			d.close()
 			return fmt.Errorf("start PostgreSQL: %w (or set PGSHIFT_OLD_URL and PGSHIFT_NEW_URL)", err)
 		}
 	}
+	d.nonDurable = true // pglaunch runs them without fsync
 	return nil
 }
 
