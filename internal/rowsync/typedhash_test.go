@@ -21,6 +21,19 @@ CREATE TABLE typed (
 	mood mood, f float8, iv interval, free numeric, ci text COLLATE ci, js json, dom positive
 )`
 
+// moodPair is a fresh pair of databases with the enum mood ('sad', 'ok')
+// on both; on new it is made after another type, so its labels' OIDs
+// differ from old's.
+func moodPair(t *testing.T) *pgtest.Pair {
+	t.Helper()
+	p := pgtest.NewPair(t, pgtest.Empty)
+	pgtest.Exec(t, p.New.Pool, `CREATE TYPE spare AS ENUM ('x', 'y', 'z')`)
+	for _, db := range []*pgtest.DB{p.Old, p.New} {
+		pgtest.Exec(t, db.Pool, `CREATE TYPE mood AS ENUM ('sad', 'ok')`)
+	}
+	return p
+}
+
 // TestTypedHashTellsApartWhatTextDoes hashes identical rows alike on two
 // servers whose enum OIDs differ (and whose major versions may differ), and
 // tells apart every pair of values whose text forms differ, even where the
@@ -28,12 +41,8 @@ CREATE TABLE typed (
 func TestTypedHashTellsApartWhatTextDoes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := pgtest.NewPair(t, pgtest.Empty)
-	// On new the enum is made after another type, so its labels' OIDs
-	// differ from old's.
-	pgtest.Exec(t, p.New.Pool, `CREATE TYPE spare AS ENUM ('x', 'y', 'z')`)
+	p := moodPair(t)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
-		pgtest.Exec(t, db.Pool, `CREATE TYPE mood AS ENUM ('sad', 'ok')`)
 		pgtest.Exec(t, db.Pool, `CREATE DOMAIN positive AS integer CHECK (VALUE > 0)`)
 		pgtest.Exec(t, db.Pool, typedDDL)
 		pgtest.Exec(t, db.Pool, `INSERT INTO typed VALUES (1, 1.5, '5b9f2c1e-8a38-4a36-9d45-8a2f6c1e0b11', '2025-01-01 10:00+00', '2025-01-01', true,
@@ -108,11 +117,9 @@ func TestTypedHashTellsApartWhatTextDoes(t *testing.T) {
 func TestKeyFingerprintTellsKeySetsApart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := pgtest.NewPair(t, pgtest.Empty)
-	pgtest.Exec(t, p.New.Pool, `CREATE TYPE spare AS ENUM ('x', 'y', 'z')`)
+	p := moodPair(t)
 	for _, db := range []*pgtest.DB{p.Old, p.New} {
-		pgtest.Exec(t, db.Pool, `CREATE TYPE mood AS ENUM ('sad', 'ok');
-			CREATE TABLE fp (mood mood, name text, id bigint, v text, PRIMARY KEY (mood, name, id));
+		pgtest.Exec(t, db.Pool, `CREATE TABLE fp (mood mood, name text, id bigint, v text, PRIMARY KEY (mood, name, id));
 			INSERT INTO fp SELECT (ARRAY['sad', 'ok'])[1 + i % 2]::mood, 'n' || i % 7, i, 'v' FROM generate_series(1, 500) AS i`)
 	}
 	tbl, err := rowsync.LoadTable(ctx, p.Old.Pool, "public", "fp")
