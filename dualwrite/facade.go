@@ -192,7 +192,7 @@ func (f *Facade) checkDurable(ctx context.Context, side flags.Side) {
 	if err != nil {
 		return // unreachable: checkInstalled has said so
 	}
-	if s.Fsync == "off" || s.SynchronousCommit == "off" {
+	if !s.Durable() {
 		f.log.Warn("a crash of this database can lose commits the facade has already settled, and nothing would repair them: turn fsync and synchronous_commit on for the migration",
 			"side", side, "fsync", s.Fsync, "synchronous_commit", s.SynchronousCommit)
 	}

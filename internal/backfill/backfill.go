@@ -716,24 +716,20 @@ func (c *copier) settleDeletes(ctx context.Context, r rowsync.Range, inserted in
 	fail := func(what string, err error) error {
 		return settleError{fmt.Errorf("backfill %s: chunk %d: re-check deletes: %s: %w", c.t, c.chunk, what, err)}
 	}
-	var fpOld, fpNew string
+	var fp [2]string // old's, new's
 	var g errgroup.Group
-	g.Go(func() (err error) {
-		if fpOld, err = rowsync.KeyFingerprint(ctx, c.old, c.t, r); err != nil {
-			return fail("old", err)
-		}
-		return nil
-	})
-	g.Go(func() (err error) {
-		if fpNew, err = rowsync.KeyFingerprint(ctx, c.new, c.t, r); err != nil {
-			return fail("new", err)
-		}
-		return nil
-	})
+	for i, db := range []*pgxpool.Pool{c.old, c.new} {
+		g.Go(func() (err error) {
+			if fp[i], err = rowsync.KeyFingerprint(ctx, db, c.t, r); err != nil {
+				return fail([2]string{"old", "new"}[i], err)
+			}
+			return nil
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if fpOld == fpNew {
+	if fp[0] == fp[1] {
 		return nil
 	}
 	ours, err := rowsync.InsertedKeys(ctx, c.new, c.t, r, c.xid)

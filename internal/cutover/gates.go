@@ -299,19 +299,17 @@ func (c checker) truncateRefused(ctx context.Context, r *Report) error {
 }
 
 // durable is a gate of every forward move, shown when it is not met or
-// waived: with fsync or synchronous_commit
-// off, a crash of a side can lose commits the facade has settled (it forgets
-// a write's repair-log records once both sides committed it), so nothing
-// would repair them. It reads the settings in its own session: a role or
-// database setting of the application's own is not seen (the facade's start
-// warns of those).
+// waived: a side that is not pgshiftdb.DurabilitySettingsRow.Durable can
+// lose, in a crash, commits the facade has settled. It reads the settings in
+// its own session: a role or database setting of the application's own is
+// not seen (the facade's start warns of those).
 func (c checker) durable(ctx context.Context, r *Report) error {
 	for _, side := range []flags.Side{flags.SideOld, flags.SideNew} {
 		s, err := c.q.DurabilitySettings(ctx, c.pool(side))
 		if err != nil {
 			return fmt.Errorf("%s: durability settings: %w", side, err)
 		}
-		if s.Fsync != "off" && s.SynchronousCommit != "off" {
+		if s.Durable() {
 			continue
 		}
 		g := Gate{Name: "durable commits on " + side.String(),
